@@ -1,0 +1,80 @@
+"""The one exception tree of wfrunner.
+
+Every error a user can cause is a :class:`WfrunnerError`, so the CLI and the REST API can
+render it as a message (exit 2 / HTTP 4xx) instead of a traceback. Messages say what to
+change, naming the node, edge or setting at fault::
+
+    WfrunnerError
+    ├── ConfigurationError        a WFRUNNER_* setting or Celery setting is unusable
+    ├── WorkflowError             a definition cannot be accepted
+    │   └── CompileError          ...with one problem per node/edge (``problems``)
+    ├── ConditionError            a CEL expression does not parse or fails to evaluate
+    ├── CounterError              the Redis token counter refused or lost an operation
+    ├── StoreError                PostgreSQL is unreachable or holds no such record
+    │   └── NotFoundError         no workflow / run with that id
+    ├── PayloadError              a payload is missing, not JSON, or over the size limit
+    └── HandlerError              no handler registered under a node's function_name
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class WfrunnerError(Exception):
+    """Base of every error wfrunner raises on purpose."""
+
+    #: process exit code the CLI uses for this error
+    exit_code: int = 2
+
+
+class ConfigurationError(WfrunnerError):
+    """A setting is missing, malformed or unsafe."""
+
+
+class WorkflowError(WfrunnerError):
+    """A workflow definition cannot be read or accepted."""
+
+
+class CompileError(WorkflowError):
+    """A definition has problems; ``problems`` lists every one, one line each."""
+
+    def __init__(self, problems: Iterable[str], source: str | None = None) -> None:
+        self.problems: list[str] = list(problems)
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{prefix}workflow has {count} {noun}:\n{lines}")
+
+
+class ConditionError(WfrunnerError):
+    """A CEL expression failed to compile or to evaluate; names the expression."""
+
+    def __init__(self, expression: str, reason: str, *, where: str | None = None) -> None:
+        self.expression = expression
+        self.reason = reason
+        self.where = where
+        location = f"{where}: " if where else ""
+        super().__init__(f"{location}CEL expression {expression!r}: {reason}")
+
+
+class CounterError(WfrunnerError):
+    """The token counter could not apply an operation."""
+
+
+class StoreError(WfrunnerError):
+    """PostgreSQL is unreachable or refused an operation."""
+
+
+class NotFoundError(StoreError):
+    """No record with the requested id."""
+
+
+class PayloadError(WfrunnerError):
+    """A payload is missing, is not JSON, or is larger than the configured limit."""
+
+
+class HandlerError(WfrunnerError):
+    """No handler is registered under the name a node asks for."""

