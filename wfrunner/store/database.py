@@ -1,0 +1,88 @@
+"""Engines and sessions, and turning "cannot connect" into an error a user can act on.
+
+A driver's connection error mentions sockets and errno values; a
+:class:`~wfrunner.errors.StoreError` names the server and database (never the password)
+and says what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from wfrunner.errors import StoreError
+
+#: PostgreSQL SQLSTATE for "relation does not exist": the schema was never migrated
+UNDEFINED_TABLE = "42P01"
+
+
+def describe(url: str | sa.URL) -> str:
+    """``host:port/database`` of a URL, for messages; the password never appears."""
+    parsed = sa.make_url(url)
+    host = parsed.host or str(parsed.query.get("host") or "localhost")
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{host}{port}/{parsed.database or ''}"
+
+
+def unreachable(url: str | sa.URL, error: BaseException) -> StoreError:
+    reason = str(getattr(error, "orig", error) or error).strip().splitlines()[0:1]
+    detail = f" ({reason[0]})" if reason else ""
+    return StoreError(
+        f"cannot connect to PostgreSQL at {describe(url)}{detail}: start the server or point "
+        "WFRUNNER_DATABASE_URL at a reachable database"
+    )
+
+
+def unmigrated(url: str | sa.URL) -> StoreError:
+    return StoreError(
+        f"database {describe(url)} has no wfrunner tables: run `wfrunner db upgrade` first"
+    )
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine whose pool drops connections the server closed, instead of failing a task."""
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (exc.ArgumentError, exc.NoSuchModuleError) as error:
+        raise StoreError(
+            f"WFRUNNER_DATABASE_URL is not a usable SQLAlchemy URL ({error}): expected e.g. "
+            "postgresql+psycopg2://user@host:5432/wfrunner"
+        ) from None
+
+
+def create_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: records are copied out before commit, but a caller holding an
+    # ORM object after the block should not trigger a surprise reload.
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def connect(engine: sa.Engine) -> sa.Connection:
+    """A connection, or a :class:`StoreError` saying why there is none."""
+    try:
+        return engine.connect()
+    except exc.DBAPIError as error:
+        raise unreachable(engine.url, error) from error
+
+
+@contextmanager
+def translated_errors(url: str | sa.URL) -> Iterator[None]:
+    """Turn a lost server or an unmigrated database into a :class:`StoreError`."""
+    try:
+        yield
+    except exc.ProgrammingError as error:
+        if getattr(error.orig, "pgcode", None) == UNDEFINED_TABLE:
+            raise unmigrated(url) from error
+        raise
+    except exc.OperationalError as error:
+        if error.connection_invalidated or _is_connect_failure(error):
+            raise unreachable(url, error) from error
+        raise
+
+
+def _is_connect_failure(error: exc.OperationalError) -> bool:
+    # psycopg2 gives connection failures no SQLSTATE; statement-level errors have one.
+    return getattr(error.orig, "pgcode", None) is None
