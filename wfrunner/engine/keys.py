@@ -1,0 +1,93 @@
+"""Every Redis key of a run, and the op keys that make counter operations idempotent.
+
+All keys of one run share the hash tag ``{<run_id>}``, so they live in one Redis Cluster
+slot and a Lua script may touch several of them::
+
+    wfr:{<run_id>}:counter    string  tokens in flight (lua/apply_delta.lua)
+    wfr:{<run_id>}:applied    set     op keys already applied to the counter
+    wfr:{<run_id>}:ctx        hash    node_id -> payload ref of its latest output
+    wfr:{<run_id>}:payloads   hash    payload ref -> canonical JSON
+
+The completion channel is global (PUBLISH reaches every node of a cluster); its messages
+are run ids.
+
+Op keys identify one operation on one token::
+
+    <action>:<run_id>:<from>-><to>@<iteration>      e.g. consume:r1:A->B@2
+
+``from`` is ``^`` for an entry token and ``to`` is ``*`` for an operation that covers all
+of a node's targets (the start of a run, a node's whole emission). They are deterministic,
+so a redelivered token maps to the same key and is applied once, yet they include the loop
+iteration, so the second pass of a loop over the same edge is a new operation. Node ids are
+percent-quoted, so ``->``, ``:`` and ``@`` only ever appear as separators.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+PREFIX = "wfr"
+#: channel on which apply_delta.lua PUBLISHes a run id when its counter reaches 0
+COMPLETION_CHANNEL = f"{PREFIX}:completion"
+
+ENTRY = "^"
+ALL_TARGETS = "*"
+
+_ACTION = re.compile(r"^[a-z][a-z_]*$")
+
+
+def _tag(run_id: str) -> str:
+    if not run_id or "{" in run_id or "}" in run_id:
+        raise ValueError(f"run id {run_id!r} must be non-empty and free of '{{' and '}}'")
+    return f"{PREFIX}:{{{run_id}}}"
+
+
+def counter_key(run_id: str) -> str:
+    """The run's token counter: the number of tokens in flight."""
+    return f"{_tag(run_id)}:counter"
+
+
+def applied_key(run_id: str) -> str:
+    """The set of op keys already applied to the run's counter."""
+    return f"{_tag(run_id)}:applied"
+
+
+def context_key(run_id: str) -> str:
+    """The hash node_id -> payload ref of that node's latest output."""
+    return f"{_tag(run_id)}:ctx"
+
+
+def payloads_key(run_id: str) -> str:
+    """The hash payload ref -> canonical JSON (content-addressed, written once)."""
+    return f"{_tag(run_id)}:payloads"
+
+
+def run_keys(run_id: str) -> list[str]:
+    """Every hot key of a run, for cleanup once the run has ended."""
+    return [counter_key(run_id), applied_key(run_id), context_key(run_id), payloads_key(run_id)]
+
+
+def _node(node_id: str | None, absent: str) -> str:
+    if node_id is None:
+        return absent
+    if not node_id:
+        raise ValueError("a node id must not be empty")
+    return quote(node_id, safe="")
+
+
+def op_key(
+    run_id: str, action: str, from_node: str | None, to_node: str | None, iteration: int
+) -> str:
+    """The deterministic id of ``action`` on the token ``from_node -> to_node``.
+
+    ``from_node`` is None for an entry token, ``to_node`` None for an operation covering all
+    targets. ``iteration`` (1-based) keeps a loop's second pass over the same edge distinct.
+    """
+    _tag(run_id)
+    if not _ACTION.match(action):
+        raise ValueError(f"op action {action!r} must be lower-case letters and '_'")
+    if iteration < 1:
+        raise ValueError(f"iteration {iteration} must be 1 or more (iterations are 1-based)")
+    edge = f"{_node(from_node, ENTRY)}->{_node(to_node, ALL_TARGETS)}"
+    return f"{action}:{run_id}:{edge}@{iteration}"
