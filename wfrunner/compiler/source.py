@@ -1,0 +1,81 @@
+"""Read workflow definitions from files: one workflow, or an object of named workflows.
+
+``workflow_examples.json`` style collections (``{"name": {nodes, edges}, ...}``) are accepted
+so a team's existing example files validate as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wfrunner.errors import WorkflowError
+
+#: largest definition file read; larger ones are refused before parsing
+MAX_DEFINITION_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NamedDefinition:
+    name: str
+    source: str  # "file.json" or "file.json:name" for messages
+    definition: Any
+
+
+def parse_json(text: str | bytes, source: str) -> Any:
+    """JSON text -> value, with a :class:`WorkflowError` naming the line and column."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WorkflowError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(
+            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise WorkflowError(f"{source}: JSON nested too deeply") from None
+
+
+def _is_workflow(value: Any) -> bool:
+    return isinstance(value, dict) and "nodes" in value
+
+
+def split_definitions(value: Any, source: str, default_name: str) -> list[NamedDefinition]:
+    """One workflow, or each workflow of a named collection."""
+    if _is_workflow(value):
+        meta = value.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        return [NamedDefinition(name if isinstance(name, str) else default_name, source, value)]
+    if isinstance(value, dict) and "$schema" in value and "definitions" in value:
+        raise WorkflowError(f"{source}: this is a JSON Schema, not a workflow definition")
+    if isinstance(value, dict) and value and all(_is_workflow(v) for v in value.values()):
+        return [NamedDefinition(str(k), f"{source}:{k}", v) for k, v in value.items()]
+    raise WorkflowError(
+        f"{source}: not a workflow: expected an object with 'nodes' and 'edges', "
+        "or an object whose values are such workflows"
+    )
+
+
+def load_definitions(path: str | Path) -> list[NamedDefinition]:
+    """Every workflow in the file at ``path``."""
+    path = Path(path)
+    source = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_DEFINITION_BYTES:
+            raise WorkflowError(
+                f"{source}: {size} bytes is larger than the {MAX_DEFINITION_BYTES} byte limit"
+            )
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise WorkflowError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise WorkflowError(f"{source}: is a directory, not a workflow file") from None
+    except OSError as exc:
+        raise WorkflowError(f"{source}: cannot be read ({exc.strerror})") from None
+    return split_definitions(parse_json(data, source), source, path.stem)
