@@ -1,0 +1,35 @@
+"""PostgreSQL persistence: the only package that imports SQLAlchemy.
+
+Use :class:`Store` for reads and writes and :mod:`wfrunner.store.migrate` for the schema.
+"""
+
+from __future__ import annotations
+
+from wfrunner.store.events import NewEvent
+from wfrunner.store.records import (
+    CounterSnapshot,
+    EventRecord,
+    NodeExecutionRecord,
+    PendingTokenRecord,
+    RunRecord,
+    WorkerRecord,
+    WorkflowRecord,
+)
+from wfrunner.store.repository import Store
+from wfrunner.store.runs import STAT_COLUMNS
+from wfrunner.store.workflows import canonical_json, definition_hash
+
+__all__ = [
+    "STAT_COLUMNS",
+    "CounterSnapshot",
+    "EventRecord",
+    "NewEvent",
+    "NodeExecutionRecord",
+    "PendingTokenRecord",
+    "RunRecord",
+    "Store",
+    "WorkerRecord",
+    "WorkflowRecord",
+    "canonical_json",
+    "definition_hash",
+]

@@ -1,0 +1,55 @@
+"""The transaction helper every query module shares."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from wfrunner.errors import NotFoundError
+from wfrunner.store.database import create_engine, create_sessionmaker, translated_errors
+
+FOREIGN_KEY_VIOLATION = "23503"
+_MISSING_KEY = re.compile(
+    r'Key \((?P<column>\w+)\)=\((?P<value>.*)\) is not present in table "(?P<table>\w+)"'
+)
+
+
+class Repository:
+    """Owns the engine; subclasses add one family of queries each."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._engine = create_engine(database_url)
+        self._sessions: sessionmaker[Session] = create_sessionmaker(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """One transaction; lost servers, missing schema and dangling ids become StoreErrors."""
+        with translated_errors(self._engine.url):
+            try:
+                with self._sessions.begin() as session:
+                    yield session
+            except exc.IntegrityError as error:
+                missing = _missing_reference(error)
+                if missing is None:
+                    raise
+                raise missing from error
+
+
+def _missing_reference(error: exc.IntegrityError) -> NotFoundError | None:
+    """"no run with id 'x'" for a foreign key pointing nowhere; None for other violations."""
+    if getattr(error.orig, "pgcode", None) != FOREIGN_KEY_VIOLATION:
+        return None
+    detail = getattr(getattr(error.orig, "diag", None), "message_detail", None) or ""
+    match = _MISSING_KEY.search(detail)
+    if match is None:
+        return NotFoundError(f"a referenced record does not exist: {detail or error.orig}")
+    noun = match["table"].removesuffix("s")
+    return NotFoundError(f"no {noun} with id '{match['value']}'")

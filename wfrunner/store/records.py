@@ -1,0 +1,110 @@
+"""What the store hands out: plain frozen records, never ORM objects bound to a session.
+
+Tasks, the CLI and the API can keep, pickle-free serialise and compare these after the
+transaction that read them is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Self
+
+from wfrunner.states import NodeStatus, RunStatus
+
+
+class _Record:
+    __slots__ = ()
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRecord(_Record):
+    id: str
+    name: str
+    version: int
+    definition_hash: str
+    definition: dict[str, Any]
+    ir: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord(_Record):
+    id: str
+    workflow_id: str
+    status: RunStatus
+    counter_value: int
+    inputs: Any
+    error: str | None
+    event_seq: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_activity_at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", RunStatus(self.status))
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord(_Record):
+    id: int
+    run_id: str
+    seq: int
+    type: str
+    node_id: str | None
+    data: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NodeExecutionRecord(_Record):
+    run_id: str
+    node_id: str
+    iteration: int
+    attempt: int
+    status: NodeStatus
+    input_ref: str | None
+    output: Any
+    error: str | None
+    worker: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", NodeStatus(self.status))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTokenRecord(_Record):
+    run_id: str
+    node_id: str
+    from_node: str
+    iteration: int
+    payload_ref: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSnapshot(_Record):
+    run_id: str
+    counter_value: int
+    applied_ops: int
+    taken_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord(_Record):
+    worker_id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    started_at: datetime
+    last_heartbeat: datetime
+    status: str

@@ -1,0 +1,143 @@
+"""Run lifecycle: guarded status transitions, activity tracking, per-run statistics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from wfrunner.errors import NotFoundError
+from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
+from wfrunner.store.base import Repository
+from wfrunner.store.models import Run, RunStatistics, Workflow
+from wfrunner.store.records import RunRecord
+
+#: the counters of ``run_statistics`` that :meth:`RunQueries.increment_stats` accepts
+STAT_COLUMNS: tuple[str, ...] = (
+    "completion_checks",
+    "nodes_executed",
+    "nodes_skipped",
+    "tokens_emitted",
+    "tokens_consumed",
+)
+
+
+class RunQueries(Repository):
+    def create_run(self, workflow_id: str, inputs: Any, counter_value: int) -> RunRecord:
+        with self._tx() as session:
+            known = session.execute(
+                sa.select(Workflow.id).where(Workflow.id == workflow_id)
+            ).first()
+            if known is None:
+                raise NotFoundError(f"no workflow with id '{workflow_id}'")
+            row = session.execute(
+                sa.insert(Run)
+                .values(
+                    id=uuid.uuid4().hex,
+                    workflow_id=workflow_id,
+                    status=RunStatus.QUEUED.value,
+                    counter_value=counter_value,
+                    inputs=inputs,
+                )
+                .returning(*Run.__table__.c)
+            ).one()
+            session.execute(sa.insert(RunStatistics).values(run_id=row.id))
+            return RunRecord.from_row(row._mapping)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._tx() as session:
+            row = session.execute(sa.select(Run.__table__).where(Run.id == run_id)).first()
+        if row is None:
+            raise NotFoundError(f"no run with id '{run_id}'")
+        return RunRecord.from_row(row._mapping)
+
+    def transition_run(
+        self,
+        run_id: str,
+        to: RunStatus,
+        *,
+        error: str | None = None,
+        from_states: Iterable[RunStatus] = ACTIVE_RUN_STATES,
+    ) -> bool:
+        """Move a run to ``to`` only if it is in ``from_states``; False when it was not.
+
+        The check and the write are one UPDATE, so two workers racing to finish a run
+        cannot both win, and a run that has ended never changes again.
+        """
+        values: dict[str, Any] = {"status": to.value, "last_activity_at": sa.func.now()}
+        if to is RunStatus.RUNNING:
+            values["started_at"] = sa.func.coalesce(Run.started_at, sa.func.now())
+        if to in TERMINAL_RUN_STATES:
+            values["completed_at"] = sa.func.now()
+        if error is not None:
+            values["error"] = error
+        allowed = [RunStatus(s).value for s in from_states]
+        with self._tx() as session:
+            changed = session.execute(
+                sa.update(Run)
+                .where(Run.id == run_id, Run.status.in_(allowed))
+                .values(values)
+                .returning(Run.id)
+            ).first()
+        return changed is not None
+
+    def touch_run(self, run_id: str) -> None:
+        """Record activity, so the timeout detector leaves a busy run alone."""
+        with self._tx() as session:
+            session.execute(
+                sa.update(Run).where(Run.id == run_id).values(last_activity_at=sa.func.now())
+            )
+
+    def find_idle_runs(self, older_than_seconds: float) -> list[str]:
+        """RUNNING runs with no activity for that long: the timeout detector's candidates."""
+        cutoff = sa.func.now() - timedelta(seconds=older_than_seconds)
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(Run.id)
+                .where(Run.status == RunStatus.RUNNING.value, Run.last_activity_at < cutoff)
+                .order_by(Run.last_activity_at)
+            ).scalars()
+            return list(rows)
+
+    def delete_run(self, run_id: str) -> bool:
+        """Purge a run and, by cascade, everything recorded about it."""
+        with self._tx() as session:
+            gone = session.execute(
+                sa.delete(Run).where(Run.id == run_id).returning(Run.id)
+            ).first()
+        return gone is not None
+
+    def increment_stats(self, run_id: str, **deltas: int) -> None:
+        """Add to counters in one atomic UPDATE, safe from any number of workers at once."""
+        unknown = sorted(set(deltas) - set(STAT_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown run statistics {unknown}; known: {list(STAT_COLUMNS)}")
+        if not deltas:
+            return
+        columns = RunStatistics.__table__.c
+        values: dict[str, Any] = {name: columns[name] + n for name, n in deltas.items()}
+        values["updated_at"] = sa.func.now()
+        with self._tx() as session:
+            hit = session.execute(
+                sa.update(RunStatistics)
+                .where(RunStatistics.run_id == run_id)
+                .values(values)
+                .returning(RunStatistics.run_id)
+            ).first()
+        if hit is None:
+            raise NotFoundError(f"no run with id '{run_id}'")
+
+    def get_stats(self, run_id: str) -> dict[str, int]:
+        columns = RunStatistics.__table__.c
+        with self._tx() as session:
+            row = session.execute(
+                sa.select(*(columns[name] for name in STAT_COLUMNS)).where(
+                    RunStatistics.run_id == run_id
+                )
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no run with id '{run_id}'")
+        return {name: int(value) for name, value in row._mapping.items()}

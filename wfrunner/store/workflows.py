@@ -1,0 +1,68 @@
+"""Workflow registration: content-addressed, so re-registering a file is harmless."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from wfrunner.errors import NotFoundError
+from wfrunner.store.base import Repository
+from wfrunner.store.models import Workflow
+from wfrunner.store.records import WorkflowRecord
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling hashes are taken over: key order and spacing never matter."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def definition_hash(definition: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(definition).encode("utf-8")).hexdigest()
+
+
+class WorkflowQueries(Repository):
+    def register_workflow(
+        self, name: str, definition: dict[str, Any], ir: dict[str, Any]
+    ) -> WorkflowRecord:
+        """The existing workflow for an identical definition, else a new version of ``name``."""
+        digest = definition_hash(definition)
+        with self._tx() as session:
+            # Serialise registrations of one name so two writers never pick the same version.
+            session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+            existing = session.execute(
+                sa.select(Workflow.__table__)
+                .where(Workflow.name == name, Workflow.definition_hash == digest)
+                .order_by(Workflow.version.desc())
+                .limit(1)
+            ).first()
+            if existing is not None:
+                return WorkflowRecord.from_row(existing._mapping)
+            latest = session.execute(
+                sa.select(sa.func.max(Workflow.version)).where(Workflow.name == name)
+            ).scalar_one()
+            row = session.execute(
+                sa.insert(Workflow)
+                .values(
+                    id=uuid.uuid4().hex,
+                    name=name,
+                    version=(latest or 0) + 1,
+                    definition_hash=digest,
+                    definition=definition,
+                    ir=ir,
+                )
+                .returning(*Workflow.__table__.c)
+            ).one()
+            return WorkflowRecord.from_row(row._mapping)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        with self._tx() as session:
+            row = session.execute(
+                sa.select(Workflow.__table__).where(Workflow.id == workflow_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no workflow with id '{workflow_id}'")
+        return WorkflowRecord.from_row(row._mapping)
