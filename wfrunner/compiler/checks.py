@@ -31,7 +31,7 @@ def cel_problem(where: str, what: str, expression: Any) -> str | None:
 
 
 def _needs(where: str, node_type: str, fields: str, what: str) -> str:
-    return f"{where}: a {node_type} node without config.function_name needs {fields} ({what})"
+    return f"{where}: {node_type} node without config.function_name needs {fields} ({what})"
 
 
 def _function(where: str, config: dict[str, Any]) -> list[str]:
