@@ -17,7 +17,7 @@ Returns {value, changed, hit_zero}:
                                                    the counter down to 0; run_id is then
                                                    PUBLISHed on the channel, exactly once
 Errors (a Redis error reply; nothing is applied and the op key is not recorded):
-  delta is not an integer; current value + delta would be negative.
+  op_key is empty; delta is not an integer; current value + delta would be negative.
 
 A missing counter counts as 0. Because the op key is recorded in the same atomic step as
 the change, a client that lost the reply (timeout, dropped connection) can safely send the
@@ -32,6 +32,10 @@ local delta = tonumber(ARGV[2])
 local run_id = ARGV[3]
 local channel = ARGV[4]
 local ttl = tonumber(ARGV[5] or "")
+
+if op_key == nil or op_key == "" then
+    return redis.error_reply("ERR apply_delta: an op key is required")
+end
 
 if delta == nil or delta ~= math.floor(delta) then
     return redis.error_reply("ERR apply_delta: delta " .. tostring(ARGV[2]) .. " is not an integer")

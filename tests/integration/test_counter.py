@@ -207,3 +207,9 @@ def test_concurrent_duplicated_deltas_end_exact_and_complete_once(
     assert listener.count() == 1
     applied = redis_client.scard(keys.applied_key(run_id))
     assert applied == 1 + THREADS * PAIRS * 2 + SHARED * 2 + 1
+
+
+def test_an_empty_op_key_is_refused(counter: TokenCounter, run_id: str) -> None:
+    with pytest.raises(CounterError, match="op key is required"):
+        counter.apply_delta(run_id, "", 1)
+    assert counter.get(run_id) is None
