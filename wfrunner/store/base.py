@@ -44,7 +44,7 @@ class Repository:
 
 
 def _missing_reference(error: exc.IntegrityError) -> NotFoundError | None:
-    """"no run with id 'x'" for a foreign key pointing nowhere; None for other violations."""
+    """A NotFoundError naming the missing run or workflow; None for other violations."""
     if getattr(error.orig, "pgcode", None) != FOREIGN_KEY_VIOLATION:
         return None
     detail = getattr(getattr(error.orig, "diag", None), "message_detail", None) or ""

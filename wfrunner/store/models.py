@@ -140,9 +140,7 @@ class NodeExecution(Base):
     __tablename__ = "node_executions"
     __table_args__ = (
         sa.UniqueConstraint("run_id", "node_id", "iteration", "attempt"),
-        sa.CheckConstraint(
-            sa.column("status").in_([s.value for s in NodeStatus]), name="status"
-        ),
+        sa.CheckConstraint(sa.column("status").in_([s.value for s in NodeStatus]), name="status"),
         sa.Index("ix_node_executions_run_id_node_id", "run_id", "node_id"),
     )
 

@@ -105,9 +105,7 @@ class RunQueries(Repository):
     def delete_run(self, run_id: str) -> bool:
         """Purge a run and, by cascade, everything recorded about it."""
         with self._tx() as session:
-            gone = session.execute(
-                sa.delete(Run).where(Run.id == run_id).returning(Run.id)
-            ).first()
+            gone = session.execute(sa.delete(Run).where(Run.id == run_id).returning(Run.id)).first()
         return gone is not None
 
     def increment_stats(self, run_id: str, **deltas: int) -> None:
