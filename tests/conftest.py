@@ -70,8 +70,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def postgres_admin_url(embedded_home: Path) -> str:
     url = (
-        _configured("WFRUNNER_TEST_DATABASE_URL", "WFRUNNER_DATABASE_URL")
-        or DEFAULT_TEST_POSTGRES
+        _configured("WFRUNNER_TEST_DATABASE_URL", "WFRUNNER_DATABASE_URL") or DEFAULT_TEST_POSTGRES
     )
     if not servers.postgres_reachable(url):
         url = servers.start_embedded_postgres(embedded_home)

@@ -20,7 +20,9 @@ from wfrunner.compiler.render import FORMATS, render
 from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
 from wfrunner.settings import DOCUMENTED, Settings
 
-_ENV_HELP = "\n\n".join(f"{name}: {text} (default {default})" for name, (default, text) in DOCUMENTED.items())
+_ENV_HELP = "\n\n".join(
+    f"{name}: {text} (default {default})" for name, (default, text) in DOCUMENTED.items()
+)
 
 cli = typer.Typer(
     name="wfrunner",
@@ -48,7 +50,9 @@ def _echo(text: str) -> None:
 
 @cli.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Workflow files (one workflow or a named collection each).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Workflow files (one workflow or a named collection each).")
+    ],
 ) -> None:
     """Check workflow files; print one line per problem and exit 2 if any is invalid."""
     failed = False
@@ -100,12 +104,16 @@ def compile_command(file: Path, name: _NameOption = None) -> None:
 @cli.command()
 def graph(
     file: Path,
-    fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")] = "mermaid",
+    fmt: Annotated[
+        str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")
+    ] = "mermaid",
     name: _NameOption = None,
 ) -> None:
     """Draw a workflow as Mermaid or Graphviz DOT."""
     if fmt not in FORMATS:
-        raise click.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+        raise click.BadParameter(
+            f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
+        )
     sys.stdout.write(render(_compile_one(file, name), fmt))
 
 

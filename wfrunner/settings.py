@@ -56,7 +56,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        handlers = tuple(m.strip() for m in env.get("WFRUNNER_HANDLERS", "").split(",") if m.strip())
+        handlers = tuple(
+            m.strip() for m in env.get("WFRUNNER_HANDLERS", "").split(",") if m.strip()
+        )
         return cls(
             redis_url=env.get("WFRUNNER_REDIS_URL") or None,
             database_url=env.get("WFRUNNER_DATABASE_URL") or None,

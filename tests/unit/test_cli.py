@@ -113,7 +113,9 @@ def test_collection_needs_name_to_compile(tmp_path: Path) -> None:
     result = wfrunner("compile", str(path))
     assert result.returncode == 2
     assert "choose one with --name" in result.stderr
-    assert json.loads(wfrunner("compile", str(path), "--name", "two").stdout)["entry_nodes"] == ["A"]
+    assert json.loads(wfrunner("compile", str(path), "--name", "two").stdout)["entry_nodes"] == [
+        "A"
+    ]
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared/reference is not beside the checkout")

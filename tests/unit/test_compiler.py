@@ -59,7 +59,9 @@ def test_parallel_fan_out_detects_join() -> None:
 
 
 def test_triple_fan_in() -> None:
-    ir = compile_workflow(wf([fn("A"), fn("B"), fn("C"), fn("D")], [("A", "D"), ("B", "D"), ("C", "D")]))
+    ir = compile_workflow(
+        wf([fn("A"), fn("B"), fn("C"), fn("D")], [("A", "D"), ("B", "D"), ("C", "D")])
+    )
     assert ir.entry_nodes == ("A", "B", "C")
     assert ir.nodes["D"].dependencies == ("A", "B", "C")
     assert ir.nodes["D"].wait_for_all
@@ -124,8 +126,16 @@ def test_loop_defaults_back_to_itself_and_plain_edges_join_break_path() -> None:
 
 
 def test_declared_loop_edge_back_is_not_a_cycle() -> None:
-    loop = {"id": "L", "type": "loop", "config": {"max_iterations": 3, "loop_back_to": "A",
-                                                    "condition": "true", "break_path": ["B"]}}
+    loop = {
+        "id": "L",
+        "type": "loop",
+        "config": {
+            "max_iterations": 3,
+            "loop_back_to": "A",
+            "condition": "true",
+            "break_path": ["B"],
+        },
+    }
     ir = compile_workflow(wf([fn("A"), loop, fn("B")], [("A", "L"), ("L", "A")]))
     assert ir.nodes["A"].dependencies == ()
     assert ir.entry_nodes == ("A",)
@@ -145,8 +155,9 @@ def test_declared_loop_edge_back_is_not_a_cycle() -> None:
     ],
 )
 def test_type_mapping_plain_nodes(node_type: str, config: dict[str, Any]) -> None:
-    ir = compile_workflow(wf([fn("start"), {"id": "n", "type": node_type, "config": config}],
-                             [("start", "n")]))
+    ir = compile_workflow(
+        wf([fn("start"), {"id": "n", "type": node_type, "config": config}], [("start", "n")])
+    )
     node = ir.nodes["n"]
     assert node.type == node_type
     assert node.branch is None and node.loop is None
@@ -155,8 +166,10 @@ def test_type_mapping_plain_nodes(node_type: str, config: dict[str, Any]) -> Non
 
 def test_type_mapping_conditional_and_loop() -> None:
     loop = {"id": "L", "type": "loop", "config": {"max_iterations": 2, "condition": "false"}}
-    doc = wf([fn("A"), {"id": "c", "type": "conditional"}, loop, fn("x")],
-             [("A", "c"), ("c", "L", "input == 1"), ("L", "x")])
+    doc = wf(
+        [fn("A"), {"id": "c", "type": "conditional"}, loop, fn("x")],
+        [("A", "c"), ("c", "L", "input == 1"), ("L", "x")],
+    )
     ir = compile_workflow(doc)
     assert ir.nodes["c"].branch is not None and ir.nodes["c"].loop is None
     assert ir.nodes["L"].loop is not None and ir.nodes["L"].branch is None
@@ -181,8 +194,9 @@ def test_cycle_with_no_terminal_node_reports_everything() -> None:
 
 
 def test_cycle_below_an_entry_is_named() -> None:
-    found = problems(wf([fn("S"), fn("A"), fn("B"), fn("T")],
-                        [("S", "A"), ("A", "B"), ("B", "A"), ("B", "T")]))
+    found = problems(
+        wf([fn("S"), fn("A"), fn("B"), fn("T")], [("S", "A"), ("A", "B"), ("B", "A"), ("B", "T")])
+    )
     assert found == [
         "cycle A -> B -> A is not declared as a loop: make its last node a loop node "
         "(type 'loop', config.loop_back_to) or remove an edge"
@@ -219,31 +233,60 @@ def test_every_problem_at_once_one_line_each_naming_the_node() -> None:
 @pytest.mark.parametrize(
     "node, fragment",
     [
-        ({"id": "t", "type": "transform", "config": {"transformation": "uppercase"}},
-         "node 't': transform node without config.function_name needs config.expression"),
+        (
+            {"id": "t", "type": "transform", "config": {"transformation": "uppercase"}},
+            "node 't': transform node without config.function_name needs config.expression",
+        ),
         ({"id": "t", "type": "filter", "config": {}}, "needs config.filter_expression"),
-        ({"id": "t", "type": "aggregate", "config": {"strategy": "zip"}},
-         "config.strategy \"zip\" is not one of merge, union, concat"),
-        ({"id": "t", "type": "aggregate", "config": {"operation": "median"}},
-         "config.operation \"median\" is not one of"),
-        ({"id": "t", "type": "http", "config": {"url": "https://x", "method": "BREW"}},
-         "config.method \"BREW\""),
-        ({"id": "t", "type": "function", "config": {"function_name": ""}},
-         "config.function_name must be a non-empty string"),
-        ({"id": "t", "type": "loop", "config": {"max_iterations": 0, "condition": "true"}},
-         "loop 't': config.max_iterations is 0; it must be at least 1"),
-        ({"id": "t", "type": "loop", "config": {"max_iterations": 2}},
-         "loop 't': config.condition is required"),
-        ({"id": "t", "type": "loop",
-          "config": {"max_iterations": 2, "condition": "true", "timeout_path": ["zz"]}},
-         "loop 't': config.timeout_path names unknown node 'zz'"),
-        ({"id": "bad id!", "type": "function", "config": {"function_name": "f"}},
-         "node 'bad id!'.id: is \"bad id!\"; it may only contain"),
-        ({"id": "t", "type": "function", "config": {"function_name": "f"}, "timeout_ms": -1},
-         "node 't'.timeout_ms: is -1; it must be at least 0"),
-        ({"id": "t", "type": "function", "config": {"function_name": "f"},
-          "retry": {"max_attempts": 11}},
-         "node 't'.retry.max_attempts: is 11; it must be at most 10"),
+        (
+            {"id": "t", "type": "aggregate", "config": {"strategy": "zip"}},
+            'config.strategy "zip" is not one of merge, union, concat',
+        ),
+        (
+            {"id": "t", "type": "aggregate", "config": {"operation": "median"}},
+            'config.operation "median" is not one of',
+        ),
+        (
+            {"id": "t", "type": "http", "config": {"url": "https://x", "method": "BREW"}},
+            'config.method "BREW"',
+        ),
+        (
+            {"id": "t", "type": "function", "config": {"function_name": ""}},
+            "config.function_name must be a non-empty string",
+        ),
+        (
+            {"id": "t", "type": "loop", "config": {"max_iterations": 0, "condition": "true"}},
+            "loop 't': config.max_iterations is 0; it must be at least 1",
+        ),
+        (
+            {"id": "t", "type": "loop", "config": {"max_iterations": 2}},
+            "loop 't': config.condition is required",
+        ),
+        (
+            {
+                "id": "t",
+                "type": "loop",
+                "config": {"max_iterations": 2, "condition": "true", "timeout_path": ["zz"]},
+            },
+            "loop 't': config.timeout_path names unknown node 'zz'",
+        ),
+        (
+            {"id": "bad id!", "type": "function", "config": {"function_name": "f"}},
+            "node 'bad id!'.id: is \"bad id!\"; it may only contain",
+        ),
+        (
+            {"id": "t", "type": "function", "config": {"function_name": "f"}, "timeout_ms": -1},
+            "node 't'.timeout_ms: is -1; it must be at least 0",
+        ),
+        (
+            {
+                "id": "t",
+                "type": "function",
+                "config": {"function_name": "f"},
+                "retry": {"max_attempts": 11},
+            },
+            "node 't'.retry.max_attempts: is 11; it must be at most 10",
+        ),
         ({"type": "function"}, "nodes[1]: missing required field 'id'"),
     ],
 )
@@ -253,14 +296,23 @@ def test_node_config_rejections(node: dict[str, Any], fragment: str) -> None:
 
 
 def test_handler_makes_builtin_config_optional() -> None:
-    ir = compile_workflow(wf([{"id": "t", "type": "transform", "config": {"function_name": "up"}}], []))
+    ir = compile_workflow(
+        wf([{"id": "t", "type": "transform", "config": {"function_name": "up"}}], [])
+    )
     assert ir.nodes["t"].function_name == "up"
 
 
 def test_loop_back_to_must_be_upstream() -> None:
-    loop = {"id": "L", "type": "loop",
-            "config": {"max_iterations": 2, "condition": "true", "loop_back_to": "X",
-                       "break_path": ["X"]}}
+    loop = {
+        "id": "L",
+        "type": "loop",
+        "config": {
+            "max_iterations": 2,
+            "condition": "true",
+            "loop_back_to": "X",
+            "break_path": ["X"],
+        },
+    }
     found = problems(wf([fn("A"), loop, fn("X")], [("A", "L")]))
     assert any("loop 'L': config.loop_back_to 'X' is not upstream" in p for p in found)
 
@@ -303,11 +355,19 @@ def test_valid_fixtures_compile_and_round_trip(path: Path) -> None:
     assert set(data) >= {"nodes", "entry_nodes"}
     for node_id, node in data["nodes"].items():
         assert node["id"] == node_id
-        assert set(node) >= {"id", "type", "dependencies", "dependents", "is_terminal",
-                             "wait_for_all"}
+        assert set(node) >= {
+            "id",
+            "type",
+            "dependencies",
+            "dependents",
+            "is_terminal",
+            "wait_for_all",
+        }
 
 
-@pytest.mark.parametrize("path", sorted((FIXTURES / "invalid").glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((FIXTURES / "invalid").glob("*.json")), ids=lambda p: p.name
+)
 def test_invalid_fixtures_are_rejected(path: Path) -> None:
     (definition,) = load_definitions(path)
     with pytest.raises(CompileError):

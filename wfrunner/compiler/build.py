@@ -39,7 +39,8 @@ def compile_workflow(doc: Any, source: str | None = None) -> IR:
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
         raise CompileError(draft.problems or ["workflow: expected an object with 'nodes'"], source)
     _read_nodes(draft, doc["nodes"])
-    _read_edges(draft, doc.get("edges") if isinstance(doc.get("edges"), list) else [])
+    edges = doc.get("edges")
+    _read_edges(draft, edges if isinstance(edges, list) else [])
     _read_configs(draft)
     successors = _forward_successors(draft)
     _check_cycles(draft, successors)
@@ -99,7 +100,8 @@ def _read_edges(draft: _Draft, edges: list[Any]) -> None:
 def _read_configs(draft: _Draft) -> None:
     known = set(draft.raw)
     for node_id, node in draft.raw.items():
-        config = node.get("config") if isinstance(node.get("config"), dict) else {}
+        raw_config = node.get("config")
+        config: dict[str, Any] = raw_config if isinstance(raw_config, dict) else {}
         node_type = node.get("type")
         if node_type not in node_types():
             continue  # reported by the schema
@@ -125,7 +127,8 @@ def _merge_loop_edges(draft: _Draft) -> None:
         extra = [
             e.target
             for e in draft.edges
-            if e.source == node_id and e.target != loop.loop_back_to
+            if e.source == node_id
+            and e.target != loop.loop_back_to
             and e.target not in loop.break_path
         ]
         if extra:
@@ -170,7 +173,9 @@ def _assemble(draft: _Draft, succ: dict[str, list[str]], metadata: Any) -> IR:
             preds[target].append(source)
     nodes = {node_id: _node(draft, node_id, preds[node_id]) for node_id in draft.raw}
     entries = tuple(node_id for node_id in draft.raw if not preds[node_id])
-    return IR(nodes=nodes, entry_nodes=entries, metadata=metadata if isinstance(metadata, dict) else {})
+    return IR(
+        nodes=nodes, entry_nodes=entries, metadata=metadata if isinstance(metadata, dict) else {}
+    )
 
 
 def _node(draft: _Draft, node_id: str, dependencies: list[str]) -> IRNode:

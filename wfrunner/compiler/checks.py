@@ -114,16 +114,22 @@ def node_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[
     return check(where, config) if check else []
 
 
-def _path(where: str, config: dict[str, Any], key: str, known: set[str]) -> tuple[list[str], list[str]]:
+def _path(
+    where: str, config: dict[str, Any], key: str, known: set[str]
+) -> tuple[list[str], list[str]]:
     raw = config.get(key, [])
     targets = [raw] if isinstance(raw, str) else raw
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         return [], [f"{where}: config.{key} must be a list of node ids, not {show(raw)}"]
-    problems = [f"{where}: config.{key} names unknown node {t!r}" for t in targets if t not in known]
+    problems = [
+        f"{where}: config.{key} names unknown node {t!r}" for t in targets if t not in known
+    ]
     return [t for t in targets if t in known], problems
 
 
-def loop_config(node_id: str, config: dict[str, Any], known: set[str]) -> tuple[Loop | None, list[str]]:
+def loop_config(
+    node_id: str, config: dict[str, Any], known: set[str]
+) -> tuple[Loop | None, list[str]]:
     """Parse a loop node's config; ``loop_back_to`` defaults to the loop node itself."""
     where = f"loop {node_id!r}"
     problems: list[str] = []
@@ -131,7 +137,9 @@ def loop_config(node_id: str, config: dict[str, Any], known: set[str]) -> tuple[
     if isinstance(max_iterations, bool) or not isinstance(max_iterations, int):
         problems.append(f"{where}: config.max_iterations is required: a whole number of at least 1")
     elif max_iterations < 1:
-        problems.append(f"{where}: config.max_iterations is {max_iterations}; it must be at least 1")
+        problems.append(
+            f"{where}: config.max_iterations is {max_iterations}; it must be at least 1"
+        )
     back = config.get("loop_back_to", node_id)
     if not isinstance(back, str) or back not in known:
         problems.append(f"{where}: config.loop_back_to names unknown node {show(back)}")

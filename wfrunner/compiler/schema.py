@@ -83,7 +83,7 @@ def _describe(error: ValidationError) -> str:
         return f"is {show(value)}; it must be {word} {error.validator_value}"
     if kind == "minItems":
         return f"needs at least {error.validator_value} item(s)"
-    return error.message[:200]
+    return str(error.message)[:200]
 
 
 def schema_problems(doc: Any) -> list[str]:

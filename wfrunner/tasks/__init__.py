@@ -1,0 +1,1 @@
+"""Celery tasks: the only package that imports Celery."""

@@ -1,0 +1,74 @@
+"""Celery settings wfrunner relies on, built from :class:`Settings`.
+
+The safety settings are not tuning: JSON-only messages keep pickled payloads from ever
+being executed, and late acks with ``task_reject_on_worker_lost`` give at-least-once
+delivery, which the idempotent token counter turns into exactly-once effect.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from wfrunner.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK_QUEUE = "wfrunner.tasks"
+COMPLETION_QUEUE = "wfrunner.completion"
+
+#: settings a ``celeryconfig`` module may not weaken
+PROTECTED = {
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "result_accept_content": ["json"],
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+}
+
+
+def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
+    transport = {"visibility_timeout": settings.visibility_timeout}
+    return {
+        "broker_url": redis_url,
+        "result_backend": redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": TASK_QUEUE,
+        "task_routes": {
+            "wfrunner.check_completion": {"queue": COMPLETION_QUEUE},
+            "wfrunner.*": {"queue": TASK_QUEUE},
+        },
+        "worker_prefetch_multiplier": 1,
+        "result_expires": 24 * 3600,
+        "beat_schedule": {
+            "wfrunner-detect-timeouts": {
+                "task": "wfrunner.detect_timeouts",
+                "schedule": float(settings.timeout_check_interval),
+            }
+        },
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        **PROTECTED,
+    }
+
+
+def user_overrides(module_name: str = "celeryconfig") -> dict[str, Any]:
+    """Lower-case names of an importable ``celeryconfig`` module, minus unsafe ones."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return {}
+    overrides = {k: v for k, v in vars(module).items() if k.islower() and not k.startswith("_")}
+    for key, safe in PROTECTED.items():
+        if key in overrides and overrides[key] != safe:
+            log.warning(
+                "%s.%s=%r ignored: wfrunner requires %r", module_name, key, overrides[key], safe
+            )
+            overrides[key] = safe
+    return overrides
