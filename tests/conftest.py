@@ -73,7 +73,7 @@ def postgres_admin_url(embedded_home: Path) -> str:
         _configured("WFRUNNER_TEST_DATABASE_URL", "WFRUNNER_DATABASE_URL") or DEFAULT_TEST_POSTGRES
     )
     if not servers.postgres_reachable(url):
-        url = servers.start_embedded_postgres(embedded_home)
+        url = servers.start_embedded_postgres(embedded_home, keep_running=False)
     return url
 
 

@@ -106,8 +106,12 @@ def start_embedded_redis(home: Path) -> str:
     return url
 
 
-def start_embedded_postgres(home: Path) -> str:
-    """Start (or reuse) an embedded PostgreSQL; returns a SQLAlchemy URL."""
+def start_embedded_postgres(home: Path, *, keep_running: bool = True) -> str:
+    """Start (or reuse) an embedded PostgreSQL; returns a SQLAlchemy URL.
+
+    ``keep_running`` leaves the server up after this process exits, so a CLI call and a
+    worker started later share it; tests pass False to have it stopped and deleted.
+    """
     known = _remembered(home).get("database_url")
     if known and postgres_reachable(known):
         return known
@@ -119,7 +123,7 @@ def start_embedded_postgres(home: Path) -> str:
             "set WFRUNNER_DATABASE_URL"
         ) from exc
     home.mkdir(parents=True, exist_ok=True)
-    server = get_server(home / "pgdata", cleanup_mode=None)
+    server = get_server(home / "pgdata", cleanup_mode=None if keep_running else "delete")
     _KEEP.append(server)
     info = server.get_postmaster_info()
     url = f"postgresql+psycopg2://postgres@/postgres?host={quote(str(info.socket_dir))}"
