@@ -23,8 +23,9 @@ from wfrunner.errors import ConditionError
 #: longest expression accepted; longer ones are rejected at compile time
 MAX_EXPRESSION_LENGTH = 4096
 
-#: the variables every expression may use (CONTRACT §2)
-VARIABLES: tuple[str, ...] = ("output", "input", "inputs", "ctx", "iteration")
+#: the variables every expression may use (CONTRACT §2); ``value`` is bound to the element
+#: a filter node is testing and is null elsewhere
+VARIABLES: tuple[str, ...] = ("output", "input", "inputs", "ctx", "iteration", "value")
 
 _ENV_LOCK = threading.Lock()
 

@@ -13,7 +13,8 @@ change, naming the node, edge or setting at fault::
     ├── StoreError                PostgreSQL is unreachable or holds no such record
     │   └── NotFoundError         no workflow / run with that id
     ├── PayloadError              a payload is missing, not JSON, or over the size limit
-    └── HandlerError              no handler registered under a node's function_name
+    ├── HandlerError              no handler registered under a node's function_name
+    └── NodeError                 a node's handler or built-in failed; names the node
 """
 
 from __future__ import annotations
@@ -78,3 +79,7 @@ class PayloadError(WfrunnerError):
 
 class HandlerError(WfrunnerError):
     """No handler is registered under the name a node asks for."""
+
+
+class NodeError(WfrunnerError):
+    """A node's handler or built-in failed; the message names the node."""
