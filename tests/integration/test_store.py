@@ -150,11 +150,15 @@ def test_only_one_racing_transition_wins(store: Store, run_id: str) -> None:
 
 
 def test_idle_runs_and_touch(store: Store, run_id: str) -> None:
-    assert store.find_idle_runs(0) == []  # still QUEUED
+    time.sleep(0.05)
+    assert store.find_idle_runs(0.01) == [run_id]  # QUEUED and never started
     store.transition_run(run_id, RunStatus.RUNNING)
+    assert store.find_idle_runs(0.5) == []
     time.sleep(0.05)
     assert store.find_idle_runs(0.01) == [run_id]
     assert store.find_idle_runs(3600) == []
+    store.transition_run(run_id, RunStatus.COMPLETED)
+    assert store.find_idle_runs(0.01) == []
     before = store.get_run(run_id).last_activity_at
     store.touch_run(run_id)
     assert store.get_run(run_id).last_activity_at > before

@@ -7,6 +7,10 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:applied    set     op keys already applied to the counter
     wfr:{<run_id>}:ctx        hash    node_id -> payload ref of its latest output
     wfr:{<run_id>}:payloads   hash    payload ref -> canonical JSON
+    wfr:{<run_id>}:meta       hash    workflow_id, state, inputs, activity, error
+    wfr:{<run_id>}:events     list    JSON events in order, flushed to PostgreSQL at the end
+    wfr:{<run_id>}:emits      hash    token key -> JSON of the tokens its node emitted
+    wfr:{<run_id>}:joins      hash    join arrivals (see lua/join_arrive.lua)
 
 The completion channel is global (PUBLISH reaches every node of a cluster); its messages
 are run ids.
@@ -63,9 +67,38 @@ def payloads_key(run_id: str) -> str:
     return f"{_tag(run_id)}:payloads"
 
 
+def meta_key(run_id: str) -> str:
+    """The run's hot metadata; its ``state`` field gates every other script."""
+    return f"{_tag(run_id)}:meta"
+
+
+def events_key(run_id: str) -> str:
+    """The run's event list, in emission order."""
+    return f"{_tag(run_id)}:events"
+
+
+def emits_key(run_id: str) -> str:
+    """Committed routing: token key -> the tokens its node emitted."""
+    return f"{_tag(run_id)}:emits"
+
+
+def joins_key(run_id: str) -> str:
+    """Join arrivals of every join instance of the run."""
+    return f"{_tag(run_id)}:joins"
+
+
 def run_keys(run_id: str) -> list[str]:
     """Every hot key of a run, for cleanup once the run has ended."""
-    return [counter_key(run_id), applied_key(run_id), context_key(run_id), payloads_key(run_id)]
+    return [
+        counter_key(run_id),
+        applied_key(run_id),
+        context_key(run_id),
+        payloads_key(run_id),
+        meta_key(run_id),
+        events_key(run_id),
+        emits_key(run_id),
+        joins_key(run_id),
+    ]
 
 
 def _node(node_id: str | None, absent: str) -> str:
@@ -77,12 +110,19 @@ def _node(node_id: str | None, absent: str) -> str:
 
 
 def op_key(
-    run_id: str, action: str, from_node: str | None, to_node: str | None, iteration: int
+    run_id: str,
+    action: str,
+    from_node: str | None,
+    to_node: str | None,
+    iteration: int,
+    scope: str = "",
 ) -> str:
     """The deterministic id of ``action`` on the token ``from_node -> to_node``.
 
     ``from_node`` is None for an entry token, ``to_node`` None for an operation covering all
-    targets. ``iteration`` (1-based) keeps a loop's second pass over the same edge distinct.
+    targets. ``iteration`` (1-based) keeps a loop's second pass over the same edge distinct;
+    ``scope`` (the loop passes the token is inside, see :mod:`wfrunner.engine.scope`) keeps
+    nested loops' passes distinct too and is appended as ``/<scope>`` when not empty.
     """
     _tag(run_id)
     if not _ACTION.match(action):
@@ -90,4 +130,5 @@ def op_key(
     if iteration < 1:
         raise ValueError(f"iteration {iteration} must be 1 or more (iterations are 1-based)")
     edge = f"{_node(from_node, ENTRY)}->{_node(to_node, ALL_TARGETS)}"
-    return f"{action}:{run_id}:{edge}@{iteration}"
+    suffix = f"/{scope}" if scope else ""
+    return f"{action}:{run_id}:{edge}@{iteration}{suffix}"

@@ -26,6 +26,8 @@ class Token:
     hop: int = 0
     #: 1-based loop iteration; a loop-back token carries the next one
     iteration: int = 1
+    #: the loop passes the token is inside (see :mod:`wfrunner.engine.scope`)
+    scope: str = ""
 
     def __post_init__(self) -> None:
         if self.hop < 0:
@@ -39,7 +41,11 @@ class Token:
         return cls(run_id, None, to_node, payload_ref, hop=0, iteration=1)
 
     def child(
-        self, to_node: str, payload_ref: str | None = None, iteration: int | None = None
+        self,
+        to_node: str,
+        payload_ref: str | None = None,
+        iteration: int | None = None,
+        scope: str | None = None,
     ) -> Token:
         """The token this token's node emits to ``to_node`` (same iteration unless given)."""
         return Token(
@@ -49,11 +55,19 @@ class Token:
             payload_ref=payload_ref,
             hop=self.hop + 1,
             iteration=self.iteration if iteration is None else iteration,
+            scope=self.scope if scope is None else scope,
         )
 
     def op_key(self, action: str) -> str:
         """The op key of ``action`` applied to this token (see :func:`keys.op_key`)."""
-        return keys.op_key(self.run_id, action, self.from_node, self.to_node, self.iteration)
+        return keys.op_key(
+            self.run_id, action, self.from_node, self.to_node, self.iteration, self.scope
+        )
+
+    @property
+    def key(self) -> str:
+        """The token's identity: equal for a redelivered copy, distinct for every other."""
+        return self.op_key("token")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict for a Celery message."""
@@ -64,6 +78,7 @@ class Token:
             "payload_ref": self.payload_ref,
             "hop": self.hop,
             "iteration": self.iteration,
+            "scope": self.scope,
         }
 
     @classmethod
@@ -76,4 +91,5 @@ class Token:
             payload_ref=None if data.get("payload_ref") is None else str(data["payload_ref"]),
             hop=int(data.get("hop", 0)),
             iteration=int(data.get("iteration", 1)),
+            scope=str(data.get("scope") or ""),
         )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from wfrunner.errors import NotFoundError
 from wfrunner.store.base import Repository
@@ -45,6 +46,35 @@ class EventQueries(Repository):
                 ],
             )
         return seqs
+
+    def import_events(self, run_id: str, first_seq: int, events: Sequence[NewEvent]) -> None:
+        """Store events whose sequence numbers were assigned elsewhere (the run's Redis log).
+
+        Numbers already present are skipped, so flushing the same batch twice, or two
+        flushers racing, leaves one copy; ``runs.event_seq`` moves past the batch so later
+        :meth:`append_events` calls continue the sequence.
+        """
+        if not events:
+            return
+        rows = [
+            {"run_id": run_id, "seq": first_seq + i, "type": kind, "node_id": node, "data": data}
+            for i, (kind, node, data) in enumerate(events)
+        ]
+        last = first_seq + len(events) - 1
+        with self._tx() as session:
+            found = session.execute(
+                sa.update(Run)
+                .where(Run.id == run_id)
+                .values(event_seq=sa.func.greatest(Run.event_seq, last))
+                .returning(Run.id)
+            ).first()
+            if found is None:
+                raise NotFoundError(f"no run with id '{run_id}'")
+            session.execute(
+                pg_insert(EventLog).values(rows).on_conflict_do_nothing(
+                    index_elements=[EventLog.run_id, EventLog.seq]
+                )
+            )
 
     def list_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         """Events in order; ``after_seq`` lets a follower fetch only what is new."""

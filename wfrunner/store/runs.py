@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from wfrunner.errors import NotFoundError
 from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
@@ -26,25 +27,36 @@ STAT_COLUMNS: tuple[str, ...] = (
 
 
 class RunQueries(Repository):
-    def create_run(self, workflow_id: str, inputs: Any, counter_value: int) -> RunRecord:
+    def create_run(
+        self, workflow_id: str, inputs: Any, counter_value: int, *, run_id: str | None = None
+    ) -> RunRecord:
+        """Create a QUEUED run; with ``run_id`` given, an existing run is returned as is.
+
+        Passing the id makes creation idempotent: a redelivered ``start_run`` (whose Celery
+        task id is the run id) finds the run its first delivery made.
+        """
+        new_id = run_id or uuid.uuid4().hex
         with self._tx() as session:
             known = session.execute(
                 sa.select(Workflow.id).where(Workflow.id == workflow_id)
             ).first()
             if known is None:
                 raise NotFoundError(f"no workflow with id '{workflow_id}'")
-            row = session.execute(
-                sa.insert(Run)
+            inserted = session.execute(
+                pg_insert(Run)
                 .values(
-                    id=uuid.uuid4().hex,
+                    id=new_id,
                     workflow_id=workflow_id,
                     status=RunStatus.QUEUED.value,
                     counter_value=counter_value,
                     inputs=inputs,
                 )
-                .returning(*Run.__table__.c)
-            ).one()
-            session.execute(sa.insert(RunStatistics).values(run_id=row.id))
+                .on_conflict_do_nothing(index_elements=[Run.id])
+                .returning(Run.id)
+            ).first()
+            if inserted is not None:
+                session.execute(sa.insert(RunStatistics).values(run_id=new_id))
+            row = session.execute(sa.select(Run.__table__).where(Run.id == new_id)).one()
             return RunRecord.from_row(row._mapping)
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -92,12 +104,18 @@ class RunQueries(Repository):
             )
 
     def find_idle_runs(self, older_than_seconds: float) -> list[str]:
-        """RUNNING runs with no activity for that long: the timeout detector's candidates."""
+        """QUEUED or RUNNING runs idle that long: the timeout detector's candidates.
+
+        A QUEUED run that old never started (its start message was lost or refused).
+        """
         cutoff = sa.func.now() - timedelta(seconds=older_than_seconds)
         with self._tx() as session:
             rows = session.execute(
                 sa.select(Run.id)
-                .where(Run.status == RunStatus.RUNNING.value, Run.last_activity_at < cutoff)
+                .where(
+                    Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]),
+                    Run.last_activity_at < cutoff,
+                )
                 .order_by(Run.last_activity_at)
             ).scalars()
             return list(rows)

@@ -1,0 +1,48 @@
+--[[
+begin_node: everything a node task needs before it runs, in one round trip.
+
+KEYS[1]  meta      wfr:{<run_id>}:meta
+KEYS[2]  emits     wfr:{<run_id>}:emits     hash: token key -> JSON of the tokens it emitted
+KEYS[3]  payloads  wfr:{<run_id>}:payloads  hash: ref -> canonical JSON
+KEYS[4]  events    wfr:{<run_id>}:events
+
+ARGV[1]  token_key    identity of the consumed token (see wfrunner.engine.tokens)
+ARGV[2]  payload_ref  the token's input payload ref, or "" for none
+ARGV[3]  event        JSON node_started event to append, or "" for none
+ARGV[4]  now          seconds since the epoch
+
+Returns {state, committed, input, inputs}:
+  state      "running", or the run's end state, or "gone" when the run has no hot state
+             (it ended and was cleaned up): the caller then drops the token
+  committed  the JSON emitted by an earlier delivery of this token, or "" when the token
+             has not been committed (a redelivery then only re-dispatches)
+  input      the payload under payload_ref ("" when none was asked for)
+  inputs     the run's inputs JSON
+Nothing is written unless the run is running and the token is not yet committed.
+]]
+
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then
+    return {"gone", "", "", ""}
+end
+if state ~= "running" then
+    return {state, "", "", ""}
+end
+
+local committed = redis.call("HGET", KEYS[2], ARGV[1])
+if committed then
+    return {state, committed, "", ""}
+end
+
+local input = ""
+if ARGV[2] ~= "" then
+    input = redis.call("HGET", KEYS[3], ARGV[2])
+    if not input then
+        return redis.error_reply("ERR begin_node: payload " .. ARGV[2] .. " is missing")
+    end
+end
+if ARGV[3] ~= "" then
+    redis.call("RPUSH", KEYS[4], ARGV[3])
+end
+redis.call("HSET", KEYS[1], "activity", ARGV[4])
+return {state, "", input, redis.call("HGET", KEYS[1], "inputs") or "null"}

@@ -1,0 +1,27 @@
+--[[
+end_run: stop a running run (a node failed, it timed out, it was cancelled) so that no
+token of it is processed any more; every other script refuses once state is not running.
+
+KEYS[1]  meta     wfr:{<run_id>}:meta
+KEYS[2]  events   wfr:{<run_id>}:events
+
+ARGV[1]  state    the end state: failed, cancelled or completed
+ARGV[2]  error    the reason ("" for none)
+ARGV[3..] events  JSON events to append
+
+Returns {changed, state}: changed 1 when this call ended the run; otherwise the run had
+already ended (state is how) or has no hot state ("gone").
+]]
+
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then
+    return {0, "gone"}
+end
+if state ~= "running" then
+    return {0, state}
+end
+redis.call("HSET", KEYS[1], "state", ARGV[1], "error", ARGV[2])
+for i = 3, #ARGV do
+    redis.call("RPUSH", KEYS[2], ARGV[i])
+end
+return {1, ARGV[1]}

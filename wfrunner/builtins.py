@@ -1,0 +1,377 @@
+"""What a node does without a handler: the built-in behaviour of each node type (CONTRACT §2).
+
+One small function per type behind a dispatch dict, so adding a type is one function and one
+entry. The compiler (:mod:`wfrunner.compiler.checks`) has already rejected configs a built-in
+cannot run, but workers may execute definitions stored by older versions, so every failure
+here is still a :class:`NodeError` starting ``node '<id>':`` and saying what to change.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+
+from wfrunner import conditions
+from wfrunner.errors import NodeError
+
+_CHUNK = 64 * 1024
+#: JSON type names, for messages
+_KINDS = {
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "list",
+    dict: "object",
+}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One built-in invocation: the node, its input and the limits it runs under."""
+
+    node_id: str
+    config: dict[str, Any]
+    input: Any
+    variables: Mapping[str, Any]
+    timeout_s: float
+    max_bytes: int
+    join: bool | None
+
+    @property
+    def where(self) -> str:
+        return f"node {self.node_id!r}"
+
+    def error(self, message: str) -> NodeError:
+        return NodeError(f"{self.where}: {message}")
+
+
+def _kind(value: Any) -> str:
+    """The JSON type name of ``value``, for messages."""
+    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- transform, filter, pass-through -------------------------------------------------------
+
+
+def _transform(call: _Call) -> Any:
+    expression = call.config.get("expression")
+    if not isinstance(expression, str):
+        raise call.error("transform needs config.expression (CEL over `input`)")
+    return conditions.evaluate(expression, call.variables, where=call.where)
+
+
+def _filter(call: _Call) -> list[Any]:
+    expression = call.config.get("filter_expression", call.config.get("expression"))
+    if not isinstance(expression, str):
+        raise call.error("filter needs config.filter_expression (CEL over each `value`)")
+    if not isinstance(call.input, list):
+        raise call.error(f"filter needs a list input, got {_kind(call.input)}")
+    variables = dict(call.variables)
+    kept = []
+    for element in call.input:
+        variables["value"] = element
+        if conditions.evaluate_bool(expression, variables, where=call.where):
+            kept.append(element)
+    return kept
+
+
+def _pass_through(call: _Call) -> Any:
+    return call.input
+
+
+def _function(call: _Call) -> Any:
+    raise call.error("function node needs config.function_name (the handler to call)")
+
+
+# --- aggregate -----------------------------------------------------------------------------
+
+
+def _join_outputs(call: _Call) -> dict[str, Any] | None:
+    """The join's ``{predecessor_id: output}`` when the input is one, else ``None``.
+
+    A dict input is either a join's outputs or one predecessor's object. The caller says
+    which with ``join``; when it does not, a dict whose keys are all nodes in ``ctx`` is
+    taken for a join (and any dict is, when no ``ctx`` is given).
+    """
+    if not isinstance(call.input, dict):
+        return None
+    if call.join is not None:
+        return call.input if call.join else None
+    ctx = call.variables.get("ctx")
+    if isinstance(ctx, Mapping) and not all(key in ctx for key in call.input):
+        return None
+    return call.input
+
+
+def _merge(call: _Call, join: dict[str, Any] | None) -> dict[str, Any]:
+    if join is None and isinstance(call.input, dict):
+        return dict(call.input)
+    if join is not None:
+        parts = [(f"the output of {pred!r}", out) for pred, out in join.items()]
+    elif isinstance(call.input, list):
+        parts = [(f"element {i}", element) for i, element in enumerate(call.input)]
+    else:
+        raise call.error(f"merge needs a join of objects or an object, got {_kind(call.input)}")
+    merged: dict[str, Any] = {}
+    for label, part in parts:
+        if not isinstance(part, dict):
+            raise call.error(f"merge needs objects, but {label} is {_kind(part)}")
+        merged.update(part)
+    return merged
+
+
+def _concat(call: _Call, join: dict[str, Any] | None) -> list[Any]:
+    if join is None:
+        if isinstance(call.input, list):
+            return call.input
+        raise call.error(
+            f"{call.config['strategy']} needs a list or a join of lists, got {_kind(call.input)}"
+        )
+    result: list[Any] = []
+    for pred, out in join.items():
+        if not isinstance(out, list):
+            raise call.error(
+                f"{call.config['strategy']} needs lists, but the output of {pred!r} is {_kind(out)}"
+            )
+        result.extend(out)
+    return result
+
+
+def _union(call: _Call, join: dict[str, Any] | None) -> list[Any]:
+    seen: set[str] = set()
+    result = []
+    for item in _concat(call, join):
+        key = json.dumps(item, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            result.append(item)
+    return result
+
+
+_STRATEGIES: dict[str, Callable[[_Call, dict[str, Any] | None], Any]] = {
+    "merge": _merge,
+    "concat": _concat,
+    "union": _union,
+}
+
+
+def _values(call: _Call, join: dict[str, Any] | None) -> list[Any]:
+    """What an operation runs over: a join's outputs (lists spread), a list's elements."""
+    if join is not None:
+        values: list[Any] = []
+        for out in join.values():
+            values.extend(out if isinstance(out, list) else [out])
+        return values
+    return call.input if isinstance(call.input, list) else [call.input]
+
+
+def _number(call: _Call, operation: str, value: Any, index: int) -> float:
+    field = call.config.get("field")
+    what = f"value {index}"
+    if field is not None:
+        if not isinstance(value, dict) or field not in value:
+            raise call.error(
+                f"{operation} needs config.field {field!r} in every value, "
+                f"but value {index} ({_show(value)}) has none"
+            )
+        value, what = value[field], f"field {field!r} of value {index}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise call.error(f"{operation} needs numbers, but {what} is {_kind(value)}")
+    return value
+
+
+def _operate(call: _Call, operation: str, values: list[Any]) -> float:
+    if operation == "count":
+        return len(values)
+    if operation not in ("sum", "min", "max", "avg"):
+        raise call.error(f"config.operation {operation!r} is not one of sum, count, min, max, avg")
+    numbers = [_number(call, operation, value, i) for i, value in enumerate(values)]
+    if operation == "sum":
+        return sum(numbers)
+    if not numbers:
+        raise call.error(f"{operation} of no values: the input has nothing to aggregate")
+    if operation == "avg":
+        return sum(numbers) / len(numbers)
+    return min(numbers) if operation == "min" else max(numbers)
+
+
+def _aggregate(call: _Call) -> Any:
+    strategy, operation = call.config.get("strategy"), call.config.get("operation")
+    if strategy is None and operation is None:
+        raise call.error(
+            "aggregate needs config.strategy (merge, union, concat) "
+            "or config.operation (sum, count, min, max, avg)"
+        )
+    if strategy is not None and strategy not in _STRATEGIES:
+        raise call.error(f"config.strategy {strategy!r} is not one of merge, union, concat")
+    join = _join_outputs(call)
+    result = _values(call, join) if strategy is None else _STRATEGIES[strategy](call, join)
+    if operation is None:
+        return result
+    values = list(result.values()) if isinstance(result, dict) else result
+    return _operate(call, str(operation), values)
+
+
+# --- http ----------------------------------------------------------------------------------
+
+
+def _check_url(node_id: str, url: Any) -> str:
+    """Refuse URLs a node may not fetch; the hook for SSRF protection (private addresses)."""
+    try:
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NodeError(
+            f"node {node_id!r}: config.url must be an http:// or https:// URL, not {_show(url)}"
+        )
+    return str(url)
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects only to URLs :func:`_check_url` accepts."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+
+    def redirect_request(  # type: ignore[no-untyped-def]  # typeshed leaves args untyped
+        self, req, fp, code, msg, headers, newurl
+    ) -> urllib.request.Request | None:
+        _check_url(self.node_id, newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _request(call: _Call, url: str, method: str) -> urllib.request.Request:
+    headers = call.config.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise call.error(f"config.headers must be an object, not {_kind(headers)}")
+    headers = {str(name): str(value) for name, value in headers.items()}
+    body = call.config.get("body")
+    data = None
+    if isinstance(body, str):
+        data = body.encode()
+    elif body is not None:
+        data = json.dumps(body).encode()
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
+    # the scheme was checked by _check_url
+    return urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+
+
+def _read(call: _Call, response: Any, label: str) -> bytes:
+    """The body, refusing more than ``max_bytes`` and reads slower than ``timeout_s`` in all."""
+    deadline = time.monotonic() + call.timeout_s
+    chunks, size = [], 0
+    while chunk := response.read(min(_CHUNK, call.max_bytes + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > call.max_bytes:
+            raise call.error(f"{label} answered more than the {call.max_bytes}-byte limit")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the body took too long")
+    return b"".join(chunks)
+
+
+def _decode(call: _Call, headers: Message, raw: bytes, label: str) -> Any:
+    content_type = headers.get_content_type()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise call.error(f"{label} answered {content_type} that is not valid JSON") from None
+    return raw.decode(headers.get_content_charset() or "utf-8", errors="replace")
+
+
+def _response_headers(headers: Message) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        result[key] = f"{result[key]}, {value}" if key in result else value
+    return result
+
+
+def _exchange(
+    call: _Call, request: urllib.request.Request, label: str
+) -> tuple[int, Message, bytes]:
+    """Send ``request``; the status, headers and body, or a NodeError saying what failed."""
+    opener = urllib.request.build_opener(_CheckedRedirects(call.node_id))
+    try:
+        try:
+            response = opener.open(request, timeout=call.timeout_s)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise call.error(f"{label} answered {exc.code}") from None
+        with response:
+            return response.status, response.headers, _read(call, response, label)
+    except (OSError, http.client.HTTPException) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            reason = f"no answer within the {call.timeout_s:g} s timeout"
+        raise call.error(f"{label} failed: {str(reason) or type(reason).__name__}") from None
+
+
+def _http(call: _Call) -> dict[str, Any]:
+    url = _check_url(call.node_id, call.config.get("url"))
+    method = str(call.config.get("method") or "GET").upper()
+    label = f"{method} {url}"
+    status, headers, raw = _exchange(call, _request(call, url, method), label)
+    body = _decode(call, headers, raw, label)
+    return {"status": status, "headers": _response_headers(headers), "body": body}
+
+
+# --- dispatch ------------------------------------------------------------------------------
+
+_BUILTINS: dict[str, Callable[[_Call], Any]] = {
+    "transform": _transform,
+    "filter": _filter,
+    "aggregate": _aggregate,
+    "http": _http,
+    "conditional": _pass_through,
+    "loop": _pass_through,
+    "parallel": _pass_through,
+    "human": _pass_through,
+    "function": _function,
+}
+
+
+def run_builtin(
+    node_id: str,
+    node_type: str,
+    config: dict[str, Any],
+    input: Any,
+    variables: Mapping[str, Any],
+    *,
+    timeout_s: float = 30.0,
+    max_bytes: int = 1024 * 1024,
+    join: bool | None = None,
+) -> Any:
+    """Run the built-in of ``node_type`` and return the node's JSON output.
+
+    ``variables`` are the CEL variables (``output``, ``input``, ``inputs``, ``ctx``,
+    ``iteration``). ``join`` tells ``aggregate`` whether ``input`` is a join's
+    ``{predecessor_id: output}`` object; leave it ``None`` to have it inferred from ``ctx``.
+    """
+    builtin = _BUILTINS.get(node_type)
+    if builtin is None:
+        raise NodeError(f"node {node_id!r}: type {node_type!r} has no built-in behaviour")
+    call = _Call(node_id, config, input, variables, timeout_s, max_bytes, join)
+    return builtin(call)
+
+
+__all__ = ["run_builtin"]

@@ -1,0 +1,106 @@
+"""The handler registry: ``@wfrunner.handler("name")`` and the modules that fill it.
+
+A node whose ``config.function_name`` is ``"name"`` runs the function registered under that
+name (CONTRACT §3). Handlers live in user modules listed in ``WFRUNNER_HANDLERS``; workers
+and the CLI import them with :func:`load_modules`, so registration happens as an import
+side effect, the way Celery discovers tasks.
+
+The registry is a plain module-level dict: it is filled once per process at start-up and
+only read afterwards, so it needs no lock and no persistence.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from wfrunner.errors import ConfigurationError, HandlerError
+
+#: a handler: ``fn(input, config) -> output``, all JSON values
+Handler = Callable[[Any, dict[str, Any]], Any]
+H = TypeVar("H", bound=Callable[..., Any])
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+_LOADED: list[str] = []
+
+
+def _qualified(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "?"
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    return f"{module}.{name}"
+
+
+def handler(name: str) -> Callable[[H], H]:
+    """Register the decorated ``fn(input, config)`` under ``name``; returns it unchanged.
+
+    A second, different function under the same name is a configuration mistake that
+    would otherwise make nodes run whichever module happened to be imported last, so it
+    fails loudly. The same function registered again (same module and qualified name, as
+    when a module is reloaded) replaces the old object silently.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(f"handler name must be a non-empty string, not {name!r}")
+
+    def register(fn: H) -> H:
+        existing = _REGISTRY.get(name)
+        if existing is not None and _qualified(existing) != _qualified(fn):
+            raise ConfigurationError(
+                f"handler name {name!r} is already registered to {_qualified(existing)}; "
+                f"cannot register {_qualified(fn)} under it too (rename one of them)"
+            )
+        _REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+def get_handler(name: str) -> Callable[..., Any]:
+    """The function registered under ``name``, or a :class:`HandlerError` saying how to fix it."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        loaded = f"loaded: {', '.join(_LOADED)}" if _LOADED else "none loaded"
+        raise HandlerError(
+            f"no handler registered under {name!r}; register it with "
+            f"@wfrunner.handler({name!r}) in a module listed in WFRUNNER_HANDLERS ({loaded})"
+        ) from None
+
+
+def load_modules(modules: Iterable[str]) -> None:
+    """Import each handler module once, from the working directory as Celery's ``-A`` does.
+
+    Users run ``celery -A wfrunner worker`` next to their ``handlers.py``; without the
+    working directory on ``sys.path`` (it is absent under console scripts) that module
+    would not be importable. Any import failure becomes a :class:`ConfigurationError`
+    naming the module, because a worker without its handlers must not start.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for module in modules:
+        module = module.strip()
+        if not module or module in _LOADED:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"WFRUNNER_HANDLERS: cannot import {module!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        _LOADED.append(module)
+
+
+def loaded_modules() -> tuple[str, ...]:
+    """The handler modules imported so far, in import order."""
+    return tuple(_LOADED)
+
+
+def registered() -> dict[str, Callable[..., Any]]:
+    """A copy of the registry (name -> function), safe to inspect or iterate."""
+    return dict(_REGISTRY)
+
+
+__all__ = ["Handler", "get_handler", "handler", "load_modules", "loaded_modules", "registered"]
