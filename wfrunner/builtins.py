@@ -237,7 +237,8 @@ def _check_url(node_id: str, url: Any) -> str:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise NodeError(
-            f"node {node_id!r}: config.url must be an http:// or https:// URL, not {_show(url)}"
+            f"node {node_id!r}: refusing {url!r}: config.url and its redirects "
+            "must be http:// or https:// URLs"
         )
     return str(url)
 

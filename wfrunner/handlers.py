@@ -80,6 +80,7 @@ def load_modules(modules: Iterable[str]) -> None:
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    importlib.invalidate_caches()  # modules written since start-up (tests, notebooks)
     for module in modules:
         module = module.strip()
         if not module or module in _LOADED:
