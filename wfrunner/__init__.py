@@ -1,7 +1,8 @@
 """wfrunner: JSON workflows run as Celery tasks, choreographed by a Redis token counter.
 
-The Celery app is ``wfrunner.app`` (``celery -A wfrunner worker``). It is imported lazily so
-that compile-only uses (``wfrunner validate``) do not pay for importing Celery.
+The Celery app is ``wfrunner.app`` (``celery -A wfrunner worker``); ``start_run`` is its
+task. Both are imported lazily so that compile-only uses (``wfrunner validate``) do not
+pay for importing Celery.
 """
 
 from __future__ import annotations
@@ -9,14 +10,35 @@ from __future__ import annotations
 from typing import Any
 
 from wfrunner.errors import WfrunnerError
+from wfrunner.handlers import handler
 
-__all__ = ["WfrunnerError", "__version__", "app"]
+__all__ = [
+    "WfrunnerError",
+    "__version__",
+    "app",
+    "get_run",
+    "handler",
+    "register_workflow",
+    "start_run",
+    "submit_run",
+    "wait_for_run",
+]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "app": ("wfrunner.tasks.app", "app"),
+    "start_run": ("wfrunner.tasks.runs", "start_run"),
+    "register_workflow": ("wfrunner.client", "register_workflow"),
+    "get_run": ("wfrunner.client", "get_run"),
+    "submit_run": ("wfrunner.client", "submit_run"),
+    "wait_for_run": ("wfrunner.client", "wait_for_run"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "app":
-        from wfrunner.tasks.app import app
+    if name in _LAZY:
+        import importlib
 
-        return app
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'wfrunner' has no attribute {name!r}")

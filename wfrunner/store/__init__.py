@@ -6,6 +6,7 @@ Use :class:`Store` for reads and writes and :mod:`wfrunner.store.migrate` for th
 from __future__ import annotations
 
 from wfrunner.store.events import NewEvent
+from wfrunner.store.history import ExecutionRow
 from wfrunner.store.records import (
     CounterSnapshot,
     EventRecord,
@@ -23,6 +24,7 @@ __all__ = [
     "STAT_COLUMNS",
     "CounterSnapshot",
     "EventRecord",
+    "ExecutionRow",
     "NewEvent",
     "NodeExecutionRecord",
     "PendingTokenRecord",

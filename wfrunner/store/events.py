@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from wfrunner.errors import NotFoundError
 from wfrunner.store.base import Repository
@@ -54,27 +53,10 @@ class EventQueries(Repository):
         flushers racing, leaves one copy; ``runs.event_seq`` moves past the batch so later
         :meth:`append_events` calls continue the sequence.
         """
-        if not events:
-            return
-        rows = [
-            {"run_id": run_id, "seq": first_seq + i, "type": kind, "node_id": node, "data": data}
-            for i, (kind, node, data) in enumerate(events)
-        ]
-        last = first_seq + len(events) - 1
+        from wfrunner.store.history import insert_events
+
         with self._tx() as session:
-            found = session.execute(
-                sa.update(Run)
-                .where(Run.id == run_id)
-                .values(event_seq=sa.func.greatest(Run.event_seq, last))
-                .returning(Run.id)
-            ).first()
-            if found is None:
-                raise NotFoundError(f"no run with id '{run_id}'")
-            session.execute(
-                pg_insert(EventLog).values(rows).on_conflict_do_nothing(
-                    index_elements=[EventLog.run_id, EventLog.seq]
-                )
-            )
+            insert_events(session, run_id, first_seq, events)
 
     def list_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         """Events in order; ``after_seq`` lets a follower fetch only what is new."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from wfrunner.store.events import EventQueries
 from wfrunner.store.execution import ExecutionQueries
+from wfrunner.store.history import HistoryQueries
 from wfrunner.store.recovery import RecoveryQueries
 from wfrunner.store.runs import RunQueries
 from wfrunner.store.workers import WorkerQueries
@@ -20,6 +21,7 @@ class Store(
     RunQueries,
     EventQueries,
     ExecutionQueries,
+    HistoryQueries,
     RecoveryQueries,
     WorkerQueries,
 ):

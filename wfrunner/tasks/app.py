@@ -15,7 +15,10 @@ from wfrunner.servers import resolve_redis_url
 from wfrunner.settings import Settings
 from wfrunner.tasks.config import celery_settings, user_overrides
 
-app = Celery("wfrunner")
+app = Celery(
+    "wfrunner",
+    include=["wfrunner.tasks.execution", "wfrunner.tasks.runs", "wfrunner.tasks.workers"],
+)
 
 
 def _configure(sender: Celery, **_: Any) -> None:

@@ -1,0 +1,87 @@
+"""A real Celery worker (in-process, thread pool) on the real Redis and PostgreSQL.
+
+One worker and one migrated database serve the whole e2e session: the Celery app is
+configured once per process. Each test registers its own workflows and starts its own
+runs, so tests stay independent without restarting the worker.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy.engine import make_url
+
+import wfrunner
+from tests.e2e import handlers as _handlers  # noqa: F401  (registers the test handlers)
+from wfrunner import client, runtime
+from wfrunner.settings import Settings
+from wfrunner.store import migrate
+from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE, celery_settings
+
+
+@pytest.fixture(scope="session")
+def engine_database(postgres_admin_url: str) -> Iterator[str]:
+    name = f"wfr_e2e_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    runtime.reset()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]:
+    env = {
+        "WFRUNNER_REDIS_URL": redis_url,
+        "WFRUNNER_DATABASE_URL": engine_database,
+        "WFRUNNER_RUN_TIMEOUT": "300",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    runtime.reset()
+    app = wfrunner.app
+    app.conf.update(celery_settings(Settings.from_env(), redis_url))
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def worker(engine_env: dict[str, str]) -> Iterator[Any]:
+    with start_worker(
+        wfrunner.app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        queues=[TASK_QUEUE, COMPLETION_QUEUE],
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as w:
+        yield w
+
+
+@pytest.fixture()
+def run_workflow(worker: Any) -> Any:
+    """register + start + wait; returns the run document."""
+
+    def run(definition: dict[str, Any], inputs: Any = None, timeout: float = 60) -> dict[str, Any]:
+        workflow_id = client.register_workflow(definition)
+        result = wfrunner.start_run.delay(workflow_id, inputs)
+        assert result.get(timeout=timeout) == result.id
+        return client.wait_for_run(result.id, timeout=timeout)
+
+    return run

@@ -1,0 +1,38 @@
+"""The completion double-check run by ``wfrunner.check_completion``.
+
+A zero counter says no token is in flight. Before declaring the run COMPLETED the check
+also confirms no join is still waiting for an arrival (with dead-path elimination none can
+be, so one that is reveals a fault and fails the run rather than leaving it RUNNING).
+"""
+
+from __future__ import annotations
+
+from wfrunner.compiler.ir import IR
+from wfrunner.engine.events import event
+from wfrunner.engine.runstate import GONE, RUNNING, RunState
+
+NOT_DONE = "running"
+
+
+def check(state: RunState, ir: IR, run_id: str) -> str:
+    """The run's state after the check: running, completed, failed, cancelled or gone."""
+    meta = state.meta(run_id)
+    if not meta:
+        return GONE
+    if meta.get("state") != RUNNING:
+        return meta.get("state", GONE)
+    counter = state.counter(run_id)
+    if counter is None or counter > 0:
+        return NOT_DONE
+    waiting = [
+        instance
+        for instance, arrived in state.join_counts(run_id).items()
+        if arrived < len(ir.nodes[instance.split("|", 1)[0]].dependencies)
+    ]
+    if waiting:
+        node = waiting[0].split("|", 1)[0]
+        error = f"join {node!r} was left waiting for inputs that can no longer arrive"
+        state.end(run_id, "failed", error, [event("run_failed", None, error=error)])
+        return "failed"
+    state.end(run_id, "completed", None, [event("run_completed")])
+    return "completed"

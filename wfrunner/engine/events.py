@@ -1,0 +1,35 @@
+"""The run's events: what happened, in order, as JSON objects.
+
+Every state change of a run or node is an event; the run document, ``wfrunner trace`` and
+the REST event list are projections of them (:mod:`wfrunner.history`). Events are appended
+to the run's Redis list by the Lua scripts in the same atomic step as the change they
+describe, and copied to PostgreSQL's ``event_log`` when the run ends.
+
+type               caused by                          data
+run_started        start_run                          workflow_id
+token_emitted      a node's commit (or the start)     from, to, scope
+node_started       a node task begins                 scope
+node_completed     a node's commit                    scope, output_ref
+node_skipped       dead-path elimination              scope
+join_arrived       a join's predecessor arrived       from, scope, live
+loop_decided       a loop node's commit               pass, outcome (back|break|timeout)
+node_failed        a handler or built-in raised       scope, error
+run_completed      check_completion                   -
+run_failed         a node failed / timed out          error
+run_cancelled      cancellation                       error
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def event(kind: str, node: str | None = None, **data: Any) -> dict[str, Any]:
+    return {"type": kind, "node": node, "t": round(time.time(), 6), **data}
+
+
+def split(evt: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+    """(type, node, data) for the PostgreSQL event log."""
+    data = {k: v for k, v in evt.items() if k not in ("type", "node")}
+    return str(evt["type"]), evt.get("node"), data

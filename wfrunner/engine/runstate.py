@@ -1,0 +1,244 @@
+"""RunState: the Python face of a run's hot state in Redis (``lua/*.lua``).
+
+One method per script, each one round trip. Every script first checks the run's
+``state``: once a run has failed, been cancelled or been cleaned up, no late task of it can
+write anything, which is how "nothing else of the run keeps running" is enforced without a
+coordinator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+
+from wfrunner.engine import keys
+from wfrunner.engine.tokens import Token
+from wfrunner.errors import CounterError
+from wfrunner.resources import lua_source
+
+RUNNING = "running"
+GONE = "gone"
+DEAD = "-"  # the join_arrive value of a dead (not taken) path
+
+
+@dataclass(frozen=True)
+class Begin:
+    state: str
+    #: tokens an earlier delivery of this token committed (None when not committed)
+    committed: list[Token] | None
+    input: Any
+    inputs: Any
+
+
+@dataclass(frozen=True)
+class Arrival:
+    state: str
+    complete: bool
+    finisher: str | None
+
+
+@dataclass(frozen=True)
+class Commit:
+    state: str
+    value: int
+    changed: bool
+    hit_zero: bool
+    emitted: list[Token]
+
+
+def _tokens(text: str) -> list[Token]:
+    return [Token.from_dict(item) for item in json.loads(text or "[]")]
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class RunState:
+    """Hot state of runs over one ``redis.Redis`` client (``decode_responses=True``)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._scripts: dict[str, Script] = {
+            name: client.register_script(lua_source(name))
+            for name in ("start_run", "begin_node", "join_arrive", "commit_node", "end_run")
+        }
+
+    def _run(self, name: str, run_id: str, keys_: list[str], args: Sequence[Any]) -> list[Any]:
+        script = self._scripts[name]
+        return list(_guarded(name, run_id, lambda: script(keys=keys_, args=list(args))))
+
+    def start(
+        self,
+        run_id: str,
+        workflow_id: str,
+        inputs_json: str,
+        entry_count: int,
+        now: float,
+        events: Sequence[dict[str, Any]],
+    ) -> tuple[bool, str]:
+        """Make the run live; (False, state) when an earlier delivery already did."""
+        reply = self._run(
+            "start_run",
+            run_id,
+            [
+                keys.meta_key(run_id),
+                keys.counter_key(run_id),
+                keys.applied_key(run_id),
+                keys.events_key(run_id),
+            ],
+            [
+                keys.op_key(run_id, "init", None, None, 1),
+                workflow_id,
+                inputs_json,
+                entry_count,
+                now,
+                *map(_dump, events),
+            ],
+        )
+        return bool(reply[0]), str(reply[1])
+
+    def begin(self, token: Token, now: float, event: dict[str, Any] | None) -> Begin:
+        run_id = token.run_id
+        state, committed, raw_input, raw_inputs = self._run(
+            "begin_node",
+            run_id,
+            [
+                keys.meta_key(run_id),
+                keys.emits_key(run_id),
+                keys.payloads_key(run_id),
+                keys.events_key(run_id),
+            ],
+            [token.key, token.payload_ref or "", _dump(event) if event else "", now],
+        )
+        return Begin(
+            state=state,
+            committed=_tokens(committed) if committed else None,
+            input=json.loads(raw_input) if raw_input else None,
+            inputs=json.loads(raw_inputs) if raw_inputs else None,
+        )
+
+    def arrive(
+        self, run_id: str, instance: str, from_node: str, value: str, expected: int
+    ) -> Arrival:
+        """Record a join arrival (``value`` a payload ref, or :data:`DEAD`)."""
+        state, complete, finisher = self._run(
+            "join_arrive",
+            run_id,
+            [keys.meta_key(run_id), keys.joins_key(run_id)],
+            [instance, from_node, value, expected],
+        )
+        return Arrival(state, bool(complete), finisher or None)
+
+    def join_inputs(
+        self, run_id: str, instance: str, predecessors: Sequence[str]
+    ) -> dict[str, Any]:
+        """``{predecessor: output}`` of the live arrivals of a complete join, in order."""
+        refs = self.client.hmget(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
+        live = [(p, r) for p, r in zip(predecessors, refs, strict=True) if r and r != DEAD]
+        return dict(
+            zip([p for p, _ in live], self.payloads(run_id, [r for _, r in live]), strict=True)
+        )
+
+    def commit(
+        self,
+        token: Token,
+        emitted: Sequence[Token],
+        now: float,
+        events: Sequence[dict[str, Any]],
+        output: tuple[str, str] | None = None,
+        delta: int | None = None,
+    ) -> Commit:
+        """Finish ``token``: store the output, apply ``len(emitted) - 1``, append events."""
+        run_id = token.run_id
+        ref, text = output if output else ("", "")
+        reply = self._run(
+            "commit_node",
+            run_id,
+            [
+                keys.meta_key(run_id),
+                keys.counter_key(run_id),
+                keys.applied_key(run_id),
+                keys.payloads_key(run_id),
+                keys.context_key(run_id),
+                keys.emits_key(run_id),
+                keys.events_key(run_id),
+            ],
+            [
+                token.op_key("advance"),
+                len(emitted) - 1 if delta is None else delta,
+                token.key,
+                _dump([t.to_dict() for t in emitted]),
+                run_id,
+                keys.COMPLETION_CHANNEL,
+                token.to_node,
+                ref,
+                text,
+                now,
+                *map(_dump, events),
+            ],
+        )
+        value, changed, hit_zero, emits, state = reply
+        return Commit(state, int(value), bool(changed), bool(hit_zero), _tokens(emits))
+
+    def end(
+        self, run_id: str, state: str, error: str | None, events: Sequence[dict[str, Any]]
+    ) -> bool:
+        """Stop the run (failed / cancelled / completed); True when this call stopped it."""
+        changed, _ = self._run(
+            "end_run",
+            run_id,
+            [keys.meta_key(run_id), keys.events_key(run_id)],
+            [state, error or "", *map(_dump, events)],
+        )
+        return bool(changed)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def meta(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.hgetall(keys.meta_key(run_id)))
+
+    def counter(self, run_id: str) -> int | None:
+        raw = self.client.get(keys.counter_key(run_id))
+        return None if raw is None else int(raw)
+
+    def events(self, run_id: str, start: int = 0) -> list[dict[str, Any]]:
+        return [json.loads(e) for e in self.client.lrange(keys.events_key(run_id), start, -1)]
+
+    def payloads(self, run_id: str, refs: Sequence[str]) -> list[Any]:
+        if not refs:
+            return []
+        texts = self.client.hmget(keys.payloads_key(run_id), list(refs))
+        return [None if text is None else json.loads(text) for text in texts]
+
+    def all_payloads(self, run_id: str) -> dict[str, Any]:
+        return {
+            ref: json.loads(text)
+            for ref, text in self.client.hgetall(keys.payloads_key(run_id)).items()
+        }
+
+    def context(self, run_id: str) -> dict[str, Any]:
+        """node id -> latest output: the CEL ``ctx`` variable."""
+        refs = self.client.hgetall(keys.context_key(run_id))
+        nodes = list(refs)
+        return dict(zip(nodes, self.payloads(run_id, [refs[n] for n in nodes]), strict=True))
+
+    def join_counts(self, run_id: str) -> dict[str, int]:
+        """join instance -> arrivals so far (for the completion double-check)."""
+        fields = self.client.hgetall(keys.joins_key(run_id))
+        return {k[: -len("#n")]: int(v) for k, v in fields.items() if k.endswith("#n")}
+
+    def delete(self, run_id: str) -> None:
+        self.client.delete(*keys.run_keys(run_id))
+
+
+def _guarded(op: str, run_id: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except redis.RedisError as exc:
+        raise CounterError(f"run {run_id!r}: Redis refused {op}: {exc}") from exc

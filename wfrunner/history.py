@@ -1,0 +1,131 @@
+"""Projections of a run's events: node states, the token path, statistics, and the rows
+persisted to PostgreSQL when the run ends. Pure: events in, views out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wfrunner.states import NodeStatus
+from wfrunner.store.history import ExecutionRow
+
+Event = Mapping[str, Any]
+
+
+@dataclass
+class NodeProgress:
+    started: int = 0
+    completed: int = 0
+    failed: bool = False
+    skipped: bool = False
+    error: str | None = None
+    output_refs: list[str] = field(default_factory=list)
+
+    @property
+    def open(self) -> int:
+        return self.started - self.completed - (1 if self.failed else 0)
+
+    def status(self, ended: bool) -> NodeStatus:
+        if self.failed:
+            return NodeStatus.FAILED
+        if self.open > 0 and not ended:
+            return NodeStatus.RUNNING
+        if self.completed:
+            return NodeStatus.COMPLETED
+        if self.skipped or ended:
+            return NodeStatus.SKIPPED
+        return NodeStatus.PENDING
+
+
+def progress(node_ids: Iterable[str], events: Sequence[Event]) -> dict[str, NodeProgress]:
+    nodes = {node_id: NodeProgress() for node_id in node_ids}
+    for evt in events:
+        node = nodes.get(evt.get("node") or "")
+        if node is None:
+            continue
+        kind = evt["type"]
+        if kind == "node_started":
+            node.started += 1
+        elif kind == "node_completed":
+            node.completed += 1
+            node.output_refs.append(str(evt.get("output_ref")))
+        elif kind == "node_failed":
+            node.failed = True
+            node.error = evt.get("error")
+        elif kind == "node_skipped":
+            node.skipped = True
+    return nodes
+
+
+def node_documents(
+    nodes: Mapping[str, NodeProgress], ended: bool, load: Callable[[list[str]], list[Any]]
+) -> dict[str, dict[str, Any]]:
+    """CONTRACT §5 ``nodes``: status, attempts, iterations, output (latest pass)."""
+    latest = {n: p.output_refs[-1] for n, p in nodes.items() if p.output_refs}
+    outputs = dict(zip(latest, load(list(latest.values())), strict=True))
+    return {
+        node_id: {
+            "status": p.status(ended).value,
+            "attempts": p.started,
+            "iterations": p.completed,
+            "output": outputs.get(node_id),
+            **({"error": p.error} if p.error else {}),
+        }
+        for node_id, p in nodes.items()
+    }
+
+
+def path(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The tokens in emission order, each ``{"from": node or None, "to": node}``."""
+    return [{"from": e.get("from"), "to": e["to"]} for e in events if e["type"] == "token_emitted"]
+
+
+def statistics(events: Sequence[Event]) -> dict[str, int]:
+    kinds = [e["type"] for e in events]
+    skipped = {(e.get("node"), e.get("scope")) for e in events if e["type"] == "node_skipped"}
+    emitted = kinds.count("token_emitted")
+    return {
+        "nodes_executed": kinds.count("node_completed"),
+        "nodes_skipped": len(skipped),
+        "tokens_emitted": emitted,
+        "tokens_consumed": emitted,
+    }
+
+
+def execution_rows(events: Sequence[Event], outputs: Mapping[str, Any]) -> list[ExecutionRow]:
+    """One row per node pass: iteration = the pass number, attempt = deliveries that ran it."""
+    rows: list[ExecutionRow] = []
+    passes: dict[str, int] = {}
+    attempts: dict[tuple[str, str], int] = {}
+    for evt in events:
+        node, kind, scope = evt.get("node"), evt["type"], str(evt.get("scope", ""))
+        if node is None:
+            continue
+        if kind == "node_started":
+            attempts[(node, scope)] = attempts.get((node, scope), 0) + 1
+            continue
+        status = {
+            "node_completed": NodeStatus.COMPLETED,
+            "node_failed": NodeStatus.FAILED,
+            "node_skipped": NodeStatus.SKIPPED,
+        }.get(kind)
+        if status is None:
+            continue
+        passes[node] = passes.get(node, 0) + 1
+        rows.append(
+            ExecutionRow(
+                node_id=node,
+                iteration=passes[node],
+                attempt=max(1, attempts.get((node, scope), 1)),
+                status=status.value,
+                output=outputs.get(str(evt.get("output_ref"))),
+                error=evt.get("error"),
+            )
+        )
+    return rows
+
+
+def loop_passes(events: Sequence[Event]) -> dict[str, int]:
+    return {str(e["node"]): int(e["pass"]) for e in events if e["type"] == "loop_decided"}

@@ -1,0 +1,90 @@
+"""The per-process context shared by tasks, the CLI and the API: settings, the resolved
+server URLs, a Redis client, the Store, and a cache of compiled workflows.
+
+Built lazily on first use and rebuilt after a fork (:func:`reset`), because connection
+pools must not be shared between a prefork parent and its children.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+import redis
+
+from wfrunner import handlers
+from wfrunner.compiler.ir import IR
+from wfrunner.engine.executor import Executor
+from wfrunner.engine.runstate import RunState
+from wfrunner.servers import resolve_database_url, resolve_redis_url
+from wfrunner.settings import Settings
+from wfrunner.store import Store
+
+
+class Runtime:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self._irs: dict[str, IR] = {}
+        self._lock = threading.Lock()
+        handlers.load_modules(self.settings.handler_modules)
+
+    @cached_property
+    def redis_url(self) -> str:
+        return resolve_redis_url(self.settings.redis_url, self.settings.home)
+
+    @cached_property
+    def database_url(self) -> str:
+        return resolve_database_url(self.settings.database_url, self.settings.home)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True, health_check_interval=30)
+
+    @cached_property
+    def state(self) -> RunState:
+        return RunState(self.redis)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.database_url)
+
+    @cached_property
+    def executor(self) -> Executor:
+        return Executor(self.state, self.settings.max_payload_bytes)
+
+    def ir(self, workflow_id: str) -> IR:
+        """The compiled workflow; workflows never change under an id, so it is cached."""
+        cached = self._irs.get(workflow_id)
+        if cached is None:
+            cached = IR.from_dict(self.store.get_workflow(workflow_id).ir)
+            with self._lock:
+                self._irs[workflow_id] = cached
+        return cached
+
+    def close(self) -> None:
+        if "redis" in self.__dict__:
+            self.redis.close()
+        if "store" in self.__dict__:
+            self.store.close()
+
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    global _current
+    if _current is None:
+        with _current_lock:
+            if _current is None:
+                _current = Runtime()
+    return _current
+
+
+def reset() -> None:
+    """Forget the process's runtime (after a fork, or when settings changed in tests)."""
+    global _current
+    with _current_lock:
+        if _current is not None:
+            _current.close()
+        _current = None
