@@ -18,6 +18,7 @@ from celery.contrib.testing.worker import start_worker
 from sqlalchemy.engine import make_url
 
 import wfrunner
+from examples import handlers as _example_handlers  # noqa: F401  (registers them)
 from tests.e2e import handlers as _handlers  # noqa: F401  (registers the test handlers)
 from wfrunner import client, runtime
 from wfrunner.settings import Settings

@@ -47,3 +47,21 @@ def poll(value: Any, config: dict[str, Any]) -> Any:
     attempts = (value or {}).get("attempts", 0) + 1
     succeed_at = int(config.get("succeed_at", 3))
     return {"attempts": attempts, "status": "success" if attempts >= succeed_at else "pending"}
+
+
+#: events a test sets to let a blocked handler finish
+gates: dict[str, threading.Event] = {}
+
+
+@wfrunner.handler("t.wait")
+def wait(value: Any, config: dict[str, Any]) -> Any:
+    """Blocks until the test opens the gate named in config (at most 30 s)."""
+    _count(f"t.wait:{config['gate']}")
+    gates.setdefault(config["gate"], threading.Event()).wait(30)
+    return value
+
+
+@wfrunner.handler("t.count")
+def count(value: Any, config: dict[str, Any]) -> Any:
+    _count(f"t.count:{config['tag']}")
+    return value

@@ -205,7 +205,7 @@ class Executor:
         return fires, events
 
     def _fail(self, node: IRNode, token: Token, reason: str) -> Outcome:
-        error = f"node {node.id!r} failed: {reason}"
+        error = f"node {node.id!r} failed: {reason.removeprefix(f'node {node.id!r}: ')}"
         self.state.end(
             token.run_id,
             "failed",

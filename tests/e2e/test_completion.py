@@ -1,0 +1,142 @@
+"""Completion: event-driven, the terminal-node optimisation, timeouts, failure isolation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import redis
+
+import wfrunner
+from tests.e2e.handlers import calls, gates
+from wfrunner import client, lifecycle
+from wfrunner.engine import keys
+from wfrunner.runtime import Runtime
+from wfrunner.settings import Settings
+
+
+def fn(node_id: str, name: str = "t.echo", **config: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": "function", "config": {"function_name": name, **config}}
+
+
+def edges(*pairs: tuple[str, str]) -> list[dict[str, str]]:
+    return [{"from": a, "to": b} for a, b in pairs]
+
+
+def test_ten_nodes_two_terminals_make_two_completion_checks(run_workflow: Any) -> None:
+    nodes = [fn(f"n{i}") for i in range(10)]
+    # n0 -> n1..n4 chain, n0 -> n5..n8 chain; terminals n4 and n9 (n8 -> n9)
+    wf = {
+        "nodes": nodes,
+        "edges": edges(("n0", "n1"), ("n1", "n2"), ("n2", "n3"), ("n3", "n4"),
+                       ("n0", "n5"), ("n5", "n6"), ("n6", "n7"), ("n7", "n8"), ("n8", "n9")),
+    }
+    doc = run_workflow(wf, {})
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["stats"]["completion_checks"] == 2
+    assert doc["stats"]["nodes_executed"] == 10
+
+
+def test_completion_is_published_once_and_hot_state_is_removed(
+    worker: Any, redis_url: str
+) -> None:
+    wf = {"nodes": [fn("A"), fn("B"), fn("C")], "edges": edges(("A", "B"), ("A", "C"))}
+    workflow_id = client.register_workflow(wf)
+    listener = redis.Redis.from_url(redis_url, decode_responses=True)
+    pubsub = listener.pubsub()
+    pubsub.subscribe(keys.COMPLETION_CHANNEL)
+    run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
+    doc = client.wait_for_run(run_id, timeout=30)
+    assert doc["status"] == "COMPLETED"
+    published = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.2)
+        if message and message["type"] == "message" and message["data"] == run_id:
+            published.append(message)
+    assert len(published) == 1
+    assert listener.keys(f"wfr:{{{run_id}}}:*") == []
+    pubsub.close()
+    listener.close()
+
+
+def test_branch_that_takes_no_edge_completes_through_the_zero_counter(run_workflow: Any) -> None:
+    wf = {
+        "nodes": [fn("A"), fn("B")],
+        "edges": [{"from": "A", "to": "B", "condition": "output.go == true"}],
+    }
+    doc = run_workflow(wf, {"go": False})
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["B"]["status"] == "SKIPPED"
+    assert doc["stats"]["completion_checks"] == 1  # A is not terminal: the zero raised it
+
+
+def test_a_failed_run_stops_its_other_branches(run_workflow: Any) -> None:
+    gate = "failed-run"
+    gates[gate] = threading.Event()
+    wf = {
+        "nodes": [fn("A"), fn("B", "t.boom"), fn("C", "t.wait", gate=gate),
+                  fn("D", "t.count", tag="after-failure")],
+        "edges": edges(("A", "B"), ("A", "C"), ("C", "D")),
+    }
+    threading.Timer(1.0, gates[gate].set).start()  # C finishes after B has failed the run
+    doc = run_workflow(wf, {})
+    assert doc["status"] == "FAILED"
+    time.sleep(1.5)
+    assert calls["t.count:after-failure"] == 0
+    final = client.get_run(doc["run_id"])
+    assert final["nodes"]["D"]["status"] == "SKIPPED"
+    assert final["status"] == "FAILED"
+
+
+def test_timeout_detector_fails_an_idle_run(worker: Any, engine_env: dict[str, str]) -> None:
+    gate = "idle-run"
+    gates[gate] = threading.Event()
+    wf = {"nodes": [fn("A", "t.wait", gate=gate), fn("B", "t.count", tag="after-timeout")],
+          "edges": edges(("A", "B"))}
+    workflow_id = client.register_workflow(wf)
+    run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
+    impatient = Runtime(Settings.from_env({**engine_env, "WFRUNNER_RUN_TIMEOUT": "1"}))
+    deadline = time.monotonic() + 20
+    expired: list[str] = []
+    while run_id not in expired and time.monotonic() < deadline:
+        time.sleep(0.5)
+        expired += lifecycle.expire_idle_runs(impatient)
+    assert run_id in expired
+    gates[gate].set()
+    time.sleep(1)
+    doc = client.get_run(run_id)
+    assert doc["status"] == "FAILED"
+    assert doc["error"] == "run timed out: no activity for 1 s (WFRUNNER_RUN_TIMEOUT)"
+    assert calls["t.count:after-timeout"] == 0
+    impatient.close()
+
+
+def test_detector_is_scheduled_by_beat() -> None:
+    schedule = wfrunner.app.conf.beat_schedule["wfrunner-detect-timeouts"]
+    assert schedule["task"] == "wfrunner.detect_timeouts"
+    assert schedule["schedule"] == float(Settings.from_env().timeout_check_interval)
+
+
+def test_detect_timeouts_task_runs_on_the_worker(worker: Any) -> None:
+    from wfrunner.tasks.runs import detect_timeouts
+
+    assert detect_timeouts.delay().get(timeout=30) == []
+
+
+def test_hundred_concurrent_diamonds_all_complete_with_each_join_once(worker: Any) -> None:
+    wf = {
+        "nodes": [fn("A"), fn("B"), fn("C"), fn("D", "t.count", tag="diamond")],
+        "edges": edges(("A", "B"), ("A", "C"), ("B", "D"), ("C", "D")),
+    }
+    workflow_id = client.register_workflow(wf)
+    before = calls["t.count:diamond"]
+    results = [wfrunner.start_run.delay(workflow_id, {"i": i}) for i in range(100)]
+    run_ids = [r.get(timeout=60) for r in results]
+    docs = [client.wait_for_run(run_id, timeout=120) for run_id in run_ids]
+    assert [d["status"] for d in docs] == ["COMPLETED"] * 100
+    assert calls["t.count:diamond"] - before == 100
+    assert all(d["nodes"]["D"]["attempts"] == 1 for d in docs)
+    assert all(d["nodes"]["D"]["output"] == {"B": {"i": d["inputs"]["i"]}, "C": {"i": d["inputs"]["i"]}}
+               for d in docs)
