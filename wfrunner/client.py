@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wfrunner import history, handlers
+from wfrunner import handlers, history
 from wfrunner.compiler import IR, compile_workflow, load_definitions
 from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
 from wfrunner.runtime import Runtime, runtime
@@ -76,14 +76,18 @@ def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
     live = not ended and bool(rt.state.meta(run_id))
     if live:
         events: list[dict[str, Any]] = rt.state.events(run_id)
+
         def load(refs: list[str]) -> list[Any]:
             return rt.state.payloads(run_id, refs)
     else:
         events = [
-            {"type": e.type, "node": e.node_id, **(e.data or {})} for e in rt.store.list_events(run_id)
+            {"type": e.type, "node": e.node_id, **(e.data or {})}
+            for e in rt.store.list_events(run_id)
         ]
+
         def load(refs: list[str]) -> list[Any]:
             return [rt.store.load_payload(run_id, ref) for ref in refs]
+
     nodes = history.progress(ir.nodes, events)
     stats = {**rt.store.get_stats(run_id), **history.statistics(events)}
     return {

@@ -34,7 +34,13 @@ class Runtime:
 
     @cached_property
     def database_url(self) -> str:
-        return resolve_database_url(self.settings.database_url, self.settings.home)
+        url = resolve_database_url(self.settings.database_url, self.settings.home)
+        if self.settings.database_url is None:
+            # the embedded database is ours: keep its schema current
+            from wfrunner.store import migrate
+
+            migrate.upgrade(url)
+        return url
 
     @cached_property
     def redis(self) -> redis.Redis:

@@ -1,0 +1,3 @@
+from wfrunner.cli.app import main
+
+main()
