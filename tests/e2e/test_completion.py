@@ -29,8 +29,17 @@ def test_ten_nodes_two_terminals_make_two_completion_checks(run_workflow: Any) -
     # n0 -> n1..n4 chain, n0 -> n5..n8 chain; terminals n4 and n9 (n8 -> n9)
     wf = {
         "nodes": nodes,
-        "edges": edges(("n0", "n1"), ("n1", "n2"), ("n2", "n3"), ("n3", "n4"),
-                       ("n0", "n5"), ("n5", "n6"), ("n6", "n7"), ("n7", "n8"), ("n8", "n9")),
+        "edges": edges(
+            ("n0", "n1"),
+            ("n1", "n2"),
+            ("n2", "n3"),
+            ("n3", "n4"),
+            ("n0", "n5"),
+            ("n5", "n6"),
+            ("n6", "n7"),
+            ("n7", "n8"),
+            ("n8", "n9"),
+        ),
     }
     doc = run_workflow(wf, {})
     assert doc["status"] == "COMPLETED", doc["error"]
@@ -38,9 +47,7 @@ def test_ten_nodes_two_terminals_make_two_completion_checks(run_workflow: Any) -
     assert doc["stats"]["nodes_executed"] == 10
 
 
-def test_completion_is_published_once_and_hot_state_is_removed(
-    worker: Any, redis_url: str
-) -> None:
+def test_completion_is_published_once_and_hot_state_is_removed(worker: Any, redis_url: str) -> None:
     wf = {"nodes": [fn("A"), fn("B"), fn("C")], "edges": edges(("A", "B"), ("A", "C"))}
     workflow_id = client.register_workflow(wf)
     listener = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -76,8 +83,12 @@ def test_a_failed_run_stops_its_other_branches(run_workflow: Any) -> None:
     gate = "failed-run"
     gates[gate] = threading.Event()
     wf = {
-        "nodes": [fn("A"), fn("B", "t.boom"), fn("C", "t.wait", gate=gate),
-                  fn("D", "t.count", tag="after-failure")],
+        "nodes": [
+            fn("A"),
+            fn("B", "t.boom"),
+            fn("C", "t.wait", gate=gate),
+            fn("D", "t.count", tag="after-failure"),
+        ],
         "edges": edges(("A", "B"), ("A", "C"), ("C", "D")),
     }
     threading.Timer(1.0, gates[gate].set).start()  # C finishes after B has failed the run
@@ -93,8 +104,10 @@ def test_a_failed_run_stops_its_other_branches(run_workflow: Any) -> None:
 def test_timeout_detector_fails_an_idle_run(worker: Any, engine_env: dict[str, str]) -> None:
     gate = "idle-run"
     gates[gate] = threading.Event()
-    wf = {"nodes": [fn("A", "t.wait", gate=gate), fn("B", "t.count", tag="after-timeout")],
-          "edges": edges(("A", "B"))}
+    wf = {
+        "nodes": [fn("A", "t.wait", gate=gate), fn("B", "t.count", tag="after-timeout")],
+        "edges": edges(("A", "B")),
+    }
     workflow_id = client.register_workflow(wf)
     run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
     impatient = Runtime(Settings.from_env({**engine_env, "WFRUNNER_RUN_TIMEOUT": "1"}))
@@ -138,5 +151,7 @@ def test_hundred_concurrent_diamonds_all_complete_with_each_join_once(worker: An
     assert [d["status"] for d in docs] == ["COMPLETED"] * 100
     assert calls["t.count:diamond"] - before == 100
     assert all(d["nodes"]["D"]["attempts"] == 1 for d in docs)
-    assert all(d["nodes"]["D"]["output"] == {"B": {"i": d["inputs"]["i"]}, "C": {"i": d["inputs"]["i"]}}
-               for d in docs)
+    assert all(
+        d["nodes"]["D"]["output"] == {"B": {"i": d["inputs"]["i"]}, "C": {"i": d["inputs"]["i"]}}
+        for d in docs
+    )

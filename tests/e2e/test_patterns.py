@@ -13,7 +13,9 @@ from tests.e2e.handlers import calls
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "workflows" / "valid"
 
 
-def fn(node_id: str, name: str = "t.increment", node_type: str = "function", **config: Any) -> dict[str, Any]:
+def fn(
+    node_id: str, name: str = "t.increment", node_type: str = "function", **config: Any
+) -> dict[str, Any]:
     return {"id": node_id, "type": node_type, "config": {"function_name": name, **config}}
 
 
@@ -41,7 +43,11 @@ def test_parallel_fan_out_and_join(run_workflow: Any) -> None:
     # B = increment(A) = 3, C = double... fixture uses examples handlers? no: built-ins below
     assert statuses(doc) == dict.fromkeys("ABCD", "COMPLETED")
     assert {(p["from"], p["to"]) for p in doc["path"]} == {
-        (None, "A"), ("A", "B"), ("A", "C"), ("B", "D"), ("C", "D")
+        (None, "A"),
+        ("A", "B"),
+        ("A", "C"),
+        ("B", "D"),
+        ("C", "D"),
     }
     assert doc["path"][0] == {"from": None, "to": "A"}
 
@@ -79,8 +85,12 @@ def test_branch_both_outcomes_end_with_untaken_path_skipped(
             {"id": "lo", "type": "transform", "config": {"expression": "'lo'"}},
             {"id": "after_hi", "type": "transform", "config": {"expression": "input"}},
         ],
-        "edges": edges(("start", "route"), ("route", "hi", "output.score >= 50"),
-                       ("route", "lo", "output.score < 50"), ("hi", "after_hi")),
+        "edges": edges(
+            ("start", "route"),
+            ("route", "hi", "output.score >= 50"),
+            ("route", "lo", "output.score < 50"),
+            ("hi", "after_hi"),
+        ),
     }
     doc = run_workflow(wf, {"score": score})
     assert doc["status"] == "COMPLETED", doc["error"]
@@ -113,10 +123,18 @@ def test_self_loop_with_handler_and_iteration_variable(run_workflow: Any) -> Non
     wf = {
         "nodes": [
             fn("start", "t.echo"),
-            {"id": "retry", "type": "loop", "config": {
-                "function_name": "t.poll", "succeed_at": 3, "max_iterations": 5,
-                "condition": "output.status != 'success' && iteration < 10",
-                "break_path": ["ok"], "timeout_path": ["failed"]}},
+            {
+                "id": "retry",
+                "type": "loop",
+                "config": {
+                    "function_name": "t.poll",
+                    "succeed_at": 3,
+                    "max_iterations": 5,
+                    "condition": "output.status != 'success' && iteration < 10",
+                    "break_path": ["ok"],
+                    "timeout_path": ["failed"],
+                },
+            },
             {"id": "ok", "type": "transform", "config": {"expression": "input.attempts"}},
             {"id": "failed", "type": "transform", "config": {"expression": "input"}},
         ],
@@ -133,30 +151,48 @@ def test_complex_workflow_shape(run_workflow: Any) -> None:
     wf = {
         "nodes": [
             fn("load_config", "t.echo"),
-            {"id": "fetch_data_source1", "type": "transform",
-             "config": {"expression": "[{'score': 70}, {'score': 20}]"}},
-            {"id": "fetch_data_source2", "type": "transform",
-             "config": {"expression": "[{'score': 90}]"}},
+            {
+                "id": "fetch_data_source1",
+                "type": "transform",
+                "config": {"expression": "[{'score': 70}, {'score': 20}]"},
+            },
+            {
+                "id": "fetch_data_source2",
+                "type": "transform",
+                "config": {"expression": "[{'score': 90}]"},
+            },
             {"id": "validate", "type": "conditional", "config": {"function_name": "t.join_count"}},
-            {"id": "transform_valid", "type": "transform",
-             "config": {"expression": "ctx.fetch_data_source1 + ctx.fetch_data_source2"}},
+            {
+                "id": "transform_valid",
+                "type": "transform",
+                "config": {"expression": "ctx.fetch_data_source1 + ctx.fetch_data_source2"},
+            },
             fn("handle_invalid", "t.echo"),
             {"id": "aggregate_results", "type": "aggregate", "config": {"strategy": "union"}},
-            {"id": "filter_results", "type": "filter", "config": {"filter_expression": "value.score > 50"}},
+            {
+                "id": "filter_results",
+                "type": "filter",
+                "config": {"filter_expression": "value.score > 50"},
+            },
             fn("store_final", "t.echo"),
         ],
         "edges": edges(
-            ("load_config", "fetch_data_source1"), ("load_config", "fetch_data_source2"),
-            ("fetch_data_source1", "validate"), ("fetch_data_source2", "validate"),
+            ("load_config", "fetch_data_source1"),
+            ("load_config", "fetch_data_source2"),
+            ("fetch_data_source1", "validate"),
+            ("fetch_data_source2", "validate"),
             ("validate", "transform_valid", "size(output.inputs) == 2"),
             ("validate", "handle_invalid", "size(output.inputs) != 2"),
-            ("transform_valid", "aggregate_results"), ("aggregate_results", "filter_results"),
+            ("transform_valid", "aggregate_results"),
+            ("aggregate_results", "filter_results"),
             ("filter_results", "store_final"),
         ),
     }
     doc = run_workflow(wf, {})
     assert doc["status"] == "COMPLETED", doc["error"]
-    assert doc["nodes"]["validate"]["output"] == {"inputs": ["fetch_data_source1", "fetch_data_source2"]}
+    assert doc["nodes"]["validate"]["output"] == {
+        "inputs": ["fetch_data_source1", "fetch_data_source2"]
+    }
     assert doc["nodes"]["handle_invalid"]["status"] == "SKIPPED"
     assert doc["nodes"]["store_final"]["output"] == [{"score": 70}, {"score": 90}]
 
@@ -193,8 +229,12 @@ def test_cel_runtime_error_fails_the_node_naming_the_expression(run_workflow: An
 def test_join_runs_exactly_once_per_run(run_workflow: Any) -> None:
     before = calls["t.join_count:once"]
     wf = {
-        "nodes": [fn("A", "t.echo"), fn("B", "t.echo"), fn("C", "t.echo"),
-                  fn("J", "t.join_count", tag="once")],
+        "nodes": [
+            fn("A", "t.echo"),
+            fn("B", "t.echo"),
+            fn("C", "t.echo"),
+            fn("J", "t.join_count", tag="once"),
+        ],
         "edges": edges(("A", "B"), ("A", "C"), ("A", "J"), ("B", "J"), ("C", "J")),
     }
     doc = run_workflow(wf, {})

@@ -180,9 +180,9 @@ def trace(run_id: str) -> None:
             k: v for k, v in evt.items() if k not in ("type", "node", "t") and v not in (None, "")
         }
         text = " ".join(f"{k}={json.dumps(v)}" for k, v in details.items())
-        echo(
-            f"{seq:>4} +{evt.get('t', start) - start:8.3f}s {evt['type']:<15} {evt.get('node') or '-':<20} {text}"
-        )
+        offset = evt.get("t", start) - start
+        node = evt.get("node") or "-"
+        echo(f"{seq:>4} {offset:+9.3f}s {evt['type']:<15} {node:<20} {text}")
 
 
 __all__ = ["register", "run", "status", "trace"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.commands.core import Script
@@ -139,7 +139,7 @@ class RunState:
         self, run_id: str, instance: str, predecessors: Sequence[str]
     ) -> dict[str, Any]:
         """``{predecessor: output}`` of the live arrivals of a complete join, in order."""
-        refs = self.client.hmget(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
+        refs = self._fields(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
         live = [(p, r) for p, r in zip(predecessors, refs, strict=True) if r and r != DEAD]
         return dict(
             zip([p for p, _ in live], self.payloads(run_id, [r for _, r in live]), strict=True)
@@ -198,10 +198,16 @@ class RunState:
         )
         return bool(changed)
 
-    # -- reads -----------------------------------------------------------------------------
+    # -- reads (the client decodes responses, so every value is text) -------------------
+
+    def _hash(self, key: str) -> dict[str, str]:
+        return cast(dict[str, str], self.client.hgetall(key))
+
+    def _fields(self, key: str, fields: Sequence[str]) -> list[str | None]:
+        return cast(list[str | None], self.client.hmget(key, list(fields)))
 
     def meta(self, run_id: str) -> dict[str, str]:
-        return dict(self.client.hgetall(keys.meta_key(run_id)))
+        return self._hash(keys.meta_key(run_id))
 
     def counter(self, run_id: str) -> int | None:
         raw = self.client.get(keys.counter_key(run_id))
@@ -213,24 +219,23 @@ class RunState:
     def payloads(self, run_id: str, refs: Sequence[str]) -> list[Any]:
         if not refs:
             return []
-        texts = self.client.hmget(keys.payloads_key(run_id), list(refs))
+        texts = self._fields(keys.payloads_key(run_id), refs)
         return [None if text is None else json.loads(text) for text in texts]
 
     def all_payloads(self, run_id: str) -> dict[str, Any]:
         return {
-            ref: json.loads(text)
-            for ref, text in self.client.hgetall(keys.payloads_key(run_id)).items()
+            ref: json.loads(text) for ref, text in self._hash(keys.payloads_key(run_id)).items()
         }
 
     def context(self, run_id: str) -> dict[str, Any]:
         """node id -> latest output: the CEL ``ctx`` variable."""
-        refs = self.client.hgetall(keys.context_key(run_id))
+        refs = self._hash(keys.context_key(run_id))
         nodes = list(refs)
         return dict(zip(nodes, self.payloads(run_id, [refs[n] for n in nodes]), strict=True))
 
     def join_counts(self, run_id: str) -> dict[str, int]:
         """join instance -> arrivals so far (for the completion double-check)."""
-        fields = self.client.hgetall(keys.joins_key(run_id))
+        fields = self._hash(keys.joins_key(run_id))
         return {k[: -len("#n")]: int(v) for k, v in fields.items() if k.endswith("#n")}
 
     def delete(self, run_id: str) -> None:

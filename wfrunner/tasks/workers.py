@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -56,7 +57,7 @@ def _heartbeat(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def _unregister(sender: Any = None, **_: Any) -> None:
-    try:
+    with contextlib.suppress(WfrunnerError):
         runtime_module.runtime().store.upsert_worker(
             _worker_id(sender),
             hostname=_worker_id(sender),
@@ -64,5 +65,3 @@ def _unregister(sender: Any = None, **_: Any) -> None:
             queues=[],
             status="offline",
         )
-    except WfrunnerError:
-        pass

@@ -1,0 +1,178 @@
+"""The CLI against a real ``celery -A wfrunner worker`` subprocess (prefork pool)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from wfrunner.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cli_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]:
+    """A Redis database of its own, so only the subprocess worker serves these runs."""
+    base = redis.Redis.from_url(redis_url)
+    db = int(base.connection_pool.connection_kwargs.get("db", 0))
+    own_db = 14 if db != 14 else 13
+    own_url = redis_url.rsplit("/", 1)[0] + f"/{own_db}"
+    own = redis.Redis.from_url(own_url)
+    if own.dbsize() and not own.exists("wfrunner:test-session-owner"):
+        pytest.skip(f"{own_url} holds keys that are not the tests'")
+    own.flushdb()
+    own.set("wfrunner:test-session-owner", "1")
+    env = {
+        **os.environ,
+        "WFRUNNER_REDIS_URL": own_url,
+        "WFRUNNER_DATABASE_URL": engine_database,
+        "WFRUNNER_HANDLERS": "examples.handlers",
+        "PYTHONPATH": str(ROOT),
+    }
+    yield env
+    own.flushdb()
+    own.close()
+    base.close()
+
+
+@pytest.fixture(scope="module")
+def celery_worker(cli_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "wfrunner",
+            "worker",
+            "-Q",
+            "wfrunner.tasks,wfrunner.completion",
+            "-c",
+            "2",
+            "--loglevel=WARNING",
+            "-n",
+            "cli-test@%h",
+        ],
+        cwd=ROOT,
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ping = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "wfrunner", "inspect", "ping", "-t", "1"],
+            cwd=ROOT,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+        )
+        if "pong" in ping.stdout:
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the celery worker did not answer a ping within 60 s")
+    yield proc
+    proc.terminate()
+    proc.wait(30)
+
+
+def wfrunner(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wfrunner.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_register_run_wait_status_trace(cli_env: dict[str, str], celery_worker: object) -> None:
+    registered = wfrunner(cli_env, "register", "examples/sequential.json")
+    assert registered.returncode == 0, registered.stderr
+    workflow_id = registered.stdout.strip()
+    again = wfrunner(cli_env, "register", "examples/sequential.json")
+    assert again.stdout.strip() == workflow_id  # same definition, same id
+
+    ran = wfrunner(cli_env, "run", workflow_id, "--input", '{"x": 5}', "--wait", "--timeout", "60")
+    assert ran.returncode == 0, ran.stderr
+    assert "no worker answered" not in ran.stderr  # the subprocess worker ran it
+    run_id = ran.stdout.strip()
+    assert f"run {run_id}: COMPLETED" in ran.stderr
+
+    status = wfrunner(cli_env, "status", run_id, "--json")
+    assert status.returncode == 0
+    doc = json.loads(status.stdout)
+    assert doc["status"] == "COMPLETED"
+    assert doc["nodes"]["C"]["output"] == {"x": 8}
+    assert [p["to"] for p in doc["path"]] == ["A", "B", "C"]
+
+    trace = wfrunner(cli_env, "trace", run_id)
+    kinds = [line.split()[2] for line in trace.stdout.splitlines()]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_completed"
+    assert kinds.count("node_completed") == 3
+
+
+def test_worker_is_in_the_registry(cli_env: dict[str, str], celery_worker: object) -> None:
+    store = Store(cli_env["WFRUNNER_DATABASE_URL"])
+    workers = {w.worker_id: w for w in store.list_workers()}
+    store.close()
+    names = [name for name in workers if name.startswith("cli-test@")]
+    assert names and workers[names[0]].status == "online"
+
+
+def test_failed_run_exits_1(cli_env: dict[str, str], celery_worker: object, tmp_path: Path) -> None:
+    path = tmp_path / "divide.json"
+    path.write_text(
+        json.dumps(
+            {
+                "nodes": [
+                    {
+                        "id": "divide",
+                        "type": "transform",
+                        "config": {"expression": "1 / input.zero"},
+                    }
+                ],
+                "edges": [],
+            }
+        )
+    )
+    ran = wfrunner(cli_env, "run", str(path), "--input", '{"zero": 0}', "--wait", "--timeout", "60")
+    assert ran.returncode == 1
+    assert "FAILED: node 'divide' failed: CEL expression '1 / input.zero'" in ran.stderr
+    assert "Traceback" not in ran.stderr
+
+
+def test_bad_input_exits_2_without_traceback(cli_env: dict[str, str], tmp_path: Path) -> None:
+    bad_json = wfrunner(cli_env, "run", "examples/sequential.json", "--input", "{x:1}")
+    assert bad_json.returncode == 2
+    assert "error: --input is not valid JSON" in bad_json.stderr
+    unknown = wfrunner(cli_env, "status", "no-such-run")
+    assert unknown.returncode == 2
+    assert "error: no run with id 'no-such-run'" in unknown.stderr
+    path = tmp_path / "missing_handler.json"
+    path.write_text(
+        json.dumps(
+            {
+                "nodes": [
+                    {"id": "A", "type": "function", "config": {"function_name": "examples.nope"}}
+                ],
+                "edges": [],
+            }
+        )
+    )
+    missing = wfrunner(cli_env, "register", str(path))
+    assert missing.returncode == 2
+    assert "node 'A': no handler registered under 'examples.nope'" in missing.stderr
+    for result in (bad_json, unknown, missing):
+        assert "Traceback" not in result.stderr
