@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from celery.contrib.testing.worker import start_worker
 from sqlalchemy.engine import make_url
 
 import wfrunner
@@ -23,7 +22,8 @@ from tests.e2e import handlers as _handlers  # noqa: F401  (registers the test h
 from wfrunner import client, runtime
 from wfrunner.settings import Settings
 from wfrunner.store import migrate
-from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE, celery_settings
+from wfrunner.tasks.config import celery_settings
+from wfrunner.tasks.local import local_worker
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +63,7 @@ def engine_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]
 
 @pytest.fixture(scope="session")
 def worker(engine_env: dict[str, str]) -> Iterator[Any]:
-    with start_worker(
-        wfrunner.app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        queues=[TASK_QUEUE, COMPLETION_QUEUE],
-        loglevel="WARNING",
-        shutdown_timeout=30,
-    ) as w:
+    with local_worker(wfrunner.app) as w:
         yield w
 
 

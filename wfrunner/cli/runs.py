@@ -59,20 +59,10 @@ def _worker_if_none() -> Iterator[None]:
     if app.control.ping(timeout=1.0):
         yield
         return
-    from celery.contrib.testing.worker import start_worker
-
-    from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
+    from wfrunner.tasks.local import local_worker
 
     echo("no worker answered: running one in this process", err=True)
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        queues=[TASK_QUEUE, COMPLETION_QUEUE],
-        loglevel="WARNING",
-        shutdown_timeout=10,
-    ):
+    with local_worker(app):
         yield
 
 
