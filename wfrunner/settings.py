@@ -26,6 +26,25 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "WFRUNNER_TIMEOUT_CHECK_INTERVAL": ("30", "seconds between timeout-detector passes"),
     "WFRUNNER_MAX_PAYLOAD_BYTES": ("1048576", "largest JSON payload a node may produce"),
     "WFRUNNER_VISIBILITY_TIMEOUT": ("3600", "seconds before Redis redelivers an unacked task"),
+    "WFRUNNER_PAYLOAD_WARN_BYTES": ("262144", "payload size above which a warning is logged"),
+    "WFRUNNER_MAX_DELIVERIES": (
+        "3",
+        "deliveries of one token that may die with their worker before the node fails",
+    ),
+    "WFRUNNER_FLUSH_INTERVAL": (
+        "1",
+        "seconds between copies of a running run's events and outputs to PostgreSQL",
+    ),
+    "WFRUNNER_RECONCILE_INTERVAL": (
+        "10",
+        "seconds between reconciler passes (lost publishes, lost Redis state)",
+    ),
+    "WFRUNNER_CEL_MAX_STEPS": ("100000", "evaluation steps one CEL expression may take"),
+    "WFRUNNER_HTTP_ALLOW": (
+        "",
+        "comma-separated hosts or CIDRs http nodes may reach despite the SSRF rules",
+    ),
+    "WFRUNNER_HTTP_TIMEOUT": ("30", "seconds an http node may wait for an answer"),
 }
 
 
@@ -42,6 +61,10 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
@@ -52,13 +75,18 @@ class Settings:
     timeout_check_interval: int = 30
     max_payload_bytes: int = 1024 * 1024
     visibility_timeout: int = 3600
+    payload_warn_bytes: int = 256 * 1024
+    max_deliveries: int = 3
+    flush_interval: int = 1
+    reconcile_interval: int = 10
+    cel_max_steps: int = 100_000
+    http_allow: tuple[str, ...] = ()
+    http_timeout: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        handlers = tuple(
-            m.strip() for m in env.get("WFRUNNER_HANDLERS", "").split(",") if m.strip()
-        )
+        handlers = _list(env, "WFRUNNER_HANDLERS")
         return cls(
             redis_url=env.get("WFRUNNER_REDIS_URL") or None,
             database_url=env.get("WFRUNNER_DATABASE_URL") or None,
@@ -68,4 +96,11 @@ class Settings:
             timeout_check_interval=_int(env, "WFRUNNER_TIMEOUT_CHECK_INTERVAL", 30),
             max_payload_bytes=_int(env, "WFRUNNER_MAX_PAYLOAD_BYTES", 1024 * 1024),
             visibility_timeout=_int(env, "WFRUNNER_VISIBILITY_TIMEOUT", 3600),
+            payload_warn_bytes=_int(env, "WFRUNNER_PAYLOAD_WARN_BYTES", 256 * 1024),
+            max_deliveries=_int(env, "WFRUNNER_MAX_DELIVERIES", 3),
+            flush_interval=_int(env, "WFRUNNER_FLUSH_INTERVAL", 1),
+            reconcile_interval=_int(env, "WFRUNNER_RECONCILE_INTERVAL", 10),
+            cel_max_steps=_int(env, "WFRUNNER_CEL_MAX_STEPS", 100_000),
+            http_allow=_list(env, "WFRUNNER_HTTP_ALLOW"),
+            http_timeout=_int(env, "WFRUNNER_HTTP_TIMEOUT", 30),
         )
