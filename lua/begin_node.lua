@@ -5,33 +5,38 @@ KEYS[1]  meta      wfr:{<run_id>}:meta
 KEYS[2]  emits     wfr:{<run_id>}:emits     hash: token key -> JSON of the tokens it emitted
 KEYS[3]  payloads  wfr:{<run_id>}:payloads  hash: ref -> canonical JSON
 KEYS[4]  events    wfr:{<run_id>}:events
+KEYS[5]  attempts  wfr:{<run_id>}:attempts  hash: token key -> deliveries that began it
+KEYS[6]  running   wfr:{<run_id>}:running   hash: token key -> when its latest delivery began
 
 ARGV[1]  token_key    identity of the consumed token (see wfrunner.engine.tokens)
 ARGV[2]  payload_ref  the token's input payload ref, or "" for none
 ARGV[3]  event        JSON node_started event to append, or "" for none
 ARGV[4]  now          seconds since the epoch
 
-Returns {state, committed, input, inputs}:
+Returns {state, committed, input, inputs, attempt}:
   state      "running", or the run's end state, or "gone" when the run has no hot state
              (it ended and was cleaned up): the caller then drops the token
   committed  the JSON emitted by an earlier delivery of this token, or "" when the token
              has not been committed (a redelivery then only re-dispatches)
   input      the payload under payload_ref ("" when none was asked for)
   inputs     the run's inputs JSON
-Nothing is written unless the run is running and the token is not yet committed.
+  attempt    this delivery's number (1 for the first); the caller fails the node when a
+             token keeps being delivered (its worker dies every time)
+Nothing is written unless the run is running and the token is not yet committed; the
+node_started event is then appended with its "attempt" field set by this script.
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then
-    return {"gone", "", "", ""}
+    return {"gone", "", "", "", 0}
 end
 if state ~= "running" then
-    return {state, "", "", ""}
+    return {state, "", "", "", 0}
 end
 
 local committed = redis.call("HGET", KEYS[2], ARGV[1])
 if committed then
-    return {state, committed, "", ""}
+    return {state, committed, "", "", 0}
 end
 
 local input = ""
@@ -41,8 +46,12 @@ if ARGV[2] ~= "" then
         return redis.error_reply("ERR begin_node: payload " .. ARGV[2] .. " is missing")
     end
 end
+local attempt = redis.call("HINCRBY", KEYS[5], ARGV[1], 1)
+redis.call("HSET", KEYS[6], ARGV[1], ARGV[4])
 if ARGV[3] ~= "" then
-    redis.call("RPUSH", KEYS[4], ARGV[3])
+    local evt = cjson.decode(ARGV[3])
+    evt["attempt"] = attempt
+    redis.call("RPUSH", KEYS[4], cjson.encode(evt))
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[4])
-return {state, "", input, redis.call("HGET", KEYS[1], "inputs") or "null"}
+return {state, "", input, redis.call("HGET", KEYS[1], "inputs") or "null", attempt}

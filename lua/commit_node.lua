@@ -9,35 +9,46 @@ KEYS[4]  payloads  wfr:{<run_id>}:payloads
 KEYS[5]  ctx       wfr:{<run_id>}:ctx       hash: node id -> ref of its latest output
 KEYS[6]  emits     wfr:{<run_id>}:emits
 KEYS[7]  events    wfr:{<run_id>}:events
+KEYS[8]  pending   wfr:{<run_id>}:pending   token key -> JSON token (emitted, not consumed)
+KEYS[9]  running   wfr:{<run_id>}:running   token key -> when its delivery began
 
 ARGV[1]  op_key       the consumed token's op key
 ARGV[2]  delta        emitted tokens - 1 (a join arrival that does not fire: -1)
 ARGV[3]  token_key    identity of the consumed token
-ARGV[4]  emits_json   JSON list of the emitted tokens
+ARGV[4]  emits_json   JSON object {"by": nonce, "tokens": {token key: JSON token, ...}}
+                      where nonce identifies this delivery's attempt to commit
 ARGV[5]  run_id       PUBLISHed on the channel when the counter reaches 0
 ARGV[6]  channel      the completion channel
 ARGV[7]  node_id
 ARGV[8]  output_ref   "" when the node stores no output (a join arrival, a skip)
 ARGV[9]  output_json
 ARGV[10] now          seconds since the epoch
-ARGV[11..] events     JSON events to append
+ARGV[11] flush_every  seconds between flushes of the run's history to PostgreSQL
+ARGV[12..] events     JSON events to append
 
-Returns {value, changed, hit_zero, emits_json, state}:
-  the run is not running   {-1, 0, 0, "", state or "gone"}: nothing written
-  token already committed  {counter, 0, 0, the emits first recorded, "running"}
-  committed                {new counter, 1, 1 if it reached 0, emits_json, "running"}
+Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
+  the run is not running   {-1, 0, 0, "", state or "gone", 0, 0}: nothing written
+  token already committed  {counter, 0, 0, the emits first recorded, "running", mine, 0}
+                           mine is 1 when the recorded commit carries this call's nonce:
+                           a client retry after a lost reply, which should still dispatch
+  committed                {new counter, 1, 1 if it reached 0, emits_json, "running", 1,
+                            1 when the run's history is due to be flushed}
 Errors: the counter would go negative (nothing applied).
-A client retry after a lost reply is answered as "already committed": safe to repeat.
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
 if state ~= "running" then
-    return {-1, 0, 0, "", state or "gone"}
+    return {-1, 0, 0, "", state or "gone", 0, 0}
 end
 
 local current = tonumber(redis.call("GET", KEYS[2]) or "0")
 if redis.call("SISMEMBER", KEYS[3], ARGV[1]) == 1 then
-    return {current, 0, 0, redis.call("HGET", KEYS[6], ARGV[3]) or "[]", state}
+    local recorded = redis.call("HGET", KEYS[6], ARGV[3]) or '{"by":"","tokens":{}}'
+    local mine = 0
+    if cjson.decode(recorded)["by"] == cjson.decode(ARGV[4])["by"] then
+        mine = 1
+    end
+    return {current, 0, 0, recorded, state, mine, 0}
 end
 
 local delta = tonumber(ARGV[2])
@@ -53,14 +64,26 @@ end
 local value = redis.call("INCRBY", KEYS[2], delta)
 redis.call("SADD", KEYS[3], ARGV[1])
 redis.call("HSET", KEYS[6], ARGV[3], ARGV[4])
-for i = 11, #ARGV do
+redis.call("HDEL", KEYS[8], ARGV[3])
+redis.call("HDEL", KEYS[9], ARGV[3])
+for key, token in pairs(cjson.decode(ARGV[4])["tokens"]) do
+    redis.call("HSET", KEYS[8], key, token)
+end
+for i = 12, #ARGV do
     redis.call("RPUSH", KEYS[7], ARGV[i])
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[10])
+
+local flush_due = 0
+local now = tonumber(ARGV[10])
+if now >= tonumber(redis.call("HGET", KEYS[1], "flush_at") or "0") then
+    redis.call("HSET", KEYS[1], "flush_at", now + tonumber(ARGV[11]))
+    flush_due = 1
+end
 
 local hit_zero = 0
 if value == 0 and delta < 0 then
     hit_zero = 1
     redis.call("PUBLISH", ARGV[6], ARGV[5])
 end
-return {value, 1, hit_zero, ARGV[4], state}
+return {value, 1, hit_zero, ARGV[4], state, 1, flush_due}

@@ -6,13 +6,16 @@ KEYS[1]  meta      wfr:{<run_id>}:meta      hash: workflow_id, state, inputs, ac
 KEYS[2]  counter   wfr:{<run_id>}:counter   tokens in flight
 KEYS[3]  applied   wfr:{<run_id>}:applied   op keys already applied
 KEYS[4]  events    wfr:{<run_id>}:events    list of JSON events, in order
+KEYS[5]  pending   wfr:{<run_id>}:pending   hash: token key -> JSON token, emitted and not
+                                            yet consumed (the outbox the reconciler reads)
 
 ARGV[1]  op_key        the start's op key
 ARGV[2]  workflow_id
 ARGV[3]  inputs_json   the run's inputs (JSON text)
 ARGV[4]  entry_count   tokens to start with (>= 1)
 ARGV[5]  now           seconds since the epoch (activity clock)
-ARGV[6..] events       JSON events to append (run_started, token_emitted per entry)
+ARGV[6]  entries       JSON object: token key -> JSON token, one per entry node
+ARGV[7..] events       JSON events to append (run_started, token_emitted per entry)
 
 Returns {started, state}: started is 1 when this call started the run, 0 when the run
 already existed (state is its current state: running, failed, cancelled, completed).
@@ -33,7 +36,10 @@ redis.call("HSET", KEYS[1], "workflow_id", ARGV[2], "state", "running",
     "inputs", ARGV[3], "activity", ARGV[5])
 redis.call("SET", KEYS[2], count)
 redis.call("SADD", KEYS[3], op_key)
-for i = 6, #ARGV do
+for key, token in pairs(cjson.decode(ARGV[6])) do
+    redis.call("HSET", KEYS[5], key, token)
+end
+for i = 7, #ARGV do
     redis.call("RPUSH", KEYS[4], ARGV[i])
 end
 return {1, "running"}

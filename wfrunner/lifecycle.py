@@ -23,6 +23,9 @@ from wfrunner.states import RunStatus
 
 log = logging.getLogger(__name__)
 
+#: the ``by`` of the entry tokens' token_emitted events
+START = "start"
+
 _END_STATES = {
     "completed": RunStatus.COMPLETED,
     "failed": RunStatus.FAILED,
@@ -41,11 +44,24 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
         return []
     entries = [Token.entry(run_id, node_id) for node_id in ir.entry_nodes]
     events = [event("run_started", workflow_id=workflow_id)] + [
-        event("token_emitted", None, to=t.to_node, scope="", **{"from": None}) for t in entries
+        event(
+            "token_emitted",
+            None,
+            to=t.to_node,
+            scope="",
+            token=t.to_dict(),
+            by=START,
+            **{"from": None},
+        )
+        for t in entries
     ]
-    _, state = rt.state.start(run_id, workflow_id, inputs_json, len(entries), time.time(), events)
+    started, state = rt.state.start(run_id, workflow_id, inputs_json, entries, time.time(), events)
     if state != RUNNING:
         return []
+    if started:
+        # the entry tokens are in PostgreSQL from the start: a lost Redis can always restart
+        rt.store.import_events(run_id, 1, [split(e) for e in events])
+        rt.state.mark_flushed(run_id, len(events))
     rt.store.transition_run(run_id, RunStatus.RUNNING, from_states=[RunStatus.QUEUED])
     return entries
 

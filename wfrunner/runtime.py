@@ -14,7 +14,7 @@ import redis
 
 from wfrunner import handlers
 from wfrunner.compiler.ir import IR
-from wfrunner.engine.executor import Executor
+from wfrunner.engine.executor import Executor, Limits
 from wfrunner.engine.runstate import RunState
 from wfrunner.servers import resolve_database_url, resolve_redis_url
 from wfrunner.settings import Settings
@@ -48,7 +48,7 @@ class Runtime:
 
     @cached_property
     def state(self) -> RunState:
-        return RunState(self.redis)
+        return RunState(self.redis, flush_every=float(self.settings.flush_interval))
 
     @cached_property
     def store(self) -> Store:
@@ -56,7 +56,16 @@ class Runtime:
 
     @cached_property
     def executor(self) -> Executor:
-        return Executor(self.state, self.settings.max_payload_bytes)
+        settings = self.settings
+        return Executor(
+            self.state,
+            Limits(
+                max_payload_bytes=settings.max_payload_bytes,
+                payload_warn_bytes=settings.payload_warn_bytes,
+                max_deliveries=settings.max_deliveries,
+                http_timeout_s=float(settings.http_timeout),
+            ),
+        )
 
     def ir(self, workflow_id: str) -> IR:
         """The compiled workflow; workflows never change under an id, so it is cached."""

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wfrunner.compiler.limits import MAX_DEFINITION_BYTES, label
 from wfrunner.errors import WorkflowError
-
-#: largest definition file read; larger ones are refused before parsing
-MAX_DEFINITION_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -26,6 +24,11 @@ class NamedDefinition:
 
 def parse_json(text: str | bytes, source: str) -> Any:
     """JSON text -> value, with a :class:`WorkflowError` naming the line and column."""
+    if len(text) > MAX_DEFINITION_BYTES:
+        unit = "bytes" if isinstance(text, bytes) else "characters"
+        raise WorkflowError(
+            f"{source}: {len(text):,} {unit} is more than the {MAX_DEFINITION_BYTES:,} byte limit"
+        )
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -39,6 +42,8 @@ def parse_json(text: str | bytes, source: str) -> Any:
         ) from None
     except RecursionError:
         raise WorkflowError(f"{source}: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise WorkflowError(f"{source}: not valid JSON: {str(exc)[:120]}") from None
 
 
 def _is_workflow(value: Any) -> bool:
@@ -54,11 +59,16 @@ def split_definitions(value: Any, source: str, default_name: str) -> list[NamedD
     if isinstance(value, dict) and "$schema" in value and "definitions" in value:
         raise WorkflowError(f"{source}: this is a JSON Schema, not a workflow definition")
     if isinstance(value, dict) and value and all(_is_workflow(v) for v in value.values()):
-        return [NamedDefinition(str(k), f"{source}:{k}", v) for k, v in value.items()]
+        return [_named(str(k), source, v) for k, v in value.items()]
     raise WorkflowError(
         f"{source}: not a workflow: expected an object with 'nodes' and 'edges', "
         "or an object whose values are such workflows"
     )
+
+
+def _named(name: str, source: str, definition: Any) -> NamedDefinition:
+    shown = name if len(name) <= 80 and name.isprintable() else label(name[:80])
+    return NamedDefinition(name, f"{source}:{shown}", definition)
 
 
 def load_definitions(path: str | Path) -> list[NamedDefinition]:
@@ -69,7 +79,7 @@ def load_definitions(path: str | Path) -> list[NamedDefinition]:
         size = path.stat().st_size
         if size > MAX_DEFINITION_BYTES:
             raise WorkflowError(
-                f"{source}: {size} bytes is larger than the {MAX_DEFINITION_BYTES} byte limit"
+                f"{source}: {size:,} bytes is larger than the {MAX_DEFINITION_BYTES:,} byte limit"
             )
         data = path.read_bytes()
     except FileNotFoundError:

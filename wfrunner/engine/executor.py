@@ -2,20 +2,24 @@
 
 The order of steps is what makes at-least-once delivery safe:
 
-1. ``begin``: is the run still running, and was this token already committed? A token
-   committed by an earlier delivery is not run again; its recorded emissions are returned
-   for dispatch (the earlier delivery may have died before dispatching them).
+1. ``begin``: is the run still running, and was this token already committed? A committed
+   token is never run again (a duplicate or late delivery is ignored); a token delivered
+   more often than its node allows (its worker keeps dying) fails the node.
 2. A join records the arrival; only the arrival that completed the join fires it.
 3. The node runs (handler or built-in). Its routing is decided, and the paths not taken
    are propagated as dead: skipped nodes, dead join arrivals, and a fire token for a join
-   that the dead arrival completed.
+   that the dead arrival completed. A handler error is retried with backoff while the
+   node's ``retry`` policy allows, then fails the node and the run.
 4. ``commit``: output, emitted tokens, counter delta (emitted - 1) and events, atomically
-   and at most once per token. Only then are the emitted tokens dispatched.
+   and at most once per token. Only the delivery that committed dispatches the emitted
+   tokens; if it dies before dispatching, the tokens wait in the run's outbox (pending)
+   until the reconciler publishes them.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,46 +41,78 @@ class Outcome:
     dispatch: list[Token] = field(default_factory=list)
     #: whether to send check_completion for the run
     check_completion: bool = False
-    #: why the token was dropped (the run ended or is gone), for the log
+    #: why the token was dropped (the run ended, the token was already committed)
     ignored: str | None = None
     #: the error that failed the run
     failed: str | None = None
+    #: seconds after which the same token is to be delivered again (a retry)
+    retry_in: float | None = None
+    #: whether the run's history is due to be copied to PostgreSQL
+    flush: bool = False
 
 
-def describe(exc: BaseException) -> str:
+@dataclass(frozen=True)
+class Limits:
+    max_payload_bytes: int = 1024 * 1024
+    payload_warn_bytes: int | None = None
+    #: deliveries of a token that may die with their worker (node without a retry policy)
+    max_deliveries: int = 3
+    http_timeout_s: float = 30.0
+
+
+def describe(exc: BaseException, node: IRNode) -> str:
+    if type(exc).__name__ == "SoftTimeLimitExceeded":
+        return f"timed out after {node.timeout_ms} ms (timeout_ms)"
     if isinstance(exc, WfrunnerError):
         return str(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _delivery_cap(node: IRNode, limits: Limits) -> int:
+    return node.retry.max_attempts if node.retry else limits.max_deliveries
+
+
+def _retry_delay(node: IRNode, attempt: int) -> float | None:
+    """Seconds before the next attempt, or None when the node has no attempt left."""
+    policy = node.retry
+    if policy is None or attempt >= policy.max_attempts:
+        return None
+    return policy.backoff_ms * policy.backoff_multiplier ** (attempt - 1) / 1000.0
+
+
 class Executor:
-    def __init__(self, state: RunState, max_payload_bytes: int, http_timeout_s: float = 30.0):
+    def __init__(self, state: RunState, limits: Limits | None = None) -> None:
         self.state = state
-        self.max_payload_bytes = max_payload_bytes
-        self.http_timeout_s = http_timeout_s
+        self.limits = limits or Limits()
 
     def process(self, ir: IR, token: Token) -> Outcome:
         node = ir.nodes.get(token.to_node)
         if node is None:
             return Outcome(ignored=f"workflow has no node {token.to_node!r}")
         joining = node.wait_for_all and token.from_node in node.dependencies
-        started = None if joining else event("node_started", node.id, scope=token.scope)
-        begin = self.state.begin(token, time.time(), started)
+        started = event("node_started", node.id, scope=token.scope)
+        begin = self.state.begin(token, time.time(), None if joining else started)
         if begin.state != RUNNING:
             return Outcome(ignored=f"run is {begin.state}")
-        if begin.committed is not None:
-            return Outcome(dispatch=begin.committed, check_completion=node.is_terminal)
+        if begin.committed:
+            return Outcome(ignored="token already committed (duplicate or late delivery)")
+        if begin.attempt > _delivery_cap(node, self.limits):
+            reason = (
+                f"delivered {begin.attempt} times and its worker died each time "
+                "(out of memory? raise retry.max_attempts or WFRUNNER_MAX_DELIVERIES)"
+            )
+            return self._fail(node, token, reason, begin.attempt)
         events: list[dict[str, Any]] = []
         if joining:
             fired = self._arrive(node, token)
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
-            events.append(event("node_started", node.id, scope=token.scope))
+            events.append({**started, "attempt": begin.attempt})
         else:
             node_input = begin.input if token.payload_ref else begin.inputs
-        return self._execute(ir, node, token, node_input, begin.inputs, events)
+        return self._execute(ir, node, token, node_input, begin, events)
 
     def _arrive(self, node: IRNode, token: Token) -> Outcome | dict[str, Any]:
         """Record a join arrival; the merged input when this arrival fires the join."""
@@ -95,10 +131,13 @@ class Executor:
             node.id,
             scope=token.scope,
             live=value != DEAD,
+            token=token.to_dict(),
             **{"from": token.from_node},
         )
-        commit = self.state.commit(token, [], time.time(), [arrived], delta=-1)
-        return Outcome(check_completion=commit.hit_zero)
+        commit = self.state.commit(
+            token, [], time.time(), [arrived], nonce=uuid.uuid4().hex, delta=-1
+        )
+        return Outcome(check_completion=commit.hit_zero and commit.mine, flush=commit.flush_due)
 
     def _execute(
         self,
@@ -106,12 +145,12 @@ class Executor:
         node: IRNode,
         token: Token,
         node_input: Any,
-        inputs: Any,
+        begin: Any,
         events: list[dict[str, Any]],
     ) -> Outcome:
         variables: dict[str, Any] = {
             "input": node_input,
-            "inputs": inputs,
+            "inputs": begin.inputs,
             "iteration": scopes.pass_of(token.scope, node.id)
             if node.loop
             else scopes.innermost(token.scope),
@@ -120,7 +159,7 @@ class Executor:
         try:
             output = self._run(node, node_input, variables)
             variables["output"] = output
-            ref, text = encode_payload(output, self.max_payload_bytes)
+            ref, text = encode_payload(output, self.limits.max_payload_bytes)
             decision = decide(node, token.scope, variables)
             emitted = [
                 token.child(r.target, ref, iteration=r.iteration, scope=r.scope)
@@ -128,21 +167,25 @@ class Executor:
             ]
             fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead)
         except Exception as exc:  # any handler error fails the node, never the worker
-            return self._fail(node, token, describe(exc))
+            return self._handler_failed(node, token, describe(exc, node), begin.attempt)
         emitted += fires
-        events.append(event("node_completed", node.id, scope=token.scope, output_ref=ref))
-        events += _loop_events(node, decision) + skipped
-        events += [
+        events.append(
             event(
-                "token_emitted", t.from_node, to=t.to_node, scope=t.scope, **{"from": t.from_node}
+                "node_completed", node.id, scope=token.scope, output_ref=ref, token=token.to_dict()
             )
-            for t in emitted
-        ]
-        commit = self.state.commit(token, emitted, time.time(), events, output=(ref, text))
+        )
+        events += _loop_events(node, decision) + skipped + _emitted_events(token, emitted)
+        commit = self.state.commit(
+            token, emitted, time.time(), events, nonce=uuid.uuid4().hex, output=(ref, text)
+        )
         if commit.state != RUNNING:
             return Outcome(ignored=f"run is {commit.state}")
+        if not commit.mine:
+            return Outcome(ignored="another delivery of this token committed first")
         return Outcome(
-            dispatch=commit.emitted, check_completion=node.is_terminal or commit.hit_zero
+            dispatch=commit.emitted,
+            check_completion=node.is_terminal or commit.hit_zero,
+            flush=commit.flush_due,
         )
 
     def _context(self, node: IRNode, run_id: str) -> Any:
@@ -152,7 +195,7 @@ class Executor:
         if node.function_name:
             handler: Callable[[Any, dict[str, Any]], Any] = handlers.get_handler(node.function_name)
             return handler(node_input, node.config)
-        timeout = node.timeout_ms / 1000 if node.timeout_ms else self.http_timeout_s
+        timeout = node.timeout_ms / 1000 if node.timeout_ms else self.limits.http_timeout_s
         return builtins.run_builtin(
             node.id,
             node.type,
@@ -160,7 +203,7 @@ class Executor:
             node_input,
             variables,
             timeout_s=timeout,
-            max_bytes=self.max_payload_bytes,
+            max_bytes=self.limits.max_payload_bytes,
             join=node.wait_for_all,
         )
 
@@ -204,18 +247,51 @@ class Executor:
             work += [(target.id, r) for r in dead_successors(target, route.scope)]
         return fires, events
 
-    def _fail(self, node: IRNode, token: Token, reason: str) -> Outcome:
+    def _handler_failed(self, node: IRNode, token: Token, reason: str, attempt: int) -> Outcome:
+        delay = _retry_delay(node, attempt)
+        if delay is None:
+            return self._fail(node, token, reason, attempt)
+        retrying = event(
+            "node_retrying", node.id, scope=token.scope, attempt=attempt, error=reason, delay=delay
+        )
+        if not self.state.record(token.run_id, [retrying], token, time.time() + delay):
+            return Outcome(ignored="run is no longer running")
+        return Outcome(retry_in=delay)
+
+    def _fail(self, node: IRNode, token: Token, reason: str, attempt: int) -> Outcome:
         error = f"node {node.id!r} failed: {reason.removeprefix(f'node {node.id!r}: ')}"
         self.state.end(
             token.run_id,
             "failed",
             error,
             [
-                event("node_failed", node.id, scope=token.scope, error=error),
+                event(
+                    "node_failed",
+                    node.id,
+                    scope=token.scope,
+                    error=error,
+                    attempt=attempt,
+                    token=token.to_dict(),
+                ),
                 event("run_failed", None, error=error),
             ],
         )
         return Outcome(failed=error, check_completion=True)
+
+
+def _emitted_events(consumed: Token, emitted: list[Token]) -> list[dict[str, Any]]:
+    return [
+        event(
+            "token_emitted",
+            t.from_node,
+            to=t.to_node,
+            scope=t.scope,
+            token=t.to_dict(),
+            by=consumed.key,
+            **{"from": t.from_node},
+        )
+        for t in emitted
+    ]
 
 
 def _loop_events(node: IRNode, decision: Decision) -> list[dict[str, Any]]:

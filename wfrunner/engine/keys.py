@@ -11,6 +11,9 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:events     list    JSON events in order, flushed to PostgreSQL at the end
     wfr:{<run_id>}:emits      hash    token key -> JSON of the tokens its node emitted
     wfr:{<run_id>}:joins      hash    join arrivals (see lua/join_arrive.lua)
+    wfr:{<run_id>}:pending    hash    token key -> token: emitted, not yet consumed (outbox)
+    wfr:{<run_id>}:running    hash    token key -> when its latest delivery began
+    wfr:{<run_id>}:attempts   hash    token key -> deliveries that began it
 
 The completion channel is global (PUBLISH reaches every node of a cluster); its messages
 are run ids.
@@ -87,6 +90,21 @@ def joins_key(run_id: str) -> str:
     return f"{_tag(run_id)}:joins"
 
 
+def pending_key(run_id: str) -> str:
+    """Tokens emitted and not yet consumed: what the reconciler re-publishes if stalled."""
+    return f"{_tag(run_id)}:pending"
+
+
+def running_key(run_id: str) -> str:
+    """Tokens whose delivery has begun and not committed, with when it began."""
+    return f"{_tag(run_id)}:running"
+
+
+def attempts_key(run_id: str) -> str:
+    """Deliveries that began each token (the crash and retry cap)."""
+    return f"{_tag(run_id)}:attempts"
+
+
 def run_keys(run_id: str) -> list[str]:
     """Every hot key of a run, for cleanup once the run has ended."""
     return [
@@ -98,6 +116,9 @@ def run_keys(run_id: str) -> list[str]:
         events_key(run_id),
         emits_key(run_id),
         joins_key(run_id),
+        pending_key(run_id),
+        running_key(run_id),
+        attempts_key(run_id),
     ]
 
 

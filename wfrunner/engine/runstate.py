@@ -29,10 +29,12 @@ DEAD = "-"  # the join_arrive value of a dead (not taken) path
 @dataclass(frozen=True)
 class Begin:
     state: str
-    #: tokens an earlier delivery of this token committed (None when not committed)
-    committed: list[Token] | None
+    #: True when an earlier delivery already committed this token (it is not run again)
+    committed: bool
     input: Any
     inputs: Any
+    #: this delivery's number, 1 for the first
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -48,37 +50,56 @@ class Commit:
     value: int
     changed: bool
     hit_zero: bool
+    #: the tokens the committed delivery emitted
     emitted: list[Token]
-
-
-def _tokens(text: str) -> list[Token]:
-    return [Token.from_dict(item) for item in json.loads(text or "[]")]
+    #: True when this call's delivery is the one that committed (a retried call included):
+    #: only that delivery dispatches, so each emitted token is published once
+    mine: bool
+    #: True when the run's history should now be copied to PostgreSQL
+    flush_due: bool
 
 
 def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _token_map(tokens: Sequence[Token]) -> dict[str, str]:
+    return {t.key: _dump(t.to_dict()) for t in tokens}
+
+
+def _emitted(recorded: str) -> list[Token]:
+    tokens = json.loads(recorded or "{}").get("tokens") or {}
+    return [Token.from_dict(json.loads(text)) for text in tokens.values()]
+
+
 class RunState:
     """Hot state of runs over one ``redis.Redis`` client (``decode_responses=True``)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, flush_every: float = 1.0) -> None:
         self.client = client
+        self.flush_every = flush_every
         self._scripts: dict[str, Script] = {
             name: client.register_script(lua_source(name))
-            for name in ("start_run", "begin_node", "join_arrive", "commit_node", "end_run")
+            for name in (
+                "start_run",
+                "begin_node",
+                "join_arrive",
+                "commit_node",
+                "end_run",
+                "record_events",
+            )
         }
 
-    def _run(self, name: str, run_id: str, keys_: list[str], args: Sequence[Any]) -> list[Any]:
+    def _run(self, name: str, run_id: str, keys_: list[str], args: Sequence[Any]) -> Any:
         script = self._scripts[name]
-        return list(_guarded(name, run_id, lambda: script(keys=keys_, args=list(args))))
+        return _guarded(name, run_id, lambda: script(keys=keys_, args=list(args)))
 
     def start(
         self,
         run_id: str,
         workflow_id: str,
         inputs_json: str,
-        entry_count: int,
+        entries: Sequence[Token],
         now: float,
         events: Sequence[dict[str, Any]],
     ) -> tuple[bool, str]:
@@ -91,13 +112,15 @@ class RunState:
                 keys.counter_key(run_id),
                 keys.applied_key(run_id),
                 keys.events_key(run_id),
+                keys.pending_key(run_id),
             ],
             [
                 keys.op_key(run_id, "init", None, None, 1),
                 workflow_id,
                 inputs_json,
-                entry_count,
+                len(entries),
                 now,
+                _dump(_token_map(entries)),
                 *map(_dump, events),
             ],
         )
@@ -105,7 +128,7 @@ class RunState:
 
     def begin(self, token: Token, now: float, event: dict[str, Any] | None) -> Begin:
         run_id = token.run_id
-        state, committed, raw_input, raw_inputs = self._run(
+        state, committed, raw_input, raw_inputs, attempt = self._run(
             "begin_node",
             run_id,
             [
@@ -113,14 +136,17 @@ class RunState:
                 keys.emits_key(run_id),
                 keys.payloads_key(run_id),
                 keys.events_key(run_id),
+                keys.attempts_key(run_id),
+                keys.running_key(run_id),
             ],
             [token.key, token.payload_ref or "", _dump(event) if event else "", now],
         )
         return Begin(
             state=state,
-            committed=_tokens(committed) if committed else None,
+            committed=bool(committed),
             input=json.loads(raw_input) if raw_input else None,
             inputs=json.loads(raw_inputs) if raw_inputs else None,
+            attempt=int(attempt),
         )
 
     def arrive(
@@ -141,9 +167,8 @@ class RunState:
         """``{predecessor: output}`` of the live arrivals of a complete join, in order."""
         refs = self._fields(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
         live = [(p, r) for p, r in zip(predecessors, refs, strict=True) if r and r != DEAD]
-        return dict(
-            zip([p for p, _ in live], self.payloads(run_id, [r for _, r in live]), strict=True)
-        )
+        values = self.payloads(run_id, [r for _, r in live])
+        return dict(zip([p for p, _ in live], values, strict=True))
 
     def commit(
         self,
@@ -151,6 +176,8 @@ class RunState:
         emitted: Sequence[Token],
         now: float,
         events: Sequence[dict[str, Any]],
+        *,
+        nonce: str,
         output: tuple[str, str] | None = None,
         delta: int | None = None,
     ) -> Commit:
@@ -168,23 +195,34 @@ class RunState:
                 keys.context_key(run_id),
                 keys.emits_key(run_id),
                 keys.events_key(run_id),
+                keys.pending_key(run_id),
+                keys.running_key(run_id),
             ],
             [
                 token.op_key("advance"),
                 len(emitted) - 1 if delta is None else delta,
                 token.key,
-                _dump([t.to_dict() for t in emitted]),
+                _dump({"by": nonce, "tokens": _token_map(emitted)}),
                 run_id,
                 keys.COMPLETION_CHANNEL,
                 token.to_node,
                 ref,
                 text,
                 now,
+                self.flush_every,
                 *map(_dump, events),
             ],
         )
-        value, changed, hit_zero, emits, state = reply
-        return Commit(state, int(value), bool(changed), bool(hit_zero), _tokens(emits))
+        value, changed, hit_zero, recorded, state, mine, flush_due = reply
+        return Commit(
+            state=state,
+            value=int(value),
+            changed=bool(changed),
+            hit_zero=bool(hit_zero),
+            emitted=_emitted(recorded),
+            mine=bool(mine),
+            flush_due=bool(flush_due),
+        )
 
     def end(
         self, run_id: str, state: str, error: str | None, events: Sequence[dict[str, Any]]
@@ -197,6 +235,22 @@ class RunState:
             [state, error or "", *map(_dump, events)],
         )
         return bool(changed)
+
+    def record(
+        self,
+        run_id: str,
+        events: Sequence[dict[str, Any]],
+        token: Token | None = None,
+        due: float = 0.0,
+    ) -> bool:
+        """Append events to a running run; with ``token``, note when it is due again."""
+        written = self._run(
+            "record_events",
+            run_id,
+            [keys.meta_key(run_id), keys.events_key(run_id), keys.running_key(run_id)],
+            [token.key if token else "", due, *map(_dump, events)],
+        )
+        return bool(written)
 
     # -- reads (the client decodes responses, so every value is text) -------------------
 
@@ -232,6 +286,18 @@ class RunState:
         refs = self._hash(keys.context_key(run_id))
         nodes = list(refs)
         return dict(zip(nodes, self.payloads(run_id, [refs[n] for n in nodes]), strict=True))
+
+    def pending(self, run_id: str) -> dict[str, Token]:
+        """Tokens emitted and not consumed (the outbox), by token key."""
+        raw = self._hash(keys.pending_key(run_id))
+        return {key: Token.from_dict(json.loads(text)) for key, text in raw.items()}
+
+    def running(self, run_id: str) -> dict[str, float]:
+        """Tokens whose delivery began and has not committed: when it began."""
+        return {k: float(v) for k, v in self._hash(keys.running_key(run_id)).items()}
+
+    def mark_flushed(self, run_id: str, count: int) -> None:
+        self.client.hset(keys.meta_key(run_id), "flushed", count)
 
     def join_counts(self, run_id: str) -> dict[str, int]:
         """join instance -> arrivals so far (for the completion double-check)."""

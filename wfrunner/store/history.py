@@ -58,7 +58,46 @@ def insert_events(
     )
 
 
+def insert_payloads(session: Session, run_id: str, payloads: Mapping[str, Any]) -> None:
+    if not payloads:
+        return
+    session.execute(
+        pg_insert(Payload)
+        .values(
+            [
+                {
+                    "run_id": run_id,
+                    "ref": ref,
+                    "data": data,
+                    "size_bytes": len(canonical_json(data).encode()),
+                }
+                for ref, data in payloads.items()
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+
+
 class HistoryQueries(Repository):
+    def persist_progress(
+        self, run_id: str, first_seq: int, events: Sequence[NewEvent], payloads: Mapping[str, Any]
+    ) -> None:
+        """Copy a running run's new events and the outputs they name (one transaction)."""
+        with self._tx() as session:
+            insert_events(session, run_id, first_seq, events)
+            insert_payloads(session, run_id, payloads)
+            session.execute(
+                sa.update(Run).where(Run.id == run_id).values(last_activity_at=sa.func.now())
+            )
+
+    def load_payloads(self, run_id: str) -> dict[str, Any]:
+        """Every stored output of a run, by ref (to rebuild its hot state)."""
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(Payload.ref, Payload.data).where(Payload.run_id == run_id)
+            ).all()
+        return {ref: data for ref, data in rows}
+
     def persist_history(
         self,
         run_id: str,
@@ -70,22 +109,7 @@ class HistoryQueries(Repository):
     ) -> None:
         with self._tx() as session:
             insert_events(session, run_id, 1, events)
-            if payloads:
-                session.execute(
-                    pg_insert(Payload)
-                    .values(
-                        [
-                            {
-                                "run_id": run_id,
-                                "ref": ref,
-                                "data": data,
-                                "size_bytes": len(canonical_json(data).encode()),
-                            }
-                            for ref, data in payloads.items()
-                        ]
-                    )
-                    .on_conflict_do_nothing()
-                )
+            insert_payloads(session, run_id, payloads)
             if executions:
                 insert = pg_insert(NodeExecution).values(
                     [

@@ -120,6 +120,32 @@ class RunQueries(Repository):
             ).scalars()
             return list(rows)
 
+    def list_active_runs(self) -> list[str]:
+        """RUNNING and WAITING runs: the reconciler's round."""
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(Run.id).where(
+                    Run.status.in_([RunStatus.RUNNING.value, RunStatus.WAITING.value])
+                )
+            ).scalars()
+            return list(rows)
+
+    def reopen_run(self, run_id: str) -> bool:
+        """FAILED -> RUNNING for a dead-letter retry; clears the error and the end time."""
+        with self._tx() as session:
+            changed = session.execute(
+                sa.update(Run)
+                .where(Run.id == run_id, Run.status == RunStatus.FAILED.value)
+                .values(
+                    status=RunStatus.RUNNING.value,
+                    error=None,
+                    completed_at=None,
+                    last_activity_at=sa.func.now(),
+                )
+                .returning(Run.id)
+            ).first()
+        return changed is not None
+
     def delete_run(self, run_id: str) -> bool:
         """Purge a run and, by cascade, everything recorded about it."""
         with self._tx() as session:

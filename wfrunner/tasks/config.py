@@ -48,7 +48,12 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
             "wfrunner-detect-timeouts": {
                 "task": "wfrunner.detect_timeouts",
                 "schedule": float(settings.timeout_check_interval),
-            }
+            },
+            "wfrunner-reconcile": {
+                "task": "wfrunner.reconcile",
+                "schedule": float(settings.reconcile_interval),
+                "options": {"queue": COMPLETION_QUEUE},
+            },
         },
         "worker_send_task_events": True,
         "task_send_sent_event": True,

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from wfrunner.compiler.ir import IR
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError
 from wfrunner.runtime import runtime
@@ -16,21 +17,38 @@ from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
 
 log = logging.getLogger(__name__)
 
+#: seconds past a node's timeout_ms (the soft limit) before its process is killed
+HARD_LIMIT_GRACE = 5.0
+
 #: Redis trouble is retried (every counter operation is idempotent); handler errors are not
 RETRY_ON = (CounterError, redis.ConnectionError, redis.TimeoutError)
 
 
-def dispatch(tokens: Iterable[Token], workflow_id: str) -> None:
+def dispatch(
+    tokens: Iterable[Token], workflow_id: str, ir: IR | None = None, countdown: float | None = None
+) -> None:
+    """Publish one execute_node message per token; a node's timeout_ms becomes its limits."""
     for token in tokens:
-        execute_node.apply_async(
-            args=[token.run_id, workflow_id, token.to_dict()], queue=TASK_QUEUE
-        )
+        options: dict[str, Any] = {"queue": TASK_QUEUE}
+        node = ir.nodes.get(token.to_node) if ir else None
+        if node is not None and node.timeout_ms:
+            options["soft_time_limit"] = node.timeout_ms / 1000
+            options["time_limit"] = node.timeout_ms / 1000 + HARD_LIMIT_GRACE
+        if countdown:
+            options["countdown"] = countdown
+        execute_node.apply_async(args=[token.run_id, workflow_id, token.to_dict()], **options)
 
 
 def request_completion_check(run_id: str) -> None:
     from wfrunner.tasks.runs import check_completion
 
     check_completion.apply_async(args=[run_id], queue=COMPLETION_QUEUE)
+
+
+def request_flush(run_id: str) -> None:
+    from wfrunner.tasks.runs import flush_run
+
+    flush_run.apply_async(args=[run_id], queue=COMPLETION_QUEUE)
 
 
 @app.task(
@@ -42,11 +60,17 @@ def request_completion_check(run_id: str) -> None:
 )
 def execute_node(run_id: str, workflow_id: str, token: dict[str, Any]) -> None:
     rt = runtime()
-    outcome = rt.executor.process(rt.ir(workflow_id), Token.from_dict(token))
+    ir = rt.ir(workflow_id)
+    current = Token.from_dict(token)
+    outcome = rt.executor.process(ir, current)
     if outcome.ignored:
-        log.info("run %s: token to %s ignored: %s", run_id, token.get("to_node"), outcome.ignored)
+        log.info("run %s: token to %s ignored: %s", run_id, current.to_node, outcome.ignored)
     if outcome.failed:
         log.warning("run %s failed: %s", run_id, outcome.failed)
-    dispatch(outcome.dispatch, workflow_id)
+    if outcome.retry_in is not None:
+        dispatch([current], workflow_id, ir, countdown=outcome.retry_in)
+    dispatch(outcome.dispatch, workflow_id, ir)
     if outcome.check_completion:
         request_completion_check(run_id)
+    if outcome.flush:
+        request_flush(run_id)

@@ -7,7 +7,8 @@ from typing import Any
 
 from celery import Task
 
-from wfrunner import lifecycle
+from wfrunner import lifecycle, recovery
+from wfrunner.errors import StoreError
 from wfrunner.runtime import runtime
 from wfrunner.tasks.app import app
 from wfrunner.tasks.execution import RETRY_ON, dispatch
@@ -15,19 +16,53 @@ from wfrunner.tasks.execution import RETRY_ON, dispatch
 log = logging.getLogger(__name__)
 
 
-@app.task(name="wfrunner.start_run", bind=True, autoretry_for=RETRY_ON, retry_backoff=True)
+@app.task(
+    name="wfrunner.start_run",
+    bind=True,
+    autoretry_for=(*RETRY_ON, StoreError),
+    retry_backoff=True,
+    max_retries=30,
+)
 def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     """Start a run of a registered workflow; the result (and the task id) is the run id."""
     run_id = str(self.request.id)
-    tokens = lifecycle.start(runtime(), run_id, workflow_id, inputs)
-    dispatch(tokens, workflow_id)
+    rt = runtime()
+    tokens = lifecycle.start(rt, run_id, workflow_id, inputs)
+    dispatch(tokens, workflow_id, rt.ir(workflow_id))
     return run_id
 
 
-@app.task(name="wfrunner.check_completion", autoretry_for=RETRY_ON, retry_backoff=True)
+@app.task(
+    name="wfrunner.check_completion",
+    autoretry_for=(*RETRY_ON, StoreError),
+    retry_backoff=True,
+    max_retries=30,
+)
 def check_completion(run_id: str) -> str:
     """Double-check a run whose counter may have reached 0, or that has failed."""
     return lifecycle.check_completion(runtime(), run_id)
+
+
+@app.task(
+    name="wfrunner.flush_run",
+    autoretry_for=(*RETRY_ON, StoreError),
+    retry_backoff=True,
+    max_retries=30,
+)
+def flush_run(run_id: str) -> int:
+    """Copy a running run's new events and outputs to PostgreSQL (its recovery point)."""
+    return recovery.flush(runtime(), run_id)
+
+
+@app.task(name="wfrunner.reconcile")
+def reconcile() -> dict[str, int]:
+    """Rebuild runs Redis lost, republish stalled tokens, finish unrecorded ends (beat)."""
+    rt = runtime()
+    published = recovery.reconcile(rt)
+    for run_id, tokens in published.items():
+        workflow_id = rt.store.get_run(run_id).workflow_id
+        dispatch(tokens, workflow_id, rt.ir(workflow_id))
+    return {run_id: len(tokens) for run_id, tokens in published.items()}
 
 
 @app.task(name="wfrunner.detect_timeouts")

@@ -1,0 +1,25 @@
+--[[
+record_events: append events to a running run, and note when a token's next delivery is
+due (a retry after a backoff), so the reconciler does not publish it early.
+
+KEYS[1]  meta     wfr:{<run_id>}:meta
+KEYS[2]  events   wfr:{<run_id>}:events
+KEYS[3]  running  wfr:{<run_id>}:running   token key -> when its delivery began / is due
+
+ARGV[1]  token_key  "" for none
+ARGV[2]  due        seconds since the epoch when the token's next delivery is due
+ARGV[3..] events    JSON events
+
+Returns 1 when written, 0 when the run is not running (nothing is written).
+]]
+
+if redis.call("HGET", KEYS[1], "state") ~= "running" then
+    return 0
+end
+if ARGV[1] ~= "" then
+    redis.call("HSET", KEYS[3], ARGV[1], ARGV[2])
+end
+for i = 3, #ARGV do
+    redis.call("RPUSH", KEYS[2], ARGV[i])
+end
+return 1

@@ -1,0 +1,198 @@
+"""Keeping runs alive when parts fail: copying history to PostgreSQL while a run runs,
+rebuilding a run's hot state from it, and the reconciler that finds what was lost.
+
+Redis is a cache of hot state; PostgreSQL is the truth. While a run runs, its events
+(which carry every emitted and consumed token) and outputs are copied to PostgreSQL every
+``WFRUNNER_FLUSH_INTERVAL`` seconds. If Redis loses the run, :func:`rebuild` recreates
+its counter, outbox, joins, context and events from that copy, and the tokens that were
+emitted but never consumed are published again. Work done after the last copy is done
+again: execution is at-least-once, its effect on the run exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from wfrunner import lifecycle
+from wfrunner.engine import keys
+from wfrunner.engine.events import event, split
+from wfrunner.engine.runstate import DEAD, RUNNING
+from wfrunner.engine.tokens import Token
+from wfrunner.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: the ``by`` recorded for tokens whose commits were rebuilt from PostgreSQL
+REBUILT = "rebuilt"
+
+
+def flush(rt: Runtime, run_id: str) -> int:
+    """Copy a running run's events (and the outputs they name) not yet in PostgreSQL."""
+    meta = rt.state.meta(run_id)
+    if meta.get("state") != RUNNING:
+        return 0
+    start = int(meta.get("flushed", 0) or 0)
+    events = rt.state.events(run_id, start)
+    if not events:
+        return 0
+    refs = sorted({str(e["output_ref"]) for e in events if e.get("output_ref")})
+    payloads = dict(zip(refs, rt.state.payloads(run_id, refs), strict=True))
+    rt.store.persist_progress(run_id, start + 1, [split(e) for e in events], payloads)
+    rt.state.mark_flushed(run_id, start + len(events))
+    return len(events)
+
+
+def _stored_events(rt: Runtime, run_id: str) -> list[dict[str, Any]]:
+    return [
+        {"type": e.type, "node": e.node_id, **(e.data or {})} for e in rt.store.list_events(run_id)
+    ]
+
+
+class _History:
+    """What the stored events say about tokens, joins and outputs."""
+
+    def __init__(self, events: list[dict[str, Any]], join_nodes: dict[str, list[str]]) -> None:
+        self.emitted: dict[str, Token] = {}
+        self.emits_by: dict[str, dict[str, Token]] = defaultdict(dict)
+        self.consumed: dict[str, Token] = {}
+        self.joins: dict[str, str] = {}
+        self.context: dict[str, str] = {}
+        for evt in events:
+            self._read(evt, join_nodes)
+
+    def _read(self, evt: dict[str, Any], join_nodes: dict[str, list[str]]) -> None:
+        kind, token = evt["type"], evt.get("token")
+        if kind == "token_emitted" and token:
+            t = Token.from_dict(token)
+            self.emitted[t.key] = t
+            self.emits_by[str(evt.get("by"))][t.key] = t
+        elif kind == "join_arrived":
+            instance = f"{evt['node']}|{evt.get('scope', '')}"
+            value = Token.from_dict(token).payload_ref if token and evt.get("live") else None
+            self.joins[f"{instance}|{evt['from']}"] = value or DEAD
+            if token:
+                self.consumed[Token.from_dict(token).key] = Token.from_dict(token)
+        elif kind == "node_completed" and token:
+            t = Token.from_dict(token)
+            self.consumed[t.key] = t
+            self.context[str(evt["node"])] = str(evt["output_ref"])
+            if t.to_node in join_nodes and t.from_node in join_nodes[t.to_node]:
+                instance = f"{t.to_node}|{t.scope}"
+                self.joins[f"{instance}|{t.from_node}"] = t.payload_ref or DEAD
+                self.joins[f"{instance}#fin"] = str(t.from_node)
+
+    def pending(self) -> dict[str, Token]:
+        return {k: t for k, t in self.emitted.items() if k not in self.consumed}
+
+    def join_fields(self) -> dict[str, str]:
+        fields = dict(self.joins)
+        counts: dict[str, int] = defaultdict(int)
+        for field in self.joins:
+            if "#" not in field:
+                counts[field.rsplit("|", 1)[0]] += 1
+        fields.update({f"{instance}#n": str(n) for instance, n in counts.items()})
+        return fields
+
+
+def rebuild(rt: Runtime, run_id: str) -> list[Token]:
+    """Recreate a run's hot state from PostgreSQL; returns the tokens to publish again."""
+    run = rt.store.get_run(run_id)
+    ir = rt.ir(run.workflow_id)
+    events = _stored_events(rt, run_id)
+    joins = {n.id: list(n.dependencies) for n in ir.nodes.values() if n.wait_for_all}
+    known = _History(events, joins)
+    pending = known.pending()
+    recovered = event("run_recovered", pending=len(pending))
+    client = rt.redis
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(*keys.run_keys(run_id))
+    pipe.set(keys.counter_key(run_id), len(pending))
+    applied = [keys.op_key(run_id, "init", None, None, 1)]
+    applied += [t.op_key("advance") for t in known.consumed.values()]
+    pipe.sadd(keys.applied_key(run_id), *applied)
+    payloads = rt.store.load_payloads(run_id)
+    if payloads:
+        _hset(pipe, keys.payloads_key(run_id), {r: _dump(v) for r, v in payloads.items()})
+    if known.context:
+        _hset(pipe, keys.context_key(run_id), known.context)
+    emits = {
+        key: _dump(
+            {
+                "by": REBUILT,
+                "tokens": {k: _dump(t.to_dict()) for k, t in known.emits_by[key].items()},
+            }
+        )
+        for key in known.consumed
+    }
+    if emits:
+        _hset(pipe, keys.emits_key(run_id), emits)
+    if pending:
+        _hset(pipe, keys.pending_key(run_id), {k: _dump(t.to_dict()) for k, t in pending.items()})
+    if known.joins:
+        _hset(pipe, keys.joins_key(run_id), known.join_fields())
+    pipe.rpush(keys.events_key(run_id), *[_dump(e) for e in [*events, recovered]])
+    _hset(
+        pipe,
+        keys.meta_key(run_id),
+        {
+            "workflow_id": run.workflow_id,
+            "state": RUNNING,
+            "inputs": _dump(run.inputs),
+            "activity": time.time(),
+            "flushed": len(events),
+        },
+    )
+    pipe.execute()
+    log.warning("run %s rebuilt from PostgreSQL: %d tokens to publish again", run_id, len(pending))
+    return list(pending.values())
+
+
+def _hset(pipe: Any, key: str, mapping: Mapping[str, Any]) -> None:
+    pipe.hset(key, mapping=dict(mapping))
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def stalled_tokens(rt: Runtime, run_id: str, stall_after: float) -> list[Token]:
+    """Pending tokens of a run idle for ``stall_after`` s that no delivery is working on."""
+    meta = rt.state.meta(run_id)
+    if meta.get("state") != RUNNING:
+        return []
+    now = time.time()
+    if now - float(meta.get("activity", 0) or 0) < stall_after:
+        return []
+    running = rt.state.running(run_id)
+    lost_after = float(rt.settings.visibility_timeout)
+    return [
+        token
+        for key, token in rt.state.pending(run_id).items()
+        if key not in running or now - running[key] > lost_after
+    ]
+
+
+def reconcile(rt: Runtime) -> dict[str, list[Token]]:
+    """One pass over active runs: rebuild lost ones, republish stalled tokens, finish
+    runs whose end was not recorded. Returns run id -> tokens to publish."""
+    stall_after = 3.0 * rt.settings.reconcile_interval
+    to_publish: dict[str, list[Token]] = {}
+    for run_id in rt.store.list_active_runs():
+        meta = rt.state.meta(run_id)
+        if not meta:
+            to_publish[run_id] = rebuild(rt, run_id)
+        elif meta.get("state") != RUNNING:
+            lifecycle.finish(rt, run_id)
+        elif rt.state.counter(run_id) == 0:
+            lifecycle.check_completion(rt, run_id)
+        else:
+            stalled = stalled_tokens(rt, run_id, stall_after)
+            if stalled:
+                log.warning("run %s: publishing %d stalled tokens again", run_id, len(stalled))
+                to_publish[run_id] = stalled
+    return to_publish
