@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfrunner.states import NodeStatus
+from wfrunner.engine.tokens import Token
+from wfrunner.store import NewDeadLetter
 from wfrunner.store.history import ExecutionRow
 
 Event = Mapping[str, Any]
@@ -18,6 +20,9 @@ Event = Mapping[str, Any]
 class NodeProgress:
     started: int = 0
     completed: int = 0
+    #: attempts that ended in an error: retried, or failed
+    errors: int = 0
+    #: the latest attempt failed the node (cleared when a retried dead letter runs it again)
     failed: bool = False
     skipped: bool = False
     error: str | None = None
@@ -25,7 +30,8 @@ class NodeProgress:
 
     @property
     def open(self) -> int:
-        return self.started - self.completed - (1 if self.failed else 0)
+        """Attempts begun and not ended (running, or cut short by a crash)."""
+        return max(0, self.started - self.completed - self.errors)
 
     def status(self, ended: bool) -> NodeStatus:
         if self.failed:
@@ -45,18 +51,26 @@ def progress(node_ids: Iterable[str], events: Sequence[Event]) -> dict[str, Node
         node = nodes.get(evt.get("node") or "")
         if node is None:
             continue
-        kind = evt["type"]
-        if kind == "node_started":
-            node.started += 1
-        elif kind == "node_completed":
-            node.completed += 1
-            node.output_refs.append(str(evt.get("output_ref")))
-        elif kind == "node_failed":
-            node.failed = True
-            node.error = evt.get("error")
-        elif kind == "node_skipped":
-            node.skipped = True
+        _apply(node, evt)
     return nodes
+
+
+def _apply(node: NodeProgress, evt: Event) -> None:
+    kind = evt["type"]
+    if kind == "node_started":
+        node.started += 1
+        node.failed = False
+    elif kind == "node_completed":
+        node.completed += 1
+        node.output_refs.append(str(evt.get("output_ref")))
+    elif kind == "node_retrying":
+        node.errors += 1
+    elif kind == "node_failed":
+        node.errors += 1
+        node.failed = True
+        node.error = evt.get("error")
+    elif kind == "node_skipped":
+        node.skipped = True
 
 
 def node_documents(
@@ -71,7 +85,7 @@ def node_documents(
             "attempts": p.started,
             "iterations": p.completed,
             "output": outputs.get(node_id),
-            **({"error": p.error} if p.error else {}),
+            **({"error": p.error} if p.failed else {}),
         }
         for node_id, p in nodes.items()
     }
@@ -129,3 +143,21 @@ def execution_rows(events: Sequence[Event], outputs: Mapping[str, Any]) -> list[
 
 def loop_passes(events: Sequence[Event]) -> dict[str, int]:
     return {str(e["node"]): int(e["pass"]) for e in events if e["type"] == "loop_decided"}
+
+
+def dead_letters(events: Sequence[Event]) -> list[NewDeadLetter]:
+    """A letter per token whose node failed (its attempts ran out)."""
+    letters = []
+    for evt in events:
+        if evt["type"] == "node_failed" and evt.get("token"):
+            token = Token.from_dict(evt["token"])
+            letters.append(
+                NewDeadLetter(
+                    node_id=token.to_node,
+                    token_key=token.key,
+                    token=token.to_dict(),
+                    error=str(evt.get("error")),
+                    attempts=int(evt.get("attempt", 1)),
+                )
+            )
+    return letters

@@ -93,6 +93,7 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
         history.execution_rows(events, payloads),
         history.loop_passes(events),
         history.statistics(events),
+        history.dead_letters(events),
     )
     rt.store.transition_run(run_id, status, error=meta.get("error") or None)
     rt.state.delete(run_id)

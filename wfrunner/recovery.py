@@ -23,6 +23,8 @@ from wfrunner.engine import keys
 from wfrunner.engine.events import event, split
 from wfrunner.engine.runstate import DEAD, RUNNING
 from wfrunner.engine.tokens import Token
+from wfrunner.errors import WfrunnerError
+from wfrunner.states import RunStatus
 from wfrunner.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ class _History:
         return fields
 
 
-def rebuild(rt: Runtime, run_id: str) -> list[Token]:
+def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> list[Token]:
     """Recreate a run's hot state from PostgreSQL; returns the tokens to publish again."""
     run = rt.store.get_run(run_id)
     ir = rt.ir(run.workflow_id)
@@ -107,7 +109,7 @@ def rebuild(rt: Runtime, run_id: str) -> list[Token]:
     joins = {n.id: list(n.dependencies) for n in ir.nodes.values() if n.wait_for_all}
     known = _History(events, joins)
     pending = known.pending()
-    recovered = event("run_recovered", pending=len(pending))
+    recovered = reason or event("run_recovered", pending=len(pending))
     client = rt.redis
     pipe = client.pipeline(transaction=True)
     pipe.delete(*keys.run_keys(run_id))
@@ -196,3 +198,19 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
                 log.warning("run %s: publishing %d stalled tokens again", run_id, len(stalled))
                 to_publish[run_id] = stalled
     return to_publish
+
+
+def retry_dead_letter(rt: Runtime, letter_id: int) -> tuple[str, list[Token]]:
+    """Resume the FAILED run of a dead letter: its token, and every token the failure cut
+    short, run again with fresh attempts. Returns the run id and the tokens to publish."""
+    letter = rt.store.get_dead_letter(letter_id)
+    run = rt.store.get_run(letter.run_id)
+    if run.status != RunStatus.FAILED:
+        raise WfrunnerError(
+            f"run {run.id} is {run.status.value}: only dead letters of FAILED runs can be retried"
+        )
+    if not rt.store.mark_dead_letter_retried(letter_id):
+        raise WfrunnerError(f"dead letter {letter_id} was already retried")
+    rt.store.reopen_run(run.id)
+    tokens = rebuild(rt, run.id, event("run_resumed", dead_letter=letter_id, node=letter.node_id))
+    return run.id, tokens

@@ -11,11 +11,14 @@ from wfrunner.errors import StoreError
 from wfrunner.store import migrate
 from wfrunner.store.models import metadata
 
+HEAD = "0002"
+
 TABLES = {
     "workflows",
     "runs",
     "event_log",
     "applied_keys",
+    "dead_letters",
     "run_counter_snapshots",
     "pending_tokens",
     "node_executions",
@@ -41,7 +44,7 @@ def test_models_describe_every_table() -> None:
 def test_upgrade_matches_models(database_url: str) -> None:
     assert migrate.current(database_url) is None
     migrate.upgrade(database_url)
-    assert migrate.current(database_url) == "0001"
+    assert migrate.current(database_url) == HEAD
     assert _tables(database_url) == TABLES | {"alembic_version"}
     engine = sa.create_engine(database_url)
     with engine.connect() as connection:
@@ -65,7 +68,7 @@ def test_downgrade_then_upgrade_again(database_url: str) -> None:
     engine.dispose()
     assert functions == []
     migrate.upgrade(database_url)
-    assert migrate.current(database_url) == "0001"
+    assert migrate.current(database_url) == HEAD
     assert _tables(database_url) >= TABLES
 
 
@@ -97,3 +100,13 @@ def test_unreachable_server_is_a_store_error() -> None:
         migrate.upgrade(url)
     assert "secret" not in str(caught.value)
     assert "WFRUNNER_DATABASE_URL" in str(caught.value)
+
+
+def test_downgrade_one_step_removes_dead_letters_only(database_url: str) -> None:
+    migrate.upgrade(database_url)
+    migrate.downgrade(database_url, "0001")
+    assert migrate.current(database_url) == "0001"
+    assert "dead_letters" not in _tables(database_url)
+    assert "event_log" in _tables(database_url)
+    migrate.upgrade(database_url)
+    assert "dead_letters" in _tables(database_url)

@@ -29,6 +29,10 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(help="Manage the PostgreSQL schema.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+dlq_cli = typer.Typer(
+    help="Dead letters: node messages whose attempts ran out.", no_args_is_help=True
+)
+cli.add_typer(dlq_cli, name="dlq")
 
 _state: dict[str, bool] = {"verbose": False}
 
@@ -52,7 +56,7 @@ def _render_error(exc: BaseException) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one place turns errors into messages and exit codes."""
-    from wfrunner.cli import db, definitions, runs  # noqa: F401  (register the commands)
+    from wfrunner.cli import db, definitions, dlq, runs  # noqa: F401  (register the commands)
 
     command = typer.main.get_command(cli)
     try:

@@ -5,10 +5,12 @@ Use :class:`Store` for reads and writes and :mod:`wfrunner.store.migrate` for th
 
 from __future__ import annotations
 
+from wfrunner.store.deadletters import NewDeadLetter
 from wfrunner.store.events import NewEvent
 from wfrunner.store.history import ExecutionRow
 from wfrunner.store.records import (
     CounterSnapshot,
+    DeadLetterRecord,
     EventRecord,
     NodeExecutionRecord,
     PendingTokenRecord,
@@ -23,8 +25,10 @@ from wfrunner.store.workflows import canonical_json, definition_hash
 __all__ = [
     "STAT_COLUMNS",
     "CounterSnapshot",
+    "DeadLetterRecord",
     "EventRecord",
     "ExecutionRow",
+    "NewDeadLetter",
     "NewEvent",
     "NodeExecutionRecord",
     "PendingTokenRecord",

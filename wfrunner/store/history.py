@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from wfrunner.errors import NotFoundError
 from wfrunner.store.base import Repository
+from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
 from wfrunner.store.models import EventLog, LoopState, NodeExecution, Payload, Run, RunStatistics
 from wfrunner.store.workflows import canonical_json
@@ -106,9 +107,11 @@ class HistoryQueries(Repository):
         executions: Sequence[ExecutionRow],
         loops: Mapping[str, int],
         stats: Mapping[str, int],
+        dead_letters: Sequence[NewDeadLetter] = (),
     ) -> None:
         with self._tx() as session:
             insert_events(session, run_id, 1, events)
+            insert_dead_letters(session, run_id, dead_letters)
             insert_payloads(session, run_id, payloads)
             if executions:
                 insert = pg_insert(NodeExecution).values(

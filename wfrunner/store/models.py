@@ -210,4 +210,25 @@ class Payload(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class DeadLetter(Base):
+    """A node message that used up its attempts; ``wfrunner dlq retry`` resumes its run."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "token_key"),
+        sa.Index("ix_dead_letters_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.Text, _run_fk())
+    node_id: Mapped[str] = mapped_column(sa.Text)
+    token_key: Mapped[str] = mapped_column(sa.Text)
+    token: Mapped[Any] = mapped_column(JSONB)
+    error: Mapped[str] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.Text, server_default="open")
+    created_at: Mapped[datetime] = _created()
+    retried_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 metadata = Base.metadata

@@ -108,3 +108,17 @@ class WorkerRecord(_Record):
     started_at: datetime
     last_heartbeat: datetime
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord(_Record):
+    id: int
+    run_id: str
+    node_id: str
+    token_key: str
+    token: dict[str, Any]
+    error: str
+    attempts: int
+    status: str
+    created_at: datetime
+    retried_at: datetime | None

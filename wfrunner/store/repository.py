@@ -7,6 +7,7 @@ nothing handed out is tied to a session.
 
 from __future__ import annotations
 
+from wfrunner.store.deadletters import DeadLetterQueries
 from wfrunner.store.events import EventQueries
 from wfrunner.store.execution import ExecutionQueries
 from wfrunner.store.history import HistoryQueries
@@ -23,6 +24,7 @@ class Store(
     ExecutionQueries,
     HistoryQueries,
     RecoveryQueries,
+    DeadLetterQueries,
     WorkerQueries,
 ):
     """All persistence of wfrunner, built from a database URL (``Store(url)``)."""
