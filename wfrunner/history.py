@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wfrunner.states import NodeStatus
 from wfrunner.engine.tokens import Token
+from wfrunner.states import NodeStatus
 from wfrunner.store import NewDeadLetter
 from wfrunner.store.history import ExecutionRow
 

@@ -24,8 +24,8 @@ from wfrunner.engine.events import event, split
 from wfrunner.engine.runstate import DEAD, RUNNING
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import WfrunnerError
-from wfrunner.states import RunStatus
 from wfrunner.runtime import Runtime
+from wfrunner.states import RunStatus
 
 log = logging.getLogger(__name__)
 
