@@ -146,18 +146,21 @@ def loop_passes(events: Sequence[Event]) -> dict[str, int]:
 
 
 def dead_letters(events: Sequence[Event]) -> list[NewDeadLetter]:
-    """A letter per token whose node failed (its attempts ran out)."""
-    letters = []
+    """A letter per token whose node failed (its attempts ran out) and that no later
+    delivery (after ``wfrunner dlq retry``) completed."""
+    letters: dict[str, NewDeadLetter] = {}
     for evt in events:
-        if evt["type"] == "node_failed" and evt.get("token"):
-            token = Token.from_dict(evt["token"])
-            letters.append(
-                NewDeadLetter(
-                    node_id=token.to_node,
-                    token_key=token.key,
-                    token=token.to_dict(),
-                    error=str(evt.get("error")),
-                    attempts=int(evt.get("attempt", 1)),
-                )
-            )
-    return letters
+        if not evt.get("token") or evt["type"] not in ("node_failed", "node_completed"):
+            continue
+        token = Token.from_dict(evt["token"])
+        if evt["type"] == "node_completed":
+            letters.pop(token.key, None)
+            continue
+        letters[token.key] = NewDeadLetter(
+            node_id=token.to_node,
+            token_key=token.key,
+            token=token.to_dict(),
+            error=str(evt.get("error")),
+            attempts=int(evt.get("attempt", 1)),
+        )
+    return list(letters.values())

@@ -1,0 +1,244 @@
+"""Faults at the level of single deliveries, driven by tests/harness.py on the real Redis
+and PostgreSQL: duplicates, crashes before the ack, lost publishes, a wiped Redis,
+retries and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.harness import Harness
+from wfrunner import client, handlers, recovery
+from wfrunner.engine import keys
+from wfrunner.runtime import Runtime
+from wfrunner.settings import Settings
+from wfrunner.store import migrate
+
+FLAKY: dict[str, int] = {}
+
+
+@handlers.handler("rt.flaky")
+def flaky(value: Any, config: dict[str, Any]) -> Any:
+    """Raises until it has been called ``fail_times`` times for this tag."""
+    tag = config["tag"]
+    FLAKY[tag] = FLAKY.get(tag, 0) + 1
+    if FLAKY[tag] <= int(config["fail_times"]):
+        raise RuntimeError(f"transient failure {FLAKY[tag]}")
+    return {"calls": FLAKY[tag]}
+
+
+@pytest.fixture()
+def rt(redis_client: redis.Redis, redis_url: str, database_url: str) -> Iterator[Runtime]:
+    migrate.upgrade(database_url)
+    runtime = Runtime(
+        Settings(
+            redis_url=redis_url,
+            database_url=database_url,
+            flush_interval=1,
+            reconcile_interval=1,
+        )
+    )
+    yield runtime
+    runtime.close()
+
+
+def diamond() -> dict[str, Any]:
+    def node(node_id: str) -> dict[str, Any]:
+        return {"id": node_id, "type": "transform", "config": {"expression": f"['{node_id}']"}}
+
+    return {
+        "nodes": [
+            node("A"),
+            node("B"),
+            node("C"),
+            {"id": "D", "type": "aggregate", "config": {"strategy": "concat"}},
+        ],
+        "edges": [
+            {"from": "A", "to": "B"},
+            {"from": "A", "to": "C"},
+            {"from": "B", "to": "D"},
+            {"from": "C", "to": "D"},
+        ],
+    }
+
+
+def chain(n: int) -> dict[str, Any]:
+    nodes = [
+        {"id": f"n{i}", "type": "transform", "config": {"expression": f"{i}"}} for i in range(n)
+    ]
+    edges = [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(n - 1)]
+    return {"nodes": nodes, "edges": edges}
+
+
+def test_every_message_delivered_twice_dispatches_once(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(diamond(), {})
+    while h.queue:
+        token = h.queue.popleft()
+        first = h.process(token)
+        second = h.process(token)  # a duplicate delivered after the first finished
+        h.act(token, first)
+        h.act(token, second)
+    doc = client.get_run(h.run_id, rt)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert len(h.dispatched) == len(set(h.dispatched)) == 5  # A, B, C, D(x2 arrivals)
+    assert doc["nodes"]["D"]["output"] == ["B", "C"]
+
+
+def test_concurrent_duplicates_commit_once_and_dispatch_once(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(chain(3), {})
+    while h.queue:
+        token = h.queue.popleft()
+        outcomes = [h.process(token), h.process(token)]
+        for outcome in outcomes:
+            h.act(token, outcome)
+    doc = client.get_run(h.run_id, rt)
+    assert doc["status"] == "COMPLETED"
+    assert len(h.dispatched) == 3
+
+
+def test_stale_delivery_after_the_run_ended_changes_nothing(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(chain(2), {})
+    first = h.queue[0]
+    h.drain()
+    late = h.process(first)
+    assert late.ignored in {"run is gone", "token already committed (duplicate or late delivery)"}
+    assert late.dispatch == []
+    assert client.get_run(h.run_id, rt)["status"] == "COMPLETED"
+
+
+def test_lost_publish_is_repaired_by_the_reconciler(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(chain(3), {})
+    token = h.queue.popleft()
+    outcome = h.process(token)
+    h.act(token, outcome, publish=False)  # the worker died between commit and publish
+    assert not h.queue
+    rt.redis.hset(keys.meta_key(h.run_id), "activity", 0)  # ... long enough ago
+    h.reconcile()
+    assert [t.to_node for t in h.queue] == ["n1"]
+    assert h.drain()["status"] == "COMPLETED"
+
+
+def test_crash_before_ack_redelivers_and_counts_attempts(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(chain(2), {})
+    token = h.queue[0]
+    rt.state.begin(token, 0.0, None)  # a delivery that died inside the handler
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED"
+    assert doc["nodes"]["n0"]["attempts"] == 1  # the dead one wrote no node_started event
+
+
+def test_token_whose_worker_always_dies_fails_after_the_cap(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(chain(2), {})
+    token = h.queue.popleft()
+    for _ in range(rt.settings.max_deliveries):
+        rt.state.begin(token, 0.0, None)
+    outcome = h.process(token)
+    h.act(token, outcome)
+    doc = client.get_run(h.run_id, rt)
+    assert doc["status"] == "FAILED"
+    assert "delivered 4 times and its worker died each time" in doc["error"]
+    assert [d.node_id for d in rt.store.list_dead_letters()] == ["n0"]
+
+
+def test_ambiguous_commit_retried_by_the_client_applies_once(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(chain(2), {})
+    token = h.queue.popleft()
+    rt.state.begin(token, 0.0, None)
+    child = token.child("n1", "ref")
+    first = rt.state.commit(token, [child], 1.0, [], nonce="n-1", output=("ref", "0"))
+    again = rt.state.commit(token, [child], 1.0, [], nonce="n-1", output=("ref", "0"))
+    other = rt.state.commit(token, [child], 1.0, [], nonce="n-2", output=("ref", "0"))
+    assert first.changed and first.mine
+    assert not again.changed and again.mine  # the retry still dispatches
+    assert not other.changed and not other.mine  # another delivery does not
+    assert rt.state.counter(h.run_id) == 1
+
+
+def test_redis_wiped_mid_run_is_rebuilt_and_completes(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(diamond(), {})
+    h.deliver()  # A
+    h.deliver()  # B: D has one arrival
+    recovery.flush(rt, h.run_id)
+    rt.redis.delete(*keys.run_keys(h.run_id))
+    h.queue.clear()  # the broker lost its messages too
+    h.reconcile()
+    assert sorted(t.to_node for t in h.queue) == ["C", "D"]  # C, and B's token to D
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED"
+    assert doc["nodes"]["D"]["output"] == ["B", "C"]
+    assert doc["nodes"]["A"]["attempts"] == 1
+
+
+def test_rebuild_without_any_flush_restarts_from_the_entry_tokens(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(chain(3), {})
+    rt.redis.delete(*keys.run_keys(h.run_id))
+    h.queue.clear()
+    h.reconcile()
+    assert [t.to_node for t in h.queue] == ["n0"]
+    assert h.drain()["status"] == "COMPLETED"
+
+
+def test_retry_policy_retries_then_succeeds(rt: Runtime) -> None:
+    h = Harness(rt)
+    wf = {
+        "nodes": [
+            {
+                "id": "F",
+                "type": "function",
+                "retry": {"max_attempts": 3, "backoff_ms": 10},
+                "config": {"function_name": "rt.flaky", "tag": "twice", "fail_times": 2},
+            }
+        ],
+        "edges": [],
+    }
+    h.start(wf, {})
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["F"]["attempts"] == 3
+    assert doc["nodes"]["F"]["output"] == {"calls": 3}
+
+
+def test_exhausted_retries_dead_letter_and_dlq_retry_resumes(rt: Runtime) -> None:
+    h = Harness(rt)
+    wf = {
+        "nodes": [
+            {"id": "S", "type": "transform", "config": {"expression": "1"}},
+            {
+                "id": "F",
+                "type": "function",
+                "retry": {"max_attempts": 2, "backoff_ms": 1},
+                "config": {"function_name": "rt.flaky", "tag": "thrice", "fail_times": 3},
+            },
+            {"id": "E", "type": "transform", "config": {"expression": "input"}},
+        ],
+        "edges": [{"from": "S", "to": "F"}, {"from": "F", "to": "E"}],
+    }
+    h.start(wf, {})
+    doc = h.drain()
+    assert doc["status"] == "FAILED"
+    assert doc["error"] == "node 'F' failed: RuntimeError: transient failure 2"
+    (letter,) = rt.store.list_dead_letters()
+    assert (letter.node_id, letter.attempts) == ("F", 2)
+    run_id, tokens = recovery.retry_dead_letter(rt, letter.id)
+    assert [t.to_node for t in tokens] == ["F"]
+    h.queue.extend(tokens)
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["error"] is None
+    assert doc["nodes"]["F"]["status"] == "COMPLETED"
+    assert doc["nodes"]["E"]["output"] == {"calls": 4}
+    assert rt.store.list_dead_letters() == []
+    with pytest.raises(Exception, match="only dead letters of FAILED runs"):
+        recovery.retry_dead_letter(rt, letter.id)
