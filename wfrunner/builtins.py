@@ -8,21 +8,14 @@ here is still a :class:`NodeError` starting ``node '<id>':`` and saying what to 
 
 from __future__ import annotations
 
-import http.client
 import json
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.message import Message
 from typing import Any
 
-from wfrunner import conditions
+from wfrunner import conditions, http_node
 from wfrunner.errors import NodeError
 
-_CHUNK = 64 * 1024
 #: JSON type names, for messages
 _KINDS = {
     bool: "boolean",
@@ -42,7 +35,7 @@ class _Call:
     config: dict[str, Any]
     input: Any
     variables: Mapping[str, Any]
-    timeout_s: float
+    timeout_s: float | None
     max_bytes: int
     join: bool | None
 
@@ -229,111 +222,10 @@ def _aggregate(call: _Call) -> Any:
 # --- http ----------------------------------------------------------------------------------
 
 
-def _check_url(node_id: str, url: Any) -> str:
-    """Refuse URLs a node may not fetch; the hook for SSRF protection (private addresses)."""
-    try:
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise NodeError(
-            f"node {node_id!r}: refusing {url!r}: config.url and its redirects "
-            "must be http:// or https:// URLs"
-        )
-    return str(url)
-
-
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects only to URLs :func:`_check_url` accepts."""
-
-    def __init__(self, node_id: str) -> None:
-        self.node_id = node_id
-
-    def redirect_request(  # type: ignore[no-untyped-def]  # typeshed leaves args untyped
-        self, req, fp, code, msg, headers, newurl
-    ) -> urllib.request.Request | None:
-        _check_url(self.node_id, newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _request(call: _Call, url: str, method: str) -> urllib.request.Request:
-    headers = call.config.get("headers") or {}
-    if not isinstance(headers, dict):
-        raise call.error(f"config.headers must be an object, not {_kind(headers)}")
-    headers = {str(name): str(value) for name, value in headers.items()}
-    body = call.config.get("body")
-    data = None
-    if isinstance(body, str):
-        data = body.encode()
-    elif body is not None:
-        data = json.dumps(body).encode()
-        if not any(name.lower() == "content-type" for name in headers):
-            headers["Content-Type"] = "application/json"
-    # the scheme was checked by _check_url
-    return urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
-
-
-def _read(call: _Call, response: Any, label: str) -> bytes:
-    """The body, refusing more than ``max_bytes`` and reads slower than ``timeout_s`` in all."""
-    deadline = time.monotonic() + call.timeout_s
-    chunks, size = [], 0
-    while chunk := response.read(min(_CHUNK, call.max_bytes + 1 - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > call.max_bytes:
-            raise call.error(f"{label} answered more than the {call.max_bytes}-byte limit")
-        if time.monotonic() > deadline:
-            raise TimeoutError("the body took too long")
-    return b"".join(chunks)
-
-
-def _decode(call: _Call, headers: Message, raw: bytes, label: str) -> Any:
-    content_type = headers.get_content_type()
-    if content_type == "application/json" or content_type.endswith("+json"):
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise call.error(f"{label} answered {content_type} that is not valid JSON") from None
-    return raw.decode(headers.get_content_charset() or "utf-8", errors="replace")
-
-
-def _response_headers(headers: Message) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        result[key] = f"{result[key]}, {value}" if key in result else value
-    return result
-
-
-def _exchange(
-    call: _Call, request: urllib.request.Request, label: str
-) -> tuple[int, Message, bytes]:
-    """Send ``request``; the status, headers and body, or a NodeError saying what failed."""
-    opener = urllib.request.build_opener(_CheckedRedirects(call.node_id))
-    try:
-        try:
-            response = opener.open(request, timeout=call.timeout_s)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            raise call.error(f"{label} answered {exc.code}") from None
-        with response:
-            return response.status, response.headers, _read(call, response, label)
-    except (OSError, http.client.HTTPException) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            reason = f"no answer within the {call.timeout_s:g} s timeout"
-        raise call.error(f"{label} failed: {str(reason) or type(reason).__name__}") from None
-
-
 def _http(call: _Call) -> dict[str, Any]:
-    url = _check_url(call.node_id, call.config.get("url"))
-    method = str(call.config.get("method") or "GET").upper()
-    label = f"{method} {url}"
-    status, headers, raw = _exchange(call, _request(call, url, method), label)
-    body = _decode(call, headers, raw, label)
-    return {"status": status, "headers": _response_headers(headers), "body": body}
+    return http_node.call_http(
+        call.node_id, call.config, timeout_s=call.timeout_s, max_bytes=call.max_bytes
+    )
 
 
 # --- dispatch ------------------------------------------------------------------------------
@@ -358,7 +250,7 @@ def run_builtin(
     input: Any,
     variables: Mapping[str, Any],
     *,
-    timeout_s: float = 30.0,
+    timeout_s: float | None = None,
     max_bytes: int = 1024 * 1024,
     join: bool | None = None,
 ) -> Any:
@@ -367,6 +259,8 @@ def run_builtin(
     ``variables`` are the CEL variables (``output``, ``input``, ``inputs``, ``ctx``,
     ``iteration``). ``join`` tells ``aggregate`` whether ``input`` is a join's
     ``{predecessor_id: output}`` object; leave it ``None`` to have it inferred from ``ctx``.
+    ``timeout_s`` bounds an ``http`` node (``None``: ``WFRUNNER_HTTP_TIMEOUT``) and
+    ``max_bytes`` its response body.
     """
     builtin = _BUILTINS.get(node_type)
     if builtin is None:

@@ -157,7 +157,7 @@ class Target:
     addresses: tuple[AddrInfo, ...]
 
 
-def _shown(url: str) -> str:
+def shown(url: str) -> str:
     """``url`` without a password, for messages."""
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
@@ -187,16 +187,13 @@ def _lookup(node_id: str, url: str, host: str, port: int) -> tuple[AddrInfo, ...
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
         raise NodeError(
-            f"node {node_id!r}: cannot call {_shown(url)}: host {host!r} does not resolve "
-            f"({reason})"
+            f"node {node_id!r}: cannot call {shown(url)}: host {host!r} does not resolve ({reason})"
         ) from None
     unique = dict.fromkeys(
         (family, kind, proto, sockaddr) for family, kind, proto, _, sockaddr in answers
     )
     if not unique:
-        raise NodeError(
-            f"node {node_id!r}: cannot call {_shown(url)}: host {host!r} has no address"
-        )
+        raise NodeError(f"node {node_id!r}: cannot call {shown(url)}: host {host!r} has no address")
     return tuple(unique)
 
 
@@ -211,7 +208,7 @@ def _check_addresses(
             continue
         what = f"{address} is {reason}" if literal else f"{host} resolves to {address}, {reason}"
         raise NodeError(
-            f"node {node_id!r}: refusing to call {_shown(url)}: {what}; allow it with {SETTING}"
+            f"node {node_id!r}: refusing to call {shown(url)}: {what}; allow it with {SETTING}"
         )
 
 
@@ -328,4 +325,13 @@ def build_opener(
     return opener
 
 
-__all__ = ["Allowlist", "Target", "build_opener", "check_url", "refusal", "resolve"]
+__all__ = [
+    "Allowlist",
+    "Target",
+    "build_opener",
+    "check_url",
+    "refusal",
+    "resolve",
+    "shown",
+    "validate_url",
+]

@@ -231,7 +231,7 @@ def test_exhausted_retries_dead_letter_and_dlq_retry_resumes(rt: Runtime) -> Non
     assert doc["error"] == "node 'F' failed: RuntimeError: transient failure 2"
     (letter,) = rt.store.list_dead_letters()
     assert (letter.node_id, letter.attempts) == ("F", 2)
-    run_id, tokens = recovery.retry_dead_letter(rt, letter.id)
+    _, tokens = recovery.retry_dead_letter(rt, letter.id)
     assert [t.to_node for t in tokens] == ["F"]
     h.queue.extend(tokens)
     doc = h.drain()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from wfrunner import http_node
 from wfrunner.builtins import run_builtin
 from wfrunner.errors import ConditionError, NodeError
 
@@ -263,6 +264,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(302, b"", "text/plain", Location="/json")
         elif path == "/redirect-ftp":
             self._send(302, b"", "text/plain", Location="ftp://example.com/x")
+        elif path == "/redirect-metadata":
+            url = "http://169.254.169.254/latest/meta-data/"
+            self._send(302, b"", "text/plain", Location=url)
         else:
             self._send(404, b"", "text/plain")
 
@@ -280,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def local_server() -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -288,6 +292,33 @@ def server() -> Iterator[str]:
     httpd.shutdown()
     httpd.server_close()
     thread.join(5)
+
+
+@pytest.fixture()
+def http_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """WFRUNNER_HTTP_* changes made through the yielded monkeypatch, reread by the node."""
+
+    def clear() -> None:
+        http_node.http_allow.cache_clear()
+        http_node.default_timeout.cache_clear()
+
+    monkeypatch.delenv("WFRUNNER_HTTP_ALLOW", raising=False)
+    monkeypatch.delenv("WFRUNNER_HTTP_TIMEOUT", raising=False)
+    clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    clear()
+
+
+@pytest.fixture()
+def allow_local(http_env: pytest.MonkeyPatch) -> None:
+    """The SSRF rules refuse loopback addresses: allow 127.0.0.1 for the local server."""
+    http_env.setenv("WFRUNNER_HTTP_ALLOW", "127.0.0.1")
+
+
+@pytest.fixture()
+def server(local_server: str, allow_local: None) -> str:
+    return local_server
 
 
 def test_http_get_json(server: str) -> None:
@@ -358,6 +389,14 @@ def test_http_timeout(server: str) -> None:
     )
 
 
+def test_http_timeout_defaults_to_the_setting(local_server: str, http_env: Any) -> None:
+    http_env.setenv("WFRUNNER_HTTP_ALLOW", "127.0.0.0/8")
+    http_env.setenv("WFRUNNER_HTTP_TIMEOUT", "1")
+    with pytest.raises(NodeError, match=r"failed: no answer within the 1 s timeout$"):
+        run("http", {"url": f"{local_server}/slow"}, None)
+
+
+@pytest.mark.usefixtures("allow_local")
 def test_http_connection_refused() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -376,6 +415,26 @@ def test_http_follows_redirects_to_http_only(server: str) -> None:
     assert run("http", {"url": f"{server}/redirect"}, None)["body"]["ok"] is True
     with pytest.raises(NodeError, match=r"'ftp://example\.com/x'"):
         run("http", {"url": f"{server}/redirect-ftp"}, None)
+
+
+def test_http_default_refuses_loopback(local_server: str, http_env: Any) -> None:
+    url = f"{local_server}/json"
+    with pytest.raises(NodeError) as info:
+        run("http", {"url": url}, None)
+    assert str(info.value) == (
+        f"node 'n1': refusing to call {url}: 127.0.0.1 is a loopback address; "
+        "allow it with WFRUNNER_HTTP_ALLOW"
+    )
+
+
+def test_http_redirect_to_a_refused_address(server: str) -> None:
+    with pytest.raises(NodeError) as info:
+        run("http", {"url": f"{server}/redirect-metadata"}, None)
+    assert str(info.value) == (
+        "node 'n1': refusing to call http://169.254.169.254/latest/meta-data/: "
+        "169.254.169.254 is a link-local address (the cloud metadata service); "
+        "allow it with WFRUNNER_HTTP_ALLOW"
+    )
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/", "file:///etc/passwd", "http://", 5, None])

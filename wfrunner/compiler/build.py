@@ -1,7 +1,9 @@
 """Definition (workflow.schema.json format) -> validated :class:`IR`.
 
 Pure: no I/O. Every problem is collected before failing, so a user fixes a definition in
-one round instead of one error at a time.
+one round instead of one error at a time. A definition over the size limits of
+:mod:`wfrunner.compiler.limits` is refused with those problems alone, before any slower
+check runs, and every step after that is linear in the size of the definition.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from wfrunner.compiler import checks
-from wfrunner.compiler.graph import cycle_path, reachable, strongly_connected
+from wfrunner.compiler import checks, limits
+from wfrunner.compiler.graph import cycle_path, strongly_connected, topological_order
 from wfrunner.compiler.ir import IR, Branch, BranchRule, IRNode, Loop, RetryPolicy
-from wfrunner.compiler.schema import node_types, schema_problems, show
+from wfrunner.compiler.limits import edge_label
+from wfrunner.compiler.schema import locate, node_types, schema_problems, show
 from wfrunner.errors import CompileError
 
 
@@ -31,16 +34,30 @@ class _Draft:
     edges: list[_Edge] = field(default_factory=list)
     loops: dict[str, Loop] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    cyclic: bool = False
+
+    def outgoing(self) -> dict[str, list[_Edge]]:
+        """Edges by source node, in edge order."""
+        out: dict[str, list[_Edge]] = {node_id: [] for node_id in self.raw}
+        for edge in self.edges:
+            out[edge.source].append(edge)
+        return out
 
 
 def compile_workflow(doc: Any, source: str | None = None) -> IR:
     """Validate ``doc`` and build its IR, or raise :class:`CompileError` listing every problem."""
+    early = _limit_problems(doc)
+    if early:
+        raise CompileError(limits.clip(early), source)
     draft = _Draft(problems=schema_problems(doc))
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
-        raise CompileError(draft.problems or ["workflow: expected an object with 'nodes'"], source)
+        found = draft.problems or ["workflow: expected an object with 'nodes'"]
+        raise CompileError(limits.clip(found), source)
     _read_nodes(draft, doc["nodes"])
     edges = doc.get("edges")
-    _read_edges(draft, edges if isinstance(edges, list) else [])
+    edges = edges if isinstance(edges, list) else []
+    draft.problems += limits.degree_problems(edges)
+    _read_edges(draft, edges)
     _read_configs(draft)
     successors = _forward_successors(draft)
     _check_cycles(draft, successors)
@@ -54,8 +71,24 @@ def compile_workflow(doc: Any, source: str | None = None) -> IR:
             "add a node with no outgoing edges (or a loop break_path that ends)"
         )
     if draft.problems:
-        raise CompileError(draft.problems, source)
+        raise CompileError(limits.clip(draft.problems), source)
     return ir
+
+
+def _limit_problems(doc: Any) -> list[str]:
+    """Counts, then nesting depth, then the amount of CEL: each cheap, each first."""
+    if isinstance(doc, dict):
+        problems = limits.count_problems(doc)
+        if problems:
+            return problems
+    path = limits.too_deep(doc, limits.MAX_DEPTH)
+    if path is not None:
+        where = locate(doc, path[:6]) + ("..." if len(path) > 6 else "")
+        return [
+            f"{where}: objects and arrays nested more than {limits.MAX_DEPTH} levels deep "
+            f"(the limit)"
+        ]
+    return limits.expression_problems(doc) if isinstance(doc, dict) else []
 
 
 def _read_nodes(draft: _Draft, nodes: list[Any]) -> None:
@@ -64,6 +97,10 @@ def _read_nodes(draft: _Draft, nodes: list[Any]) -> None:
         if not isinstance(node, dict) or not isinstance(node.get("id"), str):
             continue  # reported by the schema
         node_id = node["id"]
+        problem = limits.id_problem(node_id)
+        if problem:
+            draft.problems.append(problem)
+            continue
         if node_id in first_index:
             draft.problems.append(
                 f"node {node_id!r}: duplicate id (nodes[{first_index[node_id]}] and nodes[{index}])"
@@ -81,7 +118,7 @@ def _read_edges(draft: _Draft, edges: list[Any]) -> None:
         source, target = edge.get("from"), edge.get("to")
         if not isinstance(source, str) or not isinstance(target, str):
             continue
-        where = f"edge {source}->{target}"
+        where = edge_label(source, target)
         unknown = [n for n in (source, target) if n not in draft.raw]
         for node_id in dict.fromkeys(unknown):
             draft.problems.append(f"{where}: unknown node {show(node_id)}")
@@ -115,7 +152,7 @@ def _read_configs(draft: _Draft) -> None:
     for edge in draft.edges:
         if edge.source in draft.loops and edge.condition is not None:
             draft.problems.append(
-                f"edge {edge.source}->{edge.target}: a loop node's exits follow its loop "
+                f"{edge_label(edge.source, edge.target)}: a loop node's exits follow its loop "
                 "config; move this condition into config.condition or break_path"
             )
     _merge_loop_edges(draft)
@@ -123,14 +160,12 @@ def _read_configs(draft: _Draft) -> None:
 
 def _merge_loop_edges(draft: _Draft) -> None:
     """A plain edge out of a loop node joins its break_path (unless it is the loop-back)."""
+    if not draft.loops:
+        return
+    outgoing = draft.outgoing()
     for node_id, loop in draft.loops.items():
-        extra = [
-            e.target
-            for e in draft.edges
-            if e.source == node_id
-            and e.target != loop.loop_back_to
-            and e.target not in loop.break_path
-        ]
+        taken = {loop.loop_back_to, *loop.break_path}
+        extra = [e.target for e in outgoing[node_id] if e.target not in taken]
         if extra:
             draft.loops[node_id] = replace(loop, break_path=loop.break_path + tuple(extra))
 
@@ -138,18 +173,26 @@ def _merge_loop_edges(draft: _Draft) -> None:
 def _forward_successors(draft: _Draft) -> dict[str, list[str]]:
     succ: dict[str, list[str]] = {node_id: [] for node_id in draft.raw}
     for edge in draft.edges:
-        if edge.source in draft.loops:
-            continue  # loop exits come from the loop config; loop-backs are not forward
-        if edge.target not in succ[edge.source]:
+        if edge.source not in draft.loops:
+            # loop exits come from the loop config; loop-backs are not forward.
+            # _read_edges dropped repeated edges, so targets are already distinct.
             succ[edge.source].append(edge.target)
     for node_id, loop in draft.loops.items():
-        succ[node_id].extend(t for t in loop.exits() if t not in succ[node_id])
+        succ[node_id] = list(dict.fromkeys(loop.exits()))
     return succ
+
+
+def _cycle_text(path: list[str]) -> str:
+    if len(path) > 12:
+        middle = " -> ... -> "
+        return f"{' -> '.join(path[:8])}{middle}{' -> '.join(path[-2:])} ({len(path) - 1} nodes)"
+    return " -> ".join(path)
 
 
 def _check_cycles(draft: _Draft, succ: dict[str, list[str]]) -> None:
     for component in strongly_connected(draft.raw, succ):
-        path = " -> ".join(cycle_path(component, succ))
+        draft.cyclic = True
+        path = _cycle_text(cycle_path(component, succ))
         draft.problems.append(
             f"cycle {path} is not declared as a loop: make its last node a loop node "
             "(type 'loop', config.loop_back_to) or remove an edge"
@@ -157,9 +200,21 @@ def _check_cycles(draft: _Draft, succ: dict[str, list[str]]) -> None:
 
 
 def _check_loop_targets(draft: _Draft, succ: dict[str, list[str]]) -> None:
-    for node_id, loop in draft.loops.items():
-        back = loop.loop_back_to
-        if back != node_id and node_id not in reachable(back, succ):
+    """Each loop's target must lead to it: one pass in reverse topological order that
+    gives every node the set (an int of bits) of the loops it reaches."""
+    far = [n for n, loop in draft.loops.items() if loop.loop_back_to != n]
+    if not far or draft.cyclic:
+        return  # with a cycle there is no order; the cycle is reported and comes first
+    bit = {node_id: 1 << index for index, node_id in enumerate(far)}
+    reaches: dict[str, int] = {}
+    for node in reversed(topological_order(draft.raw, succ)):
+        mask = 0
+        for nxt in succ[node]:
+            mask |= bit.get(nxt, 0) | reaches[nxt]
+        reaches[node] = mask
+    for node_id in far:
+        back = draft.loops[node_id].loop_back_to
+        if not reaches[back] & bit[node_id]:
             draft.problems.append(
                 f"loop {node_id!r}: config.loop_back_to {back!r} is not upstream of the loop; "
                 "it must be the loop node itself or a node that leads to it"
@@ -171,17 +226,20 @@ def _assemble(draft: _Draft, succ: dict[str, list[str]], metadata: Any) -> IR:
     for source, targets in succ.items():
         for target in targets:
             preds[target].append(source)
-    nodes = {node_id: _node(draft, node_id, preds[node_id]) for node_id in draft.raw}
+    outgoing = draft.outgoing()
+    nodes = {
+        node_id: _node(draft, node_id, preds[node_id], outgoing[node_id]) for node_id in draft.raw
+    }
     entries = tuple(node_id for node_id in draft.raw if not preds[node_id])
     return IR(
         nodes=nodes, entry_nodes=entries, metadata=metadata if isinstance(metadata, dict) else {}
     )
 
 
-def _node(draft: _Draft, node_id: str, dependencies: list[str]) -> IRNode:
+def _node(draft: _Draft, node_id: str, dependencies: list[str], edges: list[_Edge]) -> IRNode:
     raw = draft.raw[node_id]
     loop = draft.loops.get(node_id)
-    outgoing = [e for e in draft.edges if e.source == node_id] if loop is None else []
+    outgoing = edges if loop is None else []
     dependents = tuple(e.target for e in outgoing if e.condition is None)
     rules = tuple(BranchRule(e.condition, (e.target,)) for e in outgoing if e.condition is not None)
     branch = Branch(rules=rules) if rules else None

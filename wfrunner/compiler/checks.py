@@ -11,6 +11,7 @@ from typing import Any
 
 from wfrunner import conditions
 from wfrunner.compiler.ir import Loop
+from wfrunner.compiler.limits import label
 from wfrunner.compiler.schema import show
 from wfrunner.errors import ConditionError
 
@@ -122,7 +123,7 @@ def _path(
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         return [], [f"{where}: config.{key} must be a list of node ids, not {show(raw)}"]
     problems = [
-        f"{where}: config.{key} names unknown node {t!r}" for t in targets if t not in known
+        f"{where}: config.{key} names unknown node {label(t)}" for t in targets if t not in known
     ]
     return [t for t in targets if t in known], problems
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 
 def strongly_connected(nodes: Iterable[str], succ: Mapping[str, Iterable[str]]) -> list[list[str]]:
@@ -16,21 +16,21 @@ def strongly_connected(nodes: Iterable[str], succ: Mapping[str, Iterable[str]]) 
     for root in nodes:
         if root in index:
             continue
-        work: list[tuple[str, list[str]]] = [(root, list(succ.get(root, ())))]
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(succ.get(root, ())))]
         index[root] = low[root] = counter
         counter += 1
         stack.append(root)
         on_stack.add(root)
         while work:
             node, pending = work[-1]
-            if pending:
-                nxt = pending.pop(0)
+            nxt = next(pending, None)
+            if nxt is not None:
                 if nxt not in index:
                     index[nxt] = low[nxt] = counter
                     counter += 1
                     stack.append(nxt)
                     on_stack.add(nxt)
-                    work.append((nxt, list(succ.get(nxt, ()))))
+                    work.append((nxt, iter(succ.get(nxt, ()))))
                 elif nxt in on_stack:
                     low[node] = min(low[node], index[nxt])
                 continue
@@ -75,6 +75,21 @@ def cycle_path(component: list[str], succ: Mapping[str, Iterable[str]]) -> list[
                     nxt_frontier.append(nxt)
         frontier = nxt_frontier
     return [start, start]
+
+
+def topological_order(nodes: Iterable[str], succ: Mapping[str, Iterable[str]]) -> list[str]:
+    """Kahn's order of an acyclic graph (nodes on a cycle are left out)."""
+    indegree = dict.fromkeys(nodes, 0)
+    for node in indegree:
+        for nxt in succ.get(node, ()):
+            indegree[nxt] += 1
+    order = [node for node, degree in indegree.items() if degree == 0]
+    for node in order:  # grows while it is read
+        for nxt in succ.get(node, ()):
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                order.append(nxt)
+    return order
 
 
 def reachable(start: str, succ: Mapping[str, Iterable[str]]) -> set[str]:

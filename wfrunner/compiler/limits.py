@@ -13,6 +13,11 @@ Every limit is generous for a real workflow and small enough that the compiler s
     loop nodes per workflow (each loop's target is checked for being upstream).
 ``MAX_ID_LENGTH`` = 128
     characters of a node id (the schema already restricts them to ``[A-Za-z0-9_-]``).
+``MAX_EXPRESSIONS`` = 5,000 and ``MAX_EXPRESSION_TEXT`` = 128 KiB
+    distinct CEL expressions (edge conditions, ``config.expression``,
+    ``config.filter_expression``, loop ``config.condition``) and their total length:
+    parsing CEL costs about 10 microseconds a character, so this bounds compile time.
+    (One expression may be up to 4,096 characters: ``wfrunner.conditions``.)
 ``MAX_DEPTH`` = 64
     levels of JSON objects and arrays, counted from the definition's root, so a node's
     ``config`` may nest about 60 levels.
@@ -39,6 +44,8 @@ MAX_FAN_OUT = 5_000
 MAX_FAN_IN = 5_000
 MAX_LOOPS = 1_000
 MAX_ID_LENGTH = 128
+MAX_EXPRESSIONS = 5_000
+MAX_EXPRESSION_TEXT = 128 * 1024
 MAX_DEPTH = 64
 MAX_PROBLEMS = 100
 MAX_PROBLEM_LENGTH = 400
@@ -105,6 +112,36 @@ def count_problems(doc: dict[str, Any]) -> list[str]:
     if isinstance(edges, list) and len(edges) > MAX_EDGES:
         problems.append(f"workflow: {len(edges):,} edges; the limit is {MAX_EDGES:,}")
     return problems
+
+
+_CEL_KEYS = ("expression", "filter_expression", "condition")
+
+
+def expression_problems(doc: dict[str, Any]) -> list[str]:
+    """More CEL to parse than the limits allow (distinct texts: repeats are parsed once)."""
+    texts: set[str] = set()
+    for edge in _list(doc.get("edges")):
+        if isinstance(edge, dict) and isinstance(edge.get("condition"), str):
+            texts.add(edge["condition"])
+    for node in _list(doc.get("nodes")):
+        config = node.get("config") if isinstance(node, dict) else None
+        if isinstance(config, dict):
+            texts.update(config[k] for k in _CEL_KEYS if isinstance(config.get(k), str))
+    problems = []
+    if len(texts) > MAX_EXPRESSIONS:
+        problems.append(
+            f"workflow: {len(texts):,} distinct CEL expressions; the limit is {MAX_EXPRESSIONS:,}"
+        )
+    total = sum(len(t) for t in texts)
+    if total > MAX_EXPRESSION_TEXT:
+        problems.append(
+            f"workflow: {total:,} characters of CEL in all; the limit is {MAX_EXPRESSION_TEXT:,}"
+        )
+    return problems
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def degree_problems(edges: list[Any]) -> list[str]:
