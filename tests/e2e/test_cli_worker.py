@@ -34,7 +34,7 @@ def cli_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]:
         **os.environ,
         "WFRUNNER_REDIS_URL": own_url,
         "WFRUNNER_DATABASE_URL": engine_database,
-        "WFRUNNER_HANDLERS": "examples.handlers",
+        "WFRUNNER_HANDLERS": "examples.handlers,tests.e2e.cli_handlers",
         "PYTHONPATH": str(ROOT),
     }
     yield env
@@ -176,3 +176,74 @@ def test_bad_input_exits_2_without_traceback(cli_env: dict[str, str], tmp_path: 
     assert "node 'A': no handler registered under 'examples.nope'" in missing.stderr
     for result in (bad_json, unknown, missing):
         assert "Traceback" not in result.stderr
+
+
+def test_timeout_ms_fails_a_slow_node(
+    cli_env: dict[str, str], celery_worker: object, tmp_path: Path
+) -> None:
+    path = tmp_path / "slow.json"
+    path.write_text(
+        json.dumps(
+            {
+                "nodes": [
+                    {
+                        "id": "slow",
+                        "type": "function",
+                        "timeout_ms": 500,
+                        "config": {"function_name": "cli.sleep", "seconds": 5},
+                    }
+                ],
+                "edges": [],
+            }
+        )
+    )
+    ran = wfrunner(cli_env, "run", str(path), "--wait", "--timeout", "60")
+    assert ran.returncode == 1
+    assert "node 'slow' failed: timed out after 500 ms (timeout_ms)" in ran.stderr
+
+
+def test_dead_letter_listed_and_retried(
+    cli_env: dict[str, str], celery_worker: object, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    path = tmp_path / "fragile.json"
+    path.write_text(
+        json.dumps(
+            {
+                "nodes": [
+                    {"id": "first", "type": "transform", "config": {"expression": "{'n': 1}"}},
+                    {
+                        "id": "fragile",
+                        "type": "function",
+                        "retry": {"max_attempts": 2, "backoff_ms": 100},
+                        "config": {"function_name": "cli.fail_until_file", "path": str(fixed)},
+                    },
+                    {"id": "last", "type": "transform", "config": {"expression": "input"}},
+                ],
+                "edges": [{"from": "first", "to": "fragile"}, {"from": "fragile", "to": "last"}],
+            }
+        )
+    )
+    ran = wfrunner(cli_env, "run", str(path), "--wait", "--timeout", "60")
+    assert ran.returncode == 1
+    run_id = ran.stdout.strip()
+    listed = wfrunner(cli_env, "dlq", "list")
+    line = next(row for row in listed.stdout.splitlines() if run_id in row)
+    assert "node fragile" in line and "attempts 2" in line
+    letter_id = line.split()[0]
+    fixed.touch()
+    retried = wfrunner(cli_env, "dlq", "retry", letter_id)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout.strip() == run_id
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        doc = json.loads(wfrunner(cli_env, "status", run_id, "--json").stdout)
+        if doc["status"] == "COMPLETED":
+            break
+        time.sleep(0.5)
+    assert doc["status"] == "COMPLETED", doc
+    assert doc["nodes"]["last"]["output"] == {"fixed": True}
+    assert doc["nodes"]["fragile"]["attempts"] == 3
+    again = wfrunner(cli_env, "dlq", "retry", letter_id)
+    assert again.returncode == 2
+    assert "only dead letters of FAILED runs can be retried" in again.stderr
