@@ -17,7 +17,12 @@ from wfrunner.tasks.config import celery_settings, user_overrides
 
 app = Celery(
     "wfrunner",
-    include=["wfrunner.tasks.execution", "wfrunner.tasks.runs", "wfrunner.tasks.workers"],
+    include=[
+        "wfrunner.tasks.execution",
+        "wfrunner.tasks.runs",
+        "wfrunner.tasks.workers",
+        "wfrunner.tasks.safety",
+    ],
 )
 
 

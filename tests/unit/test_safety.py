@@ -1,0 +1,134 @@
+"""The worker refuses unsafe Celery settings: the check, and a real ``celery worker``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wfrunner import servers
+from wfrunner.errors import ConfigurationError
+from wfrunner.settings import Settings
+from wfrunner.tasks.config import celery_settings
+from wfrunner.tasks.safety import check, unsafe_settings
+
+WORKER_REDIS = "redis://127.0.0.1:6379/13"
+
+
+def safe(**changes: Any) -> dict[str, Any]:
+    return {**celery_settings(Settings(), "redis://x"), **changes}
+
+
+def test_the_default_configuration_is_safe() -> None:
+    assert unsafe_settings(celery_settings(Settings(), "redis://x")) == []
+    check(celery_settings(Settings(), "redis://x"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"accept_content": ["json", "pickle"]},
+            "accept_content=['json', 'pickle'] accepts pickle: set accept_content = ['json']",
+        ),
+        (
+            {"accept_content": ["application/x-python-serialize"]},
+            "accept_content=['application/x-python-serialize'] accepts "
+            "application/x-python-serialize: set accept_content = ['json']",
+        ),
+        ({"accept_content": "yaml"}, "accept_content=['yaml'] accepts yaml"),
+        ({"accept_content": []}, "accept_content=[] accepts nothing"),
+        (
+            {"result_accept_content": ["json", "msgpack"]},
+            "result_accept_content=['json', 'msgpack'] accepts msgpack: "
+            "set result_accept_content = ['json']",
+        ),
+        ({"task_serializer": "pickle"}, "task_serializer='pickle': set task_serializer = 'json'"),
+        ({"result_serializer": "yaml"}, "result_serializer='yaml': set result_serializer = 'json'"),
+        ({"event_serializer": "pickle"}, "event_serializer='pickle': set event_serializer"),
+        ({"task_acks_late": False}, "task_acks_late is off: set task_acks_late = True"),
+        (
+            {"task_reject_on_worker_lost": None},
+            "task_reject_on_worker_lost is off: set task_reject_on_worker_lost = True",
+        ),
+        (
+            {"task_time_limit": 3600},
+            "broker_transport_options['visibility_timeout']=3600 s is not longer than "
+            "task_time_limit=3600 s: Redis would give a task that is still running to a "
+            "second worker; set WFRUNNER_VISIBILITY_TIMEOUT above 3600 or lower "
+            "task_time_limit below 3600",
+        ),
+        (
+            {"task_time_limit": 120, "broker_transport_options": {"visibility_timeout": 60}},
+            "broker_transport_options['visibility_timeout']=60 s is not longer than "
+            "task_time_limit=120 s",
+        ),
+        (
+            {"task_time_limit": 4000, "broker_transport_options": {}},
+            "broker_transport_options['visibility_timeout']=3600 s is not longer than "
+            "task_time_limit=4000 s",
+        ),
+    ],
+)
+def test_each_unsafe_setting_is_reported(changes: dict[str, Any], expected: str) -> None:
+    problems = unsafe_settings(safe(**changes))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(expected)
+
+
+def test_safe_variants() -> None:
+    assert unsafe_settings(safe(accept_content=["application/json"])) == []
+    assert unsafe_settings(safe(result_accept_content=None)) == []
+    assert unsafe_settings(safe(task_time_limit=3599)) == []
+    assert unsafe_settings(safe(task_time_limit=None)) == []
+    # RabbitMQ has no visibility timeout
+    assert unsafe_settings(safe(broker_url="amqp://x", task_time_limit=7200)) == []
+
+
+def test_celery_defaults_are_unsafe() -> None:
+    """An app configured without wfrunner's settings would be refused: acks are early."""
+    assert [problem.split(" ")[0] for problem in unsafe_settings({})] == [
+        "task_acks_late",
+        "task_reject_on_worker_lost",
+    ]
+
+
+def test_check_lists_every_problem() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        check(safe(task_serializer="pickle", task_acks_late=False))
+    message = str(info.value)
+    assert message.startswith("the worker refuses to start with unsafe settings:\n  - ")
+    assert "task_serializer='pickle'" in message
+    assert "task_acks_late is off" in message
+
+
+def test_worker_refuses_a_time_limit_above_the_visibility_timeout(tmp_path: Path) -> None:
+    if not servers.redis_reachable(WORKER_REDIS):
+        pytest.skip(f"needs Redis at {WORKER_REDIS}")
+    (tmp_path / "celeryconfig.py").write_text("task_time_limit = 60\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+        "WFRUNNER_REDIS_URL": WORKER_REDIS,
+        "WFRUNNER_VISIBILITY_TIMEOUT": "10",
+        "WFRUNNER_HOME": str(tmp_path / "home"),
+    }
+    env.pop("WFRUNNER_DATABASE_URL", None)
+    command = [sys.executable, "-m", "celery", "-A", "wfrunner", "worker", "--pool", "solo"]
+    try:
+        done = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail("the worker started instead of refusing:\n" + str(exc.stderr))
+    assert done.returncode != 0
+    assert "the worker refuses to start with unsafe settings" in done.stderr
+    assert (
+        "broker_transport_options['visibility_timeout']=10 s is not longer than "
+        "task_time_limit=60 s" in done.stderr
+    )
+    assert "set WFRUNNER_VISIBILITY_TIMEOUT above 60" in done.stderr

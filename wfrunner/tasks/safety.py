@@ -1,0 +1,127 @@
+"""The worker's refusal to start with unsafe Celery settings.
+
+wfrunner's guarantees rest on a few settings (see :mod:`wfrunner.tasks.config`): JSON-only
+messages, so a message on the broker can never run code when it is decoded; late acks
+with ``task_reject_on_worker_lost``, so a task whose worker dies is delivered again; and a
+Redis visibility timeout longer than any task may run, so Redis does not hand a task that
+is still running to a second worker. :func:`unsafe_settings` lists what violates them; on
+``worker_init`` a worker with problems logs them and exits with status 1 before it
+consumes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from celery.signals import worker_init
+
+from wfrunner.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+#: Celery's defaults for the settings checked, for a plain dict that lacks one
+_DEFAULTS: dict[str, Any] = {
+    "accept_content": ["json"],
+    "result_accept_content": None,
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "event_serializer": "json",
+    "task_acks_late": False,
+    "task_reject_on_worker_lost": None,
+    "task_time_limit": None,
+    "broker_transport_options": {},
+    "broker_url": None,
+}
+_JSON = {"json", "application/json"}
+#: kombu's visibility timeout when the transport options set none (Redis, SQS)
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+#: broker schemes that redeliver unacknowledged tasks after the visibility timeout
+_VISIBILITY_SCHEMES = {"redis", "rediss", "redis+socket", "sentinel", "sqs"}
+
+
+def _get(conf: Mapping[str, Any], key: str) -> Any:
+    value = conf.get(key, _DEFAULTS[key])
+    return _DEFAULTS[key] if value is None and _DEFAULTS[key] is not None else value
+
+
+def _content_problems(conf: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key in ("accept_content", "result_accept_content"):
+        value = _get(conf, key)
+        if value is None:  # result_accept_content: None means "as accept_content"
+            continue
+        names = [value] if isinstance(value, str) else list(value)
+        others = [name for name in names if str(name).lower() not in _JSON]
+        if others or not names:
+            problems.append(
+                f"{key}={names!r} accepts {', '.join(map(str, others)) or 'nothing'}: "
+                f"set {key} = ['json'] (only JSON messages may be decoded)"
+            )
+    for key in ("task_serializer", "result_serializer", "event_serializer"):
+        value = _get(conf, key)
+        if str(value).lower() not in _JSON:
+            problems.append(f"{key}={value!r}: set {key} = 'json'")
+    return problems
+
+
+def _ack_problems(conf: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if not _get(conf, "task_acks_late"):
+        problems.append(
+            "task_acks_late is off: set task_acks_late = True, so a task whose worker "
+            "dies is delivered again instead of lost"
+        )
+    if not _get(conf, "task_reject_on_worker_lost"):
+        problems.append(
+            "task_reject_on_worker_lost is off: set task_reject_on_worker_lost = True, "
+            "so a task whose worker process is killed goes back to the queue"
+        )
+    return problems
+
+
+def _visibility_problems(conf: Mapping[str, Any]) -> list[str]:
+    time_limit = _get(conf, "task_time_limit")
+    broker_url = str(_get(conf, "broker_url") or "redis://")
+    if not time_limit or broker_url.split(":", 1)[0].lower() not in _VISIBILITY_SCHEMES:
+        return []
+    options = _get(conf, "broker_transport_options") or {}
+    visibility = options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT)
+    if visibility > time_limit:
+        return []
+    return [
+        f"broker_transport_options['visibility_timeout']={visibility:g} s is not longer "
+        f"than task_time_limit={time_limit:g} s: Redis would give a task that is still "
+        f"running to a second worker; set WFRUNNER_VISIBILITY_TIMEOUT above "
+        f"{time_limit:g} or lower task_time_limit below {visibility:g}"
+    ]
+
+
+def unsafe_settings(conf: Mapping[str, Any]) -> list[str]:
+    """Every unsafe setting in ``conf`` (a Celery ``app.conf`` or a dict), one line each."""
+    return _content_problems(conf) + _ack_problems(conf) + _visibility_problems(conf)
+
+
+def check(conf: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigurationError` listing the unsafe settings, if any."""
+    problems = unsafe_settings(conf)
+    if problems:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        raise ConfigurationError(f"the worker refuses to start with unsafe settings:\n{lines}")
+
+
+@worker_init.connect
+def _refuse_unsafe_worker(sender: Any = None, **_: Any) -> None:
+    """Exit the worker before it consumes anything when its settings are unsafe.
+
+    Celery logs and swallows exceptions raised by signal receivers, so the refusal is a
+    ``SystemExit`` (status 1) carrying the message, which Python prints to stderr; it is
+    logged as well when logging is configured (a plain ``celery worker`` has not yet).
+    """
+    try:
+        check(sender.app.conf)
+    except ConfigurationError as exc:
+        if log.hasHandlers():
+            log.critical("%s", exc)
+        raise SystemExit(str(exc)) from exc
