@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery import Celery
+from celery.worker import WorkController
 
 from wfrunner import servers
 from wfrunner.errors import ConfigurationError
@@ -104,6 +106,22 @@ def test_check_lists_every_problem() -> None:
     assert message.startswith("the worker refuses to start with unsafe settings:\n  - ")
     assert "task_serializer='pickle'" in message
     assert "task_acks_late is off" in message
+
+
+def _worker(name: str, **changes: Any) -> WorkController:
+    app = Celery(name, set_as_current=False, include=["wfrunner.tasks.safety"])
+    app.conf.update(safe(broker_url="memory://", result_backend="cache+memory://", **changes))
+    return WorkController(app=app, pool_cls="solo", concurrency=1)
+
+
+def test_an_in_process_worker_refuses_unsafe_settings() -> None:
+    with pytest.raises(SystemExit, match="task_acks_late is off"):
+        _worker("wfrunner", task_acks_late=False)
+    _worker("wfrunner")  # safe: starts
+
+
+def test_other_celery_apps_are_not_judged() -> None:
+    _worker("someone-else", task_acks_late=False)
 
 
 def test_worker_refuses_a_time_limit_above_the_visibility_timeout(tmp_path: Path) -> None:

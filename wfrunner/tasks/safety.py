@@ -21,6 +21,9 @@ from wfrunner.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
+#: the ``main`` name of the Celery app whose workers are checked (``wfrunner.app``)
+APP_NAME = "wfrunner"
+
 #: Celery's defaults for the settings checked, for a plain dict that lacks one
 _DEFAULTS: dict[str, Any] = {
     "accept_content": ["json"],
@@ -119,6 +122,8 @@ def _refuse_unsafe_worker(sender: Any = None, **_: Any) -> None:
     ``SystemExit`` (status 1) carrying the message, which Python prints to stderr; it is
     logged as well when logging is configured (a plain ``celery worker`` has not yet).
     """
+    if getattr(sender.app, "main", None) != APP_NAME:
+        return  # another Celery app in this process: not ours to judge
     try:
         check(sender.app.conf)
     except ConfigurationError as exc:
