@@ -43,6 +43,8 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 _METADATA = ipaddress.ip_address("169.254.169.254")
+#: request headers not carried over a redirect to another origin
+_CREDENTIALS = {"authorization", "cookie", "proxy-authorization"}
 
 
 # --- addresses -----------------------------------------------------------------------------
@@ -291,8 +293,16 @@ class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(connection, req, context=self.ssl_context)
 
 
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or _SCHEMES.get(parts.scheme)
+
+
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects to http(s) URLs only; the next hop is resolved and checked anew."""
+    """Follows redirects to http(s) URLs only; the next hop is resolved and checked anew.
+
+    Credentials (``Authorization``, ``Cookie``) are not sent on to another origin.
+    """
 
     def __init__(self, node_id: str) -> None:
         self.node_id = node_id
@@ -301,7 +311,11 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         self, req, fp, code, msg, headers, newurl
     ) -> urllib.request.Request | None:
         validate_url(self.node_id, newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            for name in [name for name in new.headers if name.lower() in _CREDENTIALS]:
+                del new.headers[name]
+        return new
 
 
 def build_opener(

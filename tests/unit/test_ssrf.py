@@ -15,11 +15,12 @@ import ssl
 import subprocess
 import threading
 import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -254,14 +255,23 @@ class _Echo(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        if self.path == "/hop":
+        port = cast(ThreadingHTTPServer, self.server).server_port
+        hops = {
+            "/hop": "http://rebound.test/",
+            "/same-origin": "/echo",
+            "/other-origin": f"http://elsewhere.test:{port}/echo",
+        }
+        if self.path in hops:
             self.send_response(302)
-            self.send_header("Location", "http://rebound.test/")
+            self.send_header("Location", hops[self.path])
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
         sni = getattr(self.server, "sni", None)
-        body = json.dumps({"host": self.headers.get("Host"), "sni": sni}).encode()
+        echo = {"host": self.headers.get("Host"), "sni": sni}
+        if self.headers.get("Authorization"):
+            echo["authorization"] = self.headers["Authorization"]
+        body = json.dumps(echo).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -315,6 +325,19 @@ def test_redirects_are_checked_again(dns: dict[str, list[list[str]]], http_port:
         "node 'n1': refusing to call http://rebound.test/: rebound.test resolves to "
         f"169.254.169.254, a link-local address (the cloud metadata service){ALLOW_HINT}"
     )
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_origin(
+    dns: dict[str, list[list[str]]], http_port: int
+) -> None:
+    dns["elsewhere.test"] = [["127.0.0.1"]]
+    opener = ssrf.build_opener("n1", ["127.0.0.1"])
+    base = f"http://127.0.0.1:{http_port}"
+    for path, kept in (("/same-origin", True), ("/other-origin", False)):
+        request = urllib.request.Request(base + path, headers={"Authorization": "Bearer s3"})
+        with opener.open(request, timeout=5) as response:
+            answer = json.loads(response.read())
+        assert ("authorization" in answer) is kept, (path, answer)
 
 
 def test_no_proxy_from_the_environment(
