@@ -1,0 +1,345 @@
+"""Model-based test of the counter / join / branch / loop logic under delivery faults.
+
+A Hypothesis state machine drives ONE run of a random workflow (``strategies.py``) through
+``tests.harness.Harness`` — the real executor, Lua scripts, Redis and PostgreSQL, with the
+harness playing the broker — while rules inject the faults the engine must absorb:
+duplicates (concurrent and late), crashes before the ack (redelivery), deliveries that die
+inside the handler, lost publishes repaired by the reconciler, and a Redis (and broker)
+that loses everything, rebuilt from PostgreSQL. After every step: the counter equals the
+outbox (``wfr:{run}:pending``) and is never negative, and an ended run never comes back.
+At the end the run is drained and its document compared with ``model.run_model``.
+
+Size: ``WFRUNNER_MODEL_EXAMPLES`` (default 40) examples of up to
+``WFRUNNER_MODEL_STEPS`` (default 30) steps, about a minute; e.g.
+``WFRUNNER_MODEL_EXAMPLES=500 pytest tests/model`` for a longer search.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy.engine import make_url
+
+from tests.harness import Harness
+from tests.model.model import Expected, run_model
+from tests.model.strategies import inputs, workflows
+from wfrunner import client, lifecycle, recovery
+from wfrunner.compiler import compile_workflow
+from wfrunner.engine import keys
+from wfrunner.engine.tokens import Token
+from wfrunner.runtime import Runtime
+from wfrunner.settings import Settings
+from wfrunner.store import migrate
+
+EXAMPLES = int(os.environ.get("WFRUNNER_MODEL_EXAMPLES", "40"))
+STEPS = int(os.environ.get("WFRUNNER_MODEL_STEPS", "30"))
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+#: drain: rounds of (deliver everything, then reconcile), and deliveries per round
+DRAIN_ROUNDS = 20
+DRAIN_DELIVERIES = 2_000
+
+
+@pytest.fixture(scope="module")
+def model_database_url(postgres_admin_url: str) -> Iterator[str]:
+    """One migrated database for the whole module: runs are independent by id."""
+    name = f"wfr_model_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def model_rt(redis_url: str, model_database_url: str) -> Iterator[Runtime]:
+    runtime = Runtime(
+        Settings(
+            redis_url=redis_url,
+            database_url=model_database_url,
+            flush_interval=1,
+            reconcile_interval=1,
+        )
+    )
+    yield runtime
+    runtime.close()
+
+
+class RunMachine(RuleBasedStateMachine):
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__()
+        self.rt = rt
+        self.h: Harness | None = None
+        self.expected: Expected | None = None
+        self.rebuilt = False
+        self.died: Counter[str] = Counter()
+        self.ended_as: str | None = None
+        self.redis_ended_as: str | None = None
+        self.busy = False
+
+    # --- helpers ---------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        assert self.h is not None
+        return self.h.run_id
+
+    def _take(self, i: int) -> Token:
+        assert self.h is not None
+        token = self.h.queue[i % len(self.h.queue)]
+        self.h.queue.remove(token)
+        return token
+
+    def _peek(self, i: int) -> Token:
+        assert self.h is not None
+        return self.h.queue[i % len(self.h.queue)]
+
+    def _live(self) -> bool:
+        return self.rt.state.meta(self.run_id).get("state") == "running"
+
+    def _stalled(self) -> None:
+        """Make the run look idle for long enough (the reconciler republishes then)."""
+        if self.rt.state.meta(self.run_id):
+            self.rt.redis.hset(keys.meta_key(self.run_id), "activity", 0)
+
+    def has_queue(self) -> bool:
+        return self.h is not None and bool(self.h.queue)
+
+    # --- the run ---------------------------------------------------------------------
+
+    @initialize(definition=workflows(), run_inputs=inputs)
+    def start(self, definition: dict[str, Any], run_inputs: dict[str, int]) -> None:
+        self.expected = run_model(compile_workflow(definition), run_inputs)
+        self.h = Harness(self.rt)
+        self.h.start(definition, run_inputs)
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000))
+    def deliver(self, i: int) -> None:
+        assert self.h is not None
+        token = self._take(i)
+        self.h.act(token, self.h.process(token))
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000), first_acts_first=st.booleans())
+    def duplicate(self, i: int, first_acts_first: bool) -> None:
+        """Two deliveries of the same message run concurrently (both process before
+        either acts); the message itself stays queued (a late duplicate to come)."""
+        assert self.h is not None
+        token = self._peek(i)
+        outcomes = [self.h.process(token), self.h.process(token)]
+        for outcome in outcomes if first_acts_first else outcomes[::-1]:
+            self.h.act(token, outcome)
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000))
+    def crash_before_ack(self, i: int) -> None:
+        """The worker did everything but died before the ack: the broker redelivers."""
+        assert self.h is not None
+        token = self._take(i)
+        self.h.act(token, self.h.process(token))
+        self.h.queue.append(token)
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000))
+    def die_in_handler(self, i: int) -> None:
+        """A delivery began the token and its worker died before the commit (once per
+        token: a token whose workers keep dying is failed by design after
+        WFRUNNER_MAX_DELIVERIES)."""
+        assert self.h is not None
+        token = self._peek(i)
+        if self.died[token.key] >= 1:
+            return
+        self.died[token.key] += 1
+        self.rt.state.begin(token, 0.0, None)
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000))
+    def lose_publish(self, i: int) -> None:
+        """Committed, then died before publishing what it emitted (and the message is
+        acked): only the reconciler can find those tokens again."""
+        assert self.h is not None
+        token = self._take(i)
+        self.h.act(token, self.h.process(token), publish=False)
+        self._stalled()
+
+    @precondition(lambda self: self.h is not None)
+    @rule(flush_first=st.booleans())
+    def flush_redis(self, flush_first: bool) -> None:
+        """Redis loses the run and the broker its messages; the reconciler rebuilds the
+        run from PostgreSQL (from the last flush when ``flush_first`` is false)."""
+        assert self.h is not None
+        if flush_first:
+            recovery.flush(self.rt, self.run_id)
+        if self._live():
+            self.rebuilt = True
+        self.rt.redis.delete(*keys.run_keys(self.run_id))
+        self.h.queue.clear()
+        self.h.reconcile()
+
+    @precondition(lambda self: self.h is not None)
+    @rule(idle=st.booleans())
+    def reconcile(self, idle: bool) -> None:
+        if idle:
+            self._stalled()
+        assert self.h is not None
+        self.h.reconcile()
+
+    # --- invariants ------------------------------------------------------------------
+
+    @invariant()
+    def counter_equals_outbox(self) -> None:
+        if self.h is None or not self._live():
+            return
+        counter = self.rt.state.counter(self.run_id)
+        pending = self.rt.redis.hlen(keys.pending_key(self.run_id))
+        assert counter is not None, "a live run has no counter"
+        assert counter >= 0, f"counter {counter} < 0"
+        assert counter == pending, f"counter {counter} != {pending} pending tokens"
+
+    @invariant()
+    def ended_runs_stay_ended(self) -> None:
+        if self.h is None:
+            return
+        status = self.rt.store.get_run(self.run_id).status.value
+        if self.ended_as is not None:
+            assert status == self.ended_as, f"run went from {self.ended_as} to {status}"
+        elif status in TERMINAL:
+            self.ended_as = status
+        state = self.rt.state.meta(self.run_id).get("state")
+        if self.redis_ended_as is not None and state is not None:
+            assert state == self.redis_ended_as, f"Redis state {self.redis_ended_as} -> {state}"
+        elif state not in (None, "running"):
+            self.redis_ended_as = state
+
+    # --- the end ---------------------------------------------------------------------
+
+    def drain(self) -> dict[str, Any]:
+        assert self.h is not None
+        for _ in range(DRAIN_ROUNDS):
+            for _ in range(DRAIN_DELIVERIES):
+                if not self.h.queue:
+                    break
+                self.h.deliver()
+                self.counter_equals_outbox()
+            if self.rt.store.get_run(self.run_id).status.value in TERMINAL:
+                break
+            self._stalled()
+            self.h.reconcile()
+        return client.get_run(self.run_id, self.rt)
+
+    def teardown(self) -> None:
+        if self.h is None:
+            return
+        try:
+            doc = self.drain()
+            self.compare(doc)
+        finally:
+            if self.rt.store.get_run(self.run_id).status.value not in TERMINAL:
+                lifecycle.fail(self.rt, self.run_id, "model test over", kind="cancelled")
+
+    def compare(self, doc: dict[str, Any]) -> None:
+        exp = self.expected
+        assert exp is not None
+        assert doc["status"] == exp.status, (doc["status"], doc["error"], exp.error)
+        if exp.status == "FAILED":
+            if exp.failed_node:
+                assert doc["nodes"][exp.failed_node]["status"] == "FAILED"
+            return
+        got_status = {n: d["status"] for n, d in doc["nodes"].items()}
+        assert got_status == exp.node_status
+        got_iterations = {n: d["iterations"] for n, d in doc["nodes"].items()}
+        assert got_iterations == exp.iterations
+        got_outputs = {n: d["output"] for n, d in doc["nodes"].items() if d["iterations"]}
+        assert got_outputs == exp.outputs
+        path = Counter((e["from"], e["to"]) for e in doc["path"])
+        missing = exp.path - path
+        assert not missing, f"path lacks {dict(missing)}"
+        extra = path - exp.path
+        allowed: Counter[tuple[str | None, str]] = Counter()
+        for (join, _), sources in exp.fire_edges.items():
+            for src in sources:
+                allowed[(src, join)] += 1
+        assert not (extra - allowed), f"path has extra tokens {dict(extra - allowed)}"
+        fires: Counter[str] = Counter(join for (join, _) in exp.fire_edges)
+        extra_fires: Counter[str] = Counter(to for (_, to) in extra.elements())
+        assert all(extra_fires[j] <= fires[j] for j in extra_fires), (extra_fires, fires)
+
+
+def test_runs_match_the_model_under_faults(model_rt: Runtime, redis_url: str) -> None:
+    run_state_machine_as_test(
+        lambda: RunMachine(model_rt),
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+
+
+def test_model_sanity() -> None:
+    """The model itself on a hand-checked diamond with an exclusive branch."""
+    definition = {
+        "nodes": [
+            {"id": "A", "type": "transform", "config": {"expression": "[input.a]"}},
+            {"id": "B", "type": "transform", "config": {"expression": "input + [1]"}},
+            {"id": "C", "type": "transform", "config": {"expression": "input + [2]"}},
+            {"id": "D", "type": "aggregate", "config": {"strategy": "concat"}},
+        ],
+        "edges": [
+            {"from": "A", "to": "B", "condition": "output[0] > 0"},
+            {"from": "A", "to": "C", "condition": "!(output[0] > 0)"},
+            {"from": "B", "to": "D"},
+            {"from": "C", "to": "D"},
+        ],
+    }
+    exp = run_model(compile_workflow(definition), {"a": 5})
+    assert exp.status == "COMPLETED"
+    assert exp.node_status == {"A": "COMPLETED", "B": "COMPLETED", "C": "SKIPPED", "D": "COMPLETED"}
+    assert exp.outputs["D"] == [5, 1]
+    assert exp.path == Counter({(None, "A"): 1, ("A", "B"): 1, ("B", "D"): 1})
+    assert set(exp.fire_edges) == {("D", ())}
+    loop = {
+        "nodes": [
+            {"id": "S", "type": "transform", "config": {"expression": "[input.a]"}},
+            {"id": "X", "type": "transform", "config": {"expression": "input + [0]"}},
+            {
+                "id": "L",
+                "type": "loop",
+                "config": {
+                    "max_iterations": 3,
+                    "loop_back_to": "X",
+                    "condition": "output.size() < 10",
+                    "break_path": ["Ok"],
+                    "timeout_path": ["Late"],
+                },
+            },
+            {"id": "Ok", "type": "transform", "config": {"expression": "input"}},
+            {"id": "Late", "type": "transform", "config": {"expression": "input"}},
+        ],
+        "edges": [{"from": "S", "to": "X"}, {"from": "X", "to": "L"}],
+    }
+    exp = run_model(compile_workflow(loop), {"a": 1})
+    assert exp.iterations == {"S": 1, "X": 3, "L": 3, "Ok": 0, "Late": 1}
+    assert exp.node_status["Ok"] == "SKIPPED"
+    assert exp.outputs["Late"] == [1, 0, 0, 0]
