@@ -3,40 +3,193 @@
 Each expression text is compiled once per process and the program cached, because edge
 conditions are evaluated on every token. Values cross the boundary as JSON on both sides:
 handlers and payloads never see CEL types.
+
+Bounds, so one hostile expression cannot stall or exhaust a worker:
+
+- compile time: at most ``MAX_EXPRESSION_LENGTH`` characters and ``MAX_TREE_DEPTH`` levels
+  of parse tree (about 40 nested parentheses, brackets or calls; deeper trees would
+  overflow the evaluator's stack);
+- evaluation: celpy walks the parse tree, and every node it visits is a *step*; an
+  evaluation may take ``max_steps`` of them (``WFRUNNER_CEL_MAX_STEPS``, default 100,000,
+  about half a second) and ``MAX_EVAL_SECONDS`` of wall-clock time; no value a step
+  produces may weigh more than ``MAX_VALUE_SIZE`` elements and characters (see
+  :class:`_Budget`), and all new values together no more than ``MAX_ALLOCATED``;
+- the result: nested at most ``MAX_RESULT_DEPTH`` levels.
+
+Each bound fails with a :class:`ConditionError` naming the expression.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 import celpy
+import lark
 from celpy.adapter import CELJSONEncoder, json_to_cel
 from celpy.celparser import CELParseError
-from celpy.evaluation import CELEvalError
+from celpy.evaluation import Activation, CELEvalError, Evaluator
 
 from wfrunner.errors import ConditionError
+from wfrunner.settings import Settings
 
 #: longest expression accepted; longer ones are rejected at compile time
 MAX_EXPRESSION_LENGTH = 4096
+
+#: deepest parse tree accepted (one level of parentheses is ten levels of tree)
+MAX_TREE_DEPTH = 400
+
+#: wall-clock seconds one evaluation may take, a backstop behind the step budget
+MAX_EVAL_SECONDS = 5.0
+
+#: elements and characters of any one value an evaluation produces, shared parts counted
+#: each time they appear (so also of the result)
+MAX_VALUE_SIZE = 1_000_000
+
+#: elements and characters of all the new strings, lists and maps of one evaluation
+MAX_ALLOCATED = 10_000_000
+
+#: nesting levels of lists and maps in a result
+MAX_RESULT_DEPTH = 200
 
 #: the variables every expression may use (CONTRACT §2); ``value`` is bound to the element
 #: a filter node is testing and is null elsewhere
 VARIABLES: tuple[str, ...] = ("output", "input", "inputs", "ctx", "iteration", "value")
 
 _ENV_LOCK = threading.Lock()
+_SIZED = (str, bytes, list, dict)
+
+
+class _OverBudget(Exception):  # not a CELEvalError, which celpy would catch and bottle up
+    """An evaluation went over one of its bounds; the message is the reason."""
+
+
+class _Budget:
+    """What one evaluation may still spend; shared by the evaluators of its macros.
+
+    Sizes are *weights*: the elements and characters a value has when spelled out as JSON,
+    a list shared twice counting twice (``[a, a]`` built 30 times over is tiny in memory
+    but a billion elements to compare or encode). Each string, list and map a step
+    produces is weighed once (remembered by identity); ``allocated`` adds up the lengths
+    of the new ones.
+    """
+
+    __slots__ = ("allocated", "deadline", "max_steps", "steps", "weights")
+
+    def __init__(self, max_steps: int) -> None:
+        self.max_steps = max_steps
+        self.steps = 0
+        self.deadline = time.monotonic() + MAX_EVAL_SECONDS
+        self.allocated = 0
+        self.weights: dict[int, tuple[Any, int]] = {}  # id -> (value kept alive, weight)
+
+    def over(self) -> str | None:
+        if self.steps > self.max_steps:
+            return f"exceeded the evaluation budget of {self.max_steps:,} steps"
+        if time.monotonic() > self.deadline:
+            return f"exceeded the evaluation time limit of {MAX_EVAL_SECONDS:g} seconds"
+        return None
+
+    def weigh(self, value: Any) -> None:
+        """Weigh a step's string, list or map; raise when it or the total is too big."""
+        known = self.weights.get(id(value))
+        if known is not None and known[0] is value:
+            return
+        for item in self._unweighed(value):
+            if isinstance(item, str | bytes):
+                weight = len(item)
+            else:
+                children = item if isinstance(item, list) else (*item.keys(), *item.values())
+                weight = len(item) + sum(self._weight(child) for child in children)
+            self.weights[id(item)] = (item, weight)
+            self.allocated += len(item)
+            if weight > MAX_VALUE_SIZE:
+                raise _OverBudget(
+                    f"produced a value of more than {MAX_VALUE_SIZE:,} elements and characters"
+                )
+        if self.allocated > MAX_ALLOCATED:
+            raise _OverBudget(f"built more than {MAX_ALLOCATED:,} elements and characters in all")
+
+    def _weight(self, value: Any) -> int:
+        if isinstance(value, _SIZED):
+            return self.weights[id(value)][1]
+        return 1
+
+    def _unweighed(self, value: Any) -> list[Any]:
+        """``value`` and the parts of it not weighed yet, children before parents."""
+        order: list[Any] = []
+        seen: set[int] = set()
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            known = self.weights.get(id(item))
+            if (known is not None and known[0] is item) or id(item) in seen:
+                continue
+            seen.add(id(item))
+            order.append(item)
+            if isinstance(item, list | dict):
+                children = item if isinstance(item, list) else (*item.keys(), *item.values())
+                stack.extend(child for child in children if isinstance(child, _SIZED))
+        return order[::-1]
+
+
+class _BudgetedEvaluator(Evaluator):
+    """celpy's tree-walking evaluator, counting every parse-tree node it visits."""
+
+    def __init__(self, ast: lark.Tree[Any], activation: Activation, budget: _Budget) -> None:
+        super().__init__(ast, activation)
+        self.budget = budget
+
+    def sub_evaluator(self, ast: lark.Tree[Any]) -> Evaluator:
+        # macros (map, filter, all, exists, ...) evaluate their body with a sub-evaluator
+        return _BudgetedEvaluator(ast, self.activation, self.budget)
+
+    def _visit_tree(self, tree: lark.Tree[Any]) -> Any:  # every visit, macros included, ends here
+        budget = self.budget
+        budget.steps += 1
+        if budget.steps > budget.max_steps or not budget.steps & 1023:
+            reason = budget.over()
+            if reason:
+                raise _OverBudget(reason)
+        # lark's Interpreter._visit_tree, minus its v_args "visit_wrapper" (celpy has none)
+        result = getattr(self, tree.data)(tree)
+        if isinstance(result, _SIZED):
+            budget.weigh(result)
+        return result
+
+
+class _BudgetedRunner(celpy.InterpretedRunner):
+    def evaluate(self, context: Any, max_steps: int | None = None) -> Any:
+        budget = _Budget(_default_max_steps() if max_steps is None else max_steps)
+        evaluator = _BudgetedEvaluator(self.ast, self.new_activation(), budget)
+        return evaluator.evaluate(context)
+
+
+@lru_cache(maxsize=1)
+def _default_max_steps() -> int:
+    return Settings.from_env().cel_max_steps
 
 
 @lru_cache(maxsize=1)
 def _environment() -> celpy.Environment:
-    return celpy.Environment()
+    return celpy.Environment(runner_class=_BudgetedRunner)
+
+
+def _tree_depth(tree: lark.Tree[Any]) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, lark.Tree))
+    return deepest
 
 
 @lru_cache(maxsize=4096)
-def _program(expression: str) -> celpy.Runner:
+def _program(expression: str) -> _BudgetedRunner:
     if len(expression) > MAX_EXPRESSION_LENGTH:
         raise ConditionError(
             expression[:60] + "...",
@@ -53,7 +206,15 @@ def _program(expression: str) -> celpy.Runner:
             raise ConditionError(expression, _parse_reason(exc)) from None
         except RecursionError:
             raise ConditionError(expression, "is nested too deeply") from None
-        return env.program(ast)
+    if _tree_depth(ast) > MAX_TREE_DEPTH:
+        raise ConditionError(
+            expression,
+            f"is nested too deeply (more than {MAX_TREE_DEPTH} levels of parse tree; "
+            "about 40 levels of parentheses, brackets or calls)",
+        )
+    program = env.program(ast)
+    assert isinstance(program, _BudgetedRunner)
+    return program
 
 
 def _parse_reason(exc: CELParseError) -> str:
@@ -73,34 +234,75 @@ def to_json(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=CELJSONEncoder))
 
 
+def _result_problem(value: Any) -> str | None:
+    """Why a result is too big to turn into JSON, if it is; iterative and bounded."""
+    size, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str | bytes):
+            size += len(item)
+        elif isinstance(item, list | dict):
+            if depth >= MAX_RESULT_DEPTH:
+                return f"produced a value nested more than {MAX_RESULT_DEPTH} levels deep"
+            size += len(item)
+            if size <= MAX_VALUE_SIZE:
+                children = item if isinstance(item, list) else (*item.keys(), *item.values())
+                stack.extend((child, depth + 1) for child in children)
+        if size > MAX_VALUE_SIZE:
+            return f"produced a value of more than {MAX_VALUE_SIZE:,} elements and characters"
+    return None
+
+
 def _activation(variables: Mapping[str, Any]) -> dict[str, Any]:
     return {name: json_to_cel(variables.get(name)) for name in VARIABLES}
 
 
-def evaluate(expression: str, variables: Mapping[str, Any], *, where: str | None = None) -> Any:
-    """Evaluate ``expression`` with the CONTRACT's variables; returns JSON."""
+def evaluate(
+    expression: str,
+    variables: Mapping[str, Any],
+    *,
+    where: str | None = None,
+    max_steps: int | None = None,
+) -> Any:
+    """Evaluate ``expression`` with the CONTRACT's variables; returns JSON.
+
+    ``max_steps`` defaults to ``WFRUNNER_CEL_MAX_STEPS`` (read once per process).
+    """
     try:
         program = _program(expression)
     except ConditionError as exc:
         raise ConditionError(expression, exc.reason, where=where) from None
     try:
-        result = program.evaluate(_activation(variables))
+        result = program.evaluate(_activation(variables), max_steps)
     except CELEvalError as exc:
         raise ConditionError(expression, _eval_reason(exc), where=where) from None
+    except _OverBudget as exc:
+        raise ConditionError(expression, str(exc), where=where) from None
     except (RecursionError, MemoryError, OverflowError) as exc:
         raise ConditionError(
             expression, f"evaluation failed: {type(exc).__name__}", where=where
         ) from None
     if isinstance(result, CELEvalError):
         raise ConditionError(expression, _eval_reason(result), where=where)
-    return to_json(result)
+    problem = _result_problem(result)
+    if problem:
+        raise ConditionError(expression, problem, where=where)
+    try:
+        return to_json(result)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = f"produced a value that is not JSON ({type(exc).__name__})"
+        raise ConditionError(expression, reason, where=where) from None
 
 
 def evaluate_bool(
-    expression: str, variables: Mapping[str, Any], *, where: str | None = None
+    expression: str,
+    variables: Mapping[str, Any],
+    *,
+    where: str | None = None,
+    max_steps: int | None = None,
 ) -> bool:
     """Evaluate a condition, which must produce a boolean (no truthiness guessing)."""
-    value = evaluate(expression, variables, where=where)
+    value = evaluate(expression, variables, where=where, max_steps=max_steps)
     if not isinstance(value, bool):
         raise ConditionError(
             expression, f"must be true or false, but gave {json.dumps(value)[:80]}", where=where
@@ -118,7 +320,12 @@ def _eval_reason(exc: CELEvalError) -> str:
 
 
 __all__ = [
+    "MAX_ALLOCATED",
+    "MAX_EVAL_SECONDS",
     "MAX_EXPRESSION_LENGTH",
+    "MAX_RESULT_DEPTH",
+    "MAX_TREE_DEPTH",
+    "MAX_VALUE_SIZE",
     "VARIABLES",
     "ConditionError",
     "check",

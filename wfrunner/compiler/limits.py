@@ -5,6 +5,8 @@ Every limit is generous for a real workflow and small enough that the compiler s
 
 ``MAX_DEFINITION_BYTES`` = 16 MiB
     the largest definition file :func:`wfrunner.compiler.source.load_definitions` reads.
+``MAX_WORKFLOWS_PER_FILE`` = 1,000
+    workflows in one named collection file.
 ``MAX_NODES`` = 20,000 and ``MAX_EDGES`` = 100,000
     per workflow; a 10,000-node workflow compiles in well under a second.
 ``MAX_FAN_OUT`` = ``MAX_FAN_IN`` = 5,000
@@ -38,6 +40,7 @@ from collections import Counter
 from typing import Any, TypeAlias
 
 MAX_DEFINITION_BYTES = 16 * 1024 * 1024
+MAX_WORKFLOWS_PER_FILE = 1_000
 MAX_NODES = 20_000
 MAX_EDGES = 100_000
 MAX_FAN_OUT = 5_000
@@ -170,6 +173,8 @@ def degree_problems(edges: list[Any]) -> list[str]:
 
 def id_problem(node_id: str) -> str | None:
     """``None`` when a node id is short enough, else the problem."""
+    if node_id.endswith("\n"):  # the schema's pattern ends in "$", which allows this
+        return f"node {label(node_id)}.id: it may only contain letters, digits, '_' and '-'"
     if len(node_id) <= MAX_ID_LENGTH:
         return None
     return (
@@ -189,7 +194,9 @@ def clip(problems: list[str]) -> list[str]:
 
 
 def _one_line(problem: str) -> str:
+    # no line breaks, and no lone surrogates (which no terminal or UTF-8 file can take)
     problem = problem.translate(_LINE_BREAKS)
+    problem = problem.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(problem) <= MAX_PROBLEM_LENGTH:
         return problem
     return problem[: MAX_PROBLEM_LENGTH - 3] + "..."

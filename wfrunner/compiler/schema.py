@@ -131,7 +131,9 @@ def _slim(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[int]]]:
     for key, plain in (("nodes", _plain_node), ("edges", _plain_edge)):
         items = doc.get(key)
         if isinstance(items, list):
-            kept = [i for i, item in enumerate(items) if not plain(item)] or [0][: len(items)]
+            kept = [i for i, item in enumerate(items) if not plain(item)]
+            if items and not kept:
+                kept = [0]  # keep one so "minItems" still holds
             slim[key] = [items[i] for i in kept]
             where[key] = kept
     return slim, where

@@ -7,12 +7,15 @@ so a team's existing example files validate as they are.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wfrunner.compiler.limits import MAX_DEFINITION_BYTES, label
+from wfrunner.compiler.limits import MAX_DEFINITION_BYTES, MAX_WORKFLOWS_PER_FILE, label
 from wfrunner.errors import WorkflowError
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ def parse_json(text: str | bytes, source: str) -> Any:
         except UnicodeDecodeError as exc:
             raise WorkflowError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WorkflowError(
             f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -44,6 +47,22 @@ def parse_json(text: str | bytes, source: str) -> Any:
         raise WorkflowError(f"{source}: JSON nested too deeply") from None
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits
         raise WorkflowError(f"{source}: not valid JSON: {str(exc)[:120]}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(value, source)
+    return value
+
+
+def _refuse_lone_surrogates(value: Any, source: str) -> None:
+    """JSON may spell a lone UTF-16 surrogate (``"\\ud800"``); no UTF-8 text can hold one."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise WorkflowError(
+            f"{source}: not valid Unicode: a string holds a lone surrogate "
+            f"{exc.object[exc.start : exc.start + 1]!r}"
+        ) from None
+    except RecursionError:
+        raise WorkflowError(f"{source}: JSON nested too deeply") from None
 
 
 def _is_workflow(value: Any) -> bool:
@@ -59,6 +78,11 @@ def split_definitions(value: Any, source: str, default_name: str) -> list[NamedD
     if isinstance(value, dict) and "$schema" in value and "definitions" in value:
         raise WorkflowError(f"{source}: this is a JSON Schema, not a workflow definition")
     if isinstance(value, dict) and value and all(_is_workflow(v) for v in value.values()):
+        if len(value) > MAX_WORKFLOWS_PER_FILE:
+            raise WorkflowError(
+                f"{source}: {len(value):,} workflows in one file; the limit is "
+                f"{MAX_WORKFLOWS_PER_FILE:,}"
+            )
         return [_named(str(k), source, v) for k, v in value.items()]
     raise WorkflowError(
         f"{source}: not a workflow: expected an object with 'nodes' and 'edges', "
