@@ -1,0 +1,220 @@
+"""The invariants every fault test checks, over PostgreSQL's event log and Redis.
+
+After every test:
+
+- each run has one terminal state (and one terminal event matching it); none is left
+  QUEUED or RUNNING ("stuck");
+- each node of a COMPLETED run ran at least once and completed exactly once (or was
+  skipped and never started); each token was consumed once and emitted once;
+- no node started before its live predecessors completed;
+- the counter never went negative (no worker logged the Lua scripts' refusal, and the
+  sampled counters never were);
+- no hot key of a finished run remains in Redis;
+- the event log of a run is gap-free (seq 1..n): no half-written transition.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from wfrunner.compiler.ir import IR
+from wfrunner.engine.tokens import Token
+from wfrunner.runtime import Runtime
+from wfrunner.states import TERMINAL_RUN_STATES
+
+_TERMINAL_EVENTS = {"run_completed": "COMPLETED", "run_failed": "FAILED",
+                    "run_cancelled": "CANCELLED"}  # fmt: skip
+NEGATIVE = "counter would go negative"
+
+
+@dataclass
+class Report:
+    runs: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    #: node_started events (every attempt that began a node)
+    executions: int = 0
+    completions: int = 0
+    stuck: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> int:
+        """Executions beyond one per completed node: redone work, never a second effect."""
+        return self.executions - self.completions
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "statuses": dict(self.statuses),
+            "executions": self.executions,
+            "completions": self.completions,
+            "duplicates": self.duplicates,
+            "stuck": self.stuck,
+            "problems": self.problems[:20],
+            **self.extra,
+        }
+
+    def __str__(self) -> str:
+        return "fault report: " + json.dumps(self.as_dict(), sort_keys=True)
+
+
+def _token_key(data: dict[str, Any]) -> str | None:
+    token = data.get("token")
+    return Token.from_dict(token).key if token else None
+
+
+def _check_run(rt: Runtime, client: redis.Redis, run_id: str, report: Report) -> None:
+    run = rt.store.get_run(run_id)
+    report.statuses[run.status.value] += 1
+    if run.status not in TERMINAL_RUN_STATES:
+        report.stuck.append(run_id)
+        return
+    events = rt.store.list_events(run_id)
+    seqs = [e.seq for e in events]
+    if seqs != list(range(1, len(events) + 1)):
+        report.problems.append(f"{run_id}: event seqs have gaps or repeats")
+    ends = [_TERMINAL_EVENTS[e.type] for e in events if e.type in _TERMINAL_EVENTS]
+    if ends != [run.status.value]:
+        report.problems.append(f"{run_id}: status {run.status.value}, terminal events {ends}")
+    leftovers = _hot_keys(client, run_id)
+    if leftovers:
+        report.problems.append(f"{run_id}: hot keys remain after the end: {sorted(leftovers)}")
+    started = [e for e in events if e.type == "node_started"]
+    completed = [e for e in events if e.type == "node_completed"]
+    report.executions += len(started)
+    report.completions += len(completed)
+    _check_tokens(run_id, events, report)
+    ir = rt.ir(run.workflow_id)
+    _check_order(run_id, ir, events, report)
+    if run.status.value == "COMPLETED":
+        _check_nodes(run_id, ir, events, report)
+
+
+def _hot_keys(client: redis.Redis, run_id: str, grace: float = 5.0) -> list[str]:
+    """The run's keys still in Redis ``grace`` s after it ended: the store records the end
+    state a moment before the finishing task deletes the keys."""
+    deadline = time.monotonic() + grace
+    while True:
+        leftovers = sorted(client.keys(f"wfr:{{{run_id}}}:*"))
+        if not leftovers or time.monotonic() > deadline:
+            return leftovers
+        time.sleep(0.1)
+
+
+def _check_tokens(run_id: str, events: Sequence[Any], report: Report) -> None:
+    emitted = [_token_key(e.data) for e in events if e.type == "token_emitted"]
+    consumed = [
+        _token_key(e.data)
+        for e in events
+        if e.type in ("node_completed", "join_arrived") and e.data.get("token")
+    ]
+    for kind, keys_ in (("emitted", emitted), ("consumed", consumed)):
+        twice = [k for k, n in Counter(keys_).items() if n > 1]
+        if twice:
+            report.problems.append(f"{run_id}: tokens {kind} more than once: {twice[:3]}")
+    unknown = set(consumed) - set(emitted)
+    if unknown:
+        report.problems.append(
+            f"{run_id}: tokens consumed but never emitted: {sorted(unknown)[:3]}"
+        )
+
+
+def _check_order(run_id: str, ir: IR, events: Sequence[Any], report: Report) -> None:
+    """No node_started before the node_completed of each predecessor that completed."""
+    first_done: dict[str, int] = {}
+    for e in events:
+        if e.type == "node_completed" and e.node_id not in first_done:
+            first_done[str(e.node_id)] = e.seq
+    for e in events:
+        if e.type != "node_started":
+            continue
+        for pred in ir.nodes[str(e.node_id)].dependencies:
+            done = first_done.get(pred)
+            if done is not None and done > e.seq:
+                report.problems.append(
+                    f"{run_id}: {e.node_id} started (seq {e.seq}) before {pred} completed"
+                )
+
+
+def _check_nodes(run_id: str, ir: IR, events: Sequence[Any], report: Report) -> None:
+    started = Counter(e.node_id for e in events if e.type == "node_started")
+    completed = Counter(e.node_id for e in events if e.type == "node_completed")
+    skipped = {e.node_id for e in events if e.type == "node_skipped"}
+    for node_id in ir.nodes:
+        if node_id in skipped and not completed[node_id] and not started[node_id]:
+            continue
+        if completed[node_id] != 1 or started[node_id] < 1:
+            report.problems.append(
+                f"{run_id}: node {node_id} started {started[node_id]}x, "
+                f"completed {completed[node_id]}x"
+            )
+
+
+def check_runs(
+    rt: Runtime,
+    client: redis.Redis,
+    run_ids: Iterable[str],
+    logs: Iterable[str] = (),
+    sampler: CounterSampler | None = None,
+    **extra: Any,
+) -> Report:
+    """Check every invariant; returns the report (``assert_clean`` raises on problems)."""
+    report = Report(extra=dict(extra))
+    for run_id in run_ids:
+        report.runs += 1
+        _check_run(rt, client, run_id, report)
+    negative = sum(text.count(NEGATIVE) for text in logs)
+    if negative:
+        report.problems.append(f"workers logged {negative} refused negative counter updates")
+    if sampler is not None:
+        report.extra["counter_samples"] = sampler.samples
+        if sampler.minimum < 0:
+            report.problems.append(f"a counter was sampled at {sampler.minimum}")
+    print(report)
+    return report
+
+
+def assert_clean(report: Report, context: str = "") -> None:
+    assert not report.stuck and not report.problems, f"{report}\n{context}"
+
+
+class CounterSampler:
+    """Reads every run counter in Redis every ``interval`` s, remembering the minimum."""
+
+    def __init__(self, url: str, interval: float = 0.2) -> None:
+        self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2)
+        self.interval = interval
+        self.minimum = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> CounterSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.client.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                keys_ = list(self.client.scan_iter(match="wfr:{*}:counter", count=1000))
+                values = self.client.mget(keys_) if keys_ else []
+            except redis.RedisError:
+                continue  # Redis may be down on purpose
+            for value in values:
+                if value is not None:
+                    self.samples += 1
+                    self.minimum = min(self.minimum, int(value))

@@ -1,0 +1,148 @@
+"""A wfrunner deployment made of real processes: a dedicated ``redis-server``, a
+PostgreSQL database, ``celery worker`` subprocesses and, when asked, ``celery beat``.
+
+The test process talks to it through its own :class:`~wfrunner.runtime.Runtime` and a
+private Celery app bound to the dedicated Redis (``set_as_current=False``): the global
+``wfrunner.app``, which the e2e tests configure for the machine's Redis, is never touched,
+so fault and e2e tests may share a pytest session in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery
+
+from tests.fault.procs import ROOT, CeleryProcess, RedisServer, beat, tail, worker
+from wfrunner import client
+from wfrunner.engine.tokens import Token
+from wfrunner.runtime import Runtime
+from wfrunner.settings import Settings
+from wfrunner.states import TERMINAL_RUN_STATES
+from wfrunner.tasks.config import TASK_QUEUE, celery_settings
+
+#: the knobs every fault deployment uses unless a test overrides them
+KNOBS = {
+    "WFRUNNER_VISIBILITY_TIMEOUT": "5",  # a killed worker's unacked tasks return after 5 s
+    "WFRUNNER_RECONCILE_INTERVAL": "1",  # stalled outbox tokens are republished after 3 s
+    "WFRUNNER_FLUSH_INTERVAL": "1",  # PostgreSQL is at most 1 s behind Redis
+    "WFRUNNER_MAX_DELIVERIES": "3",
+    "WFRUNNER_RUN_TIMEOUT": "600",  # the detector must not end runs the test is waiting for
+    "WFRUNNER_TIMEOUT_CHECK_INTERVAL": "600",
+}
+
+
+class Cluster:
+    def __init__(
+        self,
+        folder: Path,
+        redis_server: RedisServer,
+        database_url: str,
+        worker_redis_url: str | None = None,
+        **knobs: str,
+    ) -> None:
+        self.folder = folder
+        self.redis_server = redis_server
+        self.database_url = database_url
+        self.knobs = {**KNOBS, **knobs}
+        markers = folder / "markers"
+        markers.mkdir(exist_ok=True)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("WFRUNNER_")}
+        self.env = {
+            **base,
+            **self.knobs,
+            "WFRUNNER_REDIS_URL": worker_redis_url or redis_server.url,
+            "WFRUNNER_DATABASE_URL": database_url,
+            "WFRUNNER_HANDLERS": "tests.fault.handlers",
+            "WFRUNNER_HOME": str(folder / "home"),
+            "WFRUNNER_FAULT_MARKERS": str(markers),
+            "PYTHONPATH": str(ROOT),
+        }
+        settings = Settings.from_env({**self.env, "WFRUNNER_REDIS_URL": redis_server.url})
+        self.rt = Runtime(settings)
+        self.redis = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        self.sender = Celery("wfrunner-fault-sender", set_as_current=False)
+        self.sender.conf.update(celery_settings(settings, redis_server.url))
+        self.workers: list[CeleryProcess] = []
+        self.beat: CeleryProcess | None = None
+
+    # -- processes -------------------------------------------------------------------
+
+    def start_workers(self, count: int, concurrency: int = 2) -> None:
+        for _ in range(count):
+            name = f"fault{len(self.workers) + 1}"
+            self.workers.append(worker(name, self.env, self.folder, concurrency))
+        for w in self.workers[-count:]:
+            w.start(wait_ready=False)
+        for w in self.workers[-count:]:
+            w.wait_for(" ready.")
+
+    def start_beat(self) -> None:
+        self.beat = beat(self.env, self.folder)
+        self.beat.start(wait_ready=False)
+        self.beat.wait_for("beat: Starting")
+
+    def processes(self) -> list[CeleryProcess]:
+        return [*self.workers, *([self.beat] if self.beat else [])]
+
+    def logs(self) -> list[str]:
+        return [p.text() for p in self.processes()]
+
+    def count_in_logs(self, text: str) -> int:
+        return sum(log.count(text) for log in self.logs())
+
+    def tails(self) -> str:
+        return "\n".join(tail(p.log) for p in self.processes())
+
+    def close(self) -> None:
+        for p in self.processes():
+            p.kill()
+        self.sender.close()
+        self.redis.close()
+        self.rt.close()
+
+    # -- runs ------------------------------------------------------------------------
+
+    def register(self, definition: dict[str, Any]) -> str:
+        return client.register_workflow(definition, self.rt)
+
+    def submit(self, workflow_id: str, inputs: Any = None) -> str:
+        """What ``client.submit_run`` does, through this deployment's broker."""
+        ir = self.rt.ir(workflow_id)
+        run = self.rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes))
+        self.sender.send_task(
+            "wfrunner.start_run",
+            args=[workflow_id],
+            kwargs={"inputs": inputs},
+            task_id=run.id,
+            queue=TASK_QUEUE,
+        )
+        return run.id
+
+    def send_token(self, workflow_id: str, token: Token, countdown: float | None = None) -> None:
+        """One more ``wfrunner.execute_node`` message for ``token`` (a duplicate delivery)."""
+        self.sender.send_task(
+            "wfrunner.execute_node",
+            args=[token.run_id, workflow_id, token.to_dict()],
+            queue=TASK_QUEUE,
+            countdown=countdown,
+        )
+
+    def status(self, run_id: str) -> str:
+        return self.rt.store.get_run(run_id).status.value
+
+    def wait(self, run_ids: Iterable[str], timeout: float) -> list[str]:
+        """Wait until every run ended; returns those still active after ``timeout`` s."""
+        waiting = list(run_ids)
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            waiting = [r for r in waiting if self.rt.store.get_run(r).status
+                       not in TERMINAL_RUN_STATES]  # fmt: skip
+            if waiting:
+                time.sleep(0.25)
+        return waiting

@@ -1,0 +1,86 @@
+"""Handlers of the fault tests, imported by the worker subprocesses
+(``WFRUNNER_HANDLERS=tests.fault.handlers``) and by the test process (registration only).
+
+Every handler passes the run's ``tag`` (a unique id the test puts in the run's inputs)
+along, so a handler can key a marker file by run and node: handlers see only their input
+and config, not the run id. Marker files live in ``WFRUNNER_FAULT_MARKERS``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import wfrunner
+
+MARKERS_ENV = "WFRUNNER_FAULT_MARKERS"
+
+
+def tag_of(value: Any) -> str:
+    """The run's tag, found in the input itself or in any join input (``{pred: output}``)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("tag"), str):
+            return str(value["tag"])
+        for item in value.values():
+            found = tag_of(item)
+            if found:
+                return found
+    return ""
+
+
+def _marker(value: Any, config: dict[str, Any], kind: str) -> Path:
+    folder = Path(os.environ.get(MARKERS_ENV) or "/tmp/wfrunner-fault-markers")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{tag_of(value)}.{config.get('node', '?')}.{kind}"
+
+
+def _first_time(value: Any, config: dict[str, Any], kind: str) -> bool:
+    """True exactly once per (run tag, node, kind): the marker file is created atomically."""
+    try:
+        fd = os.open(_marker(value, config, kind), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _sleep(config: dict[str, Any]) -> None:
+    low, high = config.get("ms", [10, 50])
+    time.sleep(random.uniform(low, high) / 1000.0)  # noqa: S311 - timing jitter, not security
+
+
+@wfrunner.handler("fault.work")
+def work(value: Any, config: dict[str, Any]) -> Any:
+    """Sleep 10-50 ms (``config.ms``), then return the tag and the node's name."""
+    _sleep(config)
+    return {"tag": tag_of(value), "node": config.get("node")}
+
+
+@wfrunner.handler("fault.die_once")
+def die_once(value: Any, config: dict[str, Any]) -> Any:
+    """SIGKILL the pool process the first time it runs for this run (the OOM model)."""
+    if _first_time(value, config, "died"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"tag": tag_of(value), "node": config.get("node"), "survived": True}
+
+
+@wfrunner.handler("fault.die_always")
+def die_always(value: Any, config: dict[str, Any]) -> Any:
+    """SIGKILL the pool process every time; counts its deliveries in a marker file."""
+    with _marker(value, config, "deaths").open("a") as deaths:
+        deaths.write("x")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return None  # pragma: no cover - never reached
+
+
+@wfrunner.handler("fault.slow_first")
+def slow_first(value: Any, config: dict[str, Any]) -> Any:
+    """The first delivery sleeps ``config.slow_s`` seconds; later ones return at once."""
+    first = _first_time(value, config, "slow")
+    if first:
+        time.sleep(float(config.get("slow_s", 3)))
+    return {"tag": tag_of(value), "node": config.get("node"), "slow": first}
