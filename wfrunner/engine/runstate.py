@@ -87,6 +87,7 @@ class RunState:
                 "commit_node",
                 "end_run",
                 "record_events",
+                "mark_flushed",
             )
         }
 
@@ -296,8 +297,9 @@ class RunState:
         """Tokens whose delivery began and has not committed: when it began."""
         return {k: float(v) for k, v in self._hash(keys.running_key(run_id)).items()}
 
-    def mark_flushed(self, run_id: str, count: int) -> None:
-        self.client.hset(keys.meta_key(run_id), "flushed", count)
+    def mark_flushed(self, run_id: str, count: int) -> bool:
+        """Record that PostgreSQL holds the first ``count`` events (running runs only)."""
+        return bool(self._run("mark_flushed", run_id, [keys.meta_key(run_id)], [count]))
 
     def join_counts(self, run_id: str) -> dict[str, int]:
         """join instance -> arrivals so far (for the completion double-check)."""
