@@ -14,7 +14,7 @@ import socket
 import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from wfrunner.errors import ConfigurationError
 
@@ -138,12 +138,21 @@ def start_embedded_postgres(home: Path, *, keep_running: bool = True) -> str:
     return url
 
 
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def resolve_redis_url(configured: str | None, home: Path) -> str:
     """The configured Redis when set (it must answer), else the embedded one."""
     if configured:
         if not redis_reachable(configured):
             raise ConfigurationError(
-                f"WFRUNNER_REDIS_URL={configured} does not answer PING: start Redis there "
+                f"WFRUNNER_REDIS_URL={redact(configured)} does not answer PING: start Redis there "
                 "or unset the variable to use the embedded server"
             )
         return configured
@@ -155,7 +164,7 @@ def resolve_database_url(configured: str | None, home: Path) -> str:
     if configured:
         if not postgres_reachable(configured):
             raise ConfigurationError(
-                f"WFRUNNER_DATABASE_URL={configured} does not accept connections: start "
+                f"WFRUNNER_DATABASE_URL={redact(configured)} does not accept connections: start "
                 "PostgreSQL there or unset the variable to use the embedded server"
             )
         return configured

@@ -48,6 +48,10 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
 }
 
 
+#: seconds past a node's timeout_ms (its soft time limit) before its process is killed
+HARD_LIMIT_GRACE = 5.0
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":

@@ -242,3 +242,31 @@ def test_exhausted_retries_dead_letter_and_dlq_retry_resumes(rt: Runtime) -> Non
     assert rt.store.list_dead_letters() == []
     with pytest.raises(Exception, match="only dead letters of FAILED runs"):
         recovery.retry_dead_letter(rt, letter.id)
+
+
+def test_node_timeout_longer_than_visibility_timeout_is_refused(rt: Runtime) -> None:
+    from wfrunner.errors import CompileError
+
+    wf = {
+        "nodes": [
+            {
+                "id": "slow",
+                "type": "transform",
+                "timeout_ms": 3_600_000,
+                "config": {"expression": "1"},
+            }
+        ],
+        "edges": [],
+    }
+    with pytest.raises(CompileError, match="node 'slow': timeout_ms 3600000 is not shorter"):
+        client.register_workflow(wf, rt)
+
+
+def test_redis_password_is_not_printed(tmp_path: Any) -> None:
+    from wfrunner.errors import ConfigurationError
+    from wfrunner.servers import resolve_redis_url
+
+    with pytest.raises(ConfigurationError) as info:
+        resolve_redis_url("redis://user:s3cret@127.0.0.1:1/0", tmp_path)
+    assert "s3cret" not in str(info.value)
+    assert "user:***@127.0.0.1:1" in str(info.value)

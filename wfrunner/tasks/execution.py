@@ -12,13 +12,12 @@ from wfrunner.compiler.ir import IR
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError
 from wfrunner.runtime import runtime
+from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.tasks.app import app
 from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
 
 log = logging.getLogger(__name__)
 
-#: seconds past a node's timeout_ms (the soft limit) before its process is killed
-HARD_LIMIT_GRACE = 5.0
 
 #: Redis trouble is retried (every counter operation is idempotent); handler errors are not
 RETRY_ON = (CounterError, redis.ConnectionError, redis.TimeoutError)
