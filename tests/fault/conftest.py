@@ -31,7 +31,7 @@ def fault_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServe
 def create_database(admin_url: str) -> tuple[str, Callable[[], None]]:
     """A fresh migrated database on the server of ``admin_url``, and its dropper."""
     name = f"wfr_fault_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
