@@ -50,7 +50,7 @@ def _first_time(value: Any, config: dict[str, Any], kind: str) -> bool:
 
 def _sleep(config: dict[str, Any]) -> None:
     low, high = config.get("ms", [10, 50])
-    time.sleep(random.uniform(low, high) / 1000.0)  # noqa: S311 - timing jitter, not security
+    time.sleep(random.uniform(low, high) / 1000.0)
 
 
 @wfrunner.handler("fault.work")

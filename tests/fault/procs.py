@@ -64,7 +64,7 @@ class RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
         args += ["--logfile", str(self.log)]
-        self.proc = subprocess.Popen(args, start_new_session=True)  # noqa: S603
+        self.proc = subprocess.Popen(args, start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with contextlib.suppress(redis.RedisError):
@@ -98,7 +98,7 @@ class CeleryProcess:
     def start(self, wait_ready: bool = True) -> None:
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603
+            self.proc = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "wfrunner", *self.args],
                 cwd=ROOT,
                 env=self.env,

@@ -113,8 +113,8 @@ class RedisProxy:
                     continue
             data, buffer = buffer, b""
             if self.drop_reply_of and self.drop_reply_of in data:
-                key = hashlib.sha1(data).digest()  # noqa: S324 - identity, not security
-                if key not in self._seen and random.random() < self.drop_probability:  # noqa: S311
+                key = hashlib.sha1(data).digest()
+                if key not in self._seen and random.random() < self.drop_probability:
                     self._seen.add(key)
                     conn["drop"] = True
             swriter.write(data)

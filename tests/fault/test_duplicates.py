@@ -99,9 +99,7 @@ def test_every_message_delivered_twice(make_cluster: Callable[..., Cluster]) -> 
 def test_stale_completions_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster()
     slow = node("slow", "fault.slow_first", slow_s=3)
-    workflow_id = cluster.register(
-        chain(slow, "fault_stale", after=node("last", ms=[4000, 4000]))
-    )
+    workflow_id = cluster.register(chain(slow, "fault_stale", after=node("last", ms=[4000, 4000])))
     cluster.start_workers(1)  # two pool processes: the slow attempt and its overtaker
     run_id = cluster.submit(workflow_id, {"tag": uuid.uuid4().hex})
     slow_token = _wait_running(cluster, run_id, "slow")

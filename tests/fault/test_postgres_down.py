@@ -78,9 +78,14 @@ def test_postgres_stopped_for_20_s_under_load(
         stoppable_postgres.start()
         restarted = time.monotonic()
         stuck = cluster.wait(run_ids, 120)
-        report = check_runs(cluster.rt, cluster.redis, run_ids, cluster.logs(),
-                            seconds_after_restart=round(time.monotonic() - restarted, 1),
-                            store_retries=cluster.count_in_logs("cannot connect to PostgreSQL"))  # fmt: skip
+        report = check_runs(
+            cluster.rt,
+            cluster.redis,
+            run_ids,
+            cluster.logs(),
+            seconds_after_restart=round(time.monotonic() - restarted, 1),
+            store_retries=cluster.count_in_logs("cannot connect to PostgreSQL"),
+        )
         assert not stuck, f"{report}\n{cluster.tails()}"
         assert_clean(report, cluster.tails())
         assert report.statuses == {"COMPLETED": 16}

@@ -26,8 +26,11 @@ def rt(fault_redis: RedisServer, fault_db: str) -> Iterator[Runtime]:
     if fault_redis.proc is None:
         fault_redis.start()
     runtime = Runtime(
-        Settings(redis_url=fault_redis.url, database_url=fault_db,
-                 handler_modules=("tests.fault.handlers",))  # fmt: skip
+        Settings(
+            redis_url=fault_redis.url,
+            database_url=fault_db,
+            handler_modules=("tests.fault.handlers",),
+        )
     )
     runtime.redis.flushall()
     yield runtime

@@ -20,7 +20,7 @@ from tests.fault.proxy import RedisProxy
 from tests.fault.workflows import chain, chaos_dag, diamond, node
 from wfrunner.resources import lua_source
 
-COMMIT_SHA = hashlib.sha1(lua_source("commit_node").encode()).hexdigest().encode()  # noqa: S324
+COMMIT_SHA = hashlib.sha1(lua_source("commit_node").encode()).hexdigest().encode()
 
 
 @pytest.fixture()
