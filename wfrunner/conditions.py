@@ -62,6 +62,7 @@ VARIABLES: tuple[str, ...] = ("output", "input", "inputs", "ctx", "iteration", "
 
 _ENV_LOCK = threading.Lock()
 _SIZED = (str, bytes, list, dict)
+_ERROR_TEXT = 300  # characters of a celpy error text kept (see _shorten)
 
 
 class _OverBudget(Exception):  # not a CELEvalError, which celpy would catch and bottle up
@@ -159,7 +160,23 @@ class _BudgetedEvaluator(Evaluator):
         result = getattr(self, tree.data)(tree)
         if isinstance(result, _SIZED):
             budget.weigh(result)
+        elif isinstance(result, CELEvalError):
+            _shorten(result)
         return result
+
+
+def _shorten(error: CELEvalError) -> None:
+    """Cut an error value's texts short. celpy quotes an operand error inside the next
+    error's message, so down a chain of ``||`` the texts would double at every level."""
+
+    def short(arg: Any) -> Any:
+        if isinstance(arg, str) and len(arg) > _ERROR_TEXT:
+            return arg[:_ERROR_TEXT] + "..."
+        if isinstance(arg, tuple):
+            return tuple(short(a) for a in arg)
+        return arg
+
+    error.args = tuple(short(arg) for arg in error.args)
 
 
 class _BudgetedRunner(celpy.InterpretedRunner):
@@ -212,9 +229,34 @@ def _program(expression: str) -> _BudgetedRunner:
             f"is nested too deeply (more than {MAX_TREE_DEPTH} levels of parse tree; "
             "about 40 levels of parentheses, brackets or calls)",
         )
+    problem = _macro_problem(ast)
+    if problem:
+        raise ConditionError(expression, problem)
     program = env.program(ast)
     assert isinstance(program, _BudgetedRunner)
     return program
+
+
+#: macros and their argument counts; the first (``reduce``: first two) must be a name
+_MACROS = {"map": 2, "filter": 2, "all": 2, "exists": 2, "exists_one": 2, "reduce": 4}
+
+
+def _macro_problem(ast: lark.Tree[Any]) -> str | None:
+    """celpy parses ``list.map()`` but crashes evaluating it; refuse such calls up front."""
+    for call in ast.find_data("member_dot_arg"):
+        name = str(call.children[1])
+        arity = _MACROS.get(name)
+        if arity is None:
+            continue
+        args = call.children[2].children if len(call.children) > 2 else []
+        names = args[: arity - 2] if name == "reduce" else args[:1]
+        if len(args) != arity or any(len(list(n.find_data("ident"))) != 1 for n in names):
+            wanted = "accumulator, variable, start, expression" if name == "reduce" else None
+            return (
+                f"calls .{name}() wrongly: it takes ({wanted or 'variable, expression'}), "
+                "each variable a plain name"
+            )
+    return None
 
 
 def _parse_reason(exc: CELParseError) -> str:
@@ -282,6 +324,9 @@ def evaluate(
         raise ConditionError(
             expression, f"evaluation failed: {type(exc).__name__}", where=where
         ) from None
+    except Exception as exc:  # celpy walking user input can hit its own bugs, too
+        detail = f"{type(exc).__name__}: {exc}"[: 2 * _ERROR_TEXT]
+        raise ConditionError(expression, f"evaluation failed: {detail}", where=where) from None
     if isinstance(result, CELEvalError):
         raise ConditionError(expression, _eval_reason(result), where=where)
     problem = _result_problem(result)
@@ -315,8 +360,8 @@ def _eval_reason(exc: CELEvalError) -> str:
     message = str(args[0]) if args else "evaluation failed"
     if len(args) > 2 and args[2]:
         detail = args[2][0] if isinstance(args[2], tuple) else args[2]
-        return f"{message} ({detail})"
-    return message
+        message = f"{message} ({detail})"
+    return message if len(message) <= 2 * _ERROR_TEXT else message[: 2 * _ERROR_TEXT] + "..."
 
 
 __all__ = [

@@ -63,7 +63,7 @@ def compile_workflow(doc: Any, source: str | None = None) -> IR:
     _check_cycles(draft, successors)
     _check_loop_targets(draft, successors)
     ir = _assemble(draft, successors, doc.get("metadata"))
-    if not ir.entry_nodes:
+    if ir.nodes and not ir.entry_nodes:  # (no nodes at all is a problem reported already)
         draft.problems.append("workflow: no entry node: every node has an incoming edge")
     if ir.nodes and not ir.terminal_nodes():
         draft.problems.append(

@@ -107,13 +107,17 @@ def too_deep(value: Any, limit: int) -> list[str | int] | None:
 
 
 def count_problems(doc: dict[str, Any]) -> list[str]:
-    """Too many nodes or edges: reported before the document is read any further."""
+    """Too many nodes, edges or loops: reported before the document is read any further."""
     problems = []
     nodes, edges = doc.get("nodes"), doc.get("edges")
     if isinstance(nodes, list) and len(nodes) > MAX_NODES:
         problems.append(f"workflow: {len(nodes):,} nodes; the limit is {MAX_NODES:,}")
     if isinstance(edges, list) and len(edges) > MAX_EDGES:
         problems.append(f"workflow: {len(edges):,} edges; the limit is {MAX_EDGES:,}")
+    if isinstance(nodes, list) and not problems:
+        loops = sum(1 for n in nodes if isinstance(n, dict) and n.get("type") == "loop")
+        if loops > MAX_LOOPS:
+            problems.append(f"workflow: {loops:,} loop nodes; the limit is {MAX_LOOPS:,}")
     return problems
 
 
