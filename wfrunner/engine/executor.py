@@ -159,7 +159,9 @@ class Executor:
         try:
             output = self._run(node, node_input, variables)
             variables["output"] = output
-            ref, text = encode_payload(output, self.limits.max_payload_bytes)
+            ref, text = encode_payload(
+                output, self.limits.max_payload_bytes, warn_bytes=self.limits.payload_warn_bytes
+            )
             decision = decide(node, token.scope, variables)
             emitted = [
                 token.child(r.target, ref, iteration=r.iteration, scope=r.scope)
