@@ -16,10 +16,14 @@ Size: ``WFRUNNER_MODEL_EXAMPLES`` (default 40) examples of up to
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -42,6 +46,7 @@ from tests.model.strategies import inputs, workflows
 from wfrunner import client, lifecycle, recovery
 from wfrunner.compiler import compile_workflow
 from wfrunner.engine import keys
+from wfrunner.engine.executor import Outcome
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
@@ -84,17 +89,50 @@ def model_rt(redis_url: str, model_database_url: str) -> Iterator[Runtime]:
     runtime.close()
 
 
+def _logged(fn: Callable[..., None]) -> Callable[..., None]:
+    """Record each step, so a failure can be dumped (WFRUNNER_MODEL_DUMP=dir) even when
+    Hypothesis cannot replay it."""
+
+    @functools.wraps(fn)
+    def step(self: RunMachine, **kwargs: Any) -> None:
+        self.steps.append((fn.__name__, kwargs))
+        fn(self, **kwargs)
+
+    return step
+
+
+def _order(token: Token) -> tuple[str, ...]:
+    return (token.to_node, token.from_node or "", token.scope, token.payload_ref or "")
+
+
+class ModelHarness(Harness):
+    """The harness made deterministic, so Hypothesis can replay and shrink: what is
+    dispatched or republished is queued in a fixed order (Redis hash order depends on
+    the run id), and history is copied to PostgreSQL only by the ``flush_history`` rule
+    (``Outcome.flush`` depends on the clock)."""
+
+    def act(self, token: Token, outcome: Outcome, publish: bool = True) -> None:
+        outcome = replace(outcome, dispatch=sorted(outcome.dispatch, key=_order), flush=False)
+        super().act(token, outcome, publish)
+
+    def reconcile(self) -> None:
+        for run_id, tokens in recovery.reconcile(self.rt).items():
+            if run_id == self.run_id:
+                self._publish(sorted(tokens, key=_order))
+
+
 class RunMachine(RuleBasedStateMachine):
     def __init__(self, rt: Runtime) -> None:
         super().__init__()
         self.rt = rt
-        self.h: Harness | None = None
+        self.h: ModelHarness | None = None
         self.expected: Expected | None = None
         self.rebuilt = False
         self.died: Counter[str] = Counter()
         self.ended_as: str | None = None
         self.redis_ended_as: str | None = None
-        self.busy = False
+        self.steps: list[tuple[str, dict[str, Any]]] = []
+        self.case: tuple[dict[str, Any], dict[str, int]] | None = None
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -116,10 +154,11 @@ class RunMachine(RuleBasedStateMachine):
     def _live(self) -> bool:
         return self.rt.state.meta(self.run_id).get("state") == "running"
 
-    def _stalled(self) -> None:
-        """Make the run look idle for long enough (the reconciler republishes then)."""
+    def _stalled(self, idle: bool = True) -> None:
+        """Make the run look idle for long enough (the reconciler republishes its pending
+        tokens then), or just active (it does not): never left to the clock."""
         if self.rt.state.meta(self.run_id):
-            self.rt.redis.hset(keys.meta_key(self.run_id), "activity", 0)
+            self.rt.redis.hset(keys.meta_key(self.run_id), "activity", 0 if idle else time.time())
 
     def has_queue(self) -> bool:
         return self.h is not None and bool(self.h.queue)
@@ -128,12 +167,14 @@ class RunMachine(RuleBasedStateMachine):
 
     @initialize(definition=workflows(), run_inputs=inputs)
     def start(self, definition: dict[str, Any], run_inputs: dict[str, int]) -> None:
+        self.case = (definition, run_inputs)
         self.expected = run_model(compile_workflow(definition), run_inputs)
-        self.h = Harness(self.rt)
+        self.h = ModelHarness(self.rt)
         self.h.start(definition, run_inputs)
 
     @precondition(has_queue)
     @rule(i=st.integers(min_value=0, max_value=1_000))
+    @_logged
     def deliver(self, i: int) -> None:
         assert self.h is not None
         token = self._take(i)
@@ -141,6 +182,7 @@ class RunMachine(RuleBasedStateMachine):
 
     @precondition(has_queue)
     @rule(i=st.integers(min_value=0, max_value=1_000), first_acts_first=st.booleans())
+    @_logged
     def duplicate(self, i: int, first_acts_first: bool) -> None:
         """Two deliveries of the same message run concurrently (both process before
         either acts); the message itself stays queued (a late duplicate to come)."""
@@ -152,6 +194,7 @@ class RunMachine(RuleBasedStateMachine):
 
     @precondition(has_queue)
     @rule(i=st.integers(min_value=0, max_value=1_000))
+    @_logged
     def crash_before_ack(self, i: int) -> None:
         """The worker did everything but died before the ack: the broker redelivers."""
         assert self.h is not None
@@ -161,6 +204,7 @@ class RunMachine(RuleBasedStateMachine):
 
     @precondition(has_queue)
     @rule(i=st.integers(min_value=0, max_value=1_000))
+    @_logged
     def die_in_handler(self, i: int) -> None:
         """A delivery began the token and its worker died before the commit (once per
         token: a token whose workers keep dying is failed by design after
@@ -174,6 +218,7 @@ class RunMachine(RuleBasedStateMachine):
 
     @precondition(has_queue)
     @rule(i=st.integers(min_value=0, max_value=1_000))
+    @_logged
     def lose_publish(self, i: int) -> None:
         """Committed, then died before publishing what it emitted (and the message is
         acked): only the reconciler can find those tokens again."""
@@ -184,6 +229,7 @@ class RunMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.h is not None)
     @rule(flush_first=st.booleans())
+    @_logged
     def flush_redis(self, flush_first: bool) -> None:
         """Redis loses the run and the broker its messages; the reconciler rebuilds the
         run from PostgreSQL (from the last flush when ``flush_first`` is false)."""
@@ -198,11 +244,19 @@ class RunMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.h is not None)
     @rule(idle=st.booleans())
+    @_logged
     def reconcile(self, idle: bool) -> None:
-        if idle:
-            self._stalled()
         assert self.h is not None
+        self._stalled(idle)
         self.h.reconcile()
+
+    @precondition(lambda self: self.h is not None)
+    @rule()
+    @_logged
+    def flush_history(self) -> None:
+        """Copy the run's history to PostgreSQL (every WFRUNNER_FLUSH_INTERVAL s in a
+        worker); a Redis wipe loses only what came after the last copy."""
+        recovery.flush(self.rt, self.run_id)
 
     # --- invariants ------------------------------------------------------------------
 
@@ -253,9 +307,22 @@ class RunMachine(RuleBasedStateMachine):
         try:
             doc = self.drain()
             self.compare(doc)
+        except Exception as exc:
+            self._dump(exc)
+            raise
         finally:
             if self.rt.store.get_run(self.run_id).status.value not in TERMINAL:
                 lifecycle.fail(self.rt, self.run_id, "model test over", kind="cancelled")
+
+    def _dump(self, exc: BaseException) -> None:
+        where = os.environ.get("WFRUNNER_MODEL_DUMP")
+        if not where or self.case is None:
+            return
+        os.makedirs(where, exist_ok=True)
+        record = {"definition": self.case[0], "inputs": self.case[1], "steps": self.steps,
+                  "error": f"{type(exc).__name__}: {exc}"}
+        with open(os.path.join(where, f"{self.run_id}.json"), "w") as out:
+            json.dump(record, out, indent=1)
 
     def compare(self, doc: dict[str, Any]) -> None:
         exp = self.expected
