@@ -16,8 +16,11 @@ ARGV[4]  now          seconds since the epoch
 Returns {state, committed, input, inputs, attempt}:
   state      "running", or the run's end state, or "gone" when the run has no hot state
              (it ended and was cleaned up): the caller then drops the token
-  committed  the JSON emitted by an earlier delivery of this token, or "" when the token
-             has not been committed (a redelivery then only re-dispatches)
+  committed  the commit record ({"by": nonce, "tokens": {...}}) of an earlier delivery
+             of this token, or "" when the token has not been committed; the caller
+             re-dispatches the recorded tokens only when it is the same delivery ("by" is
+             its nonce: the message came back after its worker died between commit and
+             dispatch, or the task retried after losing the commit's reply)
   input      the payload under payload_ref ("" when none was asked for)
   inputs     the run's inputs JSON
   attempt    this delivery's number (1 for the first); the caller fails the node when a

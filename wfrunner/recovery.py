@@ -25,7 +25,7 @@ from wfrunner.engine.runstate import DEAD, RUNNING
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import WfrunnerError
 from wfrunner.runtime import Runtime
-from wfrunner.states import RunStatus
+from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class _History:
 def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> list[Token]:
     """Recreate a run's hot state from PostgreSQL; returns the tokens to publish again."""
     run = rt.store.get_run(run_id)
+    if run.status in TERMINAL_RUN_STATES:
+        return []  # it ended (and left Redis) after the caller looked: nothing to rebuild
     ir = rt.ir(run.workflow_id)
     events = _stored_events(rt, run_id)
     joins = {n.id: list(n.dependencies) for n in ir.nodes.values() if n.wait_for_all}
@@ -163,7 +165,12 @@ def _dump(value: Any) -> str:
 
 
 def stalled_tokens(rt: Runtime, run_id: str, stall_after: float) -> list[Token]:
-    """Pending tokens of a run idle for ``stall_after`` s that no delivery is working on."""
+    """Pending tokens of a run idle for ``stall_after`` s that no delivery is working on.
+
+    A token counts as worked on from when a delivery began it, or the reconciler last
+    published it, for ``WFRUNNER_VISIBILITY_TIMEOUT`` seconds: a token merely waiting in a
+    long queue is published again at most that often, not on every pass.
+    """
     meta = rt.state.meta(run_id)
     if meta.get("state") != RUNNING:
         return []
@@ -196,6 +203,7 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
             stalled = stalled_tokens(rt, run_id, stall_after)
             if stalled:
                 log.warning("run %s: publishing %d stalled tokens again", run_id, len(stalled))
+                rt.state.mark_republished(run_id, stalled, time.time())
                 to_publish[run_id] = stalled
     return to_publish
 

@@ -11,6 +11,8 @@ import threading
 from functools import cached_property
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from wfrunner import handlers
 from wfrunner.compiler.ir import IR
@@ -44,7 +46,15 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.redis_url, decode_responses=True, health_check_interval=30)
+        # a call whose reply was lost is sent again with the same arguments: every script
+        # is idempotent per op key and nonce, so the retry is answered as already applied
+        return redis.Redis.from_url(
+            self.redis_url,
+            decode_responses=True,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 5),
+            retry_on_timeout=True,
+        )
 
     @cached_property
     def state(self) -> RunState:

@@ -86,10 +86,7 @@ def _check_run(rt: Runtime, client: redis.Redis, run_id: str, report: Report) ->
     if ends != [run.status.value]:
         report.problems.append(f"{run_id}: status {run.status.value}, terminal events {ends}")
     leftovers = _hot_keys(client, run_id)
-    if leftovers and _resurrected(client, run_id):
-        # known wfrunner bug, pinned by test_reconcile_race.py: tolerated, but reported
-        report.extra.setdefault("resurrected_by_reconciler", []).append(run_id)
-    elif leftovers:
+    if leftovers:
         report.problems.append(f"{run_id}: hot keys remain after the end: {sorted(leftovers)}")
     started = [e for e in events if e.type == "node_started"]
     completed = [e for e in events if e.type == "node_completed"]
@@ -111,12 +108,6 @@ def _hot_keys(client: redis.Redis, run_id: str, grace: float = 5.0) -> list[str]
         if not leftovers or time.monotonic() > deadline:
             return leftovers
         time.sleep(0.1)
-
-
-def _resurrected(client: redis.Redis, run_id: str) -> bool:
-    """Whether the hot state was recreated by ``rebuild`` after the run had completed."""
-    types = [json.loads(e).get("type") for e in client.lrange(f"wfr:{{{run_id}}}:events", 0, -1)]
-    return "run_recovered" in types and any(t in _TERMINAL_EVENTS for t in types)
 
 
 def _check_tokens(run_id: str, events: Sequence[Any], report: Report) -> None:

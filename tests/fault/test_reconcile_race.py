@@ -1,10 +1,10 @@
-"""A wfrunner bug the chaos test hits now and then, pinned deterministically (xfail).
+"""A race the chaos test once hit, pinned deterministically.
 
 ``recovery.reconcile`` lists the active runs from PostgreSQL, then reads each run's meta
 from Redis. A run that completes in between (``lifecycle.finish``: status COMPLETED in
-PostgreSQL, then its keys deleted) looks "lost by Redis" and ``rebuild`` recreates its hot
-state as RUNNING. The run is COMPLETED, so no reconciler visits it again: its keys stay in
-Redis for ever (and had its history been incomplete, its pending tokens would run again).
+PostgreSQL, then its keys deleted) looks "lost by Redis"; ``rebuild`` must see that
+PostgreSQL records it as ended and leave it alone, or its keys would stay in Redis for
+ever (and its pending tokens could run again).
 """
 
 from __future__ import annotations
@@ -37,11 +37,6 @@ def rt(fault_redis: RedisServer, fault_db: str) -> Iterator[Runtime]:
     runtime.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wfrunner bug: recovery.reconcile rebuilds a run that completed after "
-    "list_active_runs; rebuild should skip runs PostgreSQL already records as ended",
-)
 def test_reconcile_does_not_resurrect_a_run_that_just_completed(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

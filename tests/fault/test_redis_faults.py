@@ -66,12 +66,6 @@ def test_ambiguous_commit_reply_lost(
     _ambiguous(cluster, proxy, runs=12, timeout=90)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wfrunner bug: the Runtime's redis client does not retry, and execute_node's "
-    "autoretry commits with a new nonce, so begin_node reports the token committed and "
-    "the retry dispatches nothing; without a reconciler the run never finishes",
-)
 def test_ambiguous_commit_retry_dispatches_without_reconciler(
     make_cluster: Callable[..., Cluster], proxy_factory: Callable[..., RedisProxy]
 ) -> None:

@@ -54,5 +54,6 @@ def test_worker_kill_chaos_quick(make_cluster: Callable[..., Cluster]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_worker_kill_chaos_long(make_cluster: Callable[..., Cluster]) -> None:
     run_chaos(make_cluster(), runs=120, kills=12, every=4.0, workers=3, timeout=300)

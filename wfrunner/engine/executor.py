@@ -86,7 +86,11 @@ class Executor:
         self.state = state
         self.limits = limits or Limits()
 
-    def process(self, ir: IR, token: Token) -> Outcome:
+    def process(self, ir: IR, token: Token, nonce: str | None = None) -> Outcome:
+        """Process one delivery of ``token``. ``nonce`` identifies the delivery (the Celery
+        task id: the same when a message comes back after a crash or a task retries, new
+        for a copy); a random one is used when none is given."""
+        nonce = nonce or uuid.uuid4().hex
         node = ir.nodes.get(token.to_node)
         if node is None:
             return Outcome(ignored=f"workflow has no node {token.to_node!r}")
@@ -96,7 +100,11 @@ class Executor:
         if begin.state != RUNNING:
             return Outcome(ignored=f"run is {begin.state}")
         if begin.committed:
-            return Outcome(ignored="token already committed (duplicate or late delivery)")
+            if begin.committed_by != nonce:
+                return Outcome(ignored="token already committed (duplicate or late delivery)")
+            # this very delivery committed, then died or lost the reply before dispatching
+            resend = self.state.still_pending(token.run_id, list(begin.emitted))
+            return Outcome(dispatch=resend, check_completion=node.is_terminal)
         if begin.attempt > _delivery_cap(node, self.limits):
             reason = (
                 f"delivered {begin.attempt} times and its worker died each time "
@@ -105,16 +113,16 @@ class Executor:
             return self._fail(node, token, reason, begin.attempt)
         events: list[dict[str, Any]] = []
         if joining:
-            fired = self._arrive(node, token)
+            fired = self._arrive(node, token, nonce)
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
             events.append({**started, "attempt": begin.attempt})
         else:
             node_input = begin.input if token.payload_ref else begin.inputs
-        return self._execute(ir, node, token, node_input, begin, events)
+        return self._execute(ir, node, token, node_input, begin, events, nonce)
 
-    def _arrive(self, node: IRNode, token: Token) -> Outcome | dict[str, Any]:
+    def _arrive(self, node: IRNode, token: Token, nonce: str) -> Outcome | dict[str, Any]:
         """Record a join arrival; the merged input when this arrival fires the join."""
         assert token.from_node is not None
         instance = f"{node.id}|{token.scope}"
@@ -134,9 +142,7 @@ class Executor:
             token=token.to_dict(),
             **{"from": token.from_node},
         )
-        commit = self.state.commit(
-            token, [], time.time(), [arrived], nonce=uuid.uuid4().hex, delta=-1
-        )
+        commit = self.state.commit(token, [], time.time(), [arrived], nonce=nonce, delta=-1)
         return Outcome(check_completion=commit.hit_zero and commit.mine, flush=commit.flush_due)
 
     def _execute(
@@ -147,6 +153,7 @@ class Executor:
         node_input: Any,
         begin: Any,
         events: list[dict[str, Any]],
+        nonce: str,
     ) -> Outcome:
         variables: dict[str, Any] = {
             "input": node_input,
@@ -178,7 +185,7 @@ class Executor:
         )
         events += _loop_events(node, decision) + skipped + _emitted_events(token, emitted)
         commit = self.state.commit(
-            token, emitted, time.time(), events, nonce=uuid.uuid4().hex, output=(ref, text)
+            token, emitted, time.time(), events, nonce=nonce, output=(ref, text)
         )
         if commit.state != RUNNING:
             return Outcome(ignored=f"run is {commit.state}")

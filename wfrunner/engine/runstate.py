@@ -35,6 +35,9 @@ class Begin:
     inputs: Any
     #: this delivery's number, 1 for the first
     attempt: int
+    #: for a committed token: the nonce of the delivery that committed it, and what it emitted
+    committed_by: str | None = None
+    emitted: tuple[Token, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ class RunState:
             input=json.loads(raw_input) if raw_input else None,
             inputs=json.loads(raw_inputs) if raw_inputs else None,
             attempt=int(attempt),
+            committed_by=json.loads(committed).get("by") if committed else None,
+            emitted=tuple(_emitted(committed)) if committed else (),
         )
 
     def arrive(
@@ -292,6 +297,18 @@ class RunState:
         """Tokens emitted and not consumed (the outbox), by token key."""
         raw = self._hash(keys.pending_key(run_id))
         return {key: Token.from_dict(json.loads(text)) for key, text in raw.items()}
+
+    def still_pending(self, run_id: str, tokens: Sequence[Token]) -> list[Token]:
+        """Those of ``tokens`` not consumed yet."""
+        if not tokens:
+            return []
+        present = self._fields(keys.pending_key(run_id), [t.key for t in tokens])
+        return [t for t, p in zip(tokens, present, strict=True) if p is not None]
+
+    def mark_republished(self, run_id: str, tokens: Sequence[Token], now: float) -> None:
+        """Note tokens the reconciler published again, so it leaves them alone for a while."""
+        if tokens:
+            self.client.hset(keys.running_key(run_id), mapping={t.key: now for t in tokens})
 
     def running(self, run_id: str) -> dict[str, float]:
         """Tokens whose delivery began and has not committed: when it began."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis
+from celery import Task
 
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.tokens import Token
@@ -52,16 +53,17 @@ def request_flush(run_id: str) -> None:
 
 @app.task(
     name="wfrunner.execute_node",
+    bind=True,
     autoretry_for=RETRY_ON,
     retry_backoff=True,
     retry_backoff_max=30,
     max_retries=20,
 )
-def execute_node(run_id: str, workflow_id: str, token: dict[str, Any]) -> None:
+def execute_node(self: Task, run_id: str, workflow_id: str, token: dict[str, Any]) -> None:
     rt = runtime()
     ir = rt.ir(workflow_id)
     current = Token.from_dict(token)
-    outcome = rt.executor.process(ir, current)
+    outcome = rt.executor.process(ir, current, nonce=self.request.id)
     if outcome.ignored:
         log.info("run %s: token to %s ignored: %s", run_id, current.to_node, outcome.ignored)
     if outcome.failed:
