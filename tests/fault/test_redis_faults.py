@@ -58,8 +58,8 @@ def test_ambiguous_commit_reply_lost(
     make_cluster: Callable[..., Cluster], proxy_factory: Callable[..., RedisProxy]
 ) -> None:
     """Redis runs commit_node but its reply is lost: the counter moves once (the retried
-    task finds the token committed), and the run completes. The emitted tokens are then
-    published by the reconciler, not by the retry (see the xfail test below)."""
+    call or task finds the token committed by its own delivery and dispatches what it
+    emitted), and every run completes."""
     proxy = proxy_factory(drop_reply_of=COMMIT_SHA, drop_probability=0.3)
     cluster = make_cluster(worker_redis_url=proxy.url)
     cluster.start_beat()
