@@ -7,7 +7,8 @@ list of integers, so every join can concatenate and every condition can look at
 is drawn, and each edge takes ``P``, ``!(P)`` (an exclusive pair), ``true``, ``false``,
 another predicate, or none — so branches are exclusive, both-true and none-true.
 
-Optionally one loop: a single-parent node becomes a ``loop`` node that goes back either
+Optionally one node that fails on inputs shorter than 3 (so some runs end FAILED), and
+optionally (2 in 3) one loop: a single-parent node becomes a ``loop`` node that goes back either
 to itself or to an upstream node ``X`` whose path to the loop is a plain chain (each
 node between has one parent and one child, unconditional edges), so every pass is a
 closed body. The loop's children become its ``break_path`` / ``timeout_path``.
@@ -24,6 +25,8 @@ from wfrunner.compiler import compile_workflow
 from wfrunner.errors import CompileError
 
 SMALL = st.integers(min_value=0, max_value=6)
+
+Graph = dict[int, list[int]]
 
 
 @st.composite
@@ -111,76 +114,83 @@ def _chain_targets(
         below, cur = cur, parents[cur][0]
 
 
-@st.composite
-def workflows(draw: st.DrawFn) -> dict[str, Any]:
-    n = draw(st.integers(min_value=3, max_value=10))
-    ids = [f"n{i}" for i in range(n)]
-    parents: dict[int, list[int]] = {0: []}
+def _dag(draw: st.DrawFn, n: int) -> tuple[Graph, Graph]:
+    """Parents and children of nodes 0..n-1; edges only go forward."""
+    parents: Graph = {0: []}
     for j in range(1, n):
         k = min(j, draw(st.sampled_from([0, 1, 1, 1, 1, 2, 2, 3])))
         parents[j] = sorted(
             draw(st.lists(st.integers(0, j - 1), min_size=k, max_size=k, unique=True))
         )
-    children: dict[int, list[int]] = {i: [] for i in range(n)}
+    children: Graph = {i: [] for i in range(n)}
     for j, ps in parents.items():
         for p in ps:
             children[p].append(j)
+    return parents, children
 
+
+def _conditions(draw: st.DrawFn, children: Graph) -> dict[tuple[int, int], str | None]:
+    """Per source one base predicate P; each edge: none, P, !(P), true, false or another."""
     conditions: dict[tuple[int, int], str | None] = {}
-    for i in range(n):
+    for i, kids in children.items():
         base = draw(predicate())
-        for j in children[i]:
+        for j in kids:
             kind = draw(st.sampled_from(["none", "none", "P", "notP", "true", "false", "other"]))
-            conditions[(i, j)] = (
-                {
-                    "none": None,
-                    "P": base,
-                    "notP": f"!({base})",
-                    "true": "true",
-                    "false": "false",
-                }.get(kind)
-                if kind != "other"
-                else draw(predicate())
-            )
-    conditional = {e for e, c in conditions.items() if c is not None}
+            fixed = {"none": None, "P": base, "notP": f"!({base})", "true": "true"}
+            fixed["false"] = "false"
+            conditions[(i, j)] = draw(predicate()) if kind == "other" else fixed[kind]
+    return conditions
 
-    nodes: dict[int, dict[str, Any]] = {}
-    for i in range(n):
-        if len(parents[i]) >= 2:
-            nodes[i] = {"id": ids[i], "type": "aggregate", "config": {"strategy": "concat"}}
-        elif not parents[i]:
-            nodes[i] = {
-                "id": ids[i],
-                "type": "transform",
-                "config": {"expression": draw(entry_expression())},
-            }
-        else:
-            nodes[i] = {
-                "id": ids[i],
-                "type": "transform",
-                "config": {"expression": draw(list_expression())},
-            }
 
+def _node(draw: st.DrawFn, node_id: str, n_parents: int) -> dict[str, Any]:
+    if n_parents >= 2:
+        return {"id": node_id, "type": "aggregate", "config": {"strategy": "concat"}}
+    expression = draw(entry_expression() if n_parents == 0 else list_expression())
+    return {"id": node_id, "type": "transform", "config": {"expression": expression}}
+
+
+def _loop(
+    draw: st.DrawFn,
+    at: int,
+    ids: list[str],
+    parents: Graph,
+    children: Graph,
+    conditional: set[tuple[int, int]],
+) -> dict[str, Any]:
+    back = draw(st.sampled_from([at, *_chain_targets(at, parents, children, conditional)]))
+    exits = children[at]
+    in_timeout = draw(st.lists(st.booleans(), min_size=len(exits), max_size=len(exits)))
+    return {
+        "id": ids[at],
+        "type": "loop",
+        "config": {
+            "max_iterations": draw(st.sampled_from([1, 2, 3, 3, 4])),
+            "loop_back_to": ids[back],
+            "condition": draw(loop_condition()),
+            "break_path": [ids[c] for c, t in zip(exits, in_timeout, strict=True) if not t],
+            "timeout_path": [ids[c] for c, t in zip(exits, in_timeout, strict=True) if t],
+        },
+    }
+
+
+@st.composite
+def workflows(draw: st.DrawFn) -> dict[str, Any]:
+    n = draw(st.integers(min_value=3, max_value=10))
+    ids = [f"n{i}" for i in range(n)]
+    parents, children = _dag(draw, n)
+    conditions = _conditions(draw, children)
+    nodes = {i: _node(draw, ids[i], len(parents[i])) for i in range(n)}
+    plain = [i for i in range(1, n) if len(parents[i]) == 1]
+    if plain and draw(st.integers(0, 3)) == 0:
+        # one node that fails (a CEL error: index out of range) on short inputs; only one,
+        # so which node fails the run does not depend on delivery order
+        failing = draw(st.sampled_from(plain))
+        nodes[failing]["config"] = {"expression": f"[input[2] + {draw(SMALL)}]"}
     loop_at = None
-    candidates = [i for i in range(1, n) if len(parents[i]) == 1]
-    if candidates and draw(st.booleans()):
-        loop_at = draw(st.sampled_from(candidates))
-        targets = _chain_targets(loop_at, parents, children, conditional)
-        back = draw(st.sampled_from([loop_at, *targets]))
-        exits = children[loop_at]
-        in_timeout = draw(st.lists(st.booleans(), min_size=len(exits), max_size=len(exits)))
-        nodes[loop_at] = {
-            "id": ids[loop_at],
-            "type": "loop",
-            "config": {
-                "max_iterations": draw(st.integers(min_value=1, max_value=4)),
-                "loop_back_to": ids[back],
-                "condition": draw(loop_condition()),
-                "break_path": [ids[c] for c, t in zip(exits, in_timeout, strict=True) if not t],
-                "timeout_path": [ids[c] for c, t in zip(exits, in_timeout, strict=True) if t],
-            },
-        }
-
+    if plain and draw(st.integers(0, 2)) > 0:
+        loop_at = draw(st.sampled_from(plain))
+        conditional = {e for e, c in conditions.items() if c is not None}
+        nodes[loop_at] = _loop(draw, loop_at, ids, parents, children, conditional)
     edges = []
     for (i, j), condition in sorted(conditions.items()):
         if i == loop_at:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -30,7 +31,7 @@ def rt(redis_client: redis.Redis, redis_url: str, database_url: str) -> Iterator
     runtime.close()
 
 
-def join_finished_by_a_dead_arrival() -> dict:
+def join_finished_by_a_dead_arrival() -> dict[str, Any]:
     """A -> B -> J and A -> C -> J, the edge C -> J never taken: when B arrives first,
     C's dead arrival completes J and C sends the token that fires it."""
     return {
