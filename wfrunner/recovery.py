@@ -64,6 +64,7 @@ class _History:
         self.consumed: dict[str, Token] = {}
         self.joins: dict[str, str] = {}
         self.context: dict[str, str] = {}
+        self._expected = {node: len(deps) for node, deps in join_nodes.items()}
         for evt in events:
             self._read(evt, join_nodes)
 
@@ -76,7 +77,7 @@ class _History:
         elif kind == "join_arrived":
             instance = f"{evt['node']}|{evt.get('scope', '')}"
             value = Token.from_dict(token).payload_ref if token and evt.get("live") else None
-            self.joins[f"{instance}|{evt['from']}"] = value or DEAD
+            self._arrive(instance, str(evt["from"]), value or DEAD)
             if token:
                 self.consumed[Token.from_dict(token).key] = Token.from_dict(token)
         elif kind == "node_completed" and token:
@@ -84,9 +85,20 @@ class _History:
             self.consumed[t.key] = t
             self.context[str(evt["node"])] = str(evt["output_ref"])
             if t.to_node in join_nodes and t.from_node in join_nodes[t.to_node]:
-                instance = f"{t.to_node}|{t.scope}"
-                self.joins[f"{instance}|{t.from_node}"] = t.payload_ref or DEAD
-                self.joins[f"{instance}#fin"] = str(t.from_node)
+                self._arrive(f"{t.to_node}|{t.scope}", str(t.from_node), t.payload_ref or DEAD)
+
+    def _arrive(self, instance: str, from_node: str, value: str) -> None:
+        """Replay one join arrival as join_arrive.lua recorded it: the first value of each
+        predecessor is kept, and the arrival that completes the join is its finisher (a dead
+        arrival included: its node then sent the token that fires the join)."""
+        field = f"{instance}|{from_node}"
+        if field in self.joins:
+            return
+        self.joins[field] = value
+        node = instance.split("|", 1)[0]
+        arrived = sum(1 for f in self.joins if f.startswith(f"{instance}|"))
+        if arrived >= self._expected.get(node, 0):
+            self.joins.setdefault(f"{instance}#fin", from_node)
 
     def pending(self) -> dict[str, Token]:
         return {k: t for k, t in self.emitted.items() if k not in self.consumed}

@@ -52,12 +52,6 @@ def join_finished_by_a_dead_arrival() -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recovery.rebuild drops the join's finisher (#fin) when a dead arrival completed "
-    "the join and the join has not run yet: the republished fire token is then taken for a "
-    "repeated non-finishing arrival and the join never runs",
-)
 def test_join_fired_by_a_dead_arrival_survives_a_redis_rebuild(rt: Runtime) -> None:
     h = Harness(rt)
     h.start(join_finished_by_a_dead_arrival(), {})
@@ -75,6 +69,6 @@ def test_join_fired_by_a_dead_arrival_survives_a_redis_rebuild(rt: Runtime) -> N
     assert [(t.from_node, t.to_node) for t in h.queue] == [("C", "J")]
     doc = h.drain()
     assert doc["status"] == "COMPLETED", doc["error"]
-    assert doc["nodes"]["J"]["status"] == "COMPLETED"  # fails: SKIPPED, J never fired
+    assert doc["nodes"]["J"]["status"] == "COMPLETED"
     assert doc["nodes"]["J"]["output"] == [1, 2]
     assert doc["nodes"]["E"]["output"] == [1, 2, 4]
