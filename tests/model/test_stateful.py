@@ -4,9 +4,10 @@ A Hypothesis state machine drives ONE run of a random workflow (``strategies.py`
 ``tests.harness.Harness`` — the real executor, Lua scripts, Redis and PostgreSQL, with the
 harness playing the broker — while rules inject the faults the engine must absorb:
 duplicates (concurrent and late), crashes before the ack (redelivery), deliveries that die
-inside the handler, lost publishes repaired by the reconciler, and a Redis (and broker)
-that loses everything, rebuilt from PostgreSQL. After every step: the counter equals the
-outbox (``wfr:{run}:pending``) and is never negative, and an ended run never comes back.
+inside the handler, commits whose dispatch died (redelivered), lost publishes repaired by
+the reconciler, and a Redis (and broker) that loses everything, rebuilt from PostgreSQL.
+After every step: the counter equals the outbox (``wfr:{run}:pending``) and is never
+negative, and an ended run never comes back.
 At the end the run is drained and its document compared with ``model.run_model``.
 
 Size: ``WFRUNNER_MODEL_EXAMPLES`` (default 500) examples of up to
@@ -24,7 +25,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -106,11 +107,30 @@ def _order(token: Token) -> tuple[str, ...]:
     return (token.to_node, token.from_node or "", token.scope, token.payload_ref or "")
 
 
+@dataclass
 class ModelHarness(Harness):
     """The harness made deterministic, so Hypothesis can replay and shrink: what is
     dispatched or republished is queued in a fixed order (Redis hash order depends on
     the run id), and history is copied to PostgreSQL only by the ``flush_history`` rule
-    (``Outcome.flush`` depends on the clock)."""
+    (``Outcome.flush`` depends on the clock).
+
+    Each queued message also carries a delivery id (the Celery task id, the executor's
+    ``nonce``): a message the broker redelivers keeps it, a published copy gets a new one.
+    Messages are distinct objects, and the id is looked up by identity."""
+
+    nonces: dict[int, str] = field(default_factory=dict)
+
+    def _publish(self, tokens: list[Token]) -> None:
+        for token in tokens:
+            message = replace(token)
+            self.nonces[id(message)] = uuid.uuid4().hex
+            self.dispatched.append(message.key)
+            self.queue.append(message)
+
+    def process(self, token: Token, nonce: str | None = None) -> Outcome:
+        """One delivery of a queued message (its own delivery id unless ``nonce``)."""
+        nonce = nonce or self.nonces.get(id(token))
+        return self.rt.executor.process(self.rt.ir(self.workflow_id), token, nonce=nonce)
 
     def act(self, token: Token, outcome: Outcome, publish: bool = True) -> None:
         outcome = replace(outcome, dispatch=sorted(outcome.dispatch, key=_order), flush=False)
@@ -143,8 +163,9 @@ class RunMachine(RuleBasedStateMachine):
 
     def _take(self, i: int) -> Token:
         assert self.h is not None
-        token = self.h.queue[i % len(self.h.queue)]
-        self.h.queue.remove(token)
+        index = i % len(self.h.queue)
+        token = self.h.queue[index]
+        del self.h.queue[index]
         return token
 
     def _peek(self, i: int) -> Token:
@@ -181,14 +202,20 @@ class RunMachine(RuleBasedStateMachine):
         self.h.act(token, self.h.process(token))
 
     @precondition(has_queue)
-    @rule(i=st.integers(min_value=0, max_value=1_000), first_acts_first=st.booleans())
+    @rule(
+        i=st.integers(min_value=0, max_value=1_000),
+        first_acts_first=st.booleans(),
+        same_id=st.booleans(),
+    )
     @_logged
-    def duplicate(self, i: int, first_acts_first: bool) -> None:
+    def duplicate(self, i: int, first_acts_first: bool, same_id: bool) -> None:
         """Two deliveries of the same message run concurrently (both process before
-        either acts); the message itself stays queued (a late duplicate to come)."""
+        either acts): the broker handing it out twice (same delivery id) or a published
+        copy (a new one). The message itself stays queued (a late duplicate to come)."""
         assert self.h is not None
         token = self._peek(i)
-        outcomes = [self.h.process(token), self.h.process(token)]
+        other = None if same_id else uuid.uuid4().hex
+        outcomes = [self.h.process(token), self.h.process(token, other)]
         for outcome in outcomes if first_acts_first else outcomes[::-1]:
             self.h.act(token, outcome)
 
@@ -200,6 +227,17 @@ class RunMachine(RuleBasedStateMachine):
         assert self.h is not None
         token = self._take(i)
         self.h.act(token, self.h.process(token))
+        self.h.queue.append(token)
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000))
+    @_logged
+    def crash_after_commit(self, i: int) -> None:
+        """The worker committed, then died before dispatching or acking: the broker
+        redelivers the message (same delivery id), which dispatches what is still pending."""
+        assert self.h is not None
+        token = self._take(i)
+        self.h.act(token, self.h.process(token), publish=False)
         self.h.queue.append(token)
 
     @precondition(has_queue)
