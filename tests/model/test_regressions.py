@@ -72,3 +72,73 @@ def test_join_fired_by_a_dead_arrival_survives_a_redis_rebuild(rt: Runtime) -> N
     assert doc["nodes"]["J"]["status"] == "COMPLETED"
     assert doc["nodes"]["J"]["output"] == [1, 2]
     assert doc["nodes"]["E"]["output"] == [1, 2, 4]
+
+
+def join_finished_by_one_of_two_dead_arrivals() -> dict[str, Any]:
+    """A -> B -> J live; A -> S1 -> J and A -> S2 -> J never taken."""
+    node = {"type": "transform", "config": {"expression": "input + [1]"}}
+    return {
+        "nodes": [
+            {"id": "A", "type": "transform", "config": {"expression": "[0]"}},
+            {"id": "B", **node},
+            {"id": "S1", **node},
+            {"id": "S2", **node},
+            {"id": "J", "type": "aggregate", "config": {"strategy": "concat"}},
+        ],
+        "edges": [
+            {"from": "A", "to": "B"},
+            {"from": "A", "to": "S1"},
+            {"from": "A", "to": "S2"},
+            {"from": "B", "to": "J"},
+            {"from": "S1", "to": "J", "condition": "false"},
+            {"from": "S2", "to": "J", "condition": "false"},
+        ],
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="recovery._History takes the arrival that completes a join in event order for "
+    "its finisher, but events are in commit order: the node whose dead arrival completed "
+    "the join (and sent the fire token) may commit before another dead arrival's node",
+)
+def test_join_finisher_survives_a_rebuild_when_dead_arrivals_commit_out_of_order(
+    rt: Runtime,
+) -> None:
+    """Two workers race: S1 records its dead arrival at J first, then S2's dead arrival
+    completes J (S2 is the finisher and sends the fire token) and S2 commits before S1.
+    The events then list S2's arrival before S1's; a rebuild that takes the last arrival
+    in event order for the finisher names S1, and the fire token from S2 never fires J."""
+    h = Harness(rt)
+    h.start(join_finished_by_one_of_two_dead_arrivals(), {})
+    h.deliver()  # A
+    h.deliver()  # B
+    assert [t.to_node for t in h.queue] == ["S1", "S2", "J"]
+    h.deliver(lambda q: q.pop())  # B's token reaches J: a live arrival, J not complete
+    s1, s2 = h.queue.popleft(), h.queue.popleft()
+
+    commit = rt.state.commit
+    raced: list[bool] = []
+
+    def s1_commits_last(token: Any, *args: Any, **kwargs: Any) -> Any:
+        if token.to_node == "S1" and not raced:
+            raced.append(True)  # S1 has recorded its dead arrival; S2 runs to the end now
+            h.act(s2, h.process(s2))
+        return commit(token, *args, **kwargs)
+
+    rt.state.commit = s1_commits_last  # type: ignore[method-assign]
+    try:
+        h.act(s1, h.process(s1))
+    finally:
+        rt.state.commit = commit  # type: ignore[method-assign]
+    assert raced
+    assert [(t.from_node, t.to_node) for t in h.queue] == [("S2", "J")]  # S2 finished J
+    recovery.flush(rt, h.run_id)
+    rt.redis.delete(*keys.run_keys(h.run_id))
+    h.queue.clear()
+    h.reconcile()
+    assert [(t.from_node, t.to_node) for t in h.queue] == [("S2", "J")]
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["J"]["status"] == "COMPLETED"
+    assert doc["nodes"]["J"]["output"] == [0, 1]
