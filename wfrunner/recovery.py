@@ -74,6 +74,10 @@ class _History:
             t = Token.from_dict(token)
             self.emitted[t.key] = t
             self.emits_by[str(evt.get("by"))][t.key] = t
+            if t.payload_ref is None and t.from_node in join_nodes.get(t.to_node, ()):
+                # only the arrival that completed a join sends it a payload-less fire token:
+                # it names the finisher whatever order the commits were stored in
+                self.joins[f"{t.to_node}|{t.scope}#fin"] = str(t.from_node)
         elif kind == "join_arrived":
             instance = f"{evt['node']}|{evt.get('scope', '')}"
             value = Token.from_dict(token).payload_ref if token and evt.get("live") else None

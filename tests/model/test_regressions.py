@@ -96,12 +96,6 @@ def join_finished_by_one_of_two_dead_arrivals() -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recovery._History takes the arrival that completes a join in event order for "
-    "its finisher, but events are in commit order: the node whose dead arrival completed "
-    "the join (and sent the fire token) may commit before another dead arrival's node",
-)
 def test_join_finisher_survives_a_rebuild_when_dead_arrivals_commit_out_of_order(
     rt: Runtime,
 ) -> None:
