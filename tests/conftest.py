@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
+from tests.databases import fresh_database
 from wfrunner import servers
+from wfrunner.runtime import Runtime
+from wfrunner.settings import Settings
+from wfrunner.store import migrate
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
 DEFAULT_TEST_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -80,12 +81,22 @@ def postgres_admin_url(embedded_home: Path) -> str:
 @pytest.fixture()
 def database_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh, empty database for this test, dropped afterwards."""
-    name = f"wfr_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture()
+def rt(redis_client: redis.Redis, redis_url: str, database_url: str) -> Iterator[Runtime]:
+    """A Runtime on the test servers with a migrated database and short recovery intervals,
+    for tests that drive the engine without Celery (tests/harness.py)."""
+    migrate.upgrade(database_url)
+    runtime = Runtime(
+        Settings(
+            redis_url=redis_url,
+            database_url=database_url,
+            flush_interval=1,
+            reconcile_interval=1,
+        )
+    )
+    yield runtime
+    runtime.close()

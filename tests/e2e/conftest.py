@@ -8,37 +8,26 @@ runs, so tests stay independent without restarting the worker.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 import wfrunner
 from examples import handlers as _example_handlers  # noqa: F401  (registers them)
+from tests.databases import fresh_database
 from tests.e2e import handlers as _handlers  # noqa: F401  (registers the test handlers)
 from wfrunner import client, runtime
 from wfrunner.settings import Settings
-from wfrunner.store import migrate
 from wfrunner.tasks.config import celery_settings
 from wfrunner.tasks.local import local_worker
 
 
 @pytest.fixture(scope="session")
 def engine_database(postgres_admin_url: str) -> Iterator[str]:
-    name = f"wfr_e2e_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    yield url
-    runtime.reset()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(postgres_admin_url, "wfr_e2e", migrated=True) as url:
+        yield url
+        runtime.reset()
 
 
 @pytest.fixture(scope="session")

@@ -4,20 +4,17 @@ machine's 6379), a fresh PostgreSQL database per test, and a :class:`Cluster` of
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
+from tests.databases import fresh_database
 from tests.fault import handlers as _handlers  # noqa: F401  (registers the handlers here too)
 from tests.fault.cluster import Cluster
 from tests.fault.procs import RedisServer
-from wfrunner.store import migrate
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +27,9 @@ def fault_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServe
 
 def create_database(admin_url: str) -> tuple[str, Callable[[], None]]:
     """A fresh migrated database on the server of ``admin_url``, and its dropper."""
-    name = f"wfr_fault_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url, drop
+    database = fresh_database(admin_url, "wfr_fault", migrated=True)
+    url = database.__enter__()
+    return url, lambda: database.__exit__(None, None, None)
 
 
 @pytest.fixture()

@@ -4,18 +4,14 @@ retries and dead letters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from tests.harness import Harness
 from wfrunner import client, handlers, recovery
 from wfrunner.engine import keys
 from wfrunner.runtime import Runtime
-from wfrunner.settings import Settings
-from wfrunner.store import migrate
 
 FLAKY: dict[str, int] = {}
 
@@ -28,21 +24,6 @@ def flaky(value: Any, config: dict[str, Any]) -> Any:
     if FLAKY[tag] <= int(config["fail_times"]):
         raise RuntimeError(f"transient failure {FLAKY[tag]}")
     return {"calls": FLAKY[tag]}
-
-
-@pytest.fixture()
-def rt(redis_client: redis.Redis, redis_url: str, database_url: str) -> Iterator[Runtime]:
-    migrate.upgrade(database_url)
-    runtime = Runtime(
-        Settings(
-            redis_url=redis_url,
-            database_url=database_url,
-            flush_interval=1,
-            reconcile_interval=1,
-        )
-    )
-    yield runtime
-    runtime.close()
 
 
 def diamond() -> dict[str, Any]:

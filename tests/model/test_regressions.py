@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
-import redis
 
 from tests.harness import Harness
 from wfrunner import recovery
 from wfrunner.engine import keys
 from wfrunner.runtime import Runtime
-from wfrunner.settings import Settings
-from wfrunner.store import migrate
-
-
-@pytest.fixture()
-def rt(redis_client: redis.Redis, redis_url: str, database_url: str) -> Iterator[Runtime]:
-    migrate.upgrade(database_url)
-    runtime = Runtime(
-        Settings(
-            redis_url=redis_url,
-            database_url=database_url,
-            flush_interval=1,
-            reconcile_interval=1,
-        )
-    )
-    yield runtime
-    runtime.close()
 
 
 def join_finished_by_a_dead_arrival() -> dict[str, Any]:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -40,8 +39,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy.engine import make_url
 
+from tests.databases import fresh_database
 from tests.harness import Harness
 from tests.model.model import Expected, run_model
 from tests.model.strategies import inputs, workflows
@@ -52,7 +51,6 @@ from wfrunner.engine.executor import Outcome
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
-from wfrunner.store import migrate
 
 EXAMPLES = int(os.environ.get("WFRUNNER_MODEL_EXAMPLES", "500"))
 STEPS = int(os.environ.get("WFRUNNER_MODEL_STEPS", "40"))
@@ -65,16 +63,8 @@ DRAIN_DELIVERIES = 2_000
 @pytest.fixture(scope="module")
 def model_database_url(postgres_admin_url: str) -> Iterator[str]:
     """One migrated database for the whole module: runs are independent by id."""
-    name = f"wfr_model_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(postgres_admin_url, "wfr_model", migrated=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
