@@ -2,6 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+import wfrunner
+from wfrunner.errors import NotFoundError
+
 
 def fn(node_id: str, name: str = "t.increment", **config: Any) -> dict[str, Any]:
     return {"id": node_id, "type": "function", "config": {"function_name": name, **config}}
@@ -22,3 +27,9 @@ def test_sequential(run_workflow: Any) -> None:
         {"from": "A", "to": "B"},
         {"from": "B", "to": "C"},
     ]
+
+
+def test_start_run_of_an_unknown_workflow_fails_at_once(worker: Any) -> None:
+    result = wfrunner.start_run.delay("no-such-workflow", {})
+    with pytest.raises(NotFoundError, match="no workflow with id 'no-such-workflow'"):
+        result.get(timeout=10)

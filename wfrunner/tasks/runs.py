@@ -8,7 +8,7 @@ from typing import Any
 from celery import Task
 
 from wfrunner import lifecycle, recovery
-from wfrunner.errors import StoreError
+from wfrunner.errors import NotFoundError, StoreError
 from wfrunner.runtime import runtime
 from wfrunner.tasks.app import app
 from wfrunner.tasks.execution import RETRY_ON, dispatch
@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
     name="wfrunner.start_run",
     bind=True,
     autoretry_for=(*RETRY_ON, StoreError),
+    dont_autoretry_for=(NotFoundError,),
     retry_backoff=True,
     max_retries=30,
 )
@@ -35,6 +36,7 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
 @app.task(
     name="wfrunner.check_completion",
     autoretry_for=(*RETRY_ON, StoreError),
+    dont_autoretry_for=(NotFoundError,),
     retry_backoff=True,
     max_retries=30,
 )
@@ -46,6 +48,7 @@ def check_completion(run_id: str) -> str:
 @app.task(
     name="wfrunner.flush_run",
     autoretry_for=(*RETRY_ON, StoreError),
+    dont_autoretry_for=(NotFoundError,),
     retry_backoff=True,
     max_retries=30,
 )
