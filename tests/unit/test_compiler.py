@@ -387,3 +387,65 @@ def test_long_cycle_is_found_without_recursion() -> None:
     edges = [(f"n{i}", f"n{i + 1}") for i in range(4_999)] + [("n4999", "n1"), ("n0", "end")]
     found = problems(wf(nodes, edges))
     assert len(found) == 1 and found[0].startswith("cycle n1 -> n2 -> ")
+
+
+def test_join_mixing_a_loop_body_and_the_outside_is_rejected() -> None:
+    loop = {
+        "id": "L",
+        "type": "loop",
+        "config": {
+            "max_iterations": 3,
+            "loop_back_to": "X",
+            "condition": "true",
+            "break_path": ["after"],
+        },
+    }
+    doc = wf(
+        [fn("S"), fn("X"), loop, fn("Y"), fn("J"), fn("after")],
+        [("S", "X"), ("X", "L"), ("S", "Y"), ("X", "J"), ("Y", "J")],
+    )
+    found = problems(doc)
+    assert found == [
+        "join 'J' takes inputs from inside loop 'L' (X) and from outside it (Y): "
+        "leave the loop through its break_path or timeout_path instead"
+    ]
+
+
+def test_join_after_a_loop_exit_is_fine() -> None:
+    loop = {
+        "id": "L",
+        "type": "loop",
+        "config": {
+            "max_iterations": 3,
+            "loop_back_to": "X",
+            "condition": "true",
+            "break_path": ["J"],
+        },
+    }
+    ir = compile_workflow(
+        wf(
+            [fn("S"), fn("X"), loop, fn("Y"), fn("J")],
+            [("S", "X"), ("X", "L"), ("S", "Y"), ("Y", "J")],
+        )
+    )
+    assert ir.nodes["J"].dependencies == ("L", "Y")
+
+
+def test_join_inside_a_loop_body_is_fine() -> None:
+    loop = {
+        "id": "L",
+        "type": "loop",
+        "config": {
+            "max_iterations": 3,
+            "loop_back_to": "A",
+            "condition": "true",
+            "break_path": ["end"],
+        },
+    }
+    ir = compile_workflow(
+        wf(
+            [fn("A"), fn("B"), fn("C"), fn("J"), loop, fn("end")],
+            [("A", "B"), ("A", "C"), ("B", "J"), ("C", "J"), ("J", "L")],
+        )
+    )
+    assert ir.nodes["J"].wait_for_all

@@ -63,6 +63,7 @@ def compile_workflow(doc: Any, source: str | None = None) -> IR:
     _check_cycles(draft, successors)
     _check_loop_targets(draft, successors)
     ir = _assemble(draft, successors, doc.get("metadata"))
+    _check_loop_joins(draft, successors, ir)
     if ir.nodes and not ir.entry_nodes:  # (no nodes at all is a problem reported already)
         draft.problems.append("workflow: no entry node: every node has an incoming edge")
     if ir.nodes and not ir.terminal_nodes():
@@ -219,6 +220,53 @@ def _check_loop_targets(draft: _Draft, succ: dict[str, list[str]]) -> None:
                 f"loop {node_id!r}: config.loop_back_to {back!r} is not upstream of the loop; "
                 "it must be the loop node itself or a node that leads to it"
             )
+
+
+def _loop_bodies(draft: _Draft, succ: dict[str, list[str]]) -> tuple[list[str], dict[str, int]]:
+    """Far loops (loop_back_to another node) and, per node, the bits of the loops whose
+    body it is in: reachable from the loop's target and leading to the loop node."""
+    far = [n for n, loop in draft.loops.items() if loop.loop_back_to != n]
+    order = topological_order(draft.raw, succ)
+    bit = {node_id: 1 << index for index, node_id in enumerate(far)}
+    reaches: dict[str, int] = {}
+    for node in reversed(order):
+        mask = bit.get(node, 0)
+        for nxt in succ[node]:
+            mask |= reaches[nxt]
+        reaches[node] = mask
+    starts: dict[str, int] = {}
+    for loop_id in far:
+        back = draft.loops[loop_id].loop_back_to
+        starts[back] = starts.get(back, 0) | bit[loop_id]
+    reached: dict[str, int] = dict.fromkeys(order, 0)
+    for node in order:
+        reached[node] |= starts.get(node, 0)
+        for nxt in succ[node]:
+            reached[nxt] |= reached[node]
+    return far, {node: reaches[node] & reached[node] for node in order}
+
+
+def _check_loop_joins(draft: _Draft, succ: dict[str, list[str]], ir: IR) -> None:
+    """A join outside a loop must not mix inputs from the loop's body with inputs from
+    outside it: body tokens carry their pass (scope), so the two would never meet."""
+    if draft.cyclic or not any(lp.loop_back_to != n for n, lp in draft.loops.items()):
+        return
+    far, body = _loop_bodies(draft, succ)
+    for node in ir.nodes.values():
+        if not node.wait_for_all:
+            continue
+        for index, loop_id in enumerate(far):
+            flag = 1 << index
+            if body.get(node.id, 0) & flag:
+                continue
+            inside = [d for d in node.dependencies if d != loop_id and body.get(d, 0) & flag]
+            outside = [d for d in node.dependencies if d == loop_id or not body.get(d, 0) & flag]
+            if inside and outside:
+                draft.problems.append(
+                    f"join {node.id!r} takes inputs from inside loop {loop_id!r} "
+                    f"({', '.join(inside)}) and from outside it ({', '.join(outside)}): "
+                    "leave the loop through its break_path or timeout_path instead"
+                )
 
 
 def _assemble(draft: _Draft, succ: dict[str, list[str]], metadata: Any) -> IR:
