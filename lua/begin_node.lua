@@ -13,7 +13,7 @@ ARGV[2]  payload_ref  the token's input payload ref, or "" for none
 ARGV[3]  event        JSON node_started event to append, or "" for none
 ARGV[4]  now          seconds since the epoch
 
-Returns {state, committed, input, inputs, attempt}:
+Returns {state, committed, input, inputs, attempt, epoch}:
   state      "running", or the run's end state, or "gone" when the run has no hot state
              (it ended and was cleaned up): the caller then drops the token
   committed  the commit record ({"by": nonce, "tokens": {...}}) of an earlier delivery
@@ -25,21 +25,25 @@ Returns {state, committed, input, inputs, attempt}:
   inputs     the run's inputs JSON
   attempt    this delivery's number (1 for the first); the caller fails the node when a
              token keeps being delivered (its worker dies every time)
+  epoch      the run's hot-state generation (changes when it is rebuilt from PostgreSQL);
+             the delivery passes it to join_arrive and commit_node, which refuse it once
+             the run was rebuilt meanwhile: what the delivery did before is lost
 Nothing is written unless the run is running and the token is not yet committed; the
 node_started event is then appended with its "attempt" field set by this script.
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then
-    return {"gone", "", "", "", 0}
+    return {"gone", "", "", "", 0, ""}
 end
 if state ~= "running" then
-    return {state, "", "", "", 0}
+    return {state, "", "", "", 0, ""}
 end
+local epoch = redis.call("HGET", KEYS[1], "epoch") or ""
 
 local committed = redis.call("HGET", KEYS[2], ARGV[1])
 if committed then
-    return {state, committed, "", "", 0}
+    return {state, committed, "", "", 0, epoch}
 end
 
 local input = ""
@@ -57,4 +61,4 @@ if ARGV[3] ~= "" then
     redis.call("RPUSH", KEYS[4], cjson.encode(evt))
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[4])
-return {state, "", input, redis.call("HGET", KEYS[1], "inputs") or "null", attempt}
+return {state, "", input, redis.call("HGET", KEYS[1], "inputs") or "null", attempt, epoch}

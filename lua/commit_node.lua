@@ -24,10 +24,13 @@ ARGV[8]  output_ref   "" when the node stores no output (a join arrival, a skip)
 ARGV[9]  output_json
 ARGV[10] now          seconds since the epoch
 ARGV[11] flush_every  seconds between flushes of the run's history to PostgreSQL
-ARGV[12..] events     JSON events to append
+ARGV[12] epoch        the run's generation the delivery began in (see begin_node.lua)
+ARGV[13..] events     JSON events to append
 
 Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
   the run is not running   {-1, 0, 0, "", state or "gone", 0, 0}: nothing written
+  the run was rebuilt      {-1, 0, 0, "", "stale", 0, 0}: nothing written (the rebuilt
+                           outbox holds the token again; its new delivery does the work)
   token already committed  {counter, 0, 0, the emits first recorded, "running", mine, 0}
                            mine is 1 when the recorded commit carries this call's nonce:
                            a client retry after a lost reply, which should still dispatch
@@ -39,6 +42,9 @@ Errors: the counter would go negative (nothing applied).
 local state = redis.call("HGET", KEYS[1], "state")
 if state ~= "running" then
     return {-1, 0, 0, "", state or "gone", 0, 0}
+end
+if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[12] then
+    return {-1, 0, 0, "", "stale", 0, 0}
 end
 
 local current = tonumber(redis.call("GET", KEYS[2]) or "0")
@@ -69,7 +75,7 @@ redis.call("HDEL", KEYS[9], ARGV[3])
 for key, token in pairs(cjson.decode(ARGV[4])["tokens"]) do
     redis.call("HSET", KEYS[8], key, token)
 end
-for i = 12, #ARGV do
+for i = 13, #ARGV do
     redis.call("RPUSH", KEYS[7], ARGV[i])
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[10])

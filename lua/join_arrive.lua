@@ -12,8 +12,10 @@ ARGV[1]  instance  "<node>|<scope>"
 ARGV[2]  from      the predecessor node id
 ARGV[3]  value     payload ref of a live arrival, "-" for a dead one
 ARGV[4]  expected  number of predecessors of the join
+ARGV[5]  epoch     the run's generation the delivery began in (see begin_node.lua)
 
-Returns {state, complete, finisher}: state as begin_node; complete 1 when every
+Returns {state, complete, finisher}: state as begin_node, or "stale" when the run was
+rebuilt since the delivery began (nothing is recorded); complete 1 when every
 predecessor has arrived; finisher the predecessor whose arrival completed the join.
 Repeating an arrival (a redelivery) records nothing new and returns the same answer, so
 exactly one predecessor is ever the finisher and the join fires once.
@@ -25,6 +27,9 @@ if not state then
 end
 if state ~= "running" then
     return {state, 0, ""}
+end
+if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[5] then
+    return {"stale", 0, ""}
 end
 
 local instance = ARGV[1]

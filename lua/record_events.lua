@@ -8,18 +8,23 @@ KEYS[3]  running  wfr:{<run_id>}:running   token key -> when its delivery began 
 
 ARGV[1]  token_key  "" for none
 ARGV[2]  due        seconds since the epoch when the token's next delivery is due
-ARGV[3..] events    JSON events
+ARGV[3]  epoch      the run's generation the delivery began in ("" to skip the check)
+ARGV[4..] events    JSON events
 
-Returns 1 when written, 0 when the run is not running (nothing is written).
+Returns 1 when written, 0 when the run is not running or was rebuilt since (nothing is
+written).
 ]]
 
 if redis.call("HGET", KEYS[1], "state") ~= "running" then
     return 0
 end
+if ARGV[3] ~= "" and (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[3] then
+    return 0
+end
 if ARGV[1] ~= "" then
     redis.call("HSET", KEYS[3], ARGV[1], ARGV[2])
 end
-for i = 3, #ARGV do
+for i = 4, #ARGV do
     redis.call("RPUSH", KEYS[2], ARGV[i])
 end
 return 1

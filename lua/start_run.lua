@@ -33,7 +33,7 @@ if state then
 end
 
 redis.call("HSET", KEYS[1], "workflow_id", ARGV[2], "state", "running",
-    "inputs", ARGV[3], "activity", ARGV[5])
+    "inputs", ARGV[3], "activity", ARGV[5], "epoch", "1")
 redis.call("SET", KEYS[2], count)
 redis.call("SADD", KEYS[3], op_key)
 for key, token in pairs(cjson.decode(ARGV[6])) do

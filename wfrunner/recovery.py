@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -165,6 +166,8 @@ def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> l
             "inputs": _dump(run.inputs),
             "activity": time.time(),
             "flushed": len(events),
+            # deliveries begun before the loss must not commit into the rebuilt state
+            "epoch": uuid.uuid4().hex,
         },
     )
     pipe.execute()

@@ -125,7 +125,8 @@ def test_redis_restarted_empty_mid_run(make_cluster: Callable[..., Cluster]) -> 
                         seconds_after_loss=round(time.monotonic() - lost_at, 1))  # fmt: skip
     assert not stuck, f"{report}\n{cluster.tails()}"
     assert_clean(report, cluster.tails())
-    assert report.statuses == {"COMPLETED": 12}
+    errors = {r: cluster.rt.store.get_run(r).error for r in run_ids}
+    assert report.statuses == {"COMPLETED": 12}, {r: e for r, e in errors.items() if e}
     assert report.extra["rebuilt"] >= 1, report
 
 

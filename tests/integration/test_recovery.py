@@ -136,9 +136,9 @@ def test_ambiguous_commit_retried_by_the_client_applies_once(rt: Runtime) -> Non
     token = h.queue.popleft()
     rt.state.begin(token, 0.0, None)
     child = token.child("n1", "ref")
-    first = rt.state.commit(token, [child], 1.0, [], nonce="n-1", output=("ref", "0"))
-    again = rt.state.commit(token, [child], 1.0, [], nonce="n-1", output=("ref", "0"))
-    other = rt.state.commit(token, [child], 1.0, [], nonce="n-2", output=("ref", "0"))
+    first = rt.state.commit(token, [child], 1.0, [], nonce="n-1", epoch="1", output=("ref", "0"))
+    again = rt.state.commit(token, [child], 1.0, [], nonce="n-1", epoch="1", output=("ref", "0"))
+    other = rt.state.commit(token, [child], 1.0, [], nonce="n-2", epoch="1", output=("ref", "0"))
     assert first.changed and first.mine
     assert not again.changed and again.mine  # the retry still dispatches
     assert not other.changed and not other.mine  # another delivery does not
@@ -251,3 +251,27 @@ def test_redis_password_is_not_printed(tmp_path: Any) -> None:
         resolve_redis_url("redis://user:s3cret@127.0.0.1:1/0", tmp_path)
     assert "s3cret" not in str(info.value)
     assert "user:***@127.0.0.1:1" in str(info.value)
+
+
+def test_a_delivery_begun_before_a_rebuild_cannot_commit_into_it(rt: Runtime) -> None:
+    """Redis lost the run while a join arrival was being processed: the arrival (and the
+    join bookkeeping it did) is gone, so its late commit must be refused, and the rebuilt
+    run's own delivery of the token does the work."""
+    h = Harness(rt)
+    h.start(diamond(), {})
+    h.deliver()  # A -> B, C
+    h.deliver()  # B -> D
+    h.deliver()  # C -> D
+    recovery.flush(rt, h.run_id)
+    token = h.queue.popleft()  # B's token to D: not the finisher
+    begin = rt.state.begin(token, 0.0, None)
+    arrival = rt.state.arrive(h.run_id, "D|", "B", token.payload_ref or "-", 2, begin.epoch)
+    assert arrival.state == "running" and not arrival.complete
+    rt.redis.delete(*keys.run_keys(h.run_id))  # the loss, mid-delivery
+    h.queue.clear()
+    h.reconcile()  # rebuilt: a new epoch
+    late = rt.state.commit(token, [], 1.0, [], nonce="late", epoch=begin.epoch, delta=-1)
+    assert late.state == "stale" and not late.changed
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["D"]["output"] == ["B", "C"]

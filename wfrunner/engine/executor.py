@@ -30,7 +30,7 @@ from wfrunner.engine import scope as scopes
 from wfrunner.engine.events import event
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
-from wfrunner.engine.runstate import DEAD, RUNNING, RunState
+from wfrunner.engine.runstate import DEAD, RUNNING, Begin, RunState
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import WfrunnerError
 
@@ -58,6 +58,14 @@ class Limits:
     #: deliveries of a token that may die with their worker (node without a retry policy)
     max_deliveries: int = 3
     http_timeout_s: float = 30.0
+
+
+class _Stale(Exception):
+    """The run ended, or was rebuilt, while this delivery was working: drop it."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
 
 
 def describe(exc: BaseException, node: IRNode) -> str:
@@ -113,7 +121,7 @@ class Executor:
             return self._fail(node, token, reason, begin.attempt)
         events: list[dict[str, Any]] = []
         if joining:
-            fired = self._arrive(node, token, nonce)
+            fired = self._arrive(node, token, nonce, begin.epoch)
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
@@ -122,13 +130,15 @@ class Executor:
             node_input = begin.input if token.payload_ref else begin.inputs
         return self._execute(ir, node, token, node_input, begin, events, nonce)
 
-    def _arrive(self, node: IRNode, token: Token, nonce: str) -> Outcome | dict[str, Any]:
+    def _arrive(
+        self, node: IRNode, token: Token, nonce: str, epoch: str
+    ) -> Outcome | dict[str, Any]:
         """Record a join arrival; the merged input when this arrival fires the join."""
         assert token.from_node is not None
         instance = f"{node.id}|{token.scope}"
         value = token.payload_ref or DEAD
         arrival = self.state.arrive(
-            token.run_id, instance, token.from_node, value, len(node.dependencies)
+            token.run_id, instance, token.from_node, value, len(node.dependencies), epoch
         )
         if arrival.state != RUNNING:
             return Outcome(ignored=f"run is {arrival.state}")
@@ -142,7 +152,9 @@ class Executor:
             token=token.to_dict(),
             **{"from": token.from_node},
         )
-        commit = self.state.commit(token, [], time.time(), [arrived], nonce=nonce, delta=-1)
+        commit = self.state.commit(
+            token, [], time.time(), [arrived], nonce=nonce, epoch=epoch, delta=-1
+        )
         return Outcome(check_completion=commit.hit_zero and commit.mine, flush=commit.flush_due)
 
     def _execute(
@@ -151,7 +163,7 @@ class Executor:
         node: IRNode,
         token: Token,
         node_input: Any,
-        begin: Any,
+        begin: Begin,
         events: list[dict[str, Any]],
         nonce: str,
     ) -> Outcome:
@@ -174,9 +186,11 @@ class Executor:
                 token.child(r.target, ref, iteration=r.iteration, scope=r.scope)
                 for r in decision.live
             ]
-            fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead)
+            fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)
+        except _Stale as stale:
+            return Outcome(ignored=f"run is {stale.state}")
         except Exception as exc:  # any handler error fails the node, never the worker
-            return self._handler_failed(node, token, describe(exc, node), begin.attempt)
+            return self._handler_failed(node, token, describe(exc, node), begin)
         emitted += fires
         events.append(
             event(
@@ -185,7 +199,13 @@ class Executor:
         )
         events += _loop_events(node, decision) + skipped + _emitted_events(token, emitted)
         commit = self.state.commit(
-            token, emitted, time.time(), events, nonce=nonce, output=(ref, text)
+            token,
+            emitted,
+            time.time(),
+            events,
+            nonce=nonce,
+            epoch=begin.epoch,
+            output=(ref, text),
         )
         if commit.state != RUNNING:
             return Outcome(ignored=f"run is {commit.state}")
@@ -217,7 +237,7 @@ class Executor:
         )
 
     def _propagate_dead(
-        self, ir: IR, token: Token, source: str, routes: tuple[Route, ...]
+        self, ir: IR, token: Token, source: str, routes: tuple[Route, ...], epoch: str
     ) -> tuple[list[Token], list[dict[str, Any]]]:
         """Skip what only dead paths reach; returns fire tokens for joins completed here."""
         work = [(source, r) for r in routes]
@@ -230,8 +250,10 @@ class Executor:
             if target.wait_for_all and src in target.dependencies:
                 instance = f"{target.id}|{route.scope}"
                 arrival = self.state.arrive(
-                    token.run_id, instance, src, DEAD, len(target.dependencies)
+                    token.run_id, instance, src, DEAD, len(target.dependencies), epoch
                 )
+                if arrival.state != RUNNING:
+                    raise _Stale(arrival.state)
                 events.append(
                     event("join_arrived", target.id, scope=route.scope, live=False, **{"from": src})
                 )
@@ -256,14 +278,17 @@ class Executor:
             work += [(target.id, r) for r in dead_successors(target, route.scope)]
         return fires, events
 
-    def _handler_failed(self, node: IRNode, token: Token, reason: str, attempt: int) -> Outcome:
-        delay = _retry_delay(node, attempt)
+    def _handler_failed(self, node: IRNode, token: Token, reason: str, begin: Begin) -> Outcome:
+        delay = _retry_delay(node, begin.attempt)
         if delay is None:
-            return self._fail(node, token, reason, attempt)
+            return self._fail(node, token, reason, begin.attempt)
+        attempt = begin.attempt
         retrying = event(
             "node_retrying", node.id, scope=token.scope, attempt=attempt, error=reason, delay=delay
         )
-        if not self.state.record(token.run_id, [retrying], token, time.time() + delay):
+        if not self.state.record(
+            token.run_id, [retrying], token, time.time() + delay, epoch=begin.epoch
+        ):
             return Outcome(ignored="run is no longer running")
         return Outcome(retry_in=delay)
 

@@ -38,6 +38,8 @@ class Begin:
     #: for a committed token: the nonce of the delivery that committed it, and what it emitted
     committed_by: str | None = None
     emitted: tuple[Token, ...] = ()
+    #: the run's hot-state generation this delivery began in (see lua/begin_node.lua)
+    epoch: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class RunState:
 
     def begin(self, token: Token, now: float, event: dict[str, Any] | None) -> Begin:
         run_id = token.run_id
-        state, committed, raw_input, raw_inputs, attempt = self._run(
+        state, committed, raw_input, raw_inputs, attempt, epoch = self._run(
             "begin_node",
             run_id,
             [
@@ -153,17 +155,18 @@ class RunState:
             attempt=int(attempt),
             committed_by=json.loads(committed).get("by") if committed else None,
             emitted=tuple(_emitted(committed)) if committed else (),
+            epoch=str(epoch),
         )
 
     def arrive(
-        self, run_id: str, instance: str, from_node: str, value: str, expected: int
+        self, run_id: str, instance: str, from_node: str, value: str, expected: int, epoch: str
     ) -> Arrival:
         """Record a join arrival (``value`` a payload ref, or :data:`DEAD`)."""
         state, complete, finisher = self._run(
             "join_arrive",
             run_id,
             [keys.meta_key(run_id), keys.joins_key(run_id)],
-            [instance, from_node, value, expected],
+            [instance, from_node, value, expected, epoch],
         )
         return Arrival(state, bool(complete), finisher or None)
 
@@ -184,6 +187,7 @@ class RunState:
         events: Sequence[dict[str, Any]],
         *,
         nonce: str,
+        epoch: str,
         output: tuple[str, str] | None = None,
         delta: int | None = None,
     ) -> Commit:
@@ -216,6 +220,7 @@ class RunState:
                 text,
                 now,
                 self.flush_every,
+                epoch,
                 *map(_dump, events),
             ],
         )
@@ -248,13 +253,14 @@ class RunState:
         events: Sequence[dict[str, Any]],
         token: Token | None = None,
         due: float = 0.0,
+        epoch: str = "",
     ) -> bool:
         """Append events to a running run; with ``token``, note when it is due again."""
         written = self._run(
             "record_events",
             run_id,
             [keys.meta_key(run_id), keys.events_key(run_id), keys.running_key(run_id)],
-            [token.key if token else "", due, *map(_dump, events)],
+            [token.key if token else "", due, epoch, *map(_dump, events)],
         )
         return bool(written)
 
