@@ -1,6 +1,6 @@
 """What the store hands out: plain frozen records, never ORM objects bound to a session.
 
-Tasks, the CLI and the API can keep, pickle-free serialise and compare these after the
+Tasks, the CLI and the API can keep, serialise as JSON and compare these after the
 transaction that read them is gone.
 """
 

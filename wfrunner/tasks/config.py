@@ -1,6 +1,6 @@
 """Celery settings wfrunner relies on, built from :class:`Settings`.
 
-The safety settings are not tuning: JSON-only messages keep pickled payloads from ever
+The safety settings are not tuning: JSON-only messages keep serialized Python objects from ever
 being executed, and late acks with ``task_reject_on_worker_lost`` give at-least-once
 delivery, which the idempotent token counter turns into exactly-once effect.
 """
