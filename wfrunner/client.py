@@ -13,6 +13,7 @@ from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
+from wfrunner.store import RunRecord
 
 
 def _definition(source: dict[str, Any] | str | Path) -> tuple[str, dict[str, Any], str]:
@@ -83,23 +84,31 @@ def submit_run(workflow_id: str, inputs: Any = None, rt: Runtime | None = None) 
     return run.id
 
 
+def is_live(run: RunRecord, rt: Runtime) -> bool:
+    """Whether the run's events and outputs are read from Redis (else from PostgreSQL)."""
+    return run.status not in TERMINAL_RUN_STATES and bool(rt.state.meta(run.id))
+
+
+def run_events(run: RunRecord, rt: Runtime, live: bool | None = None) -> list[dict[str, Any]]:
+    """The run's events in order: from Redis while it is live, else from PostgreSQL."""
+    if is_live(run, rt) if live is None else live:
+        return rt.state.events(run.id)
+    return [e.as_event() for e in rt.store.list_events(run.id)]
+
+
 def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
     """The run document of CONTRACT §5."""
     rt = rt or runtime()
     run = rt.store.get_run(run_id)
     ir = rt.ir(run.workflow_id)
     ended = run.status in TERMINAL_RUN_STATES
-    live = not ended and bool(rt.state.meta(run_id))
+    live = is_live(run, rt)
+    events = run_events(run, rt, live)
     if live:
-        events: list[dict[str, Any]] = rt.state.events(run_id)
 
         def load(refs: list[str]) -> list[Any]:
             return rt.state.payloads(run_id, refs)
     else:
-        events = [
-            {"type": e.type, "node": e.node_id, **(e.data or {})}
-            for e in rt.store.list_events(run_id)
-        ]
 
         def load(refs: list[str]) -> list[Any]:
             return [rt.store.load_payload(run_id, ref) for ref in refs]

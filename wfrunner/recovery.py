@@ -50,12 +50,6 @@ def flush(rt: Runtime, run_id: str) -> int:
     return len(events)
 
 
-def _stored_events(rt: Runtime, run_id: str) -> list[dict[str, Any]]:
-    return [
-        {"type": e.type, "node": e.node_id, **(e.data or {})} for e in rt.store.list_events(run_id)
-    ]
-
-
 class _History:
     """What the stored events say about tokens, joins and outputs."""
 
@@ -124,7 +118,7 @@ def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> l
     if run.status in TERMINAL_RUN_STATES:
         return []  # it ended (and left Redis) after the caller looked: nothing to rebuild
     ir = rt.ir(run.workflow_id)
-    events = _stored_events(rt, run_id)
+    events = [e.as_event() for e in rt.store.list_events(run_id)]
     joins = {n.id: list(n.dependencies) for n in ir.nodes.values() if n.wait_for_all}
     known = _History(events, joins)
     pending = known.pending()

@@ -155,15 +155,10 @@ def status(
 @cli.command()
 def trace(run_id: str) -> None:
     """Print a run's event log, in order."""
+    from wfrunner.client import run_events
+
     rt = _runtime()
-    run = rt.store.get_run(run_id)
-    if run.status in TERMINAL_RUN_STATES or not rt.state.meta(run_id):
-        events = [
-            {"type": e.type, "node": e.node_id, **(e.data or {})}
-            for e in rt.store.list_events(run_id)
-        ]
-    else:
-        events = rt.state.events(run_id)
+    events = run_events(rt.store.get_run(run_id), rt)
     start = events[0]["t"] if events else 0.0
     for seq, evt in enumerate(events, 1):
         details = {

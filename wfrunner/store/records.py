@@ -62,6 +62,10 @@ class EventRecord(_Record):
     data: Any
     created_at: datetime
 
+    def as_event(self) -> dict[str, Any]:
+        """The event as the engine wrote it (``{"type", "node", **data}``)."""
+        return {"type": self.type, "node": self.node_id, **(self.data or {})}
+
 
 @dataclass(frozen=True, slots=True)
 class NodeExecutionRecord(_Record):
