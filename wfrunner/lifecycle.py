@@ -72,7 +72,7 @@ def check_completion(rt: Runtime, run_id: str) -> str:
     if not meta:
         return GONE
     rt.store.increment_stats(run_id, completion_checks=1)
-    verdict = completion.check(rt.state, rt.ir(meta["workflow_id"]), run_id)
+    verdict = completion.check(rt.state, rt.ir(meta["workflow_id"]), run_id, meta)
     if verdict in _END_STATES:
         finish(rt, run_id)
     return verdict

@@ -60,6 +60,8 @@ class _History:
         self.joins: dict[str, str] = {}
         self.context: dict[str, str] = {}
         self._expected = {node: len(deps) for node, deps in join_nodes.items()}
+        #: join instance -> distinct predecessors arrived (join_arrive.lua's "#n")
+        self.arrived: dict[str, int] = defaultdict(int)
         for evt in events:
             self._read(evt, join_nodes)
 
@@ -94,22 +96,16 @@ class _History:
         if field in self.joins:
             return
         self.joins[field] = value
-        node = instance.split("|", 1)[0]
-        arrived = sum(1 for f in self.joins if f.startswith(f"{instance}|"))
-        if arrived >= self._expected.get(node, 0):
+        self.arrived[instance] += 1
+        if self.arrived[instance] >= self._expected.get(instance.split("|", 1)[0], 0):
             self.joins.setdefault(f"{instance}#fin", from_node)
 
     def pending(self) -> dict[str, Token]:
         return {k: t for k, t in self.emitted.items() if k not in self.consumed}
 
     def join_fields(self) -> dict[str, str]:
-        fields = dict(self.joins)
-        counts: dict[str, int] = defaultdict(int)
-        for field in self.joins:
-            if "#" not in field:
-                counts[field.rsplit("|", 1)[0]] += 1
-        fields.update({f"{instance}#n": str(n) for instance, n in counts.items()})
-        return fields
+        counts = {f"{instance}#n": str(n) for instance, n in self.arrived.items()}
+        return {**self.joins, **counts}
 
 
 def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> list[Token]:

@@ -14,9 +14,9 @@ from wfrunner.engine.runstate import GONE, RUNNING, RunState
 NOT_DONE = "running"
 
 
-def check(state: RunState, ir: IR, run_id: str) -> str:
-    """The run's state after the check: running, completed, failed, cancelled or gone."""
-    meta = state.meta(run_id)
+def check(state: RunState, ir: IR, run_id: str, meta: dict[str, str]) -> str:
+    """The run's state after the check: running, completed, failed, cancelled or gone.
+    ``meta`` is the run's hot metadata as the caller just read it."""
     if not meta:
         return GONE
     if meta.get("state") != RUNNING:

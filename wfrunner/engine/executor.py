@@ -259,7 +259,7 @@ class Executor:
                 )
                 if not (arrival.complete and arrival.finisher == src):
                     continue
-                if self.state.join_inputs(token.run_id, instance, target.dependencies):
+                if self.state.live_arrivals(token.run_id, instance, target.dependencies):
                     fire = Token(
                         token.run_id,
                         src,

@@ -170,12 +170,18 @@ class RunState:
         )
         return Arrival(state, bool(complete), finisher or None)
 
+    def live_arrivals(
+        self, run_id: str, instance: str, predecessors: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        """(predecessor, payload ref) of a join's live arrivals, in predecessor order."""
+        refs = self._fields(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
+        return [(p, r) for p, r in zip(predecessors, refs, strict=True) if r and r != DEAD]
+
     def join_inputs(
         self, run_id: str, instance: str, predecessors: Sequence[str]
     ) -> dict[str, Any]:
         """``{predecessor: output}`` of the live arrivals of a complete join, in order."""
-        refs = self._fields(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
-        live = [(p, r) for p, r in zip(predecessors, refs, strict=True) if r and r != DEAD]
+        live = self.live_arrivals(run_id, instance, predecessors)
         values = self.payloads(run_id, [r for _, r in live])
         return dict(zip([p for p, _ in live], values, strict=True))
 
