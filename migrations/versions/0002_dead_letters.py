@@ -42,9 +42,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_dead_letters"),
         sa.UniqueConstraint("run_id", "token_key", name="uq_dead_letters_run_id_token_key"),
     )
-    op.create_index(
-        "ix_dead_letters_status_created_at", "dead_letters", ["status", "created_at"]
-    )
+    op.create_index("ix_dead_letters_status_created_at", "dead_letters", ["status", "created_at"])
 
 
 def downgrade() -> None:
