@@ -221,6 +221,11 @@ def retry_dead_letter(rt: Runtime, letter_id: int) -> tuple[str, list[Token]]:
     """Resume the FAILED run of a dead letter: its token, and every token the failure cut
     short, run again with fresh attempts. Returns the run id and the tokens to publish."""
     letter = rt.store.get_dead_letter(letter_id)
+    if letter.run_id is None:  # a poison message: nothing trustworthy to resume
+        raise WfrunnerError(
+            f"dead letter {letter_id} is a poison message from {letter.queue} "
+            f"({letter.error}): it names no run to resume; fix or stop its sender"
+        )
     run = rt.store.get_run(letter.run_id)
     if run.status != RunStatus.FAILED:
         raise WfrunnerError(

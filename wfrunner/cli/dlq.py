@@ -1,26 +1,51 @@
-"""``wfrunner dlq``: node messages whose attempts ran out, and resuming their runs."""
+"""``wfrunner dlq``: messages set aside. Node messages whose attempts ran out (``retry``
+resumes their run) and poison messages no task could be made of (shown, never retried).
+
+Every command first moves poison messages parked in Redis into PostgreSQL
+(:func:`wfrunner.poison.drain`), so a letter is listed as soon as a worker set it aside.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from wfrunner.cli.app import dlq_cli, echo
+
+#: characters of a poison message's raw text shown by ``dlq list``
+RAW_SHOWN = 120
+
+
+def _runtime() -> Any:
+    from wfrunner.poison import drain
+    from wfrunner.runtime import runtime
+
+    rt = runtime()
+    drain(rt)
+    return rt
+
+
+def _shorten(text: str, width: int = RAW_SHOWN) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 @dlq_cli.command("list")
 def dlq_list(
     show_all: Annotated[bool, typer.Option("--all", help="Include retried letters.")] = False,
 ) -> None:
-    """List dead letters: id, run, node, attempts, error."""
-    from wfrunner.runtime import runtime
-
-    letters = runtime().store.list_dead_letters(None if show_all else "open")
+    """List dead letters: id, run, node, attempts, error; poison: queue, reason, raw."""
+    letters = _runtime().store.list_dead_letters(None if show_all else "open")
     if not letters:
         echo("no dead letters")
         return
     for d in letters:
+        if d.kind == "poison":
+            echo(f"{d.id:>6}  {d.status:<8} poison on {d.queue}")
+            echo(f"        {d.error}")
+            echo(f"        raw: {_shorten(d.raw or '')}")
+            continue
         echo(f"{d.id:>6}  {d.status:<8} run {d.run_id}  node {d.node_id}  attempts {d.attempts}")
         echo(f"        {d.error}")
 
@@ -29,10 +54,9 @@ def dlq_list(
 def dlq_retry(letter_id: int) -> None:
     """Resume the failed run of a dead letter; prints the run id."""
     from wfrunner.recovery import retry_dead_letter
-    from wfrunner.runtime import runtime
     from wfrunner.tasks.execution import dispatch
 
-    rt = runtime()
+    rt = _runtime()
     run_id, tokens = retry_dead_letter(rt, letter_id)
     workflow_id = rt.store.get_run(run_id).workflow_id
     dispatch(tokens, workflow_id, rt.ir(workflow_id))

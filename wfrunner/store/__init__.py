@@ -5,7 +5,7 @@ Use :class:`Store` for reads and writes and :mod:`wfrunner.store.migrate` for th
 
 from __future__ import annotations
 
-from wfrunner.store.deadletters import NewDeadLetter
+from wfrunner.store.deadletters import NewDeadLetter, NewPoisonLetter
 from wfrunner.store.events import NewEvent
 from wfrunner.store.history import ExecutionRow
 from wfrunner.store.records import (
@@ -30,6 +30,7 @@ __all__ = [
     "ExecutionRow",
     "NewDeadLetter",
     "NewEvent",
+    "NewPoisonLetter",
     "NodeExecutionRecord",
     "PendingTokenRecord",
     "RunRecord",

@@ -1,4 +1,5 @@
-"""Dead letters: node messages whose attempts ran out, kept so they can be retried."""
+"""Dead letters: node messages whose attempts ran out, kept so they can be retried, and
+poison messages no task could be made of, kept so someone can see what was sent."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from wfrunner.store.records import DeadLetterRecord
 
 OPEN = "open"
 RETRIED = "retried"
+#: kinds of letter
+NODE = "node"
+POISON = "poison"
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,29 @@ def insert_dead_letters(session: Session, run_id: str, letters: Sequence[NewDead
     )
 
 
+@dataclass(frozen=True)
+class NewPoisonLetter:
+    #: the message's delivery tag, or a fresh id: moving the same letter twice stores one
+    message_key: str
+    queue: str
+    error: str
+    raw: str
+
+
 class DeadLetterQueries(Repository):
+    def insert_poison_letters(self, letters: Sequence[NewPoisonLetter]) -> None:
+        """Record poison letters; one already recorded under its key is left alone."""
+        if not letters:
+            return
+        rows = [
+            {"kind": POISON, "message_key": d.message_key, "queue": d.queue,
+             "error": d.error, "raw": d.raw}
+            for d in letters
+        ]  # fmt: skip
+        insert = pg_insert(DeadLetter).values(rows)
+        with self._tx() as session:
+            session.execute(insert.on_conflict_do_nothing(index_elements=["message_key"]))
+
     def list_dead_letters(self, status: str | None = OPEN) -> list[DeadLetterRecord]:
         query = sa.select(DeadLetter.__table__).order_by(DeadLetter.id)
         if status is not None:

@@ -211,21 +211,34 @@ class Payload(Base):
 
 
 class DeadLetter(Base):
-    """A node message that used up its attempts; ``wfrunner dlq retry`` resumes its run."""
+    """A message set aside: a node token that used up its attempts (``kind`` "node",
+    ``wfrunner dlq retry`` resumes its run), or a poison message no task can be made of
+    (``kind`` "poison": no trustworthy run, only its queue, raw text and the reason)."""
 
     __tablename__ = "dead_letters"
     __table_args__ = (
         sa.UniqueConstraint("run_id", "token_key"),
+        sa.UniqueConstraint("message_key"),
         sa.Index("ix_dead_letters_status_created_at", "status", "created_at"),
+        sa.CheckConstraint(
+            "(kind = 'node' AND run_id IS NOT NULL AND node_id IS NOT NULL "
+            "AND token_key IS NOT NULL AND token IS NOT NULL AND attempts IS NOT NULL) "
+            "OR (kind = 'poison' AND message_key IS NOT NULL AND raw IS NOT NULL)",
+            name="kind",
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    run_id: Mapped[str] = mapped_column(sa.Text, _run_fk())
-    node_id: Mapped[str] = mapped_column(sa.Text)
-    token_key: Mapped[str] = mapped_column(sa.Text)
-    token: Mapped[Any] = mapped_column(JSONB)
+    kind: Mapped[str] = mapped_column(sa.Text, server_default="node")
+    run_id: Mapped[str | None] = mapped_column(sa.Text, _run_fk())
+    node_id: Mapped[str | None] = mapped_column(sa.Text)
+    token_key: Mapped[str | None] = mapped_column(sa.Text)
+    token: Mapped[Any | None] = mapped_column(JSONB)
     error: Mapped[str] = mapped_column(sa.Text)
-    attempts: Mapped[int] = mapped_column(sa.Integer)
+    attempts: Mapped[int | None] = mapped_column(sa.Integer)
+    queue: Mapped[str | None] = mapped_column(sa.Text)
+    raw: Mapped[str | None] = mapped_column(sa.Text)
+    message_key: Mapped[str | None] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.Text, server_default="open")
     created_at: Mapped[datetime] = _created()
     retried_at: Mapped[datetime | None] = mapped_column(Timestamp)

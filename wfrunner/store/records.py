@@ -117,12 +117,16 @@ class WorkerRecord(_Record):
 @dataclass(frozen=True, slots=True)
 class DeadLetterRecord(_Record):
     id: int
-    run_id: str
-    node_id: str
-    token_key: str
-    token: dict[str, Any]
+    #: "node" (a token whose attempts ran out) or "poison" (no task could be made of it)
+    kind: str
+    run_id: str | None
+    node_id: str | None
+    token_key: str | None
+    token: dict[str, Any] | None
     error: str
-    attempts: int
+    attempts: int | None
+    queue: str | None
+    raw: str | None
     status: str
     created_at: datetime
     retried_at: datetime | None

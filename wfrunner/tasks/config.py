@@ -29,10 +29,23 @@ PROTECTED = {
 }
 
 
+#: the worker's consumer: checks every message before Celery makes a request of it
+CONSUMER = "wfrunner.tasks.consumer:Consumer"
+
+
+def broker_transport(redis_url: str) -> str | None:
+    """kombu's Redis transport with the poison screen, for plain ``redis://`` brokers."""
+    from wfrunner.tasks.transport import TRANSPORT
+
+    return TRANSPORT if redis_url.split(":", 1)[0].lower() == "redis" else None
+
+
 def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
     transport = {"visibility_timeout": settings.visibility_timeout}
     return {
         "broker_url": redis_url,
+        "broker_transport": broker_transport(redis_url),
+        "worker_consumer": CONSUMER,
         "result_backend": redis_url,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,

@@ -1,0 +1,93 @@
+"""kombu's Redis transport, screening what BRPOP hands the worker (``broker_transport``).
+
+Why a transport and not a Celery hook: kombu turns the bytes it pops from a queue list into
+a message (``json.loads``, then ``Message(payload)``, which base64-decodes the body) before
+any Celery callback runs (``on_decode_error`` and friends only see messages that got that
+far), and an exception there escapes the event loop and stops the worker. The bytes are
+already off the list and not yet in the ``unacked`` hash, so without this screen they are
+lost as well. kombu offers no hook for that step; the least intrusive place is the
+channel's Redis client: its ``parse_response`` (public redis-py API) sees the BRPOP reply
+first. A reply kombu could not make a message of is parked (:mod:`wfrunner.poison`) and
+replaced by "nothing popped", which kombu handles like a BRPOP timeout.
+
+Selected with Celery's documented ``broker_transport`` setting (see ``tasks/config.py``)
+for ``redis://`` brokers; ``rediss://`` and sentinel brokers keep kombu's own transport
+(and so lack this screen, not the worker's message checks of ``tasks/consumer.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
+from wfrunner.poison import Poison, describe, park
+
+log = logging.getLogger(__name__)
+
+
+def envelope_problem(item: bytes, decode_body: Any) -> str | None:
+    """Why kombu cannot make a message of ``item`` (one queue entry), or None."""
+    try:
+        payload = loads(bytes_to_str(item))
+    except (ValueError, TypeError) as exc:
+        return f"envelope is not JSON ({describe(exc)})"
+    if not isinstance(payload, dict):
+        return f"envelope is JSON {type(payload).__name__}, not an object"
+    properties = payload.get("properties")
+    if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
+        return "envelope has no properties.delivery_tag: not a kombu message"
+    if not isinstance(payload.get("headers", {}), (dict, type(None))):
+        return "envelope headers are not an object"
+    body = payload.get("body")
+    if body:
+        try:
+            decode_body(body, properties.get("body_encoding"))
+        except Exception as exc:  # whatever the codec raises, the body is unreadable
+            return f"body is not valid {properties.get('body_encoding')} ({describe(exc)})"
+    return None
+
+
+class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    def _get_client(self) -> Any:
+        base = super()._get_client()
+        if not isinstance(base, type):
+            # a key-prefixed client (global_keyprefix) is a partial: left unscreened
+            log.warning("global_keyprefix set: poison envelopes are not screened")
+            return base
+        channel = self
+
+        class ScreeningRedis(base):  # type: ignore[misc, valid-type]
+            def parse_response(self, connection: Any, command_name: Any, **options: Any) -> Any:
+                reply = super().parse_response(connection, command_name, **options)
+                if command_name == "BRPOP" and reply:
+                    return channel.screen(reply)
+                return reply
+
+        return ScreeningRedis
+
+    def screen(self, reply: tuple[bytes, bytes]) -> tuple[bytes, bytes] | None:
+        """The BRPOP reply if kombu can make a message of it; else park it and pop nothing."""
+        queue, item = reply
+        reason = envelope_problem(item, self.decode_body)
+        if reason is None:
+            return reply
+        name = bytes_to_str(queue).rsplit(self.sep, 1)[0]
+        poison = Poison.of(item, name, reason)
+        try:
+            with self.conn_or_acquire() as client:
+                park(client, poison)
+        except Exception as exc:  # the worker must go on; the log keeps the message
+            log.critical("poison message LOST (%s): %s", describe(exc), poison.to_json())
+        return None
+
+
+class Transport(kombu_redis.Transport):  # type: ignore[misc]
+    Channel = Channel
+
+
+#: the ``broker_transport`` value selecting this transport
+TRANSPORT = f"{__name__}:Transport"
