@@ -11,7 +11,7 @@ from wfrunner.errors import StoreError
 from wfrunner.store import migrate
 from wfrunner.store.models import metadata
 
-HEAD = "0002"
+HEAD = "0004"
 
 TABLES = {
     "workflows",
@@ -110,3 +110,17 @@ def test_downgrade_one_step_removes_dead_letters_only(database_url: str) -> None
     assert "event_log" in _tables(database_url)
     migrate.upgrade(database_url)
     assert "dead_letters" in _tables(database_url)
+
+
+def test_downgrade_below_poison_letters_keeps_node_letters_shape(database_url: str) -> None:
+    migrate.upgrade(database_url)
+    migrate.downgrade(database_url, "0002")
+    assert migrate.current(database_url) == "0002"
+    engine = sa.create_engine(database_url)
+    try:
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("dead_letters")}
+    finally:
+        engine.dispose()
+    assert not columns & {"kind", "queue", "raw", "message_key"}
+    migrate.upgrade(database_url)
+    assert migrate.current(database_url) == HEAD

@@ -7,8 +7,8 @@ from typing import Any
 
 from celery import Task
 
-from wfrunner import lifecycle, recovery
-from wfrunner.errors import NotFoundError, StoreError
+from wfrunner import lifecycle, poison, recovery
+from wfrunner.errors import NotFoundError, StoreError, WfrunnerError
 from wfrunner.runtime import runtime
 from wfrunner.tasks.app import app
 from wfrunner.tasks.execution import RETRY_ON, dispatch
@@ -59,8 +59,13 @@ def flush_run(run_id: str) -> int:
 
 @app.task(name="wfrunner.reconcile")
 def reconcile() -> dict[str, int]:
-    """Rebuild runs Redis lost, republish stalled tokens, finish unrecorded ends (beat)."""
+    """Rebuild runs Redis lost, republish stalled tokens, finish unrecorded ends, move
+    parked poison messages to the dead letters (beat)."""
     rt = runtime()
+    try:
+        poison.drain(rt)
+    except WfrunnerError as exc:  # PostgreSQL away: the records wait in Redis
+        log.warning("poison letters not moved to PostgreSQL yet: %s", exc)
     published = recovery.reconcile(rt)
     for run_id, tokens in published.items():
         workflow_id = rt.store.get_run(run_id).workflow_id
