@@ -140,7 +140,7 @@ def test_detector_is_scheduled_by_beat() -> None:
 def test_detect_timeouts_task_runs_on_the_worker(worker: Any) -> None:
     from wfrunner.tasks.runs import detect_timeouts
 
-    assert detect_timeouts.delay().get(timeout=30) == []
+    assert detect_timeouts.apply_async(ignore_result=False).get(timeout=30) == []
 
 
 def test_hundred_concurrent_diamonds_all_complete_with_each_join_once(worker: Any) -> None:

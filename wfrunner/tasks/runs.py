@@ -1,4 +1,10 @@
-"""Run-level tasks: start_run, check_completion (on its own queue), detect_timeouts (beat)."""
+"""Run-level tasks: start_run, check_completion (on its own queue), detect_timeouts (beat).
+
+Only ``start_run`` stores a Celery result, the run id (``start_run.delay(...).get()`` is
+the public way to wait for a run to exist, and surfaces an unknown workflow); every other
+engine task ignores its result, so a run leaves one ``celery-task-meta-*`` key, not one
+per token.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
 
 @app.task(
     name="wfrunner.check_completion",
+    ignore_result=True,
     autoretry_for=(*RETRY_ON, StoreError),
     dont_autoretry_for=(NotFoundError,),
     retry_backoff=True,
@@ -47,6 +54,7 @@ def check_completion(run_id: str) -> str:
 
 @app.task(
     name="wfrunner.flush_run",
+    ignore_result=True,
     autoretry_for=(*RETRY_ON, StoreError),
     dont_autoretry_for=(NotFoundError,),
     retry_backoff=True,
@@ -57,7 +65,7 @@ def flush_run(run_id: str) -> int:
     return recovery.flush(runtime(), run_id)
 
 
-@app.task(name="wfrunner.reconcile")
+@app.task(name="wfrunner.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     """Rebuild runs Redis lost, republish stalled tokens, finish unrecorded ends, move
     parked poison messages to the dead letters (beat)."""
@@ -73,7 +81,7 @@ def reconcile() -> dict[str, int]:
     return {run_id: len(tokens) for run_id, tokens in published.items()}
 
 
-@app.task(name="wfrunner.detect_timeouts")
+@app.task(name="wfrunner.detect_timeouts", ignore_result=True)
 def detect_timeouts() -> list[str]:
     """Fail runs idle for longer than WFRUNNER_RUN_TIMEOUT (scheduled by Celery beat)."""
     failed = lifecycle.expire_idle_runs(runtime())
