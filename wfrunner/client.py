@@ -78,6 +78,7 @@ def submit_run(workflow_id: str, inputs: Any = None, rt: Runtime | None = None) 
 
     rt = rt or runtime()
     json.dumps(inputs)  # TypeError here rather than in the broker
+    _ = rt.redis_url  # an unreachable broker fails here, before a run is recorded QUEUED
     ir = rt.ir(workflow_id)
     run = rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes))
     start_run.apply_async(args=[workflow_id], kwargs={"inputs": inputs}, task_id=run.id)

@@ -159,9 +159,25 @@ def resolve_redis_url(configured: str | None, home: Path) -> str:
     return start_embedded_redis(home)
 
 
+def _check_database_url(url: str) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy import exc
+
+    try:
+        parsed = sa.make_url(url)
+    except exc.ArgumentError:
+        parsed = None
+    if parsed is None or not parsed.drivername.startswith("postgresql"):
+        raise ConfigurationError(
+            f"WFRUNNER_DATABASE_URL={redact(url)!r} is not a PostgreSQL URL: expected e.g. "
+            "postgresql+psycopg2://user@host:5432/wfrunner"
+        )
+
+
 def resolve_database_url(configured: str | None, home: Path) -> str:
     """The configured PostgreSQL when set (it must answer), else the embedded one."""
     if configured:
+        _check_database_url(configured)
         if not postgres_reachable(configured):
             raise ConfigurationError(
                 f"WFRUNNER_DATABASE_URL={redact(configured)} does not accept connections: start "

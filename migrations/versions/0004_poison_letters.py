@@ -33,9 +33,7 @@ def upgrade() -> None:
     op.add_column("dead_letters", sa.Column("queue", sa.Text(), nullable=True))
     op.add_column("dead_letters", sa.Column("raw", sa.Text(), nullable=True))
     op.add_column("dead_letters", sa.Column("message_key", sa.Text(), nullable=True))
-    op.create_unique_constraint(
-        "uq_dead_letters_message_key", "dead_letters", ["message_key"]
-    )
+    op.create_unique_constraint("uq_dead_letters_message_key", "dead_letters", ["message_key"])
     for column in _NODE_ONLY:
         op.alter_column("dead_letters", column, nullable=True)
     op.create_check_constraint(

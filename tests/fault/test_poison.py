@@ -33,23 +33,43 @@ def envelope(
     """A kombu/Redis envelope as ``send_task`` writes it (see ``redis-cli LRANGE``)."""
     task_id = str(uuid.uuid4())
     if body is ...:
-        payload = [list(args), {}, {"callbacks": None, "errbacks": None, "chain": None,
-                                     "chord": None}]  # fmt: skip
+        embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+        payload = [list(args), {}, embed]
         body = base64.b64encode(json.dumps(payload).encode()).decode()
     message = {
         "body": body,
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": {"lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
-                    "expires": None, "group": None, "group_index": None, "retries": 0,
-                    "timelimit": [None, None], "root_id": task_id, "parent_id": None,
-                    "argsrepr": "", "kwargsrepr": "{}", "origin": "poison@test",
-                    "ignore_result": False, "stamped_headers": None, "stamps": {},
-                    **headers},  # fmt: skip
-        "properties": {"correlation_id": task_id, "reply_to": str(uuid.uuid4()),
-                       "delivery_mode": 2, "delivery_info": {"exchange": "",
-                       "routing_key": queue}, "priority": 0, "body_encoding": "base64",
-                       "delivery_tag": str(uuid.uuid4())},  # fmt: skip
+        "headers": {
+            "lang": "py",
+            "task": task,
+            "id": task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": "",
+            "kwargsrepr": "{}",
+            "origin": "poison@test",
+            "ignore_result": False,
+            "stamped_headers": None,
+            "stamps": {},
+            **headers,
+        },
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": str(uuid.uuid4()),
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
     }
     return json.dumps(message).encode()
 

@@ -19,9 +19,13 @@ FINAL_NODE_MARKS = {"COMPLETED": "ok", "FAILED": "FAILED", "SKIPPED": "skipped"}
 
 
 def _runtime() -> Any:
+    """The runtime with both servers resolved: a misconfigured one fails the command at
+    once, naming its setting, whether or not this command would have reached it."""
     from wfrunner.runtime import runtime
 
-    return runtime()
+    rt = runtime()
+    _ = (rt.redis_url, rt.database_url)
+    return rt
 
 
 @cli.command()

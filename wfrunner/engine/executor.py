@@ -32,7 +32,7 @@ from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
 from wfrunner.engine.runstate import DEAD, RUNNING, Begin, RunState
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import WfrunnerError
+from wfrunner.errors import NodeError, WfrunnerError
 
 
 @dataclass
@@ -223,7 +223,18 @@ class Executor:
     def _run(self, node: IRNode, node_input: Any, variables: dict[str, Any]) -> Any:
         if node.function_name:
             handler: Callable[[Any, dict[str, Any]], Any] = handlers.get_handler(node.function_name)
-            return handler(node_input, node.config)
+            try:
+                return handler(node_input, node.config)
+            except Exception:
+                raise
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: user code may
+                # fail its node, never end the pool process (which reads as a dead worker)
+                if _process_terminating():
+                    raise  # the worker's own shutdown: the message goes back to the queue
+                raise NodeError(
+                    f"handler {node.function_name!r} raised {describe(exc, node)}: "
+                    "a handler must return or raise an Exception, not stop the worker"
+                ) from exc
         timeout = node.timeout_ms / 1000 if node.timeout_ms else self.limits.http_timeout_s
         return builtins.run_builtin(
             node.id,
@@ -311,6 +322,16 @@ class Executor:
             ],
         )
         return Outcome(failed=error, check_completion=True)
+
+
+def _process_terminating() -> bool:
+    """Whether a SystemExit comes from the pool process's own terminate handler (billiard
+    sets a flag before raising it) rather than from the handler's code."""
+    try:
+        from billiard.common import terminate_handler_fired
+    except ImportError:  # no Celery pool in this process (or an older billiard)
+        return False
+    return bool(terminate_handler_fired())
 
 
 def _emitted_events(consumed: Token, emitted: list[Token]) -> list[dict[str, Any]]:

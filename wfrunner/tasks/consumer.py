@@ -95,7 +95,7 @@ def body_problem(message: Any, task: Any) -> str | None:
     if message.body is None or message.body == b"":
         return "body is null: a task message carries [args, kwargs, embed]"
     try:
-        body = loads(
+        body = loads(  # type: ignore[no-untyped-call]
             message.body,
             message.content_type,
             message.content_encoding,

@@ -29,10 +29,14 @@ from wfrunner.poison import Poison, describe, park
 log = logging.getLogger(__name__)
 
 
+def _text(raw: bytes) -> str:
+    return str(bytes_to_str(raw))  # type: ignore[no-untyped-call]
+
+
 def envelope_problem(item: bytes, decode_body: Any) -> str | None:
     """Why kombu cannot make a message of ``item`` (one queue entry), or None."""
     try:
-        payload = loads(bytes_to_str(item))
+        payload = loads(_text(item))  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
         return f"envelope is not JSON ({describe(exc)})"
     if not isinstance(payload, dict):
@@ -51,9 +55,9 @@ def envelope_problem(item: bytes, decode_body: Any) -> str | None:
     return None
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
     def _get_client(self) -> Any:
-        base = super()._get_client()
+        base = super()._get_client()  # type: ignore[no-untyped-call]
         if not isinstance(base, type):
             # a key-prefixed client (global_keyprefix) is a partial: left unscreened
             log.warning("global_keyprefix set: poison envelopes are not screened")
@@ -75,7 +79,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         reason = envelope_problem(item, self.decode_body)
         if reason is None:
             return reply
-        name = bytes_to_str(queue).rsplit(self.sep, 1)[0]
+        name = _text(queue).rsplit(self.sep, 1)[0]
         poison = Poison.of(item, name, reason)
         try:
             with self.conn_or_acquire() as client:
@@ -85,7 +89,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         return None
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
