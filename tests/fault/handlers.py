@@ -84,3 +84,11 @@ def slow_first(value: Any, config: dict[str, Any]) -> Any:
     if first:
         time.sleep(float(config.get("slow_s", 3)))
     return {"tag": tag_of(value), "node": config.get("node"), "slow": first}
+
+
+@wfrunner.handler("fault.exit")
+def exit_worker(value: Any, config: dict[str, Any]) -> Any:
+    """Raise SystemExit, or another BaseException (``config.kind``), from user code."""
+    if config.get("kind") == "interrupt":
+        raise KeyboardInterrupt
+    raise SystemExit(3)
