@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 TASK_QUEUE = "wfrunner.tasks"
 COMPLETION_QUEUE = "wfrunner.completion"
 
+#: the worker's consumer: checks every message before Celery makes a request of it
+CONSUMER = "wfrunner.tasks.consumer:Consumer"
+
 #: settings a ``celeryconfig`` module may not weaken
 PROTECTED = {
     "task_serializer": "json",
@@ -26,11 +29,8 @@ PROTECTED = {
     "result_accept_content": ["json"],
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
+    "worker_consumer": CONSUMER,  # sets poison messages aside (no message stops a worker)
 }
-
-
-#: the worker's consumer: checks every message before Celery makes a request of it
-CONSUMER = "wfrunner.tasks.consumer:Consumer"
 
 
 def broker_transport(redis_url: str) -> str | None:
@@ -45,7 +45,6 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "broker_url": redis_url,
         "broker_transport": broker_transport(redis_url),
-        "worker_consumer": CONSUMER,
         "result_backend": redis_url,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
