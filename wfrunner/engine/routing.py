@@ -43,11 +43,12 @@ def decide(node: IRNode, scope: str, variables: Mapping[str, Any]) -> Decision:
         return _decide_loop(node, scope, variables)
     live = list(node.dependents)
     if node.branch is not None:
+        cel = conditions.Variables.of(variables)  # converted once for all the rules
         held = [
             target
             for rule in node.branch.rules
             if conditions.evaluate_bool(
-                rule.condition, variables, where=f"edge {node.id}->{','.join(rule.next_nodes)}"
+                rule.condition, cel, where=f"edge {node.id}->{','.join(rule.next_nodes)}"
             )
             for target in rule.next_nodes
         ]
@@ -61,9 +62,8 @@ def _decide_loop(node: IRNode, scope: str, variables: Mapping[str, Any]) -> Deci
     loop = node.loop
     assert loop is not None
     number = scopes.pass_of(scope, node.id)
-    again = conditions.evaluate_bool(
-        loop.condition, {**variables, "iteration": number}, where=f"loop {node.id!r}"
-    )
+    own = conditions.Variables.of(variables).bind(iteration=number)
+    again = conditions.evaluate_bool(loop.condition, own, where=f"loop {node.id!r}")
     if again and number < loop.max_iterations:
         back = Route(loop.loop_back_to, scopes.next_pass(scope, node.id))
         return Decision(live=(back,), dead=(), loop=("back", number))
