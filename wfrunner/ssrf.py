@@ -290,9 +290,7 @@ class _CheckedHTTPHandler(urllib.request.HTTPHandler):
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         target = resolve(self.node_id, req.full_url, self.allow)
-        connection = functools.partial(
-            _PinnedHTTPConnection, target=target, deadline=self.deadline
-        )
+        connection = functools.partial(_PinnedHTTPConnection, target=target, deadline=self.deadline)
         return self.do_open(connection, req)
 
 
