@@ -44,7 +44,7 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "",
         "comma-separated hosts or CIDRs http nodes may reach despite the SSRF rules",
     ),
-    "WFRUNNER_HTTP_TIMEOUT": ("30", "seconds an http node may wait for an answer"),
+    "WFRUNNER_HTTP_TIMEOUT": ("30", "seconds an http node's whole exchange may take"),
     "WFRUNNER_MAX_LOOP_PASSES": (
         "10000",
         "loop-backs a run's tokens may take along one path (nested loops multiply)",
