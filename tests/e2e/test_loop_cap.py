@@ -23,27 +23,28 @@ def small_cap(worker: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     runtime.reset()
 
 
-@pytest.mark.usefixtures("small_cap")
-def test_a_loop_that_never_stops_fails_the_run(run_workflow: Any) -> None:
-    wf = {
+def counting(loop_id: str, condition: str, max_iterations: int) -> dict[str, Any]:
+    """``step`` adds one to ``n``; the loop goes back to it while ``condition`` holds."""
+    loop = {
+        "max_iterations": max_iterations,
+        "loop_back_to": "step",
+        "condition": condition,
+        "break_path": ["done"],
+    }
+    return {
         "nodes": [
             {"id": "start", "type": "transform", "config": {"expression": "{'n': 0}"}},
             {"id": "step", "type": "transform", "config": {"expression": "{'n': input.n + 1}"}},
-            {
-                "id": "spin",
-                "type": "loop",
-                "config": {
-                    "max_iterations": 1_000_000_000,
-                    "loop_back_to": "step",
-                    "condition": "true",
-                    "break_path": ["done"],
-                },
-            },
+            {"id": loop_id, "type": "loop", "config": loop},
             {"id": "done", "type": "transform", "config": {"expression": "input"}},
         ],
-        "edges": [{"from": "start", "to": "step"}, {"from": "step", "to": "spin"}],
+        "edges": [{"from": "start", "to": "step"}, {"from": "step", "to": loop_id}],
     }
-    doc = run_workflow(wf, {})
+
+
+@pytest.mark.usefixtures("small_cap")
+def test_a_loop_that_never_stops_fails_the_run(run_workflow: Any) -> None:
+    doc = run_workflow(counting("spin", "true", 1_000_000_000), {})
     assert doc["status"] == "FAILED"
     assert doc["error"] == (
         f"node 'spin' failed: loop 'spin' would go round again, but the path to it has gone "
@@ -58,24 +59,6 @@ def test_a_loop_that_never_stops_fails_the_run(run_workflow: Any) -> None:
 
 @pytest.mark.usefixtures("small_cap")
 def test_a_loop_within_the_cap_completes(run_workflow: Any) -> None:
-    wf = {
-        "nodes": [
-            {"id": "start", "type": "transform", "config": {"expression": "{'n': 0}"}},
-            {"id": "step", "type": "transform", "config": {"expression": "{'n': input.n + 1}"}},
-            {
-                "id": "count",
-                "type": "loop",
-                "config": {
-                    "max_iterations": 1_000,
-                    "loop_back_to": "step",
-                    "condition": f"output.n < {CAP + 1}",
-                    "break_path": ["done"],
-                },
-            },
-            {"id": "done", "type": "transform", "config": {"expression": "input"}},
-        ],
-        "edges": [{"from": "start", "to": "step"}, {"from": "step", "to": "count"}],
-    }
-    doc = run_workflow(wf, {})
+    doc = run_workflow(counting("count", f"output.n < {CAP + 1}", 1_000), {})
     assert doc["status"] == "COMPLETED", doc["error"]
     assert doc["nodes"]["done"]["output"] == {"n": CAP + 1}  # CAP loop-backs exactly
