@@ -4,7 +4,8 @@ Run from the worktree root: ``python bench/filter_scaling.py [sizes...]``. Linea
 shows as roughly ten times the time for ten times the elements. The variables carry the
 list too (``input`` and ``inputs``), as they do on a real node, and the expression reads
 ``inputs`` beside ``value``: before the variables were converted once per node evaluation,
-each element converted the whole list again (quadratic). Not a test: timings vary by machine.
+each element converted the whole list again (quadratic: 1,000 elements took 30 s on the
+machine where 1,000 now take a fraction of that). Not a test: timings vary by machine.
 """
 
 from __future__ import annotations
@@ -12,26 +13,24 @@ from __future__ import annotations
 import sys
 import time
 
+from wfrunner import conditions
 from wfrunner.builtins import run_builtin
 
-EXPRESSION = "value.score >= inputs.threshold && value.tags.exists(t, t == 'keep')"
-
-
-def elements(n: int) -> list[dict[str, object]]:
-    return [{"id": i, "score": i % 100, "tags": ["keep" if i % 3 else "drop"]} for i in range(n)]
+EXPRESSION = "value % 100 >= inputs.threshold && size(inputs.rows) > 0"
 
 
 def measure(n: int) -> float:
-    data = elements(n)
+    data = list(range(n))
     variables = {"input": data, "inputs": {"threshold": 50, "rows": data}, "ctx": {}}
     started = time.perf_counter()
     kept = run_builtin("f", "filter", {"filter_expression": EXPRESSION}, data, variables)
     elapsed = time.perf_counter() - started
-    assert len(kept) == sum(1 for e in data if e["score"] >= 50 and e["tags"] == ["keep"])  # type: ignore[operator]
+    assert len(kept) == sum(1 for i in data if i % 100 >= 50)
     return elapsed
 
 
 def main(sizes: list[int]) -> None:
+    conditions.check(EXPRESSION)  # builds the CEL parser and compiles: not part of a filter
     previous = None
     for n in sizes:
         elapsed = measure(n)

@@ -1,4 +1,5 @@
-"""CEL conditions and expressions: the only module that imports ``celpy``.
+"""CEL conditions and expressions: with :mod:`wfrunner.celvalues` (the variables), the only
+module that imports ``celpy``.
 
 Each expression text is compiled once per process and the program cached, because edge
 conditions are evaluated on every token. Values cross the boundary as JSON on both sides:
