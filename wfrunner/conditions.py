@@ -93,10 +93,10 @@ class _Budget:
         "allocated",
         "converted",
         "deadline",
-        "given",
         "limit",
         "max_steps",
         "steps",
+        "tables",
         "weights",
     )
 
@@ -109,7 +109,7 @@ class _Budget:
         self.deadline = time.monotonic() + MAX_EVAL_SECONDS
         self.allocated = 0
         self.weights: Weights = {}  # id -> (value kept alive, weight)
-        self.given = given
+        self.tables = (self.weights, *given)  # where a weighed value is found
 
     def over(self) -> str | None:
         if self.steps > self.limit:
@@ -129,7 +129,7 @@ class _Budget:
     def _known(self, value: Any) -> int | None:
         """The weight of a value already weighed (or given), else None."""
         key = id(value)
-        for weights in (self.weights, *self.given):
+        for weights in self.tables:
             known = weights.get(key)
             if known is not None and known[0] is value:
                 return known[1]
