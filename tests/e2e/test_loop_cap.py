@@ -35,7 +35,7 @@ def counting(loop_id: str, condition: str, max_iterations: int) -> dict[str, Any
         "nodes": [
             {"id": "start", "type": "transform", "config": {"expression": "{'n': 0}"}},
             {"id": "step", "type": "transform", "config": {"expression": "{'n': input.n + 1}"}},
-            {"id": loop_id, "type": "loop", "config": loop},
+            {"id": loop_id, "type": "loop", "config": loop, "retry": {"max_attempts": 3}},
             {"id": "done", "type": "transform", "config": {"expression": "input"}},
         ],
         "edges": [{"from": "start", "to": "step"}, {"from": "step", "to": loop_id}],
@@ -53,6 +53,8 @@ def test_a_loop_that_never_stops_fails_the_run(run_workflow: Any) -> None:
         "WFRUNNER_MAX_LOOP_PASSES"
     )
     assert doc["nodes"]["spin"]["status"] == "FAILED"
+    # one start per pass, the last one included: the cap is no error a retry could fix
+    assert doc["nodes"]["spin"]["attempts"] == CAP + 1
     assert doc["nodes"]["step"]["output"] == {"n": CAP + 1}  # the passes it was allowed
     assert doc["nodes"]["done"]["status"] != "COMPLETED"
 
