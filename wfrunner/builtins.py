@@ -73,11 +73,11 @@ def _filter(call: _Call) -> list[Any]:
         raise call.error("filter needs config.filter_expression (CEL over each `value`)")
     if not isinstance(call.input, list):
         raise call.error(f"filter needs a list input, got {_kind(call.input)}")
-    variables = dict(call.variables)
+    # converted to CEL once for the whole list, not once per element (quadratic)
+    variables = conditions.Variables.of(call.variables)
     kept = []
     for element in call.input:
-        variables["value"] = element
-        if conditions.evaluate_bool(expression, variables, where=call.where):
+        if conditions.evaluate_bool(expression, variables.bind(value=element), where=call.where):
             kept.append(element)
     return kept
 

@@ -1,4 +1,5 @@
-"""CEL conditions and expressions: the only module that imports ``celpy``.
+"""CEL conditions and expressions: with :mod:`wfrunner.celvalues` (the variables), the only
+module that imports ``celpy``.
 
 Each expression text is compiled once per process and the program cached, because edge
 conditions are evaluated on every token. Values cross the boundary as JSON on both sides:
@@ -14,6 +15,9 @@ Bounds, so one hostile expression cannot stall or exhaust a worker:
   about half a second) and ``MAX_EVAL_SECONDS`` of wall-clock time; no value a step
   produces may weigh more than ``MAX_VALUE_SIZE`` elements and characters (see
   :class:`_Budget`), and all new values together no more than ``MAX_ALLOCATED``;
+- variables: only those an expression names are converted to CEL, once per
+  :class:`~wfrunner.celvalues.Variables` (a node evaluation), and the conversion costs
+  the evaluation that needed it a step per ``VALUES_PER_STEP`` JSON values;
 - the result: nested at most ``MAX_RESULT_DEPTH`` levels.
 
 Each bound fails with a :class:`ConditionError` naming the expression.
@@ -30,10 +34,11 @@ from typing import Any
 
 import celpy
 import lark
-from celpy.adapter import CELJSONEncoder, json_to_cel
+from celpy.adapter import CELJSONEncoder
 from celpy.celparser import CELParseError
 from celpy.evaluation import Activation, CELEvalError, Evaluator
 
+from wfrunner.celvalues import OutOfRange, Unrepresentable, Variables, Weights
 from wfrunner.errors import ConditionError
 from wfrunner.settings import Settings
 
@@ -56,6 +61,10 @@ MAX_ALLOCATED = 10_000_000
 #: nesting levels of lists and maps in a result
 MAX_RESULT_DEPTH = 200
 
+#: JSON values (each element of a list or map one value) converted to CEL per step; about
+#: the time of a step, and a 1 MiB payload stays well inside the default budget
+VALUES_PER_STEP = 10
+
 #: the variables every expression may use (CONTRACT §2); ``value`` is bound to the element
 #: a filter node is testing and is null elsewhere
 VARIABLES: tuple[str, ...] = ("output", "input", "inputs", "ctx", "iteration", "value")
@@ -76,29 +85,59 @@ class _Budget:
     a list shared twice counting twice (``[a, a]`` built 30 times over is tiny in memory
     but a billion elements to compare or encode). Each string, list and map a step
     produces is weighed once (remembered by identity); ``allocated`` adds up the lengths
-    of the new ones.
+    of the new ones. The lists and maps of the variables come weighed by their conversion
+    (``given``), so reading a big variable again and again costs nothing more.
     """
 
-    __slots__ = ("allocated", "deadline", "max_steps", "steps", "weights")
+    __slots__ = (
+        "allocated",
+        "converted",
+        "deadline",
+        "limit",
+        "max_steps",
+        "steps",
+        "tables",
+        "weights",
+    )
 
-    def __init__(self, max_steps: int) -> None:
+    def __init__(self, max_steps: int, given: tuple[Weights, ...] = ()) -> None:
         self.max_steps = max_steps
         self.steps = 0
+        #: the steps left for visits: ``max_steps`` less what converting variables cost
+        self.limit = max_steps
+        self.converted = 0
         self.deadline = time.monotonic() + MAX_EVAL_SECONDS
         self.allocated = 0
-        self.weights: dict[int, tuple[Any, int]] = {}  # id -> (value kept alive, weight)
+        self.weights: Weights = {}  # id -> (value kept alive, weight)
+        self.tables = (self.weights, *given)  # where a weighed value is found
 
     def over(self) -> str | None:
-        if self.steps > self.max_steps:
+        if self.steps > self.limit:
             return f"exceeded the evaluation budget of {self.max_steps:,} steps"
         if time.monotonic() > self.deadline:
             return f"exceeded the evaluation time limit of {MAX_EVAL_SECONDS:g} seconds"
         return None
 
+    def charge(self, values: int) -> None:
+        """Pay for converting ``values`` JSON values of a variable to CEL."""
+        self.converted += values
+        self.limit = self.max_steps - self.converted // VALUES_PER_STEP
+        reason = self.over()
+        if reason:
+            raise _OverBudget(reason)
+
+    def _known(self, value: Any) -> int | None:
+        """The weight of a value already weighed (or given), else None."""
+        key = id(value)
+        for weights in self.tables:
+            known = weights.get(key)
+            if known is not None and known[0] is value:
+                return known[1]
+        return None
+
     def weigh(self, value: Any) -> None:
         """Weigh a step's string, list or map; raise when it or the total is too big."""
-        known = self.weights.get(id(value))
-        if known is not None and known[0] is value:
+        if self._known(value) is not None:  # a variable read is not a value produced
             return
         for item in self._unweighed(value):
             if isinstance(item, str | bytes):
@@ -117,7 +156,9 @@ class _Budget:
 
     def _weight(self, value: Any) -> int:
         if isinstance(value, _SIZED):
-            return self.weights[id(value)][1]
+            known = self._known(value)
+            assert known is not None  # children are weighed before their parents
+            return known
         return 1
 
     def _unweighed(self, value: Any) -> list[Any]:
@@ -127,8 +168,7 @@ class _Budget:
         stack = [value]
         while stack:
             item = stack.pop()
-            known = self.weights.get(id(item))
-            if (known is not None and known[0] is item) or id(item) in seen:
+            if id(item) in seen or self._known(item) is not None:
                 continue
             seen.add(id(item))
             order.append(item)
@@ -152,7 +192,7 @@ class _BudgetedEvaluator(Evaluator):
     def _visit_tree(self, tree: lark.Tree[Any]) -> Any:  # every visit, macros included, ends here
         budget = self.budget
         budget.steps += 1
-        if budget.steps > budget.max_steps or not budget.steps & 1023:
+        if budget.steps > budget.limit or not budget.steps & 1023:
             reason = budget.over()
             if reason:
                 raise _OverBudget(reason)
@@ -180,10 +220,36 @@ def _shorten(error: CELEvalError) -> None:
 
 
 class _BudgetedRunner(celpy.InterpretedRunner):
-    def evaluate(self, context: Any, max_steps: int | None = None) -> Any:
-        budget = _Budget(_default_max_steps() if max_steps is None else max_steps)
-        evaluator = _BudgetedEvaluator(self.ast, self.new_activation(), budget)
-        return evaluator.evaluate(context)
+    #: the variables the expression names (see _reads); only these are converted
+    reads: tuple[str, ...] = ()
+
+    def run(self, variables: Variables, budget: _Budget) -> Any:
+        context = {name: variables.cel(name, budget.charge) for name in self.reads}
+        # the variables sit in a scope on top of the program's base activation, which is
+        # built once: building it (celpy's new_activation) costs more than a small
+        # evaluation, and evaluating never changes it
+        activation = self.base_activation().nested_activation(vars=context)
+        return _BudgetedEvaluator(self.ast, activation, budget).evaluate()
+
+    def base_activation(self) -> Activation:
+        base: Activation | None = self.__dict__.get("_base")
+        if base is None:
+            base = self.__dict__["_base"] = self.new_activation()
+        return base
+
+
+def _reads(ast: lark.Tree[Any]) -> tuple[str, ...]:
+    """The variables ``ast`` names: identifiers in a primary (``input``, ``.input``), not
+    fields (``x.input``) nor functions. A macro variable of the same name counts too,
+    which only converts a variable needlessly."""
+    names = {
+        str(token)
+        for node in ast.iter_subtrees()
+        if node.data in ("ident", "dot_ident")
+        for token in node.children
+        if isinstance(token, lark.Token)
+    }
+    return tuple(name for name in VARIABLES if name in names)
 
 
 @lru_cache(maxsize=1)
@@ -234,6 +300,7 @@ def _program(expression: str) -> _BudgetedRunner:
         raise ConditionError(expression, problem)
     program = env.program(ast)
     assert isinstance(program, _BudgetedRunner)
+    program.reads = _reads(ast)
     return program
 
 
@@ -271,9 +338,16 @@ def check(expression: str) -> None:
     _program(expression)
 
 
+class _Encoder(CELJSONEncoder):
+    def default(self, cel_object: Any) -> Any:
+        if isinstance(cel_object, OutOfRange):  # passed through untouched: the integer again
+            return cel_object.value
+        return super().default(cel_object)
+
+
 def to_json(value: Any) -> Any:
     """A CEL result as a plain JSON value."""
-    return json.loads(json.dumps(value, cls=CELJSONEncoder))
+    return json.loads(json.dumps(value, cls=_Encoder))
 
 
 def _result_problem(value: Any) -> str | None:
@@ -295,10 +369,6 @@ def _result_problem(value: Any) -> str | None:
     return None
 
 
-def _activation(variables: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: json_to_cel(variables.get(name)) for name in VARIABLES}
-
-
 def evaluate(
     expression: str,
     variables: Mapping[str, Any],
@@ -308,16 +378,24 @@ def evaluate(
 ) -> Any:
     """Evaluate ``expression`` with the CONTRACT's variables; returns JSON.
 
+    Pass one :class:`~wfrunner.celvalues.Variables` to evaluate many expressions over the
+    same variables: each variable is converted to CEL once, when an expression names it.
     ``max_steps`` defaults to ``WFRUNNER_CEL_MAX_STEPS`` (read once per process).
     """
     try:
         program = _program(expression)
     except ConditionError as exc:
         raise ConditionError(expression, exc.reason, where=where) from None
+    bound = Variables.of(variables)
+    steps = _default_max_steps() if max_steps is None else max_steps
+    budget = _Budget(steps, tuple(layer.weights for layer in bound.layers()))
     try:
-        result = program.evaluate(_activation(variables), max_steps)
+        result = program.run(bound, budget)
+    except Unrepresentable as exc:
+        raise ConditionError(expression, bound.describe(exc.marker), where=where) from None
     except CELEvalError as exc:
-        raise ConditionError(expression, _eval_reason(exc), where=where) from None
+        reason = _with_range(_eval_reason(exc), bound, program)
+        raise ConditionError(expression, reason, where=where) from None
     except _OverBudget as exc:
         raise ConditionError(expression, str(exc), where=where) from None
     except (RecursionError, MemoryError, OverflowError) as exc:
@@ -326,9 +404,11 @@ def evaluate(
         ) from None
     except Exception as exc:  # celpy walking user input can hit its own bugs, too
         detail = f"{type(exc).__name__}: {exc}"[: 2 * _ERROR_TEXT]
-        raise ConditionError(expression, f"evaluation failed: {detail}", where=where) from None
+        reason = _with_range(f"evaluation failed: {detail}", bound, program)
+        raise ConditionError(expression, reason, where=where) from None
     if isinstance(result, CELEvalError):
-        raise ConditionError(expression, _eval_reason(result), where=where)
+        reason = _with_range(_eval_reason(result), bound, program)
+        raise ConditionError(expression, reason, where=where)
     problem = _result_problem(result)
     if problem:
         raise ConditionError(expression, problem, where=where)
@@ -337,6 +417,16 @@ def evaluate(
     except (TypeError, ValueError, RecursionError) as exc:
         reason = f"produced a value that is not JSON ({type(exc).__name__})"
         raise ConditionError(expression, reason, where=where) from None
+
+
+def _with_range(reason: str, variables: Variables, program: _BudgetedRunner) -> str:
+    """celpy's own int operations refuse an out-of-range operand without touching it (no
+    Unrepresentable) and say so in their error: name the value instead."""
+    if OutOfRange.__name__ not in reason:
+        return reason
+    markers = list(variables.out_of_range(program.reads))
+    named = [m for m in markers if repr(m) in reason] or markers
+    return variables.describe(named[0]) if named else reason
 
 
 def evaluate_bool(
@@ -371,8 +461,10 @@ __all__ = [
     "MAX_RESULT_DEPTH",
     "MAX_TREE_DEPTH",
     "MAX_VALUE_SIZE",
+    "VALUES_PER_STEP",
     "VARIABLES",
     "ConditionError",
+    "Variables",
     "check",
     "evaluate",
     "evaluate_bool",

@@ -83,3 +83,8 @@ class HandlerError(WfrunnerError):
 
 class NodeError(WfrunnerError):
     """A node's handler or built-in failed; the message names the node."""
+
+
+class LoopLimitError(WfrunnerError):
+    """A loop went round more often than a run may (``WFRUNNER_MAX_LOOP_PASSES``). It fails
+    the run at once: another attempt would decide the same."""

@@ -1,6 +1,10 @@
 """The ``http`` built-in: the request in ``config`` (``url``, ``method``, ``headers``,
 ``body``), under the SSRF rules of :mod:`wfrunner.ssrf`, a timeout and a size cap.
 
+The timeout is one wall-clock :class:`~wfrunner.deadline.Deadline` for the whole exchange
+(connect, TLS, headers, redirects, body), not a bound on each wait: a server dripping its
+answer is cut off when the time is up.
+
 The output is ``{"status", "headers" (lower-cased names), "body"}``; a JSON answer is
 decoded, any other is text. Every failure is a :class:`NodeError` naming the node.
 """
@@ -10,7 +14,6 @@ from __future__ import annotations
 import functools
 import http.client
 import json
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from email.message import Message
 from typing import Any
 
 from wfrunner import ssrf
+from wfrunner.deadline import Deadline
 from wfrunner.errors import NodeError
 from wfrunner.settings import Settings
 
@@ -75,17 +79,16 @@ def _request(call: _Call, url: str, method: str) -> urllib.request.Request:
     return urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
 
 
-def _read(call: _Call, response: Any, label: str) -> bytes:
-    """The body, refusing more than ``max_bytes`` and reads slower than ``timeout_s`` in all."""
-    deadline = time.monotonic() + call.timeout_s
+def _read(call: _Call, response: Any, label: str, deadline: Deadline) -> bytes:
+    """The body, refusing more than ``max_bytes``; a read the deadline cut short fails."""
     chunks, size = [], 0
     while chunk := response.read(min(_CHUNK, call.max_bytes + 1 - size)):
         chunks.append(chunk)
         size += len(chunk)
         if size > call.max_bytes:
             raise call.error(f"{label} answered more than the {call.max_bytes}-byte limit")
-        if time.monotonic() > deadline:
-            raise TimeoutError("the body took too long")
+        deadline.remaining()
+    deadline.remaining()  # the socket was shut down: the body may be cut short
     return b"".join(chunks)
 
 
@@ -113,20 +116,26 @@ def _exchange(
     call: _Call, request: urllib.request.Request, label: str
 ) -> tuple[int, Message, bytes]:
     """Send ``request``; the status, headers and body, or a NodeError saying what failed."""
-    opener = ssrf.build_opener(call.node_id, http_allow())
-    try:
+    with Deadline(call.timeout_s) as deadline:
+        opener = ssrf.build_opener(call.node_id, http_allow(), deadline=deadline)
         try:
-            response = opener.open(request, timeout=call.timeout_s)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            raise call.error(f"{label} answered {exc.code}") from None
-        with response:
-            return response.status, response.headers, _read(call, response, label)
-    except (OSError, http.client.HTTPException) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            reason = f"no answer within the {call.timeout_s:g} s timeout"
-        raise call.error(f"{label} failed: {str(reason) or type(reason).__name__}") from None
+            try:
+                response = opener.open(request, timeout=call.timeout_s)
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                raise call.error(f"{label} answered {exc.code}") from None
+            with response:
+                return response.status, response.headers, _read(call, response, label, deadline)
+        except (OSError, http.client.HTTPException) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            timed_out = isinstance(reason, TimeoutError) or "timed out" in str(reason)
+            if deadline.expired or timed_out:
+                reason = (
+                    f"no complete answer within the {call.timeout_s:g} s timeout "
+                    "(the node's timeout_ms, else WFRUNNER_HTTP_TIMEOUT)"
+                )
+            text = str(reason) or type(reason).__name__
+            raise call.error(f"{label} failed: {text}") from None
 
 
 def call_http(

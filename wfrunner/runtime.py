@@ -74,6 +74,7 @@ class Runtime:
                 payload_warn_bytes=settings.payload_warn_bytes,
                 max_deliveries=settings.max_deliveries,
                 http_timeout_s=float(settings.http_timeout),
+                max_loop_passes=settings.max_loop_passes,
             ),
         )
 

@@ -44,7 +44,11 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "",
         "comma-separated hosts or CIDRs http nodes may reach despite the SSRF rules",
     ),
-    "WFRUNNER_HTTP_TIMEOUT": ("30", "seconds an http node may wait for an answer"),
+    "WFRUNNER_HTTP_TIMEOUT": ("30", "seconds an http node's whole exchange may take"),
+    "WFRUNNER_MAX_LOOP_PASSES": (
+        "10000",
+        "loop-backs a run's tokens may take along one path (nested loops multiply)",
+    ),
 }
 
 
@@ -86,6 +90,7 @@ class Settings:
     cel_max_steps: int = 100_000
     http_allow: tuple[str, ...] = ()
     http_timeout: int = 30
+    max_loop_passes: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,4 +112,5 @@ class Settings:
             cel_max_steps=_int(env, "WFRUNNER_CEL_MAX_STEPS", 100_000),
             http_allow=_list(env, "WFRUNNER_HTTP_ALLOW"),
             http_timeout=_int(env, "WFRUNNER_HTTP_TIMEOUT", 30),
+            max_loop_passes=_int(env, "WFRUNNER_MAX_LOOP_PASSES", 10_000),
         )

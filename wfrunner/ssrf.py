@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wfrunner.deadline import Deadline
 from wfrunner.errors import ConfigurationError, NodeError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -234,8 +235,9 @@ def check_url(node_id: str, url: Any, allow: Sequence[str] | Allowlist) -> None:
 # --- connecting to the checked addresses only ----------------------------------------------
 
 
-def _connector(target: Target) -> Callable[..., socket.socket]:
-    """A ``socket.create_connection`` stand-in that ignores the host it is given."""
+def _connector(target: Target, deadline: Deadline | None) -> Callable[..., socket.socket]:
+    """A ``socket.create_connection`` stand-in that ignores the host it is given; with a
+    ``deadline``, connects within the time it leaves and hands it the socket to watch."""
 
     def connect(
         _address: Any, timeout: Any = None, source_address: Any = None, **_: Any
@@ -244,11 +246,16 @@ def _connector(target: Target) -> Callable[..., socket.socket]:
         for family, kind, proto, sockaddr in target.addresses:
             sock = socket.socket(family, kind, proto)
             try:
+                if deadline is not None:  # TimeoutError, an OSError, once it has passed
+                    left = deadline.remaining()
+                    timeout = min(timeout, left) if isinstance(timeout, int | float) else left
                 if isinstance(timeout, int | float):
                     sock.settimeout(timeout)
                 if source_address:
                     sock.bind(source_address)
                 sock.connect(sockaddr)
+                if deadline is not None:
+                    deadline.watch(sock)
                 return sock
             except OSError as exc:
                 error = exc
@@ -259,37 +266,51 @@ def _connector(target: Target) -> Callable[..., socket.socket]:
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, *, target: Target, **kwargs: Any) -> None:
+    def __init__(
+        self, host: str, *, target: Target, deadline: Deadline | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(host, **kwargs)
-        self._create_connection = _connector(target)
+        self._create_connection = _connector(target, deadline)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """TLS to the checked address; SNI and certificate checks use the URL's hostname."""
 
-    def __init__(self, host: str, *, target: Target, **kwargs: Any) -> None:
+    def __init__(
+        self, host: str, *, target: Target, deadline: Deadline | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(host, **kwargs)
-        self._create_connection = _connector(target)
+        self._create_connection = _connector(target, deadline)
 
 
 class _CheckedHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, node_id: str, allow: Allowlist) -> None:
+    def __init__(self, node_id: str, allow: Allowlist, deadline: Deadline | None) -> None:
         super().__init__()
-        self.node_id, self.allow = node_id, allow
+        self.node_id, self.allow, self.deadline = node_id, allow, deadline
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         target = resolve(self.node_id, req.full_url, self.allow)
-        return self.do_open(functools.partial(_PinnedHTTPConnection, target=target), req)
+        connection = functools.partial(_PinnedHTTPConnection, target=target, deadline=self.deadline)
+        return self.do_open(connection, req)
 
 
 class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, node_id: str, allow: Allowlist, context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        allow: Allowlist,
+        context: ssl.SSLContext | None,
+        deadline: Deadline | None,
+    ) -> None:
         super().__init__(context=context)
         self.node_id, self.allow, self.ssl_context = node_id, allow, context
+        self.deadline = deadline
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         target = resolve(self.node_id, req.full_url, self.allow)
-        connection = functools.partial(_PinnedHTTPSConnection, target=target)
+        connection = functools.partial(
+            _PinnedHTTPSConnection, target=target, deadline=self.deadline
+        )
         return self.do_open(connection, req, context=self.ssl_context)
 
 
@@ -319,17 +340,21 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def build_opener(
-    node_id: str, allow: Sequence[str] | Allowlist, context: ssl.SSLContext | None = None
+    node_id: str,
+    allow: Sequence[str] | Allowlist,
+    context: ssl.SSLContext | None = None,
+    deadline: Deadline | None = None,
 ) -> urllib.request.OpenerDirector:
     """An opener for http(s) only that applies the SSRF rules to every request it sends.
 
-    ``context`` is the TLS context (default: the system's, verifying certificates).
+    ``context`` is the TLS context (default: the system's, verifying certificates). A
+    ``deadline`` bounds every connection the opener makes (redirects included) in all.
     """
     allowlist = _allowlist(allow)
     opener = urllib.request.OpenerDirector()
     for handler in (
-        _CheckedHTTPHandler(node_id, allowlist),
-        _CheckedHTTPSHandler(node_id, allowlist, context),
+        _CheckedHTTPHandler(node_id, allowlist, deadline),
+        _CheckedHTTPSHandler(node_id, allowlist, context, deadline),
         _CheckedRedirects(node_id),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),

@@ -385,14 +385,15 @@ def test_http_timeout(server: str) -> None:
         run("http", {"url": f"{server}/slow"}, None, timeout_s=0.2)
     assert time.monotonic() - started < 1.4
     assert str(info.value) == (
-        f"node 'n1': GET {server}/slow failed: no answer within the 0.2 s timeout"
+        f"node 'n1': GET {server}/slow failed: no complete answer within the 0.2 s timeout "
+        "(the node's timeout_ms, else WFRUNNER_HTTP_TIMEOUT)"
     )
 
 
 def test_http_timeout_defaults_to_the_setting(local_server: str, http_env: Any) -> None:
     http_env.setenv("WFRUNNER_HTTP_ALLOW", "127.0.0.0/8")
     http_env.setenv("WFRUNNER_HTTP_TIMEOUT", "1")
-    with pytest.raises(NodeError, match=r"failed: no answer within the 1 s timeout$"):
+    with pytest.raises(NodeError, match=r"failed: no complete answer within the 1 s timeout "):
         run("http", {"url": f"{local_server}/slow"}, None)
 
 

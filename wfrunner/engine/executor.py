@@ -32,7 +32,7 @@ from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
 from wfrunner.engine.runstate import DEAD, RUNNING, Begin, RunState
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import NodeError, WfrunnerError
+from wfrunner.errors import LoopLimitError, NodeError, WfrunnerError
 
 
 @dataclass
@@ -58,6 +58,8 @@ class Limits:
     #: deliveries of a token that may die with their worker (node without a retry policy)
     max_deliveries: int = 3
     http_timeout_s: float = 30.0
+    #: loop-backs one token lineage may take (WFRUNNER_MAX_LOOP_PASSES)
+    max_loop_passes: int = 10_000
 
 
 class _Stale(Exception):
@@ -181,14 +183,22 @@ class Executor:
             ref, text = encode_payload(
                 output, self.limits.max_payload_bytes, warn_bytes=self.limits.payload_warn_bytes
             )
-            decision = decide(node, token.scope, variables)
+            decision = decide(
+                node,
+                token.scope,
+                variables,
+                passes=token.passes,
+                max_passes=self.limits.max_loop_passes,
+            )
             emitted = [
-                token.child(r.target, ref, iteration=r.iteration, scope=r.scope)
+                token.child(r.target, ref, iteration=r.iteration, scope=r.scope, passes=r.passes)
                 for r in decision.live
             ]
             fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)
         except _Stale as stale:
             return Outcome(ignored=f"run is {stale.state}")
+        except LoopLimitError as exc:  # deterministic: no retry would decide otherwise
+            return self._fail(node, token, str(exc), begin.attempt)
         except Exception as exc:  # any handler error fails the node, never the worker
             return self._handler_failed(node, token, describe(exc, node), begin)
         emitted += fires
@@ -279,6 +289,7 @@ class Executor:
                         token.hop + 1,
                         route.iteration,
                         route.scope,
+                        token.passes,
                     )
                     fires.append(fire)
                     continue

@@ -28,12 +28,19 @@ class Token:
     iteration: int = 1
     #: the loop passes the token is inside (see :mod:`wfrunner.engine.scope`)
     scope: str = ""
+    #: loop-backs on the token's lineage, from the run's start to here: the passes of
+    #: every loop it went through, nested ones included (WFRUNNER_MAX_LOOP_PASSES caps
+    #: it). Carried in the token, so a redelivered copy counts the same; not part of
+    #: the token's identity.
+    passes: int = 0
 
     def __post_init__(self) -> None:
         if self.hop < 0:
             raise ValueError(f"token hop {self.hop} must not be negative")
         if self.iteration < 1:
             raise ValueError(f"token iteration {self.iteration} must be 1 or more")
+        if self.passes < 0:
+            raise ValueError(f"token passes {self.passes} must not be negative")
 
     @classmethod
     def entry(cls, run_id: str, to_node: str, payload_ref: str | None = None) -> Token:
@@ -46,8 +53,10 @@ class Token:
         payload_ref: str | None = None,
         iteration: int | None = None,
         scope: str | None = None,
+        passes: int | None = None,
     ) -> Token:
-        """The token this token's node emits to ``to_node`` (same iteration unless given)."""
+        """The token this token's node emits to ``to_node`` (same iteration, scope and
+        passes unless given: a loop-back gives the next ones)."""
         return Token(
             run_id=self.run_id,
             from_node=self.to_node,
@@ -56,6 +65,7 @@ class Token:
             hop=self.hop + 1,
             iteration=self.iteration if iteration is None else iteration,
             scope=self.scope if scope is None else scope,
+            passes=self.passes if passes is None else passes,
         )
 
     def op_key(self, action: str) -> str:
@@ -79,11 +89,13 @@ class Token:
             "hop": self.hop,
             "iteration": self.iteration,
             "scope": self.scope,
+            "passes": self.passes,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
-        """The token :meth:`to_dict` wrote; missing hop/iteration default to an entry's."""
+        """The token :meth:`to_dict` wrote; missing hop/iteration/passes default to an
+        entry's (tokens written before passes were counted start again from 0)."""
         return cls(
             run_id=str(data["run_id"]),
             from_node=None if data.get("from_node") is None else str(data["from_node"]),
@@ -92,4 +104,5 @@ class Token:
             hop=int(data.get("hop", 0)),
             iteration=int(data.get("iteration", 1)),
             scope=str(data.get("scope") or ""),
+            passes=int(data.get("passes", 0)),
         )
