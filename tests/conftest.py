@@ -10,6 +10,7 @@ test session (it is flushed between tests); every test gets a fresh PostgreSQL d
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +37,11 @@ def _configured(*names: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def embedded_home() -> Path:
-    return Path(tempfile.mkdtemp(prefix="wfrunner-test-"))
+def embedded_home() -> Iterator[Path]:
+    """Where embedded servers keep their data when none is configured; removed at the end."""
+    home = Path(tempfile.mkdtemp(prefix="wfrunner-test-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

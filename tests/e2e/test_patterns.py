@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.handlers import calls
+from wfrunner.runtime import runtime
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "workflows" / "valid"
 
@@ -37,10 +38,26 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name).read_text())
 
 
+def started(run_id: str, node_id: str) -> int:
+    """How often ``node_id`` started in the run's stored event log."""
+    events = runtime().store.list_events(run_id)
+    return sum(1 for e in events if e.type == "node_started" and e.node_id == node_id)
+
+
 def test_parallel_fan_out_and_join(run_workflow: Any) -> None:
-    doc = run_workflow(fixture("parallel.json"), {"x": 1})
+    definition = fixture("parallel.json")
+    # the join lists its inputs, so its output shows it waited for both branches
+    definition["nodes"][3] = {
+        "id": "D",
+        "type": "transform",
+        "config": {"expression": "[input.B.x, input.C.x]"},
+    }
+    doc = run_workflow(definition, {"x": 1})
     assert doc["status"] == "COMPLETED", doc["error"]
-    # B = increment(A) = 3, C = double... fixture uses examples handlers? no: built-ins below
+    # A = increment(1) = 2; B = increment(A) = 3; C = double(A) = 4
+    assert doc["nodes"]["D"]["output"] == [3, 4]
+    assert started(doc["run_id"], "D") == 1
+    assert doc["nodes"]["D"]["attempts"] == 1
     assert statuses(doc) == dict.fromkeys("ABCD", "COMPLETED")
     assert {(p["from"], p["to"]) for p in doc["path"]} == {
         (None, "A"),

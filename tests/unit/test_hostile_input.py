@@ -148,10 +148,18 @@ def test_random_cycles_are_named(path: list[str], node_type: str) -> None:
         "edges": [{"from": "start", "to": path[0]}]
         + [{"from": s, "to": t} for s, t in zip(path, path[1:] + path[:1], strict=True)],
     }
-    try:
+    with pytest.raises(CompileError) as caught:
         compile_workflow(doc)
-    except CompileError as exc:
-        assert_lines(exc.problems)
+    assert_lines(caught.value.problems)
+    # the closed walk over ``path`` always contains a cycle, named by its nodes
+    named = [
+        p.removeprefix("cycle ").split(" is not declared")[0].split(" -> ")
+        for p in caught.value.problems
+        if p.startswith("cycle ")
+    ]
+    assert named, caught.value.problems
+    for cycle in named:
+        assert cycle[0] == cycle[-1] and set(cycle) <= set(path), cycle
 
 
 @settings(max_examples=200, deadline=None)

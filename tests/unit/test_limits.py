@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,10 @@ def problems(doc: Any) -> list[str]:
 
 
 def test_ten_thousand_node_chain_compiles() -> None:
-    started = time.perf_counter()
+    """How long it takes is measured by ``bench/compile_and_cel.py``, not asserted here."""
     ir = compile_workflow(chain(10_000))
-    elapsed = time.perf_counter() - started  # about 0.15 s; asserted only loosely
     assert ir.entry_nodes == ("n0",) and ir.terminal_nodes() == ("n9999",)
-    assert elapsed < 30
+    assert [ir.nodes[f"n{i}"].dependents for i in (0, 5_000)] == [("n1",), ("n5001",)]
 
 
 def test_node_limit() -> None:

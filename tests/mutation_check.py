@@ -1,0 +1,229 @@
+"""Plant known bugs in the engine one at a time and report which tests catch each.
+
+A test suite that passes whatever the code does protects nothing. This script copies the
+repository (the files git tracks, plus uncommitted changes) into a scratch folder, applies
+one planted bug (a text substitution in ``lua/`` or ``wfrunner/``), runs the chosen test
+tiers there with pytest, and records which tests failed. The report is Markdown, one
+section per mutation; a mutation that no tier catches is a hole in the suite.
+
+Run it from the repository root (it needs the test servers, like the tests do)::
+
+    python -m tests.mutation_check                      # fast tiers + model, every mutation
+    python -m tests.mutation_check --tiers fast         # unit + integration only
+    python -m tests.mutation_check --only join_fires_early --report -
+    python -m tests.mutation_check --report docs/mutation-report.md
+
+It is not part of CI's default run: each mutation runs the fast tiers (about a minute) and
+a shortened model test (``WFRUNNER_MODEL_EXAMPLES``, 150 by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str
+    old: str
+    new: str
+    what: str
+
+
+MUTATIONS = [
+    Mutation(
+        "commit_dedup_never_matches",
+        "lua/commit_node.lua",
+        'if redis.call("SISMEMBER", KEYS[3], ARGV[1]) == 1 then',
+        'if redis.call("SISMEMBER", KEYS[3], ARGV[1]) == 2 then',
+        "commit_node.lua: the SISMEMBER dedup never matches (a second delivery commits again)",
+    ),
+    Mutation(
+        "every_branch_taken",
+        "wfrunner/engine/routing.py",
+        "live += held or list(node.branch.default)",
+        "live += list(node.branch.targets())",
+        "routing.py: every branch (and the default) is taken, whatever the conditions say",
+    ),
+    Mutation(
+        "join_fires_early",
+        "lua/join_arrive.lua",
+        "local expected = tonumber(ARGV[4])",
+        "local expected = 1",
+        "join_arrive.lua: a join fires on its first arrival",
+    ),
+    Mutation(
+        "idle_runs_never_fail",
+        "wfrunner/lifecycle.py",
+        "for run_id in rt.store.find_idle_runs(timeout):",
+        "for run_id in rt.store.find_idle_runs(timeout)[:0]:",
+        "lifecycle.expire_idle_runs never fails a run",
+    ),
+    Mutation(
+        "loop_boundary_off_by_one",
+        "wfrunner/engine/routing.py",
+        "if again and number < loop.max_iterations:",
+        "if again and number <= loop.max_iterations:",
+        "routing.py: a loop runs max_iterations + 1 passes (number <= max_iterations)",
+    ),
+    Mutation(
+        "counter_may_go_negative",
+        "lua/commit_node.lua",
+        "if current + delta < 0 then",
+        "if current + delta < -1000000 then",
+        "commit_node.lua: the counter may go below zero",
+    ),
+    Mutation(
+        "ended_run_accepts_commits",
+        "lua/commit_node.lua",
+        'if state ~= "running" then\n    return {-1, 0, 0, "", state or "gone", 0, 0}',
+        'if state == nil then\n    return {-1, 0, 0, "", state or "gone", 0, 0}',
+        "commit_node.lua: a failed or cancelled run still accepts commits",
+    ),
+    Mutation(
+        "committed_token_runs_again",
+        "lua/begin_node.lua",
+        'local committed = redis.call("HGET", KEYS[2], ARGV[1])\nif committed then',
+        'local committed = redis.call("HGET", KEYS[2], ARGV[1])\nif false then',
+        "begin_node.lua: a token already committed is run again on redelivery",
+    ),
+    Mutation(
+        "dead_paths_not_propagated",
+        "wfrunner/engine/executor.py",
+        "fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)",
+        "fires, skipped = [], []",
+        "executor.py: paths not taken are not propagated (a join after a branch waits forever)",
+    ),
+]
+
+TIERS = {
+    "fast": ["tests/unit", "tests/integration"],
+    "model": ["tests/model/test_stateful.py::test_runs_match_the_model_under_faults"],
+    "e2e": ["tests/e2e"],
+}
+
+
+def scratch_copy(into: Path) -> None:
+    """The working tree as git sees it (tracked and untracked, not ignored files)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in filter(None, listed):
+        source = ROOT / raw.decode()
+        if source.is_file():
+            target = into / raw.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def plant(copy: Path, mutation: Mutation) -> None:
+    path = copy / mutation.path
+    text = path.read_text()
+    found = text.count(mutation.old)
+    if found != 1:
+        raise SystemExit(
+            f"mutation {mutation.name}: expected the text once in {mutation.path}, found it "
+            f"{found} times: update MUTATIONS to the current code"
+        )
+    path.write_text(text.replace(mutation.old, mutation.new))
+
+
+def failures(junit: Path) -> list[str]:
+    if not junit.exists():
+        return ["(pytest wrote no report: it crashed or collected nothing)"]
+    failed = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(f"{case.get('classname')}::{case.get('name')}")
+    return failed
+
+
+def run_tier(copy: Path, tier: str, env: dict[str, str]) -> tuple[list[str], float]:
+    junit = copy / f"junit-{tier}.xml"
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider",
+         f"--junitxml={junit}", *TIERS[tier]],
+        cwd=copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )  # fmt: skip
+    return failures(junit), time.monotonic() - started
+
+
+def check(mutation: Mutation, tiers: list[str], env: dict[str, str]) -> dict[str, list[str]]:
+    with tempfile.TemporaryDirectory(prefix="wfrunner-mutant-") as folder:
+        copy = Path(folder)
+        scratch_copy(copy)
+        plant(copy, mutation)
+        caught = {}
+        for tier in tiers:
+            failed, took = run_tier(copy, tier, env)
+            caught[tier] = failed
+            print(f"  {tier}: {len(failed)} failing tests ({took:.0f} s)", flush=True)
+        return caught
+
+
+def report(results: list[tuple[Mutation, dict[str, list[str]]]], tiers: list[str]) -> str:
+    lines = ["# Mutation report", "", f"Tiers run: {', '.join(tiers)}.", ""]
+    lines += ["| mutation | " + " | ".join(tiers) + " |", "|---|" + "---|" * len(tiers)]
+    for mutation, caught in results:
+        cells = [str(len(caught[t])) if caught[t] else "**missed**" for t in tiers]
+        lines.append(f"| `{mutation.name}` | " + " | ".join(cells) + " |")
+    for mutation, caught in results:
+        lines += ["", f"## `{mutation.name}`", "", mutation.what, ""]
+        for tier in tiers:
+            names = caught[tier]
+            lines.append(f"- {tier}: " + ("missed" if not names else f"{len(names)} failing"))
+            lines += [f"  - `{name}`" for name in names[:12]]
+            if len(names) > 12:
+                lines.append(f"  - ... and {len(names) - 12} more")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiers", default="fast,model", help="comma-separated: fast,model,e2e")
+    parser.add_argument("--only", action="append", help="a mutation name (repeatable)")
+    parser.add_argument("--report", default="-", help="where to write the report (- = stdout)")
+    args = parser.parse_args(argv)
+    tiers = args.tiers.split(",")
+    chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
+    env = {
+        **os.environ,
+        "WFRUNNER_MODEL_EXAMPLES": os.environ.get("WFRUNNER_MODEL_EXAMPLES", "150"),
+    }
+    results = []
+    for mutation in chosen:
+        print(f"{mutation.name}: {mutation.what}", flush=True)
+        results.append((mutation, check(mutation, tiers, env)))
+    text = report(results, tiers)
+    if args.report == "-":
+        print(text)
+    else:
+        Path(args.report).write_text(text)
+    missed = [m.name for m, caught in results if not any(caught.values())]
+    if missed:
+        print(f"missed by every tier: {', '.join(missed)}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
