@@ -11,7 +11,7 @@ from wfrunner.errors import StoreError
 from wfrunner.store import migrate
 from wfrunner.store.models import metadata
 
-HEAD = "0002"
+HEAD = "0003"
 
 TABLES = {
     "workflows",
