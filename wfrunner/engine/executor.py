@@ -106,7 +106,7 @@ class Executor:
         started = event("node_started", node.id, scope=token.scope)
         begin = self.state.begin(token, time.time(), None if joining else started)
         if begin.state != RUNNING:
-            return Outcome(ignored=f"run is {begin.state}")
+            return Outcome(ignored=_dropped(begin.state))
         if begin.committed:
             if begin.committed_by != nonce:
                 return Outcome(ignored="token already committed (duplicate or late delivery)")
