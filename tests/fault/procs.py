@@ -73,7 +73,7 @@ class RedisServer:
         args += ["--save", "", "--dir", str(self.folder), "--dbfilename", f"{self.port}.rdb"]
         if self.appendonly:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
-            args += ["--appenddirname", f"aof-{self.port}"]
+            args += ["--appendfilename", f"{self.port}.aof"]
         else:
             args += ["--appendonly", "no"]
         args += ["--logfile", str(self.log)]
@@ -93,7 +93,8 @@ class RedisServer:
     def forget(self) -> None:
         """Delete the persistence files: the next start is empty."""
         (self.folder / f"{self.port}.rdb").unlink(missing_ok=True)
-        shutil.rmtree(self.folder / f"aof-{self.port}", ignore_errors=True)
+        (self.folder / f"{self.port}.aof").unlink(missing_ok=True)  # Redis 6
+        shutil.rmtree(self.folder / "appendonlydir", ignore_errors=True)  # Redis 7
 
     def restart_empty(self) -> None:
         """Kill (SIGKILL, nothing saved) and start again, empty, on the same port."""

@@ -1,15 +1,16 @@
 """9. Redis comes back from a snapshot a few seconds old.
 
-The test runs the 20-node DAG on real workers and beat against a ``redis-server`` that writes an
-RDB snapshot (BGSAVE) mid-run or keeps an AOF (fsync every second); a few seconds later
-it is SIGKILLed and started again from its own files, as Redis does after a crash: the
-hot state, the broker's queues and the reconciler's server key all go back in time, while
-PostgreSQL has moved on (flushes, runs that ended). Every run must end exactly once and
-consistently.
+Long chains and short diamonds run on real workers and beat against a ``redis-server``
+that writes an RDB snapshot (BGSAVE) mid-run, or keeps an AOF fsynced every second. A few
+seconds later it is SIGKILLed and started again from its own files, as Redis does after a
+crash: the hot state, the broker's queues and the reconciler's server key go back in time,
+while PostgreSQL has moved on (flushes, runs that ended). Every run must end exactly once
+and consistently.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ import pytest
 from tests.fault.checks import assert_clean, check_runs
 from tests.fault.cluster import Cluster
 from tests.fault.procs import RedisServer
-from tests.fault.workflows import chaos_dag
+from tests.fault.workflows import diamond, edge, node
 from wfrunner.states import TERMINAL_RUN_STATES
 
 
@@ -55,33 +56,45 @@ def _wait(cluster: Cluster, run_ids: list[str], ready: Callable[[list[str]], boo
     raise AssertionError(f"runs did not get there\n{cluster.tails()}")
 
 
+def long_chain(length: int = 80) -> dict[str, Any]:
+    """``length`` nodes in a row (30-80 ms each): runs that are still going at the restart."""
+    ids = [f"c{i}" for i in range(length)]
+    return {
+        "metadata": {"name": "fault_long_chain"},
+        "nodes": [node(i, ms=[30, 80]) for i in ids],
+        "edges": [edge(a, b) for a, b in itertools.pairwise(ids)],
+    }
+
+
 def test_redis_restarted_from_an_older_snapshot(
     make_cluster: Callable[..., Cluster], fault_redis: RedisServer
 ) -> None:
+    """Long runs are in flight and short ones end between the snapshot and the crash (the
+    snapshot holds them running); more runs start after the snapshot (it knows nothing of
+    them). After the restart every run completes once, consistently, and what PostgreSQL
+    recorded of the runs that had ended stays exactly as it was."""
     cluster = make_cluster()
-    workflow_id = cluster.register(chaos_dag())
+    long_id = cluster.register(long_chain())
+    short_id = cluster.register(diamond(ms=(200, 400)))
     cluster.start_workers(2)
     cluster.start_beat()
 
-    def submit(n: int, offset: int = 0) -> list[str]:
-        return [
-            cluster.submit(workflow_id, {"tag": uuid.uuid4().hex, "score": 20 + 7 * (i + offset)})
-            for i in range(n)
-        ]
+    def submit(workflow_id: str, n: int) -> list[str]:
+        return [cluster.submit(workflow_id, {"tag": uuid.uuid4().hex}) for _ in range(n)]
 
-    early = submit(10)
-    _wait(cluster, early, lambda s: all(x == "RUNNING" for x in s))
+    long = submit(long_id, 6)
+    short = submit(short_id, 4)
+    _wait(cluster, long + short, lambda s: all(x == "RUNNING" for x in s))
     if not fault_redis.appendonly:
         fault_redis.snapshot()  # Redis will come back to this moment
-    late = submit(4, offset=10)  # started after the snapshot: unknown to it
-    _wait(cluster, early, lambda s: any(x == "COMPLETED" for x in s))
-    time.sleep(1.5)
-    ended = {r: _frozen(cluster, r) for r in early + late
+    late = submit(short_id, 2)  # started after the snapshot: unknown to it
+    _wait(cluster, short + late, lambda s: all(x == "COMPLETED" for x in s))
+    run_ids = long + short + late
+    ended = {r: _frozen(cluster, r) for r in run_ids
              if cluster.rt.store.get_run(r).status in TERMINAL_RUN_STATES}  # fmt: skip
-    running = [r for r in early + late if r not in ended]
+    running = [r for r in run_ids if r not in ended]
     fault_redis.restart()
     lost_at = time.monotonic()
-    run_ids = early + late
     stuck = cluster.wait(run_ids, 120)
     report = check_runs(cluster.rt, cluster.redis, run_ids, cluster.logs(),
                         mode="aof" if fault_redis.appendonly else "rdb",
