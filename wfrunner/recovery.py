@@ -199,13 +199,14 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
     Returns run id -> tokens to publish."""
     stall_after = 3.0 * rt.settings.reconcile_interval
     restarted = _redis_restarted(rt)
+    restored = bool(restarted and restarted[1])
     generations = rt.store.active_generations()
     if restarted:
         for run_id in _hot_runs(rt) - set(generations):
             _drop_if_ended(rt, run_id)
     to_publish = _start_lost(rt, 0.0 if restarted else stall_after)
     for run_id, gen in generations.items():
-        rebuilt = _validate(rt, run_id, gen, bool(restarted))
+        rebuilt = _validate(rt, run_id, gen, restored)
         if rebuilt is not None:
             to_publish[run_id] = rebuilt
             continue
@@ -223,18 +224,21 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
                 rt.state.mark_republished(run_id, stalled, time.time())
                 to_publish[run_id] = stalled
     if restarted:
-        rt.redis.set(keys.SERVER_KEY, restarted)
+        rt.redis.set(keys.SERVER_KEY, restarted[0])
     return to_publish
 
 
-def _redis_restarted(rt: Runtime) -> str | None:
-    """The Redis server's run_id when it is not the one the reconciler last saw: Redis
-    restarted, empty or from a snapshot (which restores the key with the old id)."""
+def _redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
+    """(the Redis server's run_id, restored) when the reconciler has not validated runs
+    on this server process yet. ``restored``: the key names another process, so Redis came
+    back from a snapshot (or a replica) with data of its own; a missing key means Redis is
+    empty (its runs are rebuilt because their meta is missing) or new to wfrunner."""
     current = str(rt.redis.info("server")["run_id"])
-    if rt.redis.get(keys.SERVER_KEY) == current:
+    stored = rt.redis.get(keys.SERVER_KEY)
+    if stored == current:
         return None
     log.warning("Redis server %s is new to the reconciler: validating every run", current)
-    return current
+    return current, stored is not None
 
 
 def _hot_runs(rt: Runtime) -> set[str]:
@@ -252,9 +256,10 @@ def _drop_if_ended(rt: Runtime, run_id: str) -> None:
         rt.state.delete(run_id)
 
 
-def _validate(rt: Runtime, run_id: str, listed_gen: int, restarted: bool) -> list[Token] | None:
+def _validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list[Token] | None:
     """Rebuild the run from PostgreSQL when Redis lost it, holds an older generation than
-    PostgreSQL accepted, or restarted; the tokens to publish, None when it is left as is."""
+    PostgreSQL accepted, or came back from a snapshot; the tokens to publish, None when it
+    is left as is."""
     with fencing.writer(rt, run_id) as held:
         if not held:
             return None  # a writer is at work: the next pass looks again
@@ -265,7 +270,7 @@ def _validate(rt: Runtime, run_id: str, listed_gen: int, restarted: bool) -> lis
         if gen != listed_gen and gen != rt.store.get_run(run_id).hot_gen:
             log.warning("run %s: Redis holds generation %d, older than PostgreSQL's", run_id, gen)
             return rebuild(rt, run_id)
-        if restarted and meta.get("state") == RUNNING:
+        if restored and meta.get("state") == RUNNING:
             # the restored state is a consistent prefix of what was lost: keep its events,
             # then start over from PostgreSQL, so deliveries begun on it cannot commit and
             # the outbox is published again at once
