@@ -14,6 +14,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -45,6 +46,19 @@ def _frozen(cluster: Cluster, run_id: str) -> tuple[Any, ...]:
         for e in cluster.rt.store.list_node_executions(run_id)
     )
     return run.status, run.completed_at, events, rows
+
+
+def _first_log(cluster: Cluster, text: str, since: datetime) -> float | None:
+    """Seconds from ``since`` to the first worker log line with ``text`` (Celery's local
+    timestamps), None when there is none."""
+    stamps = [
+        datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+        for log in cluster.logs()
+        for line in log.splitlines()
+        if text in line and line.startswith("[")
+    ]
+    after = [(t - since).total_seconds() for t in stamps if t >= since]
+    return round(min(after), 1) if after else None
 
 
 def _wait(cluster: Cluster, run_ids: list[str], ready: Callable[[list[str]], bool]) -> None:
@@ -94,8 +108,9 @@ def test_redis_restarted_from_an_older_snapshot(
              if cluster.rt.store.get_run(r).status in TERMINAL_RUN_STATES}  # fmt: skip
     running = [r for r in run_ids if r not in ended]
     fault_redis.restart()
-    lost_at = time.monotonic()
+    lost_at, restarted_at = time.monotonic(), datetime.now()
     stuck = cluster.wait(run_ids, 120)
+    detected = _first_log(cluster, "is new to the reconciler", restarted_at)
     report = check_runs(cluster.rt, cluster.redis, run_ids, cluster.logs(),
                         mode="aof" if fault_redis.appendonly else "rdb",
                         ended_before_restart=len(ended), running_at_restart=len(running),
@@ -104,6 +119,7 @@ def test_redis_restarted_from_an_older_snapshot(
                         not_pending=cluster.count_in_logs("token is not pending"),
                         dropped=cluster.count_in_logs("stale hot keys dropped")
                         + cluster.count_in_logs("dropping the hot state Redis brought back"),
+                        detected_after=detected,
                         seconds_after_restart=round(time.monotonic() - lost_at, 1))  # fmt: skip
     assert not stuck, f"{report}\n{cluster.tails()}"
     assert_clean(report, cluster.tails())
