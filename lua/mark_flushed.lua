@@ -9,15 +9,18 @@ KEYS[2]  events  wfr:{<run_id>}:events
 
 ARGV[1]  count     events PostgreSQL now holds (seq 1..count)
 ARGV[2]  expected  the generation the flush read (PostgreSQL accepted it)
+ARGV[3]  epoch     the epoch the flush read: a run rebuilt since is left alone (its state
+                   came from PostgreSQL after, or before, this flush: its next flush tells)
 
 Returns 1 when recorded; 0 when the run has no hot state (it ended and was cleaned up:
-nothing is recreated) or its generation is no longer `expected` (it was rebuilt).
+nothing is recreated), or its generation is no longer `expected`, or it was rebuilt.
 
 The list holds the events numbered trimmed+1 .. trimmed+LLEN; "trimmed" only grows.
 ]]
 
 local gen = tonumber(redis.call("HGET", KEYS[1], "gen") or "0")
-if not redis.call("HGET", KEYS[1], "state") or gen ~= tonumber(ARGV[2]) then
+if not redis.call("HGET", KEYS[1], "state") or gen ~= tonumber(ARGV[2])
+        or (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[3] then
     return 0
 end
 local count = tonumber(ARGV[1])

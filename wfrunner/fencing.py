@@ -46,11 +46,16 @@ LOCK_TTL_MS = 30_000
 
 
 @contextmanager
-def writer(rt: Runtime, run_id: str, wait: float = 0.0) -> Iterator[bool]:
-    """Hold the run's writer lock; yields False when another writer kept it for ``wait`` s."""
+def writer(rt: Runtime, run_id: str, wait: float = 0.0, steal: bool = False) -> Iterator[bool]:
+    """Hold the run's writer lock; yields False when another writer kept it for ``wait`` s.
+
+    ``steal`` takes it whoever holds it: after Redis came back from a snapshot, a lock it
+    restored may belong to a writer of the past. A live writer it is taken from cannot
+    corrupt the run: its PostgreSQL write is fenced by the generation, and
+    ``mark_flushed.lua`` ignores it once the run was rebuilt (new epoch)."""
     holder = uuid.uuid4().hex
     deadline = time.monotonic() + wait
-    held = rt.state.lock(run_id, holder, LOCK_TTL_MS)
+    held = rt.state.lock(run_id, holder, LOCK_TTL_MS, steal)
     while not held and time.monotonic() < deadline:
         time.sleep(0.05)
         held = rt.state.lock(run_id, holder, LOCK_TTL_MS)
@@ -95,7 +100,7 @@ def flush_held(rt: Runtime, run_id: str) -> int:
     if verdict is not Fence.ACCEPTED:
         refused(rt, run_id, verdict, gen)
         return 0
-    rt.state.mark_flushed(run_id, flushed + len(events), gen)
+    rt.state.mark_flushed(run_id, flushed + len(events), gen, meta.get("epoch", ""))
     return len(events)
 
 

@@ -223,18 +223,18 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
                 log.warning("run %s: publishing %d stalled tokens again", run_id, len(stalled))
                 rt.state.mark_republished(run_id, stalled, time.time())
                 to_publish[run_id] = stalled
-    if restarted:
-        rt.redis.set(keys.SERVER_KEY, restarted[0])
     return to_publish
 
 
 def _redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
-    """(the Redis server's run_id, restored) when the reconciler has not validated runs
-    on this server process yet. ``restored``: the key names another process, so Redis came
-    back from a snapshot (or a replica) with data of its own; a missing key means Redis is
-    empty (its runs are rebuilt because their meta is missing) or new to wfrunner."""
+    """(the Redis server's run_id, restored) when no reconciler pass has validated runs on
+    this server process yet (the key is swapped atomically: one pass does it; should it
+    die halfway, the generation checks of later passes still catch stale runs).
+    ``restored``: the key named another process, so Redis came back from a snapshot (or a
+    replica) with data of its own; a missing key means Redis is empty (its runs are
+    rebuilt because their meta is missing) or new to wfrunner."""
     current = str(rt.redis.info("server")["run_id"])
-    stored = rt.redis.get(keys.SERVER_KEY)
+    stored = rt.redis.set(keys.SERVER_KEY, current, get=True)
     if stored == current:
         return None
     log.warning("Redis server %s is new to the reconciler: validating every run", current)
@@ -260,7 +260,7 @@ def _validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list
     """Rebuild the run from PostgreSQL when Redis lost it, holds an older generation than
     PostgreSQL accepted, or came back from a snapshot; the tokens to publish, None when it
     is left as is."""
-    with fencing.writer(rt, run_id) as held:
+    with fencing.writer(rt, run_id, steal=restored) as held:
         if not held:
             return None  # a writer is at work: the next pass looks again
         meta = rt.state.meta(run_id)

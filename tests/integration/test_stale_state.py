@@ -288,3 +288,27 @@ def test_a_queued_run_whose_start_message_was_lost_is_started(rt: Runtime) -> No
     assert [t.to_node for t in h.queue] == ["n0"]
     assert rt.store.get_run(h.run_id).status is RunStatus.RUNNING
     assert h.drain()["status"] == "COMPLETED"
+
+
+def test_a_restored_redis_is_noticed_and_its_runs_rebuilt_once(rt: Runtime) -> None:
+    """The server key names another Redis process (a snapshot brought it back) and a lock
+    of a writer of the past came back with it: the next pass rebuilds the run anyway (new
+    epoch, outbox published), and only that pass."""
+    settled(rt)
+    h = Harness(rt)
+    h.start(chain(3), {})
+    h.deliver()  # n0
+    epoch = rt.state.meta(h.run_id)["epoch"]
+    rt.redis.set(keys.SERVER_KEY, "a-server-of-the-past")
+    rt.redis.set(keys.lock_key(h.run_id), "a-writer-of-the-past", px=30_000)
+    h.queue.clear()
+    h.reconcile()
+    rebuilt = rt.state.meta(h.run_id)["epoch"]
+    assert rebuilt != epoch
+    assert [t.to_node for t in h.queue] == ["n1"]
+    h.reconcile()  # the same server now: nothing to redo
+    assert rt.state.meta(h.run_id)["epoch"] == rebuilt
+    assert [t.to_node for t in h.queue] == ["n1"]
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert emitted_twice(rt, h.run_id) == []

@@ -348,21 +348,22 @@ class RunState:
         """Tokens whose delivery began and has not committed: when it began."""
         return {k: float(v) for k, v in self._hash(keys.running_key(run_id)).items()}
 
-    def mark_flushed(self, run_id: str, count: int, gen: int) -> bool:
-        """PostgreSQL accepted generation ``gen`` holding the first ``count`` events: move
-        to the next generation and trim those events from Redis."""
+    def mark_flushed(self, run_id: str, count: int, gen: int, epoch: str) -> bool:
+        """PostgreSQL accepted generation ``gen`` (read with ``epoch``) holding the first
+        ``count`` events: move to the next generation and trim those events from Redis."""
         return bool(
             self._run(
                 "mark_flushed",
                 run_id,
                 [keys.meta_key(run_id), keys.events_key(run_id)],
-                [count, gen],
+                [count, gen, epoch],
             )
         )
 
-    def lock(self, run_id: str, holder: str, ttl_ms: int) -> bool:
-        """Take the run's writer lock for ``ttl_ms`` (it expires if its holder dies)."""
-        return bool(self.client.set(keys.lock_key(run_id), holder, nx=True, px=ttl_ms))
+    def lock(self, run_id: str, holder: str, ttl_ms: int, steal: bool = False) -> bool:
+        """Take the run's writer lock for ``ttl_ms`` (it expires if its holder dies);
+        ``steal`` takes it even when held (a lock Redis restored from a snapshot)."""
+        return bool(self.client.set(keys.lock_key(run_id), holder, nx=not steal, px=ttl_ms))
 
     def unlock(self, run_id: str, holder: str) -> None:
         self._run("unlock", run_id, [keys.lock_key(run_id)], [holder])

@@ -50,8 +50,9 @@ class EventQueries(Repository):
         """Store events whose sequence numbers were assigned elsewhere (the run's Redis log).
 
         Numbers already present are kept, so flushing the same batch twice leaves one copy
-        (a different event under a stored number is logged as a divergence, not written); ``runs.event_seq`` moves past the batch so later
-        :meth:`append_events` calls continue the sequence.
+        (a different event under a stored number is logged as a divergence, not written);
+        ``runs.event_seq`` moves past the batch so later :meth:`append_events` calls
+        continue the sequence.
         """
         from wfrunner.store.history import insert_events
 
