@@ -15,7 +15,8 @@ ARGV[4]  now          seconds since the epoch
 
 Returns {state, committed, input, inputs, attempt, epoch}:
   state      "running", or the run's end state, or "gone" when the run has no hot state
-             (it ended and was cleaned up): the caller then drops the token
+             (it ended and was cleaned up), or "not_pending" when the token's payload is
+             missing (see commit_node.lua): the caller then drops the token
   committed  the commit record ({"by": nonce, "tokens": {...}}) of an earlier delivery
              of this token, or "" when the token has not been committed; the caller
              re-dispatches the recorded tokens only when it is the same delivery ("by" is
@@ -50,7 +51,9 @@ local input = ""
 if ARGV[2] ~= "" then
     input = redis.call("HGET", KEYS[3], ARGV[2])
     if not input then
-        return redis.error_reply("ERR begin_node: payload " .. ARGV[2] .. " is missing")
+        -- the commit that emitted the token stored its payload: Redis came back from a
+        -- snapshot taken before that commit, so the token is not pending here
+        return {"not_pending", "", "", "", 0, epoch}
     end
 end
 local attempt = redis.call("HINCRBY", KEYS[5], ARGV[1], 1)

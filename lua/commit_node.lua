@@ -31,6 +31,11 @@ Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
   the run is not running   {-1, 0, 0, "", state or "gone", 0, 0}: nothing written
   the run was rebuilt      {-1, 0, 0, "", "stale", 0, 0}: nothing written (the rebuilt
                            outbox holds the token again; its new delivery does the work)
+  token not pending        {-1, 0, 0, "", "not_pending", 0, 0}: nothing written. The
+                           outbox does not hold the token: Redis came back from a
+                           snapshot taken before it was emitted (its emitter runs again
+                           and emits it anew), so consuming it would count a token the
+                           counter never had
   token already committed  {counter, 0, 0, the emits first recorded, "running", mine, 0}
                            mine is 1 when the recorded commit carries this call's nonce:
                            a client retry after a lost reply, which should still dispatch
@@ -55,6 +60,10 @@ if redis.call("SISMEMBER", KEYS[3], ARGV[1]) == 1 then
         mine = 1
     end
     return {current, 0, 0, recorded, state, mine, 0}
+end
+
+if redis.call("HEXISTS", KEYS[8], ARGV[3]) == 0 then
+    return {-1, 0, 0, "", "not_pending", 0, 0}
 end
 
 local delta = tonumber(ARGV[2])

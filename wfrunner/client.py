@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wfrunner import handlers, history
+from wfrunner import fencing, handlers, history
 from wfrunner.compiler import IR, compile_workflow, load_definitions
 from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
 from wfrunner.runtime import Runtime, runtime
@@ -91,9 +91,12 @@ def is_live(run: RunRecord, rt: Runtime) -> bool:
 
 
 def run_events(run: RunRecord, rt: Runtime, live: bool | None = None) -> list[dict[str, Any]]:
-    """The run's events in order: from Redis while it is live, else from PostgreSQL."""
+    """The run's events in order. While it is live, the flushed ones Redis trimmed come
+    from PostgreSQL and the rest from Redis; once it ended, all from PostgreSQL."""
     if is_live(run, rt) if live is None else live:
-        return rt.state.events(run.id)
+        meta, events = fencing.whole_history(rt, run.id)
+        if meta:
+            return events
     return [e.as_event() for e in rt.store.list_events(run.id)]
 
 

@@ -1,8 +1,11 @@
 """A run's life outside its nodes: starting it, finishing it, and failing idle ones.
 
 PostgreSQL holds the run's record and, once it ends, its history; Redis holds it while it
-runs. ``finish`` is the only place a run's hot state is copied to PostgreSQL and removed,
-and it is idempotent, so any number of completion checks or detector passes may call it.
+runs. ``finish`` is the only place a run's hot state is removed after its end is recorded.
+It runs once per run whatever the number of completion checks and reconciler passes that
+call it: one writer at a time holds the run's lock, and PostgreSQL records the end and the
+history in one transaction only while the run is active and only from the hot state's
+current generation (:mod:`wfrunner.fencing`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from wfrunner import history
+from wfrunner import fencing, history
 from wfrunner.engine import completion
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
@@ -20,6 +23,7 @@ from wfrunner.engine.tokens import Token
 from wfrunner.errors import PayloadError
 from wfrunner.runtime import Runtime
 from wfrunner.states import RunStatus
+from wfrunner.store import EndedHistory, Fence
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,11 @@ _END_STATES = {
 def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token]:
     """Create (or find) the run and make it live; returns the entry tokens to dispatch."""
     ir = rt.ir(workflow_id)
-    rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes), run_id=run_id)
+    run = rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes), run_id=run_id)
+    if run.status is not RunStatus.QUEUED and not rt.state.meta(run_id):
+        # a start message that came back (a restored snapshot) for a run that went on
+        # without it: its hot state is the reconciler's to rebuild, never a fresh start
+        return []
     try:
         _, inputs_json = encode_payload(inputs, rt.settings.max_payload_bytes)
     except PayloadError as exc:
@@ -60,8 +68,7 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
         return []
     if started:
         # the entry tokens are in PostgreSQL from the start: a lost Redis can always restart
-        rt.store.import_events(run_id, 1, [split(e) for e in events])
-        rt.state.mark_flushed(run_id, len(events))
+        fencing.flush(rt, run_id, wait=fencing.LOCK_TTL_MS / 1000)
     rt.store.transition_run(run_id, RunStatus.RUNNING, from_states=[RunStatus.QUEUED])
     return entries
 
@@ -79,24 +86,40 @@ def check_completion(rt: Runtime, run_id: str) -> str:
 
 
 def finish(rt: Runtime, run_id: str) -> RunStatus | None:
-    """Copy an ended run's history to PostgreSQL, record its end state, drop its hot keys."""
-    meta = rt.state.meta(run_id)
-    status = _END_STATES.get(meta.get("state", ""))
-    if status is None:
-        return None
-    events = rt.state.events(run_id)
-    payloads = rt.state.all_payloads(run_id)
-    rt.store.persist_history(
-        run_id,
-        [split(e) for e in events],
-        payloads,
-        history.execution_rows(events, payloads),
-        history.loop_passes(events),
-        history.statistics(events),
-        history.dead_letters(events),
-    )
-    rt.store.transition_run(run_id, status, error=meta.get("error") or None)
-    rt.state.delete(run_id)
+    """Record an ended run's end and history in PostgreSQL and drop its hot keys; the
+    status recorded, or None when this call recorded nothing (the run is not ended in
+    Redis, another call finished it, or PostgreSQL refused stale hot state)."""
+    with fencing.writer(rt, run_id, wait=fencing.LOCK_TTL_MS / 1000) as held:
+        if not held:
+            log.warning("run %s: another writer kept its lock; the reconciler finishes it", run_id)
+            return None
+        meta, events = fencing.whole_history(rt, run_id)
+        status = _END_STATES.get(meta.get("state", ""))
+        if status is None:
+            return None
+        flushed, _ = fencing.position(meta)
+        unflushed = events[flushed:]
+        payloads = rt.state.all_payloads(run_id)
+        gen = fencing.generation(meta)
+        verdict = rt.store.persist_end(
+            run_id,
+            gen,
+            status,
+            meta.get("error") or None,
+            EndedHistory(
+                first_seq=flushed + 1,
+                events=[split(e) for e in unflushed],
+                payloads=payloads,
+                executions=history.execution_rows(events, payloads),
+                loops=history.loop_passes(events),
+                stats=history.statistics(events),
+                dead_letters=history.dead_letters(events),
+            ),
+        )
+        if verdict is not Fence.ACCEPTED:
+            fencing.refused(rt, run_id, verdict, gen)
+            return None
+        rt.state.delete(run_id)
     log.info("run %s ended %s", run_id, status.value)
     return status
 

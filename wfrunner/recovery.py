@@ -7,6 +7,11 @@ Redis is a cache of hot state; PostgreSQL is the truth. While a run runs, its ev
 its counter, outbox, joins, context and events from that copy, and the tokens that were
 emitted but never consumed are published again. Work done after the last copy is done
 again: execution is at-least-once, its effect on the run exactly-once.
+
+Redis can also come back with older data than it had (a snapshot, a lagging replica).
+The generation fence (:mod:`wfrunner.fencing`) keeps such state out of PostgreSQL, and
+the reconciler notices the restart itself (the Redis server's ``run_id`` differs from the
+one it stored) and rebuilds every active run from PostgreSQL under a new epoch.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from wfrunner import lifecycle
+from wfrunner import fencing, lifecycle
 from wfrunner.engine import keys
-from wfrunner.engine.events import event, split
+from wfrunner.engine.events import event
 from wfrunner.engine.runstate import DEAD, RUNNING
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import WfrunnerError
+from wfrunner.errors import NotFoundError, WfrunnerError
 from wfrunner.runtime import Runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 
@@ -36,18 +41,7 @@ REBUILT = "rebuilt"
 
 def flush(rt: Runtime, run_id: str) -> int:
     """Copy a running run's events (and the outputs they name) not yet in PostgreSQL."""
-    meta = rt.state.meta(run_id)
-    if meta.get("state") != RUNNING:
-        return 0
-    start = int(meta.get("flushed", 0) or 0)
-    events = rt.state.events(run_id, start)
-    if not events:
-        return 0
-    refs = sorted({str(e["output_ref"]) for e in events if e.get("output_ref")})
-    payloads = dict(zip(refs, rt.state.payloads(run_id, refs), strict=True))
-    rt.store.persist_progress(run_id, start + 1, [split(e) for e in events], payloads)
-    rt.state.mark_flushed(run_id, start + len(events))
-    return len(events)
+    return fencing.flush(rt, run_id)
 
 
 class _History:
@@ -146,7 +140,8 @@ def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> l
         _hset(pipe, keys.pending_key(run_id), {k: _dump(t.to_dict()) for k, t in pending.items()})
     if known.joins:
         _hset(pipe, keys.joins_key(run_id), known.join_fields())
-    pipe.rpush(keys.events_key(run_id), *[_dump(e) for e in [*events, recovered]])
+    # the stored events stay in PostgreSQL only: the list starts after them ("trimmed")
+    pipe.rpush(keys.events_key(run_id), _dump(recovered))
     _hset(
         pipe,
         keys.meta_key(run_id),
@@ -156,6 +151,9 @@ def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> l
             "inputs": _dump(run.inputs),
             "activity": time.time(),
             "flushed": len(events),
+            "trimmed": len(events),
+            # PostgreSQL accepts the next flush from the generation it last accepted
+            "gen": run.hot_gen,
             # deliveries begun before the loss must not commit into the rebuilt state
             "epoch": uuid.uuid4().hex,
         },
@@ -196,15 +194,26 @@ def stalled_tokens(rt: Runtime, run_id: str, stall_after: float) -> list[Token]:
 
 
 def reconcile(rt: Runtime) -> dict[str, list[Token]]:
-    """One pass over active runs: rebuild lost ones, republish stalled tokens, finish
-    runs whose end was not recorded. Returns run id -> tokens to publish."""
+    """One pass over active runs: rebuild lost or stale ones, republish stalled tokens,
+    finish runs whose end was not recorded, start queued runs whose start message is gone.
+    Returns run id -> tokens to publish."""
     stall_after = 3.0 * rt.settings.reconcile_interval
-    to_publish: dict[str, list[Token]] = {}
-    for run_id in rt.store.list_active_runs():
+    restarted = _redis_restarted(rt)
+    restored = bool(restarted and restarted[1])
+    generations = rt.store.active_generations()
+    if restarted:
+        for run_id in _hot_runs(rt) - set(generations):
+            _drop_if_ended(rt, run_id)
+    to_publish = _start_lost(rt, 0.0 if restarted else stall_after)
+    for run_id, gen in generations.items():
+        rebuilt = _validate(rt, run_id, gen, restored)
+        if rebuilt is not None:
+            to_publish[run_id] = rebuilt
+            continue
         meta = rt.state.meta(run_id)
         if not meta:
-            to_publish[run_id] = rebuild(rt, run_id)
-        elif meta.get("state") != RUNNING:
+            continue  # it ended since the listing, or a writer is at work
+        if meta.get("state") != RUNNING:
             lifecycle.finish(rt, run_id)
         elif rt.state.counter(run_id) == 0:
             lifecycle.check_completion(rt, run_id)
@@ -215,6 +224,72 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
                 rt.state.mark_republished(run_id, stalled, time.time())
                 to_publish[run_id] = stalled
     return to_publish
+
+
+def _redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
+    """(the Redis server's run_id, restored) when no reconciler pass has validated runs on
+    this server process yet (the key is swapped atomically: one pass does it; should it
+    die halfway, the generation checks of later passes still catch stale runs).
+    ``restored``: the key named another process, so Redis came back from a snapshot (or a
+    replica) with data of its own; a missing key means Redis is empty (its runs are
+    rebuilt because their meta is missing) or new to wfrunner."""
+    current = str(rt.redis.info("server")["run_id"])
+    stored = rt.redis.set(keys.SERVER_KEY, current, get=True)
+    if stored == current:
+        return None
+    log.warning("Redis server %s is new to the reconciler: validating every run", current)
+    return current, stored is not None
+
+
+def _hot_runs(rt: Runtime) -> set[str]:
+    return {keys.run_of_meta(k) for k in rt.redis.scan_iter(match=keys.META_PATTERN, count=500)}
+
+
+def _drop_if_ended(rt: Runtime, run_id: str) -> None:
+    """Hot state of a run PostgreSQL does not list as active: stale once the run ended."""
+    try:
+        status = rt.store.get_run(run_id).status
+    except NotFoundError:
+        status = RunStatus.CANCELLED  # purged: nothing may write for it any more
+    if status in TERMINAL_RUN_STATES:
+        log.warning("run %s ended (%s): dropping the hot state Redis brought back", run_id, status)
+        rt.state.delete(run_id)
+
+
+def _validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list[Token] | None:
+    """Rebuild the run from PostgreSQL when Redis lost it, holds an older generation than
+    PostgreSQL accepted, or came back from a snapshot; the tokens to publish, None when it
+    is left as is."""
+    with fencing.writer(rt, run_id, steal=restored) as held:
+        if not held:
+            return None  # a writer is at work: the next pass looks again
+        meta = rt.state.meta(run_id)
+        if not meta:
+            return rebuild(rt, run_id)
+        gen = fencing.generation(meta)
+        if gen != listed_gen and gen != rt.store.get_run(run_id).hot_gen:
+            log.warning("run %s: Redis holds generation %d, older than PostgreSQL's", run_id, gen)
+            return rebuild(rt, run_id)
+        if restored and meta.get("state") == RUNNING:
+            # the restored state is a consistent prefix of what was lost: keep its events,
+            # then start over from PostgreSQL, so deliveries begun on it cannot commit and
+            # the outbox is published again at once
+            fencing.flush_held(rt, run_id)
+            return rebuild(rt, run_id)
+        return None
+
+
+def _start_lost(rt: Runtime, queued_for: float) -> dict[str, list[Token]]:
+    """Start the runs QUEUED for ``queued_for`` s with no hot state: their start_run
+    message is lost (or still waiting: a second start changes nothing)."""
+    started: dict[str, list[Token]] = {}
+    for run_id in rt.store.list_queued_runs(queued_for):
+        if rt.state.meta(run_id):
+            continue  # a start is under way
+        run = rt.store.get_run(run_id)
+        log.warning("run %s is still QUEUED: its start message was lost; starting it", run_id)
+        started[run_id] = lifecycle.start(rt, run_id, run.workflow_id, run.inputs)
+    return started
 
 
 def retry_dead_letter(rt: Runtime, letter_id: int) -> tuple[str, list[Token]]:

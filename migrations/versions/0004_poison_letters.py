@@ -6,7 +6,7 @@ token: ``kind`` tells the two apart, ``queue`` and ``raw`` keep what arrived, an
 ``message_key`` (its delivery tag, or a fresh id) makes moving it from Redis idempotent.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02 00:00:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -10,7 +10,8 @@ After every test:
 - the counter never went negative (no worker logged the Lua scripts' refusal, and the
   sampled counters never were);
 - no hot key of a finished run remains in Redis;
-- the event log of a run is gap-free (seq 1..n): no half-written transition.
+- the event log of a run is gap-free (seq 1..n): no half-written transition;
+- the run's node_executions are what its event log says (nodes, passes, statuses, outputs).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import redis
 
+from wfrunner import history
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
@@ -93,6 +95,7 @@ def _check_run(rt: Runtime, client: redis.Redis, run_id: str, report: Report) ->
     report.executions += len(started)
     report.completions += len(completed)
     _check_tokens(run_id, events, report)
+    _check_executions(rt, run_id, events, report)
     ir = rt.ir(run.workflow_id)
     _check_order(run_id, ir, events, report)
     if run.status.value == "COMPLETED":
@@ -125,6 +128,24 @@ def _check_tokens(run_id: str, events: Sequence[Any], report: Report) -> None:
     if unknown:
         report.problems.append(
             f"{run_id}: tokens consumed but never emitted: {sorted(unknown)[:3]}"
+        )
+
+
+def _check_executions(rt: Runtime, run_id: str, events: Sequence[Any], report: Report) -> None:
+    """node_executions, written when the run ended, agree with the event log."""
+    outputs = rt.store.load_payloads(run_id)
+    expected = history.execution_rows([e.as_event() for e in events], outputs)
+    want = sorted((r.node_id, r.iteration, r.attempt, r.status, repr(r.output)) for r in expected)
+    have = sorted(
+        (r.node_id, r.iteration, r.attempt, r.status.value, repr(r.output))
+        for r in rt.store.list_node_executions(run_id)
+    )
+    if want != have:
+        extra = sorted(set(have) - set(want))[:3]
+        missing = sorted(set(want) - set(have))[:3]
+        report.problems.append(
+            f"{run_id}: node_executions disagree with the event log: extra {extra}, "
+            f"missing {missing}"
         )
 
 

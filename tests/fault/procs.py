@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,10 +51,17 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 class RedisServer:
-    """``redis-server`` on a free loopback port, without persistence: a restart is empty."""
+    """``redis-server`` on a free loopback port.
 
-    def __init__(self, folder: Path) -> None:
+    By default without persistence: a restart is empty. With ``appendonly`` it keeps an
+    AOF fsynced every second (``--appendfsync everysec``), and :meth:`snapshot` writes an
+    RDB file (BGSAVE) in either mode: :meth:`restart` then brings back what the files hold,
+    as Redis does after a crash.
+    """
+
+    def __init__(self, folder: Path, appendonly: bool = False) -> None:
         self.folder = folder
+        self.appendonly = appendonly
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log = folder / f"redis-{self.port}.log"
@@ -62,7 +70,12 @@ class RedisServer:
 
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
+        args += ["--save", "", "--dir", str(self.folder), "--dbfilename", f"{self.port}.rdb"]
+        if self.appendonly:
+            args += ["--appendonly", "yes", "--appendfsync", "everysec"]
+            args += ["--appendfilename", f"{self.port}.aof"]
+        else:
+            args += ["--appendonly", "no"]
         args += ["--logfile", str(self.log)]
         self.proc = subprocess.Popen(args, start_new_session=True)
         deadline = time.monotonic() + 15
@@ -77,8 +90,34 @@ class RedisServer:
         kill_group(self.proc)
         self.proc = None
 
+    def forget(self) -> None:
+        """Delete the persistence files: the next start is empty."""
+        (self.folder / f"{self.port}.rdb").unlink(missing_ok=True)
+        (self.folder / f"{self.port}.aof").unlink(missing_ok=True)  # Redis 6
+        shutil.rmtree(self.folder / "appendonlydir", ignore_errors=True)  # Redis 7
+
     def restart_empty(self) -> None:
-        """Kill (SIGKILL, nothing saved) and start again on the same port."""
+        """Kill (SIGKILL, nothing saved) and start again, empty, on the same port."""
+        self.kill()
+        self.forget()
+        self.start()
+        self.restarts += 1
+
+    def snapshot(self) -> None:
+        """BGSAVE, and wait until the RDB file is written."""
+        client = redis.Redis.from_url(self.url, decode_responses=True)
+        before = client.lastsave()
+        client.bgsave()
+        deadline = time.monotonic() + 30
+        while client.lastsave() == before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"BGSAVE did not finish\n{tail(self.log)}")
+            time.sleep(0.05)
+        client.close()
+
+    def restart(self) -> None:
+        """SIGKILL (nothing more saved) and start again from the files: the last snapshot,
+        or the AOF as of its last fsync."""
         self.kill()
         self.start()
         self.restarts += 1

@@ -42,9 +42,9 @@ def test_reconcile_does_not_resurrect_a_run_that_just_completed(
 ) -> None:
     h = Harness(rt)
     run_id = h.start(diamond(), {"tag": "race"})
-    listed = rt.store.list_active_runs()  # the reconciler's round, taken while it runs
-    assert listed == [run_id]
+    listed = rt.store.active_generations()  # the reconciler's round, taken while it runs
+    assert list(listed) == [run_id]
     assert h.drain()["status"] == "COMPLETED"  # finish() deletes the hot keys
-    monkeypatch.setattr(rt.store, "list_active_runs", lambda: listed)
+    monkeypatch.setattr(rt.store, "active_generations", lambda: listed)
     recovery.reconcile(rt)
     assert rt.redis.keys(f"wfr:{{{run_id}}}:*") == []

@@ -3,7 +3,8 @@
 Every state change of a run or node is an event; the run document, ``wfrunner trace`` and
 the REST event list are projections of them (:mod:`wfrunner.history`). Events are appended
 to the run's Redis list by the Lua scripts in the same atomic step as the change they
-describe, and copied to PostgreSQL's ``event_log`` when the run ends.
+describe, copied to PostgreSQL's ``event_log`` by every flush (then trimmed from Redis) and
+when the run ends.
 
 type               caused by                          data
 run_started        start_run                          workflow_id

@@ -30,7 +30,7 @@ from wfrunner.engine import scope as scopes
 from wfrunner.engine.events import event
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
-from wfrunner.engine.runstate import DEAD, RUNNING, Begin, RunState
+from wfrunner.engine.runstate import DEAD, NOT_PENDING, RUNNING, Begin, RunState
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import LoopLimitError, NodeError, WfrunnerError
 
@@ -108,7 +108,7 @@ class Executor:
         started = event("node_started", node.id, scope=token.scope)
         begin = self.state.begin(token, time.time(), None if joining else started)
         if begin.state != RUNNING:
-            return Outcome(ignored=f"run is {begin.state}")
+            return Outcome(ignored=_dropped(begin.state))
         if begin.committed:
             if begin.committed_by != nonce:
                 return Outcome(ignored="token already committed (duplicate or late delivery)")
@@ -140,10 +140,10 @@ class Executor:
         instance = f"{node.id}|{token.scope}"
         value = token.payload_ref or DEAD
         arrival = self.state.arrive(
-            token.run_id, instance, token.from_node, value, len(node.dependencies), epoch
+            token.run_id, instance, token.from_node, value, len(node.dependencies), epoch, token.key
         )
         if arrival.state != RUNNING:
-            return Outcome(ignored=f"run is {arrival.state}")
+            return Outcome(ignored=_dropped(arrival.state))
         if arrival.complete and arrival.finisher == token.from_node:
             return self.state.join_inputs(token.run_id, instance, node.dependencies)
         arrived = event(
@@ -196,7 +196,7 @@ class Executor:
             ]
             fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)
         except _Stale as stale:
-            return Outcome(ignored=f"run is {stale.state}")
+            return Outcome(ignored=_dropped(stale.state))
         except LoopLimitError as exc:  # deterministic: no retry would decide otherwise
             return self._fail(node, token, str(exc), begin.attempt)
         except Exception as exc:  # any handler error fails the node, never the worker
@@ -218,7 +218,7 @@ class Executor:
             output=(ref, text),
         )
         if commit.state != RUNNING:
-            return Outcome(ignored=f"run is {commit.state}")
+            return Outcome(ignored=_dropped(commit.state))
         if not commit.mine:
             return Outcome(ignored="another delivery of this token committed first")
         return Outcome(
@@ -271,7 +271,7 @@ class Executor:
             if target.wait_for_all and src in target.dependencies:
                 instance = f"{target.id}|{route.scope}"
                 arrival = self.state.arrive(
-                    token.run_id, instance, src, DEAD, len(target.dependencies), epoch
+                    token.run_id, instance, src, DEAD, len(target.dependencies), epoch, token.key
                 )
                 if arrival.state != RUNNING:
                     raise _Stale(arrival.state)
@@ -343,6 +343,13 @@ def _process_terminating() -> bool:
     except ImportError:  # no Celery pool in this process (or an older billiard)
         return False
     return bool(terminate_handler_fired())
+
+
+def _dropped(state: str) -> str:
+    """Why a delivery was dropped, from the state a script answered."""
+    if state == NOT_PENDING:
+        return "token is not pending (Redis came back from a snapshot taken before it was emitted)"
+    return f"run is {state}"
 
 
 def _emitted_events(consumed: Token, emitted: list[Token]) -> list[dict[str, Any]]:

@@ -7,13 +7,18 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:applied    set     op keys already applied to the counter
     wfr:{<run_id>}:ctx        hash    node_id -> payload ref of its latest output
     wfr:{<run_id>}:payloads   hash    payload ref -> canonical JSON
-    wfr:{<run_id>}:meta       hash    workflow_id, state, inputs, activity, error
-    wfr:{<run_id>}:events     list    JSON events in order, flushed to PostgreSQL at the end
+    wfr:{<run_id>}:meta       hash    workflow_id, state, inputs, activity, error, epoch,
+                                      gen, flushed, trimmed (see wfrunner/fencing.py)
+    wfr:{<run_id>}:events     list    JSON events not yet trimmed (those after "trimmed")
     wfr:{<run_id>}:emits      hash    token key -> JSON of the tokens its node emitted
     wfr:{<run_id>}:joins      hash    join arrivals (see lua/join_arrive.lua)
     wfr:{<run_id>}:pending    hash    token key -> token: emitted, not yet consumed (outbox)
     wfr:{<run_id>}:running    hash    token key -> when its latest delivery began
     wfr:{<run_id>}:attempts   hash    token key -> deliveries that began it
+    wfr:{<run_id>}:lock       string  held by the one writer copying the run to PostgreSQL
+
+The server key (global) holds the ``run_id`` of the Redis server process that the
+reconciler last saw; a different one means Redis restarted (empty, or from a snapshot).
 
 The completion channel is global (PUBLISH reaches every node of a cluster); its messages
 are run ids.
@@ -37,6 +42,10 @@ from urllib.parse import quote
 PREFIX = "wfr"
 #: channel on which apply_delta.lua PUBLISHes a run id when its counter reaches 0
 COMPLETION_CHANNEL = f"{PREFIX}:completion"
+#: the run_id (INFO server) of the Redis process the reconciler last validated runs on
+SERVER_KEY = f"{PREFIX}:server"
+#: what SCAN matches to find every run's hot metadata
+META_PATTERN = f"{PREFIX}:{{*}}:meta"
 
 ENTRY = "^"
 ALL_TARGETS = "*"
@@ -103,6 +112,16 @@ def running_key(run_id: str) -> str:
 def attempts_key(run_id: str) -> str:
     """Deliveries that began each token (the crash and retry cap)."""
     return f"{_tag(run_id)}:attempts"
+
+
+def lock_key(run_id: str) -> str:
+    """The writer lock: one flush, finish or validation of the run at a time."""
+    return f"{_tag(run_id)}:lock"
+
+
+def run_of_meta(key: str) -> str:
+    """The run id of a meta key (``wfr:{<run_id>}:meta``)."""
+    return key[len(PREFIX) + 2 : -len("}:meta")]
 
 
 def run_keys(run_id: str) -> list[str]:

@@ -23,6 +23,8 @@ from wfrunner.resources import lua_source
 
 RUNNING = "running"
 GONE = "gone"
+#: commit_node / join_arrive: the delivery's token is not in the outbox (see commit_node.lua)
+NOT_PENDING = "not_pending"
 DEAD = "-"  # the join_arrive value of a dead (not taken) path
 
 
@@ -93,6 +95,7 @@ class RunState:
                 "end_run",
                 "record_events",
                 "mark_flushed",
+                "unlock",
             )
         }
 
@@ -159,14 +162,22 @@ class RunState:
         )
 
     def arrive(
-        self, run_id: str, instance: str, from_node: str, value: str, expected: int, epoch: str
+        self,
+        run_id: str,
+        instance: str,
+        from_node: str,
+        value: str,
+        expected: int,
+        epoch: str,
+        token_key: str = "",
     ) -> Arrival:
-        """Record a join arrival (``value`` a payload ref, or :data:`DEAD`)."""
+        """Record a join arrival (``value`` a payload ref, or :data:`DEAD`) by a delivery
+        of the token ``token_key`` (refused when that token is not pending)."""
         state, complete, finisher = self._run(
             "join_arrive",
             run_id,
-            [keys.meta_key(run_id), keys.joins_key(run_id)],
-            [instance, from_node, value, expected, epoch],
+            [keys.meta_key(run_id), keys.joins_key(run_id), keys.pending_key(run_id)],
+            [instance, from_node, value, expected, epoch, token_key],
         )
         return Arrival(state, bool(complete), finisher or None)
 
@@ -286,7 +297,18 @@ class RunState:
         return None if raw is None else int(raw)
 
     def events(self, run_id: str, start: int = 0) -> list[dict[str, Any]]:
+        """The events still in the Redis list from list index ``start`` (the list begins
+        after the ``trimmed`` events already in PostgreSQL: see :meth:`tail`)."""
         return [json.loads(e) for e in self.client.lrange(keys.events_key(run_id), start, -1)]
+
+    def tail(self, run_id: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """The run's meta and the events still in Redis, read atomically: the list holds
+        the events numbered ``trimmed`` + 1 onwards (the earlier ones are in PostgreSQL)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(keys.meta_key(run_id))
+        pipe.lrange(keys.events_key(run_id), 0, -1)
+        meta, raw = pipe.execute()
+        return cast(dict[str, str], meta), [json.loads(e) for e in raw]
 
     def payloads(self, run_id: str, refs: Sequence[str]) -> list[Any]:
         if not refs:
@@ -326,9 +348,25 @@ class RunState:
         """Tokens whose delivery began and has not committed: when it began."""
         return {k: float(v) for k, v in self._hash(keys.running_key(run_id)).items()}
 
-    def mark_flushed(self, run_id: str, count: int) -> bool:
-        """Record that PostgreSQL holds the first ``count`` events (running runs only)."""
-        return bool(self._run("mark_flushed", run_id, [keys.meta_key(run_id)], [count]))
+    def mark_flushed(self, run_id: str, count: int, gen: int, epoch: str) -> bool:
+        """PostgreSQL accepted generation ``gen`` (read with ``epoch``) holding the first
+        ``count`` events: move to the next generation and trim those events from Redis."""
+        return bool(
+            self._run(
+                "mark_flushed",
+                run_id,
+                [keys.meta_key(run_id), keys.events_key(run_id)],
+                [count, gen, epoch],
+            )
+        )
+
+    def lock(self, run_id: str, holder: str, ttl_ms: int, steal: bool = False) -> bool:
+        """Take the run's writer lock for ``ttl_ms`` (it expires if its holder dies);
+        ``steal`` takes it even when held (a lock Redis restored from a snapshot)."""
+        return bool(self.client.set(keys.lock_key(run_id), holder, nx=not steal, px=ttl_ms))
+
+    def unlock(self, run_id: str, holder: str) -> None:
+        self._run("unlock", run_id, [keys.lock_key(run_id)], [holder])
 
     def join_counts(self, run_id: str) -> dict[str, int]:
         """join instance -> arrivals so far (for the completion double-check)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from wfrunner.store.deadletters import NewDeadLetter, NewPoisonLetter
 from wfrunner.store.events import NewEvent
-from wfrunner.store.history import ExecutionRow
+from wfrunner.store.history import EndedHistory, ExecutionRow, Fence
 from wfrunner.store.records import (
     CounterSnapshot,
     DeadLetterRecord,
@@ -26,8 +26,10 @@ __all__ = [
     "STAT_COLUMNS",
     "CounterSnapshot",
     "DeadLetterRecord",
+    "EndedHistory",
     "EventRecord",
     "ExecutionRow",
+    "Fence",
     "NewDeadLetter",
     "NewEvent",
     "NewPoisonLetter",

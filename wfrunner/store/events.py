@@ -49,9 +49,10 @@ class EventQueries(Repository):
     def import_events(self, run_id: str, first_seq: int, events: Sequence[NewEvent]) -> None:
         """Store events whose sequence numbers were assigned elsewhere (the run's Redis log).
 
-        Numbers already present are skipped, so flushing the same batch twice, or two
-        flushers racing, leaves one copy; ``runs.event_seq`` moves past the batch so later
-        :meth:`append_events` calls continue the sequence.
+        Numbers already present are kept, so flushing the same batch twice leaves one copy
+        (a different event under a stored number is logged as a divergence, not written);
+        ``runs.event_seq`` moves past the batch so later :meth:`append_events` calls
+        continue the sequence.
         """
         from wfrunner.store.history import insert_events
 

@@ -1,14 +1,22 @@
-"""A finished run's history, written in one transaction when the run ends.
+"""A run's history in PostgreSQL: flushed while it runs, completed when it ends.
 
 During a run the event log, outputs and per-node progress live in Redis (the hot path
-writes no SQL); :meth:`HistoryQueries.persist_history` copies them to PostgreSQL at the end,
-idempotently, so a repeated finalisation leaves one copy.
+writes no SQL); :meth:`HistoryQueries.persist_progress` copies new events every flush and
+:meth:`HistoryQueries.persist_end` the rest, with the node executions, when it ends.
+
+Both are fenced by the run's hot-state generation (``runs.hot_gen``, see
+:mod:`wfrunner.fencing`): PostgreSQL accepts a write only from the generation it last
+accepted, and only while the run is active. So Redis restored from an older snapshot cannot
+write, and a run PostgreSQL records as ended never changes again: one terminal event, no
+overwritten outputs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,11 +24,26 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from wfrunner.errors import NotFoundError
+from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store.base import Repository
 from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
 from wfrunner.store.models import EventLog, LoopState, NodeExecution, Payload, Run, RunStatistics
 from wfrunner.store.workflows import canonical_json
+
+log = logging.getLogger(__name__)
+
+
+class Fence(StrEnum):
+    """PostgreSQL's answer to a fenced write."""
+
+    #: written; the run's generation moved on by one
+    ACCEPTED = "accepted"
+    #: the run has ended: nothing written (its hot keys, if any, are stale)
+    ENDED = "ended"
+    #: the writer's generation is not PostgreSQL's: nothing written (Redis holds older
+    #: data than PostgreSQL, or another writer got there first)
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -33,12 +56,15 @@ class ExecutionRow:
     error: str | None = None
 
 
-def insert_events(
-    session: Session, run_id: str, first_seq: int, events: Sequence[NewEvent]
-) -> None:
-    """Insert events with given sequence numbers, skipping numbers already stored."""
+def insert_events(session: Session, run_id: str, first_seq: int, events: Sequence[NewEvent]) -> int:
+    """Insert events with given sequence numbers, keeping numbers already stored.
+
+    An event already stored under its number is kept; when the incoming one differs it is
+    a divergence (two histories of one run), logged, never written. Returns how many
+    diverged.
+    """
     if not events:
-        return
+        return 0
     last = first_seq + len(events) - 1
     found = session.execute(
         sa.update(Run)
@@ -52,11 +78,58 @@ def insert_events(
         {"run_id": run_id, "seq": first_seq + i, "type": kind, "node_id": node, "data": data}
         for i, (kind, node, data) in enumerate(events)
     ]
-    session.execute(
-        pg_insert(EventLog)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[EventLog.run_id, EventLog.seq])
+    inserted = set(
+        session.execute(
+            pg_insert(EventLog)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[EventLog.run_id, EventLog.seq])
+            .returning(EventLog.seq)
+        ).scalars()
     )
+    kept = {r["seq"]: r for r in rows if r["seq"] not in inserted}
+    if not kept:
+        return 0
+    stored = session.execute(
+        sa.select(EventLog.seq, EventLog.type, EventLog.node_id, EventLog.data).where(
+            EventLog.run_id == run_id, EventLog.seq.in_(list(kept))
+        )
+    ).all()
+    diverged = 0
+    for seq, kind, node, data in stored:
+        new = kept[seq]
+        if (kind, node, data) != (new["type"], new["node_id"], new["data"]):
+            diverged += 1
+            log.warning(
+                "run %s: divergence at event %d: PostgreSQL holds %s %s, a writer sent %s %s "
+                "(PostgreSQL's copy kept)",
+                run_id,
+                seq,
+                kind,
+                node,
+                new["type"],
+                new["node_id"],
+            )
+    return diverged
+
+
+def claim_generation(
+    session: Session, run_id: str, gen: int, values: Mapping[str, Any] | None = None
+) -> Fence:
+    """Move ``runs.hot_gen`` from ``gen`` to ``gen + 1`` (with ``values``) if PostgreSQL
+    still holds ``gen`` and the run is active; the row lock orders concurrent writers."""
+    active = [s.value for s in ACTIVE_RUN_STATES]
+    hit = session.execute(
+        sa.update(Run)
+        .where(Run.id == run_id, Run.status.in_(active), Run.hot_gen == gen)
+        .values(hot_gen=gen + 1, last_activity_at=sa.func.now(), **dict(values or {}))
+        .returning(Run.id)
+    ).first()
+    if hit is not None:
+        return Fence.ACCEPTED
+    row = session.execute(sa.select(Run.status).where(Run.id == run_id)).first()
+    if row is None:
+        raise NotFoundError(f"no run with id '{run_id}'")
+    return Fence.ENDED if RunStatus(row.status) in TERMINAL_RUN_STATES else Fence.STALE
 
 
 def insert_payloads(session: Session, run_id: str, payloads: Mapping[str, Any]) -> None:
@@ -79,17 +152,37 @@ def insert_payloads(session: Session, run_id: str, payloads: Mapping[str, Any]) 
     )
 
 
+@dataclass(frozen=True)
+class EndedHistory:
+    """What finishing a run writes: the events PostgreSQL lacks and the projections of the
+    whole history (computed from PostgreSQL's events plus that tail)."""
+
+    first_seq: int
+    events: Sequence[NewEvent]
+    payloads: Mapping[str, Any]
+    executions: Sequence[ExecutionRow]
+    loops: Mapping[str, int]
+    stats: Mapping[str, int]
+    dead_letters: Sequence[NewDeadLetter] = ()
+
+
 class HistoryQueries(Repository):
     def persist_progress(
-        self, run_id: str, first_seq: int, events: Sequence[NewEvent], payloads: Mapping[str, Any]
-    ) -> None:
-        """Copy a running run's new events and the outputs they name (one transaction)."""
+        self,
+        run_id: str,
+        gen: int,
+        first_seq: int,
+        events: Sequence[NewEvent],
+        payloads: Mapping[str, Any],
+    ) -> Fence:
+        """Copy a running run's new events and the outputs they name, if PostgreSQL last
+        accepted generation ``gen`` of its hot state (one transaction)."""
         with self._tx() as session:
-            insert_events(session, run_id, first_seq, events)
-            insert_payloads(session, run_id, payloads)
-            session.execute(
-                sa.update(Run).where(Run.id == run_id).values(last_activity_at=sa.func.now())
-            )
+            verdict = claim_generation(session, run_id, gen)
+            if verdict is Fence.ACCEPTED:
+                insert_events(session, run_id, first_seq, events)
+                insert_payloads(session, run_id, payloads)
+            return verdict
 
     def load_payloads(self, run_id: str) -> dict[str, Any]:
         """Every stored output of a run, by ref (to rebuild its hot state)."""
@@ -99,59 +192,71 @@ class HistoryQueries(Repository):
             ).all()
         return {ref: data for ref, data in rows}
 
-    def persist_history(
+    def persist_end(
         self,
         run_id: str,
-        events: Sequence[NewEvent],
-        payloads: Mapping[str, Any],
-        executions: Sequence[ExecutionRow],
-        loops: Mapping[str, int],
-        stats: Mapping[str, int],
-        dead_letters: Sequence[NewDeadLetter] = (),
-    ) -> None:
+        gen: int,
+        status: RunStatus,
+        error: str | None,
+        history: EndedHistory,
+    ) -> Fence:
+        """End the run (``status``) and write its history, in one transaction, if it is
+        active and PostgreSQL last accepted generation ``gen``: of any number of racing
+        finishes exactly one writes, and an ended run is never written again."""
+        values: dict[str, Any] = {"status": status.value, "completed_at": sa.func.now()}
+        if error is not None:
+            values["error"] = error
         with self._tx() as session:
-            insert_events(session, run_id, 1, events)
-            insert_dead_letters(session, run_id, dead_letters)
-            insert_payloads(session, run_id, payloads)
-            if executions:
-                insert = pg_insert(NodeExecution).values(
-                    [
-                        {
-                            "run_id": run_id,
-                            "node_id": e.node_id,
-                            "iteration": e.iteration,
-                            "attempt": e.attempt,
-                            "status": e.status,
-                            "output": e.output,
-                            "error": e.error,
-                            "finished_at": sa.func.now(),
-                        }
-                        for e in executions
-                    ]
-                )
-                session.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["run_id", "node_id", "iteration", "attempt"],
-                        set_={
-                            "status": insert.excluded.status,
-                            "output": insert.excluded.output,
-                            "error": insert.excluded.error,
-                        },
-                    )
-                )
-            if loops:
-                insert_loops = pg_insert(LoopState).values(
-                    [{"run_id": run_id, "node_id": n, "iteration": i} for n, i in loops.items()]
-                )
-                session.execute(
-                    insert_loops.on_conflict_do_update(
-                        index_elements=["run_id", "node_id"],
-                        set_={"iteration": insert_loops.excluded.iteration},
-                    )
-                )
-            if stats:
-                session.execute(
-                    sa.update(RunStatistics)
-                    .where(RunStatistics.run_id == run_id)
-                    .values(**stats, updated_at=sa.func.now())
-                )
+            verdict = claim_generation(session, run_id, gen, values)
+            if verdict is Fence.ACCEPTED:
+                _write_history(session, run_id, history)
+            return verdict
+
+
+def _write_history(session: Session, run_id: str, history: EndedHistory) -> None:
+    insert_events(session, run_id, history.first_seq, history.events)
+    insert_dead_letters(session, run_id, history.dead_letters)
+    insert_payloads(session, run_id, history.payloads)
+    if history.executions:
+        insert = pg_insert(NodeExecution).values(
+            [
+                {
+                    "run_id": run_id,
+                    "node_id": e.node_id,
+                    "iteration": e.iteration,
+                    "attempt": e.attempt,
+                    "status": e.status,
+                    "output": e.output,
+                    "error": e.error,
+                    "finished_at": sa.func.now(),
+                }
+                for e in history.executions
+            ]
+        )
+        # a run resumed from a dead letter ends a second time: its rows are brought up to date
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["run_id", "node_id", "iteration", "attempt"],
+                set_={
+                    "status": insert.excluded.status,
+                    "output": insert.excluded.output,
+                    "error": insert.excluded.error,
+                },
+            )
+        )
+    if history.loops:
+        insert_loops = pg_insert(LoopState).values(
+            [{"run_id": run_id, "node_id": n, "iteration": i} for n, i in history.loops.items()]
+        )
+        session.execute(
+            insert_loops.on_conflict_do_update(
+                index_elements=["run_id", "node_id"],
+                set_={"iteration": insert_loops.excluded.iteration},
+            )
+        )
+    if history.stats:
+        session.execute(
+            sa.update(RunStatistics)
+            .where(RunStatistics.run_id == run_id)
+            .values(**history.stats, updated_at=sa.func.now())
+        )

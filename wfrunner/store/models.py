@@ -77,6 +77,9 @@ class Run(Base):
     inputs: Mapped[Any] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(sa.Text)
     event_seq: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
+    #: the generation of the run's hot state PostgreSQL last accepted a flush or finish from
+    #: (see wfrunner/fencing.py); Redis restored from an older snapshot holds an older one
+    hot_gen: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
     created_at: Mapped[datetime] = _created()
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)

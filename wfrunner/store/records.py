@@ -47,6 +47,8 @@ class RunRecord(_Record):
     started_at: datetime | None
     completed_at: datetime | None
     last_activity_at: datetime
+    #: generation of the last flush accepted from Redis (see wfrunner/fencing.py)
+    hot_gen: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", RunStatus(self.status))

@@ -130,6 +130,27 @@ class RunQueries(Repository):
             ).scalars()
             return list(rows)
 
+    def active_generations(self) -> dict[str, int]:
+        """RUNNING and WAITING runs with the hot-state generation PostgreSQL last accepted."""
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(Run.id, Run.hot_gen).where(
+                    Run.status.in_([RunStatus.RUNNING.value, RunStatus.WAITING.value])
+                )
+            ).all()
+            return {run_id: gen for run_id, gen in rows}
+
+    def list_queued_runs(self, older_than_seconds: float) -> list[str]:
+        """QUEUED runs created at least that long ago: their start message may be lost."""
+        cutoff = sa.func.now() - timedelta(seconds=older_than_seconds)
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(Run.id)
+                .where(Run.status == RunStatus.QUEUED.value, Run.created_at <= cutoff)
+                .order_by(Run.created_at)
+            ).scalars()
+            return list(rows)
+
     def reopen_run(self, run_id: str) -> bool:
         """FAILED -> RUNNING for a dead-letter retry; clears the error and the end time."""
         with self._tx() as session:
