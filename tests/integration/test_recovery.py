@@ -110,7 +110,7 @@ def test_crash_before_ack_redelivers_and_counts_attempts(rt: Runtime) -> None:
     h = Harness(rt)
     h.start(chain(2), {})
     token = h.queue[0]
-    rt.state.begin(token, 0.0, None)  # a delivery that died inside the handler
+    rt.state.begin(token, 0.0, None, lease=0)  # a delivery that died in the handler
     doc = h.drain()
     assert doc["status"] == "COMPLETED"
     assert doc["nodes"]["n0"]["attempts"] == 1  # the dead one wrote no node_started event
@@ -121,7 +121,7 @@ def test_token_whose_worker_always_dies_fails_after_the_cap(rt: Runtime) -> None
     h.start(chain(2), {})
     token = h.queue.popleft()
     for _ in range(rt.settings.max_deliveries):
-        rt.state.begin(token, 0.0, None)
+        rt.state.begin(token, 0.0, None, lease=0)
     outcome = h.process(token)
     h.act(token, outcome)
     doc = client.get_run(h.run_id, rt)
