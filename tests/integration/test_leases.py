@@ -66,9 +66,7 @@ def test_a_live_lease_keeps_a_second_delivery_from_running_the_node(
     assert not [e for e in rt.state.events(h.run_id) if e["type"] == "node_started"]
 
 
-def test_an_expired_lease_is_taken_over_and_counted_as_an_attempt(
-    rt: Runtime, h: Harness
-) -> None:
+def test_an_expired_lease_is_taken_over_and_counted_as_an_attempt(rt: Runtime, h: Harness) -> None:
     token = h.queue.popleft()
     rt.state.begin(token, time.time(), None, holder="dead", lease=0)
     outcome = h.process(token)

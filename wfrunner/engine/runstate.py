@@ -379,7 +379,7 @@ class RunState:
 
     def clock(self) -> float:
         """Redis's time: the clock leases are measured on."""
-        seconds, micros = cast(tuple[int, int], self.client.time())
+        seconds, micros = self.client.time()
         return seconds + micros / 1_000_000
 
     def mark_flushed(self, run_id: str, count: int) -> bool:
