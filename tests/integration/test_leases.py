@@ -210,3 +210,17 @@ def test_stalled_tokens_is_the_reconcilers_choice(rt: Runtime, h: Harness) -> No
     rt.state.begin(token, time.time(), None, holder="dead", lease=0)
     assert recovery.stalled_tokens(rt, h.run_id, 3.0) == [token]
     assert recovery.stalled_tokens(rt, h.run_id, 3.0) == []
+
+
+def test_a_lost_lease_is_reported_once_and_never_taken_back(rt: Runtime, h: Harness) -> None:
+    token = h.queue.popleft()
+    keeper = LeaseKeeper(rt.state, lease_seconds=60)
+    rt.state.begin(token, time.time(), None, holder="mine", lease=60)
+    try:
+        with keeper.hold(h.run_id, token.key, "mine"):
+            rt.redis.hdel(keys.running_key(h.run_id), token.key)  # e.g. the run was rebuilt
+            assert keeper.renew_now() == [token.key]
+            assert keeper.renew_now() == []  # no longer renewed
+            assert _entry(rt, token) is None
+    finally:
+        keeper.close()

@@ -102,10 +102,15 @@ class LeaseKeeper:
             raise
         finally:
             with self._lock:
-                tokens = self._held.get(run_id, {})
-                tokens.pop(token_key, None)
-                if not tokens:
-                    self._held.pop(run_id, None)
+                self._forget(run_id, token_key, holder)
+
+    def _forget(self, run_id: str, token_key: str, holder: str) -> None:
+        """Stop renewing one lease (the caller holds the lock)."""
+        tokens = self._held.get(run_id, {})
+        if tokens.get(token_key) == holder:
+            del tokens[token_key]
+        if not tokens:
+            self._held.pop(run_id, None)
 
     def _release(self, run_id: str, token_key: str, holder: str) -> None:
         try:
@@ -120,6 +125,10 @@ class LeaseKeeper:
         if not held:
             return []
         lost = self.renewer.renew(held, self.lease_seconds)
+        with self._lock:  # a lost lease cannot be renewed again: stop trying
+            for run_id, tokens in held.items():
+                for key in set(lost) & set(tokens):
+                    self._forget(run_id, key, tokens[key])
         for key in lost:
             log.warning("lease on %s lost while its node runs (run ended, or renewed late)", key)
         return lost
