@@ -6,14 +6,17 @@ KEYS[2]  emits     wfr:{<run_id>}:emits     hash: token key -> JSON of the token
 KEYS[3]  payloads  wfr:{<run_id>}:payloads  hash: ref -> canonical JSON
 KEYS[4]  events    wfr:{<run_id>}:events
 KEYS[5]  attempts  wfr:{<run_id>}:attempts  hash: token key -> deliveries that began it
-KEYS[6]  running   wfr:{<run_id>}:running   hash: token key -> when its latest delivery began
+KEYS[6]  running   wfr:{<run_id>}:running   hash: token key -> "<until>|<holder>" lease
+                                            (see wfrunner/engine/leases.py)
 
 ARGV[1]  token_key    identity of the consumed token (see wfrunner.engine.tokens)
 ARGV[2]  payload_ref  the token's input payload ref, or "" for none
 ARGV[3]  event        JSON node_started event to append, or "" for none
-ARGV[4]  now          seconds since the epoch
+ARGV[4]  now          seconds since the epoch (the caller's clock: run activity)
+ARGV[5]  holder       this delivery's lease holder id (unique per delivery)
+ARGV[6]  lease        seconds the lease lasts unless renewed (Redis's clock: TIME)
 
-Returns {state, committed, input, inputs, attempt, epoch}:
+Returns {state, committed, input, inputs, attempt, epoch, busy}:
   state      "running", or the run's end state, or "gone" when the run has no hot state
              (it ended and was cleaned up), or "not_pending" when the token's payload is
              missing (see commit_node.lua): the caller then drops the token
@@ -29,22 +32,39 @@ Returns {state, committed, input, inputs, attempt, epoch}:
   epoch      the run's hot-state generation (changes when it is rebuilt from PostgreSQL);
              the delivery passes it to join_arrive and commit_node, which refuse it once
              the run was rebuilt meanwhile: what the delivery did before is lost
-Nothing is written unless the run is running and the token is not yet committed; the
-node_started event is then appended with its "attempt" field set by this script.
+  busy       "" when this delivery took the token's lease; else the seconds (text) the
+             live lease of another delivery still lasts: this delivery must not run the
+             node (its handler is running elsewhere) and is not counted as an attempt
+Nothing is written unless the run is running, the token is not yet committed and no
+other delivery holds a live lease on it; the lease is then taken for ARGV[6] seconds, and
+the node_started event is appended with its "attempt" field set by this script. Entries
+of the running hash that are not delivery leases (a retry's due time, a republish mark)
+do not stop a delivery.
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then
-    return {"gone", "", "", "", 0, ""}
+    return {"gone", "", "", "", 0, "", ""}
 end
 if state ~= "running" then
-    return {state, "", "", "", 0, ""}
+    return {state, "", "", "", 0, "", ""}
 end
 local epoch = redis.call("HGET", KEYS[1], "epoch") or ""
 
 local committed = redis.call("HGET", KEYS[2], ARGV[1])
 if committed then
-    return {state, committed, "", "", 0, epoch}
+    return {state, committed, "", "", 0, epoch, ""}
+end
+
+local clock = redis.call("TIME")
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local lease = redis.call("HGET", KEYS[6], ARGV[1])
+if lease then
+    local till, holder = string.match(lease, "^([^|]+)|(.*)$")
+    local delivery = holder and holder ~= ARGV[5] and holder ~= "retry" and holder ~= "republished"
+    if delivery and tonumber(till) and tonumber(till) > now then
+        return {state, "", "", "", 0, epoch, string.format("%.3f", tonumber(till) - now)}
+    end
 end
 
 local input = ""
@@ -57,11 +77,11 @@ if ARGV[2] ~= "" then
     end
 end
 local attempt = redis.call("HINCRBY", KEYS[5], ARGV[1], 1)
-redis.call("HSET", KEYS[6], ARGV[1], ARGV[4])
+redis.call("HSET", KEYS[6], ARGV[1], string.format("%.3f|%s", now + tonumber(ARGV[6]), ARGV[5]))
 if ARGV[3] ~= "" then
     local evt = cjson.decode(ARGV[3])
     evt["attempt"] = attempt
     redis.call("RPUSH", KEYS[4], cjson.encode(evt))
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[4])
-return {state, "", input, redis.call("HGET", KEYS[1], "inputs") or "null", attempt, epoch}
+return {state, "", input, redis.call("HGET", KEYS[1], "inputs") or "null", attempt, epoch, ""}

@@ -4,7 +4,8 @@ due (a retry after a backoff), so the reconciler does not publish it early.
 
 KEYS[1]  meta     wfr:{<run_id>}:meta
 KEYS[2]  events   wfr:{<run_id>}:events
-KEYS[3]  running  wfr:{<run_id>}:running   token key -> when its delivery began / is due
+KEYS[3]  running  wfr:{<run_id>}:running   token key -> "<due>|retry" (replaces the
+                                           delivery's lease; see engine/leases.py)
 
 ARGV[1]  token_key  "" for none
 ARGV[2]  due        seconds since the epoch when the token's next delivery is due
@@ -22,7 +23,7 @@ if ARGV[3] ~= "" and (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[3] the
     return 0
 end
 if ARGV[1] ~= "" then
-    redis.call("HSET", KEYS[3], ARGV[1], ARGV[2])
+    redis.call("HSET", KEYS[3], ARGV[1], ARGV[2] .. "|retry")
 end
 for i = 4, #ARGV do
     redis.call("RPUSH", KEYS[2], ARGV[i])

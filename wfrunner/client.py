@@ -11,7 +11,6 @@ from wfrunner import fencing, handlers, history
 from wfrunner.compiler import IR, compile_workflow, load_definitions
 from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
 from wfrunner.runtime import Runtime, runtime
-from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store import RunRecord
 
@@ -48,27 +47,12 @@ def check_handlers(ir: IR, where: str) -> None:
         raise CompileError(problems, where)
 
 
-def check_timeouts(ir: IR, visibility_timeout: int, where: str) -> None:
-    """A node allowed to run longer than the visibility timeout would be handed to a second
-    worker while the first still runs it: refuse such a definition."""
-    problems = [
-        f"node {n.id!r}: timeout_ms {n.timeout_ms} is not shorter than "
-        f"WFRUNNER_VISIBILITY_TIMEOUT ({visibility_timeout} s) minus {HARD_LIMIT_GRACE:g} s; "
-        "shorten the timeout or raise the visibility timeout"
-        for n in ir.nodes.values()
-        if n.timeout_ms and n.timeout_ms / 1000 + HARD_LIMIT_GRACE >= visibility_timeout
-    ]
-    if problems:
-        raise CompileError(problems, where)
-
-
 def register_workflow(definition: dict[str, Any] | str | Path, rt: Runtime | None = None) -> str:
     """Validate, compile and store a workflow; returns its id (the same for the same text)."""
     rt = rt or runtime()
     name, doc, where = _definition(definition)
     ir = compile_workflow(doc, where)
     check_handlers(ir, where)
-    check_timeouts(ir, rt.settings.visibility_timeout, where)
     return rt.store.register_workflow(name, doc, ir.to_dict()).id
 
 

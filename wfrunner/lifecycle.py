@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from wfrunner import fencing, history
-from wfrunner.engine import completion
+from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.runstate import GONE, RUNNING
@@ -136,16 +136,24 @@ def fail(rt: Runtime, run_id: str, error: str, kind: str = "failed") -> bool:
 
 
 def expire_idle_runs(rt: Runtime) -> list[str]:
-    """Fail runs with no activity for WFRUNNER_RUN_TIMEOUT seconds; returns their ids."""
+    """Fail runs with no activity for WFRUNNER_RUN_TIMEOUT seconds; returns their ids.
+
+    A node that is running (its lease is live) or a retry that is not yet due is
+    activity: a long node or a long backoff does not time its run out.
+    """
     timeout = rt.settings.run_timeout
     failed = []
     for run_id in rt.store.find_idle_runs(timeout):
         meta = rt.state.meta(run_id)
         idle_for = time.time() - float(meta.get("activity", 0) or 0)
-        if meta.get("state") == RUNNING and idle_for < timeout:
+        if meta.get("state") == RUNNING and (idle_for < timeout or _busy(rt, run_id)):
             rt.store.touch_run(run_id)
             continue
         error = f"run timed out: no activity for {timeout} s (WFRUNNER_RUN_TIMEOUT)"
         if fail(rt, run_id, error):
             failed.append(run_id)
     return failed
+
+
+def _busy(rt: Runtime, run_id: str) -> bool:
+    return leases.busy(rt.state.leases(run_id), rt.state.clock())

@@ -172,25 +172,17 @@ def _dump(value: Any) -> str:
 
 
 def stalled_tokens(rt: Runtime, run_id: str, stall_after: float) -> list[Token]:
-    """Pending tokens of a run idle for ``stall_after`` s that no delivery is working on.
+    """Pending tokens to publish again, marked as republished (lua/claim_stalled.lua).
 
-    A token counts as worked on from when a delivery began it, or the reconciler last
-    published it, for ``WFRUNNER_VISIBILITY_TIMEOUT`` seconds: a token merely waiting in a
-    long queue is published again at most that often, not on every pass.
+    A token whose delivery's lease expired (its worker is gone) is published again at
+    once, even while other branches of the run progress. One that no delivery holds (its
+    message is queued, or was lost) is published again only when the run has been idle
+    for ``stall_after`` s, and then at most every ``WFRUNNER_VISIBILITY_TIMEOUT`` seconds:
+    a token merely waiting in a long queue is not published on every pass.
     """
-    meta = rt.state.meta(run_id)
-    if meta.get("state") != RUNNING:
-        return []
-    now = time.time()
-    if now - float(meta.get("activity", 0) or 0) < stall_after:
-        return []
-    running = rt.state.running(run_id)
-    lost_after = float(rt.settings.visibility_timeout)
-    return [
-        token
-        for key, token in rt.state.pending(run_id).items()
-        if key not in running or now - running[key] > lost_after
-    ]
+    return rt.state.claim_stalled(
+        run_id, time.time(), stall_after, float(rt.settings.visibility_timeout)
+    )
 
 
 def reconcile(rt: Runtime) -> dict[str, list[Token]]:
@@ -221,7 +213,6 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
             stalled = stalled_tokens(rt, run_id, stall_after)
             if stalled:
                 log.warning("run %s: publishing %d stalled tokens again", run_id, len(stalled))
-                rt.state.mark_republished(run_id, stalled, time.time())
                 to_publish[run_id] = stalled
     return to_publish
 

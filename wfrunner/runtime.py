@@ -17,6 +17,7 @@ from redis.retry import Retry
 from wfrunner import handlers
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.executor import Executor, Limits
+from wfrunner.engine.leases import LeaseKeeper
 from wfrunner.engine.runstate import RunState
 from wfrunner.servers import resolve_database_url, resolve_redis_url
 from wfrunner.settings import Settings
@@ -58,7 +59,16 @@ class Runtime:
 
     @cached_property
     def state(self) -> RunState:
-        return RunState(self.redis, flush_every=float(self.settings.flush_interval))
+        return RunState(
+            self.redis,
+            flush_every=float(self.settings.flush_interval),
+            lease_seconds=float(self.settings.lease_seconds),
+        )
+
+    @cached_property
+    def leases(self) -> LeaseKeeper:
+        """The process's lease heartbeat (one thread, started by the first lease)."""
+        return LeaseKeeper(self.state, float(self.settings.lease_seconds))
 
     @cached_property
     def store(self) -> Store:
@@ -76,6 +86,7 @@ class Runtime:
                 http_timeout_s=float(settings.http_timeout),
                 max_loop_passes=settings.max_loop_passes,
             ),
+            self.leases,
         )
 
     def ir(self, workflow_id: str) -> IR:
@@ -88,6 +99,8 @@ class Runtime:
         return cached
 
     def close(self) -> None:
+        if "leases" in self.__dict__:
+            self.leases.close()
         if "redis" in self.__dict__:
             self.redis.close()
         if "store" in self.__dict__:

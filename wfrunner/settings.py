@@ -26,6 +26,11 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "WFRUNNER_TIMEOUT_CHECK_INTERVAL": ("30", "seconds between timeout-detector passes"),
     "WFRUNNER_MAX_PAYLOAD_BYTES": ("1048576", "largest JSON payload a node may produce"),
     "WFRUNNER_VISIBILITY_TIMEOUT": ("3600", "seconds before Redis redelivers an unacked task"),
+    "WFRUNNER_LEASE_SECONDS": (
+        "15",
+        "seconds a running node's lease lasts without a heartbeat (renewed every third of "
+        "it); a dead worker's node runs again this long after it died",
+    ),
     "WFRUNNER_PAYLOAD_WARN_BYTES": ("262144", "payload size above which a warning is logged"),
     "WFRUNNER_MAX_DELIVERIES": (
         "3",
@@ -83,6 +88,7 @@ class Settings:
     timeout_check_interval: int = 30
     max_payload_bytes: int = 1024 * 1024
     visibility_timeout: int = 3600
+    lease_seconds: int = 15
     payload_warn_bytes: int = 256 * 1024
     max_deliveries: int = 3
     flush_interval: int = 1
@@ -105,6 +111,7 @@ class Settings:
             timeout_check_interval=_int(env, "WFRUNNER_TIMEOUT_CHECK_INTERVAL", 30),
             max_payload_bytes=_int(env, "WFRUNNER_MAX_PAYLOAD_BYTES", 1024 * 1024),
             visibility_timeout=_int(env, "WFRUNNER_VISIBILITY_TIMEOUT", 3600),
+            lease_seconds=_int(env, "WFRUNNER_LEASE_SECONDS", 15, minimum=3),
             payload_warn_bytes=_int(env, "WFRUNNER_PAYLOAD_WARN_BYTES", 256 * 1024),
             max_deliveries=_int(env, "WFRUNNER_MAX_DELIVERIES", 3),
             flush_interval=_int(env, "WFRUNNER_FLUSH_INTERVAL", 1),

@@ -116,6 +116,15 @@ def test_timeout_detector_fails_an_idle_run(worker: Any, engine_env: dict[str, s
     workflow_id = client.register_workflow(wf)
     run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
     impatient = Runtime(Settings.from_env({**engine_env, "WFRUNNER_RUN_TIMEOUT": "1"}))
+    running = keys.running_key(run_id)
+    deadline = time.monotonic() + 20
+    while not impatient.redis.hkeys(running) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # no commit for longer than the timeout, but A is running: not idle
+    assert lifecycle.expire_idle_runs(impatient) == []
+    # A's worker is gone (its heartbeat stopped, its lease expired) and nothing reclaims
+    # the token: the run is idle now
+    impatient.redis.delete(running)
     deadline = time.monotonic() + 20
     expired: list[str] = []
     while run_id not in expired and time.monotonic() < deadline:

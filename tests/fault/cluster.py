@@ -32,6 +32,7 @@ KNOBS = {
     "WFRUNNER_RECONCILE_INTERVAL": "1",  # stalled outbox tokens are republished after 3 s
     "WFRUNNER_FLUSH_INTERVAL": "1",  # PostgreSQL is at most 1 s behind Redis
     "WFRUNNER_MAX_DELIVERIES": "3",
+    "WFRUNNER_LEASE_SECONDS": "3",  # a dead delivery's token runs again 3 s after its death
     "WFRUNNER_RUN_TIMEOUT": "600",  # the detector must not end runs the test is waiting for
     "WFRUNNER_TIMEOUT_CHECK_INTERVAL": "600",
 }

@@ -92,3 +92,20 @@ def exit_worker(value: Any, config: dict[str, Any]) -> Any:
     if config.get("kind") == "interrupt":
         raise KeyboardInterrupt
     raise SystemExit(3)
+
+
+@wfrunner.handler("fault.long")
+def long(value: Any, config: dict[str, Any]) -> Any:
+    """Sleep ``config.sleep_s`` seconds; counts its runs in a marker file (one x each)."""
+    with _marker(value, config, "runs").open("a") as runs:
+        runs.write("x")
+    time.sleep(float(config.get("sleep_s", 5)))
+    return {"tag": tag_of(value), "node": config.get("node")}
+
+
+@wfrunner.handler("fault.fail_first")
+def fail_first(value: Any, config: dict[str, Any]) -> Any:
+    """Raise the first time it runs for this run (a transient error), succeed after."""
+    if _first_time(value, config, "failed"):
+        raise RuntimeError("transient failure (first attempt)")
+    return {"tag": tag_of(value), "node": config.get("node")}

@@ -242,7 +242,7 @@ class RunMachine(RuleBasedStateMachine):
         if self.died[token.key] >= 1:
             return
         self.died[token.key] += 1
-        self.rt.state.begin(token, 0.0, None)
+        self.rt.state.begin(token, 0.0, None, lease=0)  # its lease expired with it
 
     @precondition(has_queue)
     @rule(i=st.integers(min_value=0, max_value=1_000))

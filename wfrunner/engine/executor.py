@@ -3,8 +3,11 @@
 The order of steps is what makes at-least-once delivery safe:
 
 1. ``begin``: is the run still running, and was this token already committed? A committed
-   token is never run again (a duplicate or late delivery is ignored); a token delivered
-   more often than its node allows (its worker keeps dying) fails the node.
+   token is never run again (a duplicate or late delivery is ignored). The delivery takes
+   the token's lease, which the process renews while the node runs (engine/leases.py); a
+   delivery that finds another's lease live does not run the node and looks again when
+   it would have expired (the broker gave the message out again while it still runs). A
+   token begun more often than its node allows (its worker keeps dying) fails the node.
 2. A join records the arrival; only the arrival that completed the join fires it.
 3. The node runs (handler or built-in). Its routing is decided, and the paths not taken
    are propagated as dead: skipped nodes, dead join arrivals, and a fire token for a join
@@ -28,6 +31,7 @@ from wfrunner import builtins, handlers
 from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.events import event
+from wfrunner.engine.leases import LeaseKeeper
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
 from wfrunner.engine.runstate import DEAD, NOT_PENDING, RUNNING, Begin, RunState
@@ -45,7 +49,8 @@ class Outcome:
     ignored: str | None = None
     #: the error that failed the run
     failed: str | None = None
-    #: seconds after which the same token is to be delivered again (a retry)
+    #: seconds after which the same token is to be delivered again (a retry, or a look
+    #: at a token another delivery holds the lease on)
     retry_in: float | None = None
     #: whether the run's history is due to be copied to PostgreSQL
     flush: bool = False
@@ -79,6 +84,10 @@ def describe(exc: BaseException, node: IRNode) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+#: seconds past another delivery's lease expiry before a busy delivery looks again
+_LOOK_AGAIN_SLACK = 0.5
+
+
 def _delivery_cap(node: IRNode, limits: Limits) -> int:
     return node.retry.max_attempts if node.retry else limits.max_deliveries
 
@@ -92,21 +101,26 @@ def _retry_delay(node: IRNode, attempt: int) -> float | None:
 
 
 class Executor:
-    def __init__(self, state: RunState, limits: Limits | None = None) -> None:
+    def __init__(
+        self, state: RunState, limits: Limits | None = None, leases: LeaseKeeper | None = None
+    ) -> None:
         self.state = state
         self.limits = limits or Limits()
+        self.leases = leases or LeaseKeeper(state, state.lease_seconds)
 
     def process(self, ir: IR, token: Token, nonce: str | None = None) -> Outcome:
         """Process one delivery of ``token``. ``nonce`` identifies the delivery (the Celery
         task id: the same when a message comes back after a crash or a task retries, new
-        for a copy); a random one is used when none is given."""
+        for a copy); a random one is used when none is given. The lease holder id is new
+        for every call: two deliveries of one message must not share a lease."""
         nonce = nonce or uuid.uuid4().hex
         node = ir.nodes.get(token.to_node)
         if node is None:
             return Outcome(ignored=f"workflow has no node {token.to_node!r}")
         joining = node.wait_for_all and token.from_node in node.dependencies
         started = event("node_started", node.id, scope=token.scope)
-        begin = self.state.begin(token, time.time(), None if joining else started)
+        holder = uuid.uuid4().hex
+        begin = self.state.begin(token, time.time(), None if joining else started, holder)
         if begin.state != RUNNING:
             return Outcome(ignored=_dropped(begin.state))
         if begin.committed:
@@ -115,6 +129,26 @@ class Executor:
             # this very delivery committed, then died or lost the reply before dispatching
             resend = self.state.still_pending(token.run_id, list(begin.emitted))
             return Outcome(dispatch=resend, check_completion=node.is_terminal)
+        if begin.busy_for:
+            return Outcome(
+                ignored=f"another delivery is running it (lease live for {begin.busy_for:.1f} s "
+                "more): looking again then",
+                retry_in=begin.busy_for + _LOOK_AGAIN_SLACK,
+            )
+        with self.leases.hold(token.run_id, token.key, holder):
+            return self._begun(ir, node, token, begin, joining, started, nonce)
+
+    def _begun(
+        self,
+        ir: IR,
+        node: IRNode,
+        token: Token,
+        begin: Begin,
+        joining: bool,
+        started: dict[str, Any],
+        nonce: str,
+    ) -> Outcome:
+        """The rest of a delivery that holds the token's lease."""
         if begin.attempt > _delivery_cap(node, self.limits):
             reason = (
                 f"delivered {begin.attempt} times and its worker died each time "

@@ -13,7 +13,7 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:emits      hash    token key -> JSON of the tokens its node emitted
     wfr:{<run_id>}:joins      hash    join arrivals (see lua/join_arrive.lua)
     wfr:{<run_id>}:pending    hash    token key -> token: emitted, not yet consumed (outbox)
-    wfr:{<run_id>}:running    hash    token key -> when its latest delivery began
+    wfr:{<run_id>}:running    hash    token key -> lease "<until>|<holder>" (engine/leases.py)
     wfr:{<run_id>}:attempts   hash    token key -> deliveries that began it
     wfr:{<run_id>}:lock       string  held by the one writer copying the run to PostgreSQL
 
@@ -105,7 +105,7 @@ def pending_key(run_id: str) -> str:
 
 
 def running_key(run_id: str) -> str:
-    """Tokens whose delivery has begun and not committed, with when it began."""
+    """Leases of tokens being run, retries' due times, republish marks (engine/leases.py)."""
     return f"{_tag(run_id)}:running"
 
 

@@ -9,7 +9,8 @@ coordinator.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ import redis
 from redis.commands.core import Script
 
 from wfrunner.engine import keys
+from wfrunner.engine.leases import Lease
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError
 from wfrunner.resources import lua_source
@@ -42,6 +44,9 @@ class Begin:
     emitted: tuple[Token, ...] = ()
     #: the run's hot-state generation this delivery began in (see lua/begin_node.lua)
     epoch: str = ""
+    #: seconds another delivery's live lease on the token still lasts (0: this delivery
+    #: holds the lease); a busy delivery must not run the node
+    busy_for: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,12 @@ def _emitted(recorded: str) -> list[Token]:
 class RunState:
     """Hot state of runs over one ``redis.Redis`` client (``decode_responses=True``)."""
 
-    def __init__(self, client: redis.Redis, flush_every: float = 1.0) -> None:
+    def __init__(
+        self, client: redis.Redis, flush_every: float = 1.0, lease_seconds: float = 15.0
+    ) -> None:
         self.client = client
         self.flush_every = flush_every
+        self.lease_seconds = lease_seconds
         self._scripts: dict[str, Script] = {
             name: client.register_script(lua_source(name))
             for name in (
@@ -96,6 +104,8 @@ class RunState:
                 "record_events",
                 "mark_flushed",
                 "unlock",
+                "renew_leases",
+                "claim_stalled",
             )
         }
 
@@ -135,9 +145,19 @@ class RunState:
         )
         return bool(reply[0]), str(reply[1])
 
-    def begin(self, token: Token, now: float, event: dict[str, Any] | None) -> Begin:
+    def begin(
+        self,
+        token: Token,
+        now: float,
+        event: dict[str, Any] | None,
+        holder: str = "",
+        lease: float | None = None,
+    ) -> Begin:
+        """Begin a delivery of ``token``, taking its lease for ``holder`` (a delivery id)
+        for ``lease`` seconds (default: ``lease_seconds``) unless another holds it."""
         run_id = token.run_id
-        state, committed, raw_input, raw_inputs, attempt, epoch = self._run(
+        lease = self.lease_seconds if lease is None else lease
+        state, committed, raw_input, raw_inputs, attempt, epoch, busy = self._run(
             "begin_node",
             run_id,
             [
@@ -148,7 +168,14 @@ class RunState:
                 keys.attempts_key(run_id),
                 keys.running_key(run_id),
             ],
-            [token.key, token.payload_ref or "", _dump(event) if event else "", now],
+            [
+                token.key,
+                token.payload_ref or "",
+                _dump(event) if event else "",
+                now,
+                holder or uuid.uuid4().hex,
+                lease,
+            ],
         )
         return Begin(
             state=state,
@@ -159,6 +186,7 @@ class RunState:
             committed_by=json.loads(committed).get("by") if committed else None,
             emitted=tuple(_emitted(committed)) if committed else (),
             epoch=str(epoch),
+            busy_for=float(busy or 0),
         )
 
     def arrive(
@@ -339,14 +367,42 @@ class RunState:
         present = self._fields(keys.pending_key(run_id), [t.key for t in tokens])
         return [t for t, p in zip(tokens, present, strict=True) if p is not None]
 
-    def mark_republished(self, run_id: str, tokens: Sequence[Token], now: float) -> None:
-        """Note tokens the reconciler published again, so it leaves them alone for a while."""
-        if tokens:
-            self.client.hset(keys.running_key(run_id), mapping={t.key: now for t in tokens})
+    def renew(self, held: Mapping[str, Mapping[str, str]], seconds: float) -> list[str]:
+        """Extend (``seconds`` 0: release) the leases ``held`` (run id -> token key ->
+        holder) in one pipeline; returns the token keys whose lease the holder lost."""
+        script = self._scripts["renew_leases"]
+        pipe = self.client.pipeline(transaction=False)
+        for run_id, tokens in held.items():
+            pairs = [item for pair in tokens.items() for item in pair]
+            script(
+                keys=[keys.meta_key(run_id), keys.running_key(run_id)],
+                args=[seconds, *pairs],
+                client=pipe,
+            )
+        replies = _guarded("renew_leases", ",".join(held), pipe.execute)
+        return [str(key) for lost in replies for key in lost]
 
-    def running(self, run_id: str) -> dict[str, float]:
-        """Tokens whose delivery began and has not committed: when it began."""
-        return {k: float(v) for k, v in self._hash(keys.running_key(run_id)).items()}
+    def claim_stalled(
+        self, run_id: str, now: float, stall_after: float, hold: float
+    ) -> list[Token]:
+        """Outbox tokens to publish again (see lua/claim_stalled.lua), marked as such."""
+        texts = self._run(
+            "claim_stalled",
+            run_id,
+            [keys.meta_key(run_id), keys.pending_key(run_id), keys.running_key(run_id)],
+            [now, stall_after, hold],
+        )
+        return [Token.from_dict(json.loads(text)) for text in texts]
+
+    def leases(self, run_id: str) -> dict[str, Lease]:
+        """token key -> its lease, retry due time or republish mark."""
+        parsed = {k: Lease.parse(v) for k, v in self._hash(keys.running_key(run_id)).items()}
+        return {k: lease for k, lease in parsed.items() if lease is not None}
+
+    def clock(self) -> float:
+        """Redis's time: the clock leases are measured on."""
+        seconds, micros = self.client.time()
+        return seconds + micros / 1_000_000
 
     def mark_flushed(self, run_id: str, count: int, gen: int, epoch: str) -> bool:
         """PostgreSQL accepted generation ``gen`` (read with ``epoch``) holding the first

@@ -1,10 +1,11 @@
 """The worker's refusal to start with unsafe Celery settings.
 
 wfrunner's guarantees rest on a few settings (see :mod:`wfrunner.tasks.config`): JSON-only
-messages, so a message on the broker can never run code when it is decoded; late acks
-with ``task_reject_on_worker_lost``, so a task whose worker dies is delivered again; and a
-Redis visibility timeout longer than any task may run, so Redis does not hand a task that
-is still running to a second worker. :func:`unsafe_settings` lists what violates them; on
+messages, so a message on the broker can never run code when it is decoded; and late
+acks with ``task_reject_on_worker_lost``, so a task whose worker dies is delivered again.
+(A task running longer than the Redis visibility timeout is safe: the broker hands its
+message out again, but the copy finds the token's lease live and does not run the node;
+see wfrunner/engine/leases.py.) :func:`unsafe_settings` lists what violates them; on
 ``worker_init`` a worker with problems logs them and exits with status 1 before it
 consumes anything.
 """
@@ -33,15 +34,8 @@ _DEFAULTS: dict[str, Any] = {
     "event_serializer": "json",
     "task_acks_late": False,
     "task_reject_on_worker_lost": None,
-    "task_time_limit": None,
-    "broker_transport_options": {},
-    "broker_url": None,
 }
 _JSON = {"json", "application/json"}
-#: kombu's visibility timeout when the transport options set none (Redis, SQS)
-DEFAULT_VISIBILITY_TIMEOUT = 3600
-#: broker schemes that redeliver unacknowledged tasks after the visibility timeout
-_VISIBILITY_SCHEMES = {"redis", "rediss", "redis+socket", "sentinel", "sqs"}
 
 
 def _get(conf: Mapping[str, Any], key: str) -> Any:
@@ -84,26 +78,9 @@ def _ack_problems(conf: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _visibility_problems(conf: Mapping[str, Any]) -> list[str]:
-    time_limit = _get(conf, "task_time_limit")
-    broker_url = str(_get(conf, "broker_url") or "redis://")
-    if not time_limit or broker_url.split(":", 1)[0].lower() not in _VISIBILITY_SCHEMES:
-        return []
-    options = _get(conf, "broker_transport_options") or {}
-    visibility = options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT)
-    if visibility > time_limit:
-        return []
-    return [
-        f"broker_transport_options['visibility_timeout']={visibility:g} s is not longer "
-        f"than task_time_limit={time_limit:g} s: Redis would give a task that is still "
-        f"running to a second worker; set WFRUNNER_VISIBILITY_TIMEOUT above "
-        f"{time_limit:g} or lower task_time_limit below {visibility:g}"
-    ]
-
-
 def unsafe_settings(conf: Mapping[str, Any]) -> list[str]:
     """Every unsafe setting in ``conf`` (a Celery ``app.conf`` or a dict), one line each."""
-    return _content_problems(conf) + _ack_problems(conf) + _visibility_problems(conf)
+    return _content_problems(conf) + _ack_problems(conf)
 
 
 def check(conf: Mapping[str, Any]) -> None:

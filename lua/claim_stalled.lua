@@ -1,0 +1,51 @@
+--[[
+claim_stalled: the reconciler's choice of a running run's outbox tokens to publish again,
+and the mark that keeps it from choosing them again soon, atomically (a delivery that
+begins meanwhile keeps its lease).
+
+KEYS[1]  meta     wfr:{<run_id>}:meta      field "activity": when the run last progressed
+KEYS[2]  pending  wfr:{<run_id>}:pending   token key -> JSON token (the outbox)
+KEYS[3]  running  wfr:{<run_id>}:running   token key -> "<until>|<holder>"
+
+ARGV[1]  now          seconds since the epoch (the caller's clock, as "activity" is)
+ARGV[2]  stall_after  seconds without activity after which the run counts as idle
+ARGV[3]  hold         seconds a republished token is left alone (its message may be
+                      waiting in a long queue)
+
+A pending token is published again when
+  - a delivery's lease on it expired (its worker is gone), whether or not the run is idle;
+  - it has no live entry (never begun, its publish lost, a retry overdue, a republish
+    mark expired) and the run is idle.
+It is never published while a delivery's lease is live, a retry is not yet due or it was
+republished less than ``hold`` seconds ago. Lease times are Redis's clock (TIME).
+
+Returns the JSON tokens to publish (each is marked "<now + hold>|republished").
+]]
+
+if redis.call("HGET", KEYS[1], "state") ~= "running" then
+    return {}
+end
+local clock = redis.call("TIME")
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local idle = tonumber(ARGV[1]) - tonumber(redis.call("HGET", KEYS[1], "activity") or "0")
+    >= tonumber(ARGV[2])
+local mark = string.format("%.3f|republished", now + tonumber(ARGV[3]))
+local stalled = {}
+local pending = redis.call("HGETALL", KEYS[2])
+for i = 1, #pending, 2 do
+    local token = pending[i]
+    local till, holder = string.match(redis.call("HGET", KEYS[3], token) or "", "^([^|]+)|(.*)$")
+    local lost
+    if till and tonumber(till) and tonumber(till) > now then
+        lost = false
+    elseif holder and holder ~= "retry" and holder ~= "republished" then
+        lost = true
+    else
+        lost = idle
+    end
+    if lost then
+        redis.call("HSET", KEYS[3], token, mark)
+        stalled[#stalled + 1] = pending[i + 1]
+    end
+end
+return stalled

@@ -1,0 +1,161 @@
+"""Leases on tokens, and the per-process heartbeat that keeps them.
+
+A delivery that begins a token takes a lease on it (``lua/begin_node.lua``) for
+``WFRUNNER_LEASE_SECONDS``; while its node runs, the process's :class:`LeaseKeeper`
+renews every lease the process holds every third of that, in one pipeline
+(``lua/renew_leases.lua``, one script per run). A lease that is not renewed expires: its
+worker is gone (killed, out of memory, its machine lost), and the reconciler publishes the
+token again (``lua/claim_stalled.lua``) without waiting for the broker's visibility
+timeout. While a lease is live, another delivery of the token (a message the broker gave
+out again, a copy) does not run the node: it looks again once the lease would have
+expired.
+
+Lease times are Redis's clock (``TIME`` in the scripts), so workers' clocks need not
+agree. The ``running`` hash (``wfr:{run}:running``) holds one entry per token,
+``"<until>|<holder>"``, where the holder is a delivery's id (a fresh uuid per delivery:
+Celery task ids repeat when a message comes back), or one of
+
+- ``retry``: the token's next delivery is due at ``until`` (a retry after its backoff);
+- ``republished``: the reconciler published it again and leaves it alone until ``until``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+RETRY = "retry"
+REPUBLISHED = "republished"
+
+
+@dataclass(frozen=True)
+class Lease:
+    until: float
+    holder: str
+
+    @property
+    def held(self) -> bool:
+        """True for a delivery's lease (not a retry's due time or a republish mark)."""
+        return self.holder not in (RETRY, REPUBLISHED, "")
+
+    @classmethod
+    def parse(cls, entry: str) -> Lease | None:
+        until, sep, holder = entry.partition("|")
+        try:
+            return cls(float(until), holder) if sep else None
+        except ValueError:
+            return None
+
+
+def busy(leases: Mapping[str, Lease], now: float) -> bool:
+    """True while a delivery holds a live lease or a retry is not yet due: the run is
+    active even though nothing was committed for a while (the idle-run detector's test)."""
+    return any(lease.until > now and lease.holder != REPUBLISHED for lease in leases.values())
+
+
+class Renewer(Protocol):
+    def renew(self, held: Mapping[str, Mapping[str, str]], seconds: float) -> list[str]: ...
+
+
+class LeaseKeeper:
+    """The leases one process holds, and the one thread that renews them all.
+
+    The thread starts with the first lease (after a fork, in the pool child that holds
+    it) and sleeps while the process holds none.
+    """
+
+    def __init__(self, renewer: Renewer, lease_seconds: float) -> None:
+        self.renewer = renewer
+        self.lease_seconds = lease_seconds
+        self.period = lease_seconds / 3.0
+        #: run id -> token key -> holder
+        self._held: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @contextmanager
+    def hold(self, run_id: str, token_key: str, holder: str) -> Iterator[None]:
+        """Keep the lease ``holder`` took on the token renewed while the block runs.
+
+        A block that raises releases the lease, so a retry of the task does not wait for
+        it to expire; otherwise the commit (or the retry's due time) has replaced it.
+        """
+        with self._lock:
+            idle = not self._held
+            self._held.setdefault(run_id, {})[token_key] = holder
+            self._start()
+            if idle:
+                self._wake.notify()
+        try:
+            yield
+        except BaseException:
+            self._release(run_id, token_key, holder)
+            raise
+        finally:
+            with self._lock:
+                self._forget(run_id, token_key, holder)
+
+    def _forget(self, run_id: str, token_key: str, holder: str) -> None:
+        """Stop renewing one lease (the caller holds the lock)."""
+        tokens = self._held.get(run_id, {})
+        if tokens.get(token_key) == holder:
+            del tokens[token_key]
+        if not tokens:
+            self._held.pop(run_id, None)
+
+    def _release(self, run_id: str, token_key: str, holder: str) -> None:
+        try:
+            self.renewer.renew({run_id: {token_key: holder}}, 0)
+        except Exception as exc:  # Redis may be what failed: the lease then expires
+            log.warning("run %s: lease on %s not released (%s): it expires", run_id, token_key, exc)
+
+    def renew_now(self) -> list[str]:
+        """Renew every lease held now; returns the token keys whose lease was lost."""
+        with self._lock:
+            held = {run: dict(tokens) for run, tokens in self._held.items()}
+        if not held:
+            return []
+        lost = self.renewer.renew(held, self.lease_seconds)
+        with self._lock:  # a lost lease cannot be renewed again: stop trying
+            for run_id, tokens in held.items():
+                for key in set(lost) & set(tokens):
+                    self._forget(run_id, key, tokens[key])
+        for key in lost:
+            log.warning("lease on %s lost while its node runs (run ended, or renewed late)", key)
+        return lost
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._beat, name="wfrunner-leases", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while True:
+            with self._lock:
+                while not self._held and not self._closed:
+                    self._wake.wait()
+                beat_at = time.monotonic() + self.period  # a new lease is fresh: no hurry
+                while not self._closed and (left := beat_at - time.monotonic()) > 0:
+                    self._wake.wait(left)
+                if self._closed:
+                    return
+            try:
+                self.renew_now()
+            except Exception as exc:  # keep beating: the next renewal may get through
+                log.warning("lease heartbeat failed: %s", exc)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(5)
