@@ -8,6 +8,7 @@ KEYS[4]  events    wfr:{<run_id>}:events
 KEYS[5]  attempts  wfr:{<run_id>}:attempts  hash: token key -> deliveries that began it
 KEYS[6]  running   wfr:{<run_id>}:running   hash: token key -> "<until>|<holder>" lease
                                             (see wfrunner/engine/leases.py)
+KEYS[7]  pending   wfr:{<run_id>}:pending   hash: token key -> JSON token (the outbox)
 
 ARGV[1]  token_key    identity of the consumed token (see wfrunner.engine.tokens)
 ARGV[2]  payload_ref  the token's input payload ref, or "" for none
@@ -18,8 +19,10 @@ ARGV[6]  lease        seconds the lease lasts unless renewed (Redis's clock: TIM
 
 Returns {state, committed, input, inputs, attempt, epoch, busy}:
   state      "running", or the run's end state, or "gone" when the run has no hot state
-             (it ended and was cleaned up), or "not_pending" when the token's payload is
-             missing (see commit_node.lua): the caller then drops the token
+             (it ended and was cleaned up), or "not_pending" when the token was neither
+             committed nor is pending: it was never emitted here (Redis came back from a
+             snapshot taken before the commit that emitted it, or the message is forged),
+             so its node must not run; the caller then drops the token
   committed  the commit record ({"by": nonce, "tokens": {...}}) of an earlier delivery
              of this token, or "" when the token has not been committed; the caller
              re-dispatches the recorded tokens only when it is the same delivery ("by" is
@@ -56,6 +59,10 @@ if committed then
     return {state, committed, "", "", 0, epoch, ""}
 end
 
+if redis.call("HEXISTS", KEYS[7], ARGV[1]) == 0 then
+    return {"not_pending", "", "", "", 0, epoch, ""}
+end
+
 local clock = redis.call("TIME")
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local lease = redis.call("HGET", KEYS[6], ARGV[1])
@@ -71,9 +78,7 @@ local input = ""
 if ARGV[2] ~= "" then
     input = redis.call("HGET", KEYS[3], ARGV[2])
     if not input then
-        -- the commit that emitted the token stored its payload: Redis came back from a
-        -- snapshot taken before that commit, so the token is not pending here
-        return {"not_pending", "", "", "", 0, epoch}
+        return redis.error_reply("ERR begin_node: payload " .. ARGV[2] .. " is missing")
     end
 end
 local attempt = redis.call("HINCRBY", KEYS[5], ARGV[1], 1)

@@ -26,7 +26,8 @@ def test_engine_tasks_store_no_results(make_cluster: Callable[..., Cluster]) -> 
     assert cluster.count_in_logs("wfrunner.reconcile[") > 0
     assert cluster.count_in_logs("wfrunner.detect_timeouts[") > 0
     metas = cluster.redis.keys("celery-task-meta-*")
-    assert sorted(metas) == sorted(f"celery-task-meta-{r}" for r in runs)
+    extra = [json.loads(cluster.redis.get(m) or "{}") for m in metas if m[17:] not in runs]
+    assert sorted(metas) == sorted(f"celery-task-meta-{r}" for r in runs), extra
     for run_id in runs:
         stored = json.loads(cluster.redis.get(f"celery-task-meta-{run_id}") or "{}")
         assert stored["result"] == run_id

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -143,6 +144,9 @@ class RunMachine(RuleBasedStateMachine):
         self.redis_ended_as: str | None = None
         self.steps: list[tuple[str, dict[str, Any]]] = []
         self.case: tuple[dict[str, Any], dict[str, int]] | None = None
+        #: a raw (bytes) client for DUMP/RESTORE, and the last snapshot taken
+        self.raw = redis.Redis.from_url(str(rt.settings.redis_url))
+        self.saved: tuple[dict[str, Any], list[Token]] | None = None
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -284,6 +288,116 @@ class RunMachine(RuleBasedStateMachine):
         worker); a Redis wipe loses only what came after the last copy."""
         recovery.flush(self.rt, self.run_id)
 
+    # --- restored snapshots, leases, forged messages ---------------------------------
+
+    @precondition(lambda self: self.h is not None)
+    @rule()
+    @_logged
+    def snapshot(self) -> None:
+        """Redis writes a snapshot (RDB, or the AOF as of its last fsync): the run's hot
+        keys and the broker's queue as they are now."""
+        assert self.h is not None
+        names = keys.run_keys(self.run_id)
+        dumped = {name: self.raw.dump(name) for name in names}
+        self.saved = ({k: v for k, v in dumped.items() if v is not None}, list(self.h.queue))
+
+    @precondition(lambda self: self.h is not None and self.saved is not None)
+    @rule(detected=st.booleans())
+    @_logged
+    def restore_snapshot(self, detected: bool) -> None:
+        """Redis crashes and comes back from that snapshot: hot state and queue go back in
+        time, PostgreSQL keeps what was flushed or ended since. ``detected``: the reconciler
+        notices the restart now (the server key names another process); otherwise only the
+        generation fence keeps the stale state out of PostgreSQL until a later pass."""
+        assert self.h is not None and self.saved is not None
+        dumped, queue = self.saved
+        pipe = self.raw.pipeline()
+        pipe.delete(*keys.run_keys(self.run_id))
+        for name, value in dumped.items():
+            pipe.restore(name, 0, value, replace=True)
+        pipe.execute()
+        self.h.queue.clear()
+        self.h.queue.extend(queue)
+        self.redis_ended_as = None  # Redis's own copy of the state may go back in time
+        if detected:
+            self.rt.redis.set(keys.SERVER_KEY, "a-server-before-the-crash")
+            self.h.reconcile()
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000))
+    @_logged
+    def busy_elsewhere(self, i: int) -> None:
+        """A delivery of a queued token runs on another worker (its lease is live) when
+        the broker hands the message out again: the copy must not run the node or change
+        the run; it looks again later. Then the other worker dies and its lease expires
+        (once per token, like ``die_in_handler``: each costs a delivery)."""
+        assert self.h is not None
+        token = self._peek(i)
+        if self.died[token.key] >= 1:
+            return
+        other = self.rt.state.begin(token, time.time(), None, holder="elsewhere", lease=600)
+        if other.state != "running" or other.committed or other.busy_for:
+            return  # nothing to hold: the token ended, or was never emitted here
+        self.died[token.key] += 1
+        before = self._hot_counts()
+        outcome = self.h.process(self._take(i))
+        assert outcome.retry_in is not None and not outcome.dispatch, outcome
+        assert self._hot_counts() == before, "a delivery ran beside a live lease"
+        self.h.act(token, outcome)  # queued again: it looks again later
+        self.rt.redis.hset(keys.running_key(self.run_id), token.key, "1.000|elsewhere")
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000))
+    @_logged
+    def stale_heartbeat(self, i: int) -> None:
+        """A heartbeat from a delivery that does not hold the token's lease (it expired and
+        the token moved on) must not take a lease."""
+        token = self._peek(i)
+        lost = self.rt.state.renew({self.run_id: {token.key: "ghost"}}, 600)
+        assert lost == [token.key]
+        holders = {lease.holder for lease in self.rt.state.leases(self.run_id).values()}
+        assert "ghost" not in holders
+
+    @precondition(lambda self: self.h is not None)
+    @rule(
+        kind=st.sampled_from(["unknown_edge", "wrong_scope", "no_such_node", "copy_of_entry"]),
+        i=st.integers(min_value=0, max_value=1_000),
+    )
+    @_logged
+    def forged_message(self, kind: str, i: int) -> None:
+        """A message that passes the worker's format checks (a token dict of this run) but
+        names a token the run never emitted, or a copy of its long-consumed entry token:
+        no handler runs for it and nothing of the run changes."""
+        assert self.h is not None
+        nodes = sorted(self.rt.ir(self.h.workflow_id).nodes)
+        target = nodes[i % len(nodes)]
+        forged = {
+            "unknown_edge": Token(self.run_id, "forger", target, None, 1),
+            "wrong_scope": Token(self.run_id, None, target, None, 0, 7, "Z=7"),
+            "no_such_node": Token(self.run_id, None, "no-such-node", None, 0),
+            "copy_of_entry": Token.entry(self.run_id, nodes[0]),
+        }[kind]
+        if kind == "copy_of_entry" and self.rt.redis.hexists(
+            keys.pending_key(self.run_id), forged.key
+        ):
+            return  # not consumed yet: a copy of it is a plain duplicate
+        before = self._hot_counts()
+        outcome = self.h.process(forged)
+        assert not outcome.dispatch and outcome.retry_in is None, outcome
+        assert outcome.ignored, outcome
+        assert self._hot_counts() == before, f"a forged {kind} token changed the run"
+
+    def _hot_counts(self) -> tuple[Any, ...]:
+        """What a delivery that is not allowed to act must leave alone."""
+        run = self.run_id
+        return (
+            self.rt.state.counter(run),
+            self.rt.redis.hgetall(keys.pending_key(run)),
+            self.rt.redis.llen(keys.events_key(run)),
+            self.rt.redis.hgetall(keys.context_key(run)),
+            self.rt.redis.hgetall(keys.attempts_key(run)),
+        )
+
     # --- invariants ------------------------------------------------------------------
 
     @invariant()
@@ -329,6 +443,7 @@ class RunMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if self.h is None:
+            self.raw.close()
             return
         if sys.exc_info()[0] is not None:
             # a step failed, or Hypothesis stopped this example (StopTest): report that,
@@ -346,6 +461,7 @@ class RunMachine(RuleBasedStateMachine):
 
     def _cancel(self) -> None:
         """Leave no run RUNNING: the reconciler of later examples would keep visiting it."""
+        self.raw.close()
         if self.rt.store.get_run(self.run_id).status.value not in TERMINAL:
             lifecycle.fail(self.rt, self.run_id, "model test over", kind="cancelled")
 

@@ -382,7 +382,10 @@ def _process_terminating() -> bool:
 def _dropped(state: str) -> str:
     """Why a delivery was dropped, from the state a script answered."""
     if state == NOT_PENDING:
-        return "token is not pending (Redis came back from a snapshot taken before it was emitted)"
+        return (
+            "token is not pending: never emitted here (Redis restored from an older "
+            "snapshot, or a forged message)"
+        )
     return f"run is {state}"
 
 

@@ -167,6 +167,7 @@ class RunState:
                 keys.events_key(run_id),
                 keys.attempts_key(run_id),
                 keys.running_key(run_id),
+                keys.pending_key(run_id),
             ],
             [
                 token.key,

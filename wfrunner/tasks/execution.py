@@ -54,6 +54,7 @@ def request_flush(run_id: str) -> None:
 @app.task(
     name="wfrunner.execute_node",
     bind=True,
+    ignore_result=True,
     autoretry_for=RETRY_ON,
     retry_backoff=True,
     retry_backoff_max=30,
