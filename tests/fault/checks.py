@@ -75,11 +75,19 @@ def _token_key(data: dict[str, Any]) -> str | None:
 
 
 def _check_run(rt: Runtime, client: redis.Redis, run_id: str, report: Report) -> None:
+    if check_history(rt, run_id, report):
+        leftovers = _hot_keys(client, run_id)
+        if leftovers:
+            report.problems.append(f"{run_id}: hot keys remain after the end: {sorted(leftovers)}")
+
+
+def check_history(rt: Runtime, run_id: str, report: Report) -> bool:
+    """The invariants of what PostgreSQL holds of an ended run (False: it has not ended)."""
     run = rt.store.get_run(run_id)
     report.statuses[run.status.value] += 1
     if run.status not in TERMINAL_RUN_STATES:
         report.stuck.append(run_id)
-        return
+        return False
     events = rt.store.list_events(run_id)
     seqs = [e.seq for e in events]
     if seqs != list(range(1, len(events) + 1)):
@@ -87,9 +95,6 @@ def _check_run(rt: Runtime, client: redis.Redis, run_id: str, report: Report) ->
     ends = [_TERMINAL_EVENTS[e.type] for e in events if e.type in _TERMINAL_EVENTS]
     if ends != [run.status.value]:
         report.problems.append(f"{run_id}: status {run.status.value}, terminal events {ends}")
-    leftovers = _hot_keys(client, run_id)
-    if leftovers:
-        report.problems.append(f"{run_id}: hot keys remain after the end: {sorted(leftovers)}")
     started = [e for e in events if e.type == "node_started"]
     completed = [e for e in events if e.type == "node_completed"]
     report.executions += len(started)
@@ -100,6 +105,7 @@ def _check_run(rt: Runtime, client: redis.Redis, run_id: str, report: Report) ->
     _check_order(run_id, ir, events, report)
     if run.status.value == "COMPLETED":
         _check_nodes(run_id, ir, events, report)
+    return True
 
 
 def _hot_keys(client: redis.Redis, run_id: str, grace: float = 5.0) -> list[str]:
@@ -167,17 +173,25 @@ def _check_order(run_id: str, ir: IR, events: Sequence[Any], report: Report) -> 
 
 
 def _check_nodes(run_id: str, ir: IR, events: Sequence[Any], report: Report) -> None:
-    started = Counter(e.node_id for e in events if e.type == "node_started")
-    completed = Counter(e.node_id for e in events if e.type == "node_completed")
+    """Each node instance (node, loop scope) that started completed exactly once; each
+    node completed at least once or was skipped and never started."""
+
+    def instance(e: Any) -> tuple[str, str]:
+        return str(e.node_id), str((e.data or {}).get("scope", ""))
+
+    started = Counter(instance(e) for e in events if e.type == "node_started")
+    completed = Counter(instance(e) for e in events if e.type == "node_completed")
     skipped = {e.node_id for e in events if e.type == "node_skipped"}
-    for node_id in ir.nodes:
-        if node_id in skipped and not completed[node_id] and not started[node_id]:
-            continue
-        if completed[node_id] != 1 or started[node_id] < 1:
+    for node_id, scope in sorted(set(started) | set(completed)):
+        if completed[(node_id, scope)] != 1 or started[(node_id, scope)] < 1:
             report.problems.append(
-                f"{run_id}: node {node_id} started {started[node_id]}x, "
-                f"completed {completed[node_id]}x"
+                f"{run_id}: node {node_id} (scope {scope!r}) started "
+                f"{started[(node_id, scope)]}x, completed {completed[(node_id, scope)]}x"
             )
+    ran = {node_id for node_id, _ in completed}
+    for node_id in ir.nodes:
+        if node_id not in ran and node_id not in skipped:
+            report.problems.append(f"{run_id}: node {node_id} neither completed nor skipped")
 
 
 def check_runs(

@@ -42,6 +42,7 @@ from hypothesis.stateful import (
 )
 
 from tests.databases import fresh_database
+from tests.fault.checks import Report, check_history
 from tests.harness import Harness
 from tests.model.model import Expected, run_model
 from tests.model.strategies import inputs, workflows
@@ -453,6 +454,7 @@ class RunMachine(RuleBasedStateMachine):
         try:
             doc = self.drain()
             self.compare(doc)
+            self.check_history()
         except Exception as exc:
             self._dump(exc)
             raise
@@ -478,6 +480,14 @@ class RunMachine(RuleBasedStateMachine):
         }
         with open(os.path.join(where, f"{self.run_id}.json"), "w") as out:
             json.dump(record, out, indent=1)
+
+    def check_history(self) -> None:
+        """What PostgreSQL holds of the ended run is one consistent story, whatever faults
+        came before: gap-free events with one terminal event, each token emitted and
+        consumed once, node_executions matching the events (tests/fault/checks.py)."""
+        report = Report()
+        ended = check_history(self.rt, self.run_id, report)
+        assert ended and not report.problems, report
 
     def compare(self, doc: dict[str, Any]) -> None:
         exp = self.expected
