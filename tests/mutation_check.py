@@ -106,6 +106,35 @@ MUTATIONS = [
         "fires, skipped = [], []",
         "executor.py: paths not taken are not propagated (a join after a branch waits forever)",
     ),
+    Mutation(
+        "forged_token_runs",
+        "lua/begin_node.lua",
+        'if redis.call("HEXISTS", KEYS[7], ARGV[1]) == 0 then',
+        "if false then",
+        "begin_node.lua: a token neither committed nor pending (forged, or emitted after a "
+        "restored snapshot) runs its node",
+    ),
+    Mutation(
+        "live_lease_ignored",
+        "lua/begin_node.lua",
+        "if delivery and tonumber(till) and tonumber(till) > now then",
+        "if false then",
+        "begin_node.lua: a second delivery runs the node beside a live lease",
+    ),
+    Mutation(
+        "stale_epoch_commits",
+        "lua/commit_node.lua",
+        'if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[12] then',
+        "if false then",
+        "commit_node.lua: a delivery begun before a rebuild commits into the rebuilt state",
+    ),
+    Mutation(
+        "fence_ignores_generation",
+        "wfrunner/store/history.py",
+        ".where(Run.id == run_id, Run.status.in_(active), Run.hot_gen == gen)",
+        ".where(Run.id == run_id, Run.status.in_(active))",
+        "history.py: PostgreSQL accepts a flush or finish from stale (restored) hot state",
+    ),
 ]
 
 TIERS = {
