@@ -15,8 +15,9 @@ KEYS[9]  running   wfr:{<run_id>}:running   token key -> when its delivery began
 ARGV[1]  op_key       the consumed token's op key
 ARGV[2]  delta        emitted tokens - 1 (a join arrival that does not fire: -1)
 ARGV[3]  token_key    identity of the consumed token
-ARGV[4]  emits_json   JSON object {"by": nonce, "tokens": {token key: JSON token, ...}}
-                      where nonce identifies this delivery's attempt to commit
+ARGV[4]  emits_json   JSON object {"by": nonce, "holder": lease holder,
+                      "tokens": {token key: JSON token, ...}} where nonce identifies the
+                      message (the Celery task id) and holder this delivery
 ARGV[5]  run_id       PUBLISHed on the channel when the counter reaches 0
 ARGV[6]  channel      the completion channel
 ARGV[7]  node_id
@@ -37,8 +38,11 @@ Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
                            and emits it anew), so consuming it would count a token the
                            counter never had
   token already committed  {counter, 0, 0, the emits first recorded, "running", mine, 0}
-                           mine is 1 when the recorded commit carries this call's nonce:
-                           a client retry after a lost reply, which should still dispatch
+                           mine is 1 when the recorded commit carries this call's nonce
+                           and lease holder: a client retry of this very call after a
+                           lost reply, which should still dispatch (a second delivery of
+                           the same message that began once this one's lease expired has
+                           the nonce but not the holder: it is not mine)
   committed                {new counter, 1, 1 if it reached 0, emits_json, "running", 1,
                             1 when the run's history is due to be flushed}
 Errors: the counter would go negative (nothing applied).
@@ -56,7 +60,8 @@ local current = tonumber(redis.call("GET", KEYS[2]) or "0")
 if redis.call("SISMEMBER", KEYS[3], ARGV[1]) == 1 then
     local recorded = redis.call("HGET", KEYS[6], ARGV[3]) or '{"by":"","tokens":{}}'
     local mine = 0
-    if cjson.decode(recorded)["by"] == cjson.decode(ARGV[4])["by"] then
+    local before, now_ = cjson.decode(recorded), cjson.decode(ARGV[4])
+    if before["by"] == now_["by"] and before["holder"] == now_["holder"] then
         mine = 1
     end
     return {current, 0, 0, recorded, state, mine, 0}

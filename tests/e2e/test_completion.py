@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
+import pytest
 import redis
+import sqlalchemy as sa
 
 import wfrunner
 from tests.e2e.handlers import calls, gates
@@ -79,7 +82,9 @@ def test_branch_that_takes_no_edge_completes_through_the_zero_counter(run_workfl
     assert doc["stats"]["completion_checks"] == 1, doc  # A is not terminal: the zero raised it
 
 
-def test_a_failed_run_stops_its_other_branches(worker: Any) -> None:
+def test_a_failed_run_stops_its_other_branches(
+    worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     gate = "failed-run"
     gates[gate] = threading.Event()
     wf = {
@@ -95,13 +100,18 @@ def test_a_failed_run_stops_its_other_branches(worker: Any) -> None:
     run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
     doc = client.wait_for_run(run_id, timeout=30)
     assert doc["status"] == "FAILED"
+    assert calls[f"t.wait:{gate}"] == 1  # C is running: it began before B failed the run
+    caplog.set_level(logging.INFO, logger="wfrunner.tasks.execution")
     gates[gate].set()  # C finishes only now, after B has failed the run
-    deadline = time.monotonic() + 10
-    while calls[f"t.wait:{gate}"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)
+    refused = f"run {run_id}: token to C ignored: run is"
+    deadline = time.monotonic() + 30
+    while not any(refused in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "C's delivery never reported its refused commit"
+        time.sleep(0.05)
+    # C's commit was refused, so nothing was dispatched after it: D never runs
     assert calls["t.count:after-failure"] == 0
     final = client.get_run(run_id)
+    assert final["nodes"]["C"]["status"] != "COMPLETED"
     assert final["nodes"]["D"]["status"] == "SKIPPED"
     assert final["status"] == "FAILED"
 
@@ -146,10 +156,47 @@ def test_detector_is_scheduled_by_beat() -> None:
     assert schedule["schedule"] == float(Settings.from_env().timeout_check_interval)
 
 
-def test_detect_timeouts_task_runs_on_the_worker(worker: Any) -> None:
+def test_detect_timeouts_task_runs_on_the_worker(worker: Any, engine_env: dict[str, str]) -> None:
+    """The beat task, run by the worker, fails a run that went idle (its only node's
+    worker died: no lease, no commit) and leaves a busy one alone."""
     from wfrunner.tasks.runs import detect_timeouts
 
-    assert detect_timeouts.apply_async(ignore_result=False).get(timeout=30) == []
+    gate = "detector-task"
+    gates[gate] = threading.Event()
+    wf = {"nodes": [fn("A", "t.wait", gate=gate), fn("B")], "edges": edges(("A", "B"))}
+    workflow_id = client.register_workflow(wf)
+    idle, busy = (wfrunner.start_run.delay(workflow_id, {}).get(timeout=30) for _ in "ab")
+    rt = Runtime(Settings.from_env(engine_env))
+    deadline = time.monotonic() + 20
+    while not all(rt.redis.hkeys(keys.running_key(r)) for r in (idle, busy)):
+        assert time.monotonic() < deadline, "the nodes never began"
+        time.sleep(0.1)
+    # both runs look idle for far longer than WFRUNNER_RUN_TIMEOUT, but only ``idle``
+    # lost its node's lease
+    database = sa.create_engine(engine_env["WFRUNNER_DATABASE_URL"])
+    for run_id in (idle, busy):
+        rt.redis.hset(keys.meta_key(run_id), "activity", 0)
+        with database.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE runs SET last_activity_at = now() - interval '1 day' WHERE id = :id"
+                ),
+                {"id": run_id},
+            )
+    database.dispose()
+    rt.redis.delete(keys.running_key(idle))
+    try:
+        failed = detect_timeouts.apply_async(ignore_result=False).get(timeout=30)
+        assert idle in failed and busy not in failed
+        timeout = Settings.from_env(engine_env).run_timeout
+        assert client.get_run(idle)["error"] == (
+            f"run timed out: no activity for {timeout} s (WFRUNNER_RUN_TIMEOUT)"
+        )
+        assert client.get_run(busy)["status"] == "RUNNING"
+    finally:
+        gates[gate].set()
+        rt.close()
+    assert client.wait_for_run(busy, timeout=30)["status"] == "COMPLETED"
 
 
 def test_hundred_concurrent_diamonds_all_complete_with_each_join_once(worker: Any) -> None:

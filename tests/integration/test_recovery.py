@@ -4,6 +4,7 @@ retries and dead letters."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from tests.harness import Harness
 from wfrunner import client, handlers, recovery
 from wfrunner.engine import keys
+from wfrunner.engine.executor import Outcome
 from wfrunner.runtime import Runtime
 
 FLAKY: dict[str, int] = {}
@@ -69,17 +71,66 @@ def test_every_message_delivered_twice_dispatches_once(rt: Runtime) -> None:
     assert doc["nodes"]["D"]["output"] == ["B", "C"]
 
 
-def test_concurrent_duplicates_commit_once_and_dispatch_once(rt: Runtime) -> None:
+#: the handler "rt.gated" blocks its first caller until the test opens this gate
+_gate = threading.Event()
+_began = threading.Event()
+_gated_calls: list[int] = []
+
+
+@handlers.handler("rt.gated")
+def gated(value: Any, config: dict[str, Any]) -> Any:
+    _gated_calls.append(1)
+    if len(_gated_calls) == 1:
+        _began.set()
+        assert _gate.wait(30), "the test never opened the gate"
+    return {"call": len(_gated_calls)}
+
+
+def test_interleaved_duplicates_commit_once_and_dispatch_once(rt: Runtime) -> None:
+    """Two deliveries of one token both begin before either commits (the first one's
+    lease expired while its handler was stuck: its worker looked dead), then both commit:
+    exactly one commit moves the counter, is ``mine`` and dispatches."""
+    _gate.clear()
+    _began.clear()
+    _gated_calls.clear()
     h = Harness(rt)
-    h.start(chain(3), {})
-    while h.queue:
-        token = h.queue.popleft()
-        outcomes = [h.process(token), h.process(token)]
-        for outcome in outcomes:
-            h.act(token, outcome)
-    doc = client.get_run(h.run_id, rt)
+    definition = chain(3)
+    definition["nodes"][1] = {
+        "id": "n1",
+        "type": "function",
+        "config": {"function_name": "rt.gated"},
+    }
+    h.start(definition, {})
+    h.deliver()  # n0
+    token = h.queue.popleft()  # n0 -> n1
+    counter_before = rt.state.counter(h.run_id)
+    outcomes: dict[str, Outcome] = {}
+    first = threading.Thread(target=lambda: outcomes.__setitem__("first", h.process(token)))
+    first.start()
+    assert _began.wait(30)
+    # the first delivery is inside its handler; its lease runs out (no heartbeat reached
+    # Redis), so a second delivery of the same message may begin
+    rt.redis.hset(keys.running_key(h.run_id), token.key, "1.000|lost-heartbeat")
+    for lease in rt.state.leases(h.run_id).values():
+        assert lease.until < rt.state.clock()
+    outcomes["second"] = h.process(token)  # begins, runs, commits
+    _gate.set()
+    first.join(30)
+    assert not first.is_alive()
+    assert _gated_calls == [1, 1]  # both deliveries ran the handler: both passed begin
+    mine = [name for name, o in outcomes.items() if o.dispatch]
+    assert mine == ["second"], outcomes
+    assert outcomes["first"].ignored == "another delivery of this token committed first"
+    assert [t.to_node for t in outcomes["second"].dispatch] == ["n2"]
+    # n0 -> n1 consumed, n1 -> n2 emitted: the counter moved once (by 0), not twice
+    assert rt.state.counter(h.run_id) == counter_before
+    assert rt.state.still_pending(h.run_id, outcomes["second"].dispatch)
+    for name in ("second", "first"):
+        h.act(token, outcomes[name])
+    doc = h.drain()
     assert doc["status"] == "COMPLETED"
-    assert len(h.dispatched) == 3
+    assert doc["nodes"]["n1"]["output"] == {"call": 2}
+    assert len(h.dispatched) == len(set(h.dispatched)) == 3
 
 
 def test_stale_delivery_after_the_run_ended_changes_nothing(rt: Runtime) -> None:

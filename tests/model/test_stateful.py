@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -201,18 +202,74 @@ class RunMachine(RuleBasedStateMachine):
         i=st.integers(min_value=0, max_value=1_000),
         first_acts_first=st.booleans(),
         same_id=st.booleans(),
+        lease_expired=st.booleans(),
     )
     @_logged
-    def duplicate(self, i: int, first_acts_first: bool, same_id: bool) -> None:
-        """Two deliveries of the same message run concurrently (both process before
-        either acts): the broker handing it out twice (same delivery id) or a published
-        copy (a new one). The message itself stays queued (a late duplicate to come)."""
+    def duplicate(self, i: int, first_acts_first: bool, same_id: bool, lease_expired: bool) -> None:
+        """Two deliveries of the same message, interleaved: the first runs up to its
+        commit and stops there; the second begins, runs and commits; then the first
+        commits. The broker handing the message out twice (same delivery id) or a
+        published copy (a new one). While the first's lease is live the second must defer
+        (look again later, no effect); once it expired (its worker looked dead) both pass
+        begin and run the node, and exactly one commit counts. The message itself stays
+        queued (a late duplicate to come)."""
         assert self.h is not None
         token = self._peek(i)
         other = None if same_id else uuid.uuid4().hex
-        outcomes = [self.h.process(token), self.h.process(token, other)]
+        first, second, held = self._interleaved(token, other, lease_expired)
+        if held and not lease_expired:
+            # the first held a live lease while the second came: it deferred, no effect
+            assert second.retry_in is not None and not second.dispatch, second
+        if held:
+            # whichever committed first, one of the two commits counts and dispatches
+            assert not (first.dispatch and second.dispatch), (first, second)
+        outcomes = [first, second]
         for outcome in outcomes if first_acts_first else outcomes[::-1]:
             self.h.act(token, outcome)
+
+    def _interleaved(
+        self, token: Token, other: str | None, lease_expired: bool
+    ) -> tuple[Outcome, Outcome, bool]:
+        """The first delivery of ``token`` in a thread held at its commit (if it gets
+        there), the second run meanwhile on this thread; their outcomes, and whether the
+        first was held at its commit (it began the token and ran its node)."""
+        assert self.h is not None
+        state = self.rt.state
+        real_commit = state.commit
+        at_commit, resume = threading.Event(), threading.Event()
+        holder = threading.current_thread()
+
+        def held_commit(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not holder:
+                at_commit.set()
+                assert resume.wait(60), "the interleaving never resumed the first delivery"
+            return real_commit(*args, **kwargs)
+
+        outcomes: list[Outcome] = []
+        failures: list[BaseException] = []
+
+        def run_first() -> None:
+            try:
+                outcomes.append(self.h.process(token))  # type: ignore[union-attr]
+            except BaseException as exc:  # reported on the test's thread
+                failures.append(exc)
+
+        state.commit = held_commit  # type: ignore[method-assign]
+        try:
+            thread = threading.Thread(target=run_first)
+            thread.start()
+            while not at_commit.wait(0.01) and thread.is_alive():
+                pass
+            if at_commit.is_set() and lease_expired:
+                self.rt.redis.hset(keys.running_key(self.run_id), token.key, "1.000|dead")
+            second = self.h.process(token, other)
+        finally:
+            resume.set()
+            state.commit = real_commit  # type: ignore[method-assign]
+            thread.join(60)
+        if failures:
+            raise failures[0]
+        return outcomes[0], second, at_commit.is_set()
 
     @precondition(has_queue)
     @rule(i=st.integers(min_value=0, max_value=1_000))

@@ -157,7 +157,7 @@ class Executor:
             return self._fail(node, token, reason, begin.attempt)
         events: list[dict[str, Any]] = []
         if joining:
-            fired = self._arrive(node, token, nonce, begin.epoch)
+            fired = self._arrive(node, token, nonce, begin)
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
@@ -167,14 +167,20 @@ class Executor:
         return self._execute(ir, node, token, node_input, begin, events, nonce)
 
     def _arrive(
-        self, node: IRNode, token: Token, nonce: str, epoch: str
+        self, node: IRNode, token: Token, nonce: str, begin: Begin
     ) -> Outcome | dict[str, Any]:
         """Record a join arrival; the merged input when this arrival fires the join."""
         assert token.from_node is not None
         instance = f"{node.id}|{token.scope}"
         value = token.payload_ref or DEAD
         arrival = self.state.arrive(
-            token.run_id, instance, token.from_node, value, len(node.dependencies), epoch, token.key
+            token.run_id,
+            instance,
+            token.from_node,
+            value,
+            len(node.dependencies),
+            begin.epoch,
+            token.key,
         )
         if arrival.state != RUNNING:
             return Outcome(ignored=_dropped(arrival.state))
@@ -189,7 +195,14 @@ class Executor:
             **{"from": token.from_node},
         )
         commit = self.state.commit(
-            token, [], time.time(), [arrived], nonce=nonce, epoch=epoch, delta=-1
+            token,
+            [],
+            time.time(),
+            [arrived],
+            nonce=nonce,
+            holder=begin.holder,
+            epoch=begin.epoch,
+            delta=-1,
         )
         return Outcome(check_completion=commit.hit_zero and commit.mine, flush=commit.flush_due)
 
@@ -248,6 +261,7 @@ class Executor:
             time.time(),
             events,
             nonce=nonce,
+            holder=begin.holder,
             epoch=begin.epoch,
             output=(ref, text),
         )

@@ -47,6 +47,9 @@ class Begin:
     #: seconds another delivery's live lease on the token still lasts (0: this delivery
     #: holds the lease); a busy delivery must not run the node
     busy_for: float = 0.0
+    #: this delivery's lease holder id; its commit names it, so a second delivery of the
+    #: same message (same nonce) that began after this one's lease expired is not "mine"
+    holder: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class RunState:
         for ``lease`` seconds (default: ``lease_seconds``) unless another holds it."""
         run_id = token.run_id
         lease = self.lease_seconds if lease is None else lease
+        holder = holder or uuid.uuid4().hex
         state, committed, raw_input, raw_inputs, attempt, epoch, busy = self._run(
             "begin_node",
             run_id,
@@ -174,7 +178,7 @@ class RunState:
                 token.payload_ref or "",
                 _dump(event) if event else "",
                 now,
-                holder or uuid.uuid4().hex,
+                holder,
                 lease,
             ],
         )
@@ -188,6 +192,7 @@ class RunState:
             emitted=tuple(_emitted(committed)) if committed else (),
             epoch=str(epoch),
             busy_for=float(busy or 0),
+            holder=holder,
         )
 
     def arrive(
@@ -234,6 +239,7 @@ class RunState:
         *,
         nonce: str,
         epoch: str,
+        holder: str = "",
         output: tuple[str, str] | None = None,
         delta: int | None = None,
     ) -> Commit:
@@ -258,7 +264,7 @@ class RunState:
                 token.op_key("advance"),
                 len(emitted) - 1 if delta is None else delta,
                 token.key,
-                _dump({"by": nonce, "tokens": _token_map(emitted)}),
+                _dump({"by": nonce, "holder": holder, "tokens": _token_map(emitted)}),
                 run_id,
                 keys.COMPLETION_CHANNEL,
                 token.to_node,
