@@ -149,6 +149,7 @@ class RunMachine(RuleBasedStateMachine):
         #: a raw (bytes) client for DUMP/RESTORE, and the last snapshot taken
         self.raw = redis.Redis.from_url(str(rt.settings.redis_url))
         self.saved: tuple[dict[str, Any], list[Token]] | None = None
+        self.restored = False
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -376,7 +377,10 @@ class RunMachine(RuleBasedStateMachine):
         pipe.execute()
         self.h.queue.clear()
         self.h.queue.extend(queue)
-        self.redis_ended_as = None  # Redis's own copy of the state may go back in time
+        # Redis's own end state is no longer monotonic: the restored state may end a run
+        # (or fail it) and PostgreSQL refuse that end (the generation fence), and the run
+        # is then rebuilt and goes on; PostgreSQL's status is what must not go back
+        self.restored = True
         if detected:
             self.rt.redis.set(keys.SERVER_KEY, "a-server-before-the-crash")
             self.h.reconcile()
@@ -440,7 +444,7 @@ class RunMachine(RuleBasedStateMachine):
         ):
             return  # not consumed yet: a copy of it is a plain duplicate
         before = self._hot_counts()
-        outcome = self.h.process(forged)
+        outcome = self.h.process(forged, uuid.uuid4().hex)  # a message of its own
         assert not outcome.dispatch and outcome.retry_in is None, outcome
         assert outcome.ignored, outcome
         assert self._hot_counts() == before, f"a forged {kind} token changed the run"
@@ -478,6 +482,8 @@ class RunMachine(RuleBasedStateMachine):
         elif status in TERMINAL:
             self.ended_as = status
         state = self.rt.state.meta(self.run_id).get("state")
+        if self.restored:
+            return
         if self.redis_ended_as is not None and state is not None:
             assert state == self.redis_ended_as, f"Redis state {self.redis_ended_as} -> {state}"
         elif state not in (None, "running"):
