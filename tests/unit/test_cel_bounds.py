@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from wfrunner import conditions
@@ -24,11 +22,9 @@ def reason(expression: str, variables: dict[str, object] | None = None, **kw: in
 
 @pytest.mark.timeout(10)
 def test_nested_map_bomb_exceeds_the_step_budget() -> None:
+    """How long the budget takes to stop it: ``bench/compile_and_cel.py``."""
     conditions.check(MAP_BOMB)  # it parses: only evaluating it is too much
-    started = time.perf_counter()
     assert reason(MAP_BOMB) == "exceeded the evaluation budget of 100,000 steps"
-    elapsed = time.perf_counter() - started  # about 0.6 s on a laptop; not asserted
-    assert elapsed >= 0
 
 
 def test_budget_is_per_call() -> None:

@@ -12,13 +12,10 @@ import pytest
 from celery import Celery
 from celery.worker import WorkController
 
-from wfrunner import servers
 from wfrunner.errors import ConfigurationError
 from wfrunner.settings import Settings
 from wfrunner.tasks.config import celery_settings
 from wfrunner.tasks.safety import check, unsafe_settings
-
-WORKER_REDIS = "redis://127.0.0.1:6379/13"
 
 
 def safe(**changes: Any) -> dict[str, Any]:
@@ -106,14 +103,13 @@ def test_other_celery_apps_are_not_judged() -> None:
     _worker("someone-else", task_acks_late=False)
 
 
-def test_worker_refuses_an_unsafe_celeryconfig(tmp_path: Path) -> None:
-    if not servers.redis_reachable(WORKER_REDIS):
-        pytest.skip(f"needs Redis at {WORKER_REDIS}")
+def test_worker_refuses_an_unsafe_celeryconfig(tmp_path: Path, redis_url: str) -> None:
+    """The worker refuses before it consumes anything, so the test session's Redis is safe."""
     (tmp_path / "celeryconfig.py").write_text("event_serializer = 'pickle'\n")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
-        "WFRUNNER_REDIS_URL": WORKER_REDIS,
+        "WFRUNNER_REDIS_URL": redis_url,
         "WFRUNNER_HOME": str(tmp_path / "home"),
     }
     env.pop("WFRUNNER_DATABASE_URL", None)
