@@ -85,6 +85,7 @@ def test_branch_that_takes_no_edge_completes_through_the_zero_counter(run_workfl
 def test_a_failed_run_stops_its_other_branches(
     worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="wfrunner.tasks.execution")
     gate = "failed-run"
     gates[gate] = threading.Event()
     wf = {
@@ -100,13 +101,13 @@ def test_a_failed_run_stops_its_other_branches(
     run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
     doc = client.wait_for_run(run_id, timeout=30)
     assert doc["status"] == "FAILED"
-    assert calls[f"t.wait:{gate}"] == 1  # C is running: it began before B failed the run
-    caplog.set_level(logging.INFO, logger="wfrunner.tasks.execution")
-    gates[gate].set()  # C finishes only now, after B has failed the run
+    # C finishes only now, after B failed the run (or, if B failed first, C's delivery
+    # finds the run ended at once): either way its token is dropped, nothing dispatched
+    gates[gate].set()
     refused = f"run {run_id}: token to C ignored: run is"
     deadline = time.monotonic() + 30
     while not any(refused in r.getMessage() for r in caplog.records):
-        assert time.monotonic() < deadline, "C's delivery never reported its refused commit"
+        assert time.monotonic() < deadline, "C's delivery never reported being dropped"
         time.sleep(0.05)
     # C's commit was refused, so nothing was dispatched after it: D never runs
     assert calls["t.count:after-failure"] == 0
