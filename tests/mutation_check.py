@@ -243,11 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     for mutation in chosen:
         print(f"{mutation.name}: {mutation.what}", flush=True)
         results.append((mutation, check(mutation, tiers, env)))
-    text = report(results, tiers)
+        if args.report != "-":  # written after each mutation: a long run can be read early
+            Path(args.report).write_text(report(results, tiers))
     if args.report == "-":
-        print(text)
-    else:
-        Path(args.report).write_text(text)
+        print(report(results, tiers))
     missed = [m.name for m, caught in results if not any(caught.values())]
     if missed:
         print(f"missed by every tier: {', '.join(missed)}", file=sys.stderr)
