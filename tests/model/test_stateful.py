@@ -51,6 +51,7 @@ from wfrunner import client, lifecycle, recovery
 from wfrunner.compiler import compile_workflow
 from wfrunner.engine import keys
 from wfrunner.engine.executor import Outcome
+from wfrunner.engine.runstate import Commit
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
@@ -271,6 +272,34 @@ class RunMachine(RuleBasedStateMachine):
         if failures:
             raise failures[0]
         return outcomes[0], second, at_commit.is_set()
+
+    @precondition(has_queue)
+    @rule(i=st.integers(min_value=0, max_value=1_000))
+    @_logged
+    def commit_reply_lost(self, i: int) -> None:
+        """The reply to a delivery's commit is lost and the Redis client sends the same
+        call again (same nonce, same lease holder): the repeat must be answered as the
+        commit it repeats (applied once, ``mine``), so the delivery still dispatches
+        what it emitted."""
+        assert self.h is not None
+        token = self._take(i)
+        state = self.rt.state
+        real_commit = state.commit
+        lost: list[Commit] = []
+
+        def commit_twice(*args: Any, **kwargs: Any) -> Commit:
+            lost.append(real_commit(*args, **kwargs))  # applied; its reply never arrives
+            return real_commit(*args, **kwargs)
+
+        state.commit = commit_twice  # type: ignore[method-assign]
+        try:
+            outcome = self.h.process(token)
+        finally:
+            state.commit = real_commit  # type: ignore[method-assign]
+        if lost and lost[0].changed:
+            sent = sorted(t.key for t in outcome.dispatch)
+            assert sent == sorted(t.key for t in lost[0].emitted), (outcome, lost[0])
+        self.h.act(token, outcome)
 
     @precondition(has_queue)
     @rule(i=st.integers(min_value=0, max_value=1_000))
