@@ -6,6 +6,7 @@ harness playing the broker — while rules inject the faults the engine must abs
 duplicates (concurrent and late), crashes before the ack (redelivery), deliveries that die
 inside the handler, commits whose dispatch died (redelivered), lost publishes repaired by
 the reconciler, and a Redis (and broker) that loses everything, rebuilt from PostgreSQL.
+The idle-run detector comes by (``detect_timeouts``) with the run idle or just active.
 After every step: the counter equals the outbox (``wfr:{run}:pending``) and is never
 negative, and an ended run never comes back.
 At the end the run is drained and its document compared with ``model.run_model``.
@@ -31,8 +32,10 @@ from typing import Any
 
 import pytest
 import redis
+import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.errors import StopTest
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -83,6 +86,12 @@ def model_rt(redis_url: str, model_database_url: str) -> Iterator[Runtime]:
     )
     yield runtime
     runtime.close()
+
+
+@functools.cache
+def _admin(url: str) -> sa.Engine:
+    """One engine per database for the steps that age a run's record."""
+    return sa.create_engine(url)
 
 
 def _logged(fn: Callable[..., None]) -> Callable[..., None]:
@@ -151,6 +160,8 @@ class RunMachine(RuleBasedStateMachine):
         self.raw = redis.Redis.from_url(str(rt.settings.redis_url))
         self.saved: tuple[dict[str, Any], list[Token]] | None = None
         self.restored = False
+        #: the idle-run detector failed the run (the model knows nothing of time)
+        self.timed_out = False
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -478,6 +489,46 @@ class RunMachine(RuleBasedStateMachine):
         assert outcome.ignored, outcome
         assert self._hot_counts() == before, f"a forged {kind} token changed the run"
 
+    @precondition(lambda self: self.h is not None and not self.restored)
+    @rule(idle=st.booleans())
+    @_logged
+    def detect_timeouts(self, idle: bool) -> None:
+        """The idle-run detector (Celery beat) comes by after WFRUNNER_RUN_TIMEOUT without
+        a commit (``idle``) or soon after one: it fails an idle run, the run ends FAILED
+        as timed out whatever is still queued, and it leaves an active one alone. A live
+        lease or a retry not yet due is activity (a long node, a long backoff)."""
+        status = self.rt.store.get_run(self.run_id).status.value
+        if status != "RUNNING" or not self._live():
+            return  # ended (or ending): not the detector's
+        timeout = self.rt.settings.run_timeout
+        with _admin(str(self.rt.settings.database_url)).begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE runs SET last_activity_at = now() - make_interval(secs => :s)"
+                    " WHERE id = :id"
+                ),
+                {"s": 2 * timeout, "id": self.run_id},
+            )
+        now = self.rt.state.clock()
+        self.rt.redis.hset(
+            keys.meta_key(self.run_id), "activity", now - 2 * timeout if idle else now
+        )
+        entries = [v.split("|", 1) for v in self.rt.redis.hvals(keys.running_key(self.run_id))]
+        busy = any(len(e) == 2 and float(e[0]) > now and e[1] != "republished" for e in entries)
+        failed = lifecycle.expire_idle_runs(self.rt)
+        after = self.rt.store.get_run(self.run_id)
+        if idle and not busy:
+            assert self.run_id in failed, f"an idle run was not timed out: {failed}"
+            assert after.status.value == "FAILED", after.status
+            assert (after.error or "").startswith("run timed out"), after.error
+            self.timed_out = True
+        else:
+            assert self.run_id not in failed, "the detector failed an active run"
+            assert after.status.value == "RUNNING", after.status
+            assert self.run_id not in self.rt.store.find_idle_runs(timeout), (
+                "the detector did not record the activity it found"
+            )
+
     def _hot_counts(self) -> tuple[Any, ...]:
         """What a delivery that is not allowed to act must leave alone."""
         run = self.run_id
@@ -538,11 +589,13 @@ class RunMachine(RuleBasedStateMachine):
         if self.h is None:
             self.raw.close()
             return
-        if sys.exc_info()[0] is not None:
-            # a step failed, or Hypothesis stopped this example (StopTest): report that,
-            # and do not replace it with the outcome of a drain
+        in_flight = sys.exc_info()[1]
+        if in_flight is not None and not isinstance(in_flight, StopTest):
+            # a step failed: report that, not the outcome of a drain after it
             self._cancel()
             return
+        # Hypothesis stops an example (StopTest) only between steps, when it runs out of
+        # data: the run is as consistent as after any step, so it is drained and compared
         try:
             doc = self.drain()
             self.compare(doc)
@@ -584,6 +637,11 @@ class RunMachine(RuleBasedStateMachine):
     def compare(self, doc: dict[str, Any]) -> None:
         exp = self.expected
         assert exp is not None
+        if self.timed_out:
+            assert doc["status"] == "FAILED", doc["status"]
+            assert doc["error"].startswith("run timed out"), doc["error"]
+            assert not {"PENDING", "RUNNING"} & {d["status"] for d in doc["nodes"].values()}
+            return
         assert doc["status"] == exp.status, (doc["status"], doc["error"], exp.error)
         if exp.status == "FAILED":
             # which other nodes ran before the failure stopped the run depends on order
