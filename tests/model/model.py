@@ -72,7 +72,7 @@ class Expected:
     status: str
     #: node -> COMPLETED | SKIPPED | FAILED (only the failed node is known when FAILED)
     node_status: dict[str, str]
-    #: node -> completed passes
+    #: node -> completed passes (when FAILED: at most that many)
     iterations: dict[str, int]
     #: node -> output of its latest pass (nodes that completed)
     outputs: dict[str, Any]
@@ -84,6 +84,9 @@ class Expected:
     fire_edges: dict[tuple[str, Scope], set[str]] = field(default_factory=dict)
     error: str | None = None
     failed_node: str | None = None
+    #: node -> the output of each pass it completed (when FAILED: of those that may run
+    #: before the failure stops the run)
+    outputs_seen: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class ModelError(Exception):
@@ -107,6 +110,7 @@ class _Run:
         self.skipped: set[tuple[str, Scope]] = set()
         self.path: Counter[tuple[str | None, str]] = Counter()
         self.fire_edges: dict[tuple[str, Scope], set[str]] = {}
+        self.outputs_seen: dict[str, list[Any]] = {}
 
     # --- driving ---------------------------------------------------------------------
 
@@ -115,27 +119,34 @@ class _Run:
             self.path[(None, entry)] += 1
             self.work.append(("token", None, entry, (), self.inputs))
         steps = 0
-        try:
-            while self.work:
-                steps += 1
-                if steps > self.max_steps:
-                    raise RuntimeError("model: run does not end")
-                item = self.work.popleft()
+        failure: ModelError | None = None
+        while self.work:
+            steps += 1
+            if steps > self.max_steps:
+                raise RuntimeError("model: run does not end")
+            item = self.work.popleft()
+            try:
                 if item[0] == "fire":
                     _, join, scope, node_input = item
                     self._execute(self.ir.nodes[join], scope, node_input)
                 else:
                     _, src, dst, scope, value = item
                     self._token(src, dst, scope, value)
-        except ModelError as exc:
+            except ModelError as exc:
+                # the run fails here; the rest is worked through anyway, to know what
+                # may have run before the failure stopped the run (delivery order decides)
+                failure = failure or exc
+        if failure is not None:
             return Expected(
                 status="FAILED",
-                node_status={exc.node: "FAILED"},
-                iterations={},
+                node_status={failure.node: "FAILED"},
+                iterations=dict(self.completed),
                 outputs={},
                 path=self.path,
-                error=str(exc),
-                failed_node=exc.node,
+                error=str(failure),
+                failed_node=failure.node,
+                fire_edges=self.fire_edges,
+                outputs_seen=self.outputs_seen,
             )
         waiting = [
             (node, scope)
@@ -186,9 +197,10 @@ class _Run:
         }
         output = self._behave(node, node_input, variables)
         variables["output"] = output
+        live, dead = self._route(node, scope, variables)  # a routing error fails the node
         self.completed[node.id] += 1
         self.outputs[node.id] = output
-        live, dead = self._route(node, scope, variables)
+        self.outputs_seen.setdefault(node.id, []).append(output)
         for target, target_scope in live:
             self.path[(node.id, target)] += 1
             self.work.append(("token", node.id, target, target_scope, output))
