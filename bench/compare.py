@@ -36,7 +36,15 @@ from bench.measure import (
     wfrunner_latency,
 )
 from bench.plot import plot
-from bench.stats import Result, markdown, number, ratio, ratio_table, results_table
+from bench.stats import (
+    Result,
+    markdown,
+    messages_table,
+    number,
+    ratio,
+    ratio_table,
+    results_table,
+)
 
 DEFAULT_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
@@ -65,7 +73,10 @@ CELERY = (
     Scenario("chord-diamond", 1000, 100, (100, 20), nodes=4),
 )
 #: what --scaling measures (the scenarios of the ratios that matter most)
-SCALING = {"celery": ("noop", "chord-diamond"), "wfrunner": ("chain-40", "diamond")}
+SCALING: dict[str, tuple[str, ...]] = {
+    "celery": ("noop", "chord-diamond"),
+    "wfrunner": ("chain-40", "diamond"),
+}
 
 
 def celery_senders() -> dict[str, Callable[[], Any]]:
@@ -110,6 +121,7 @@ class Bench:
         stack.callback(self.rss.close)
         self.stack = stack
         self.sides: dict[str, Side] = {}
+        self.stress_report = ""
 
     def side(self, name: str) -> Side:
         if name not in self.sides:
@@ -146,7 +158,9 @@ class Bench:
             workers.stop()
 
     def sizes(self, scenario: Scenario) -> tuple[int, int]:
-        backlog, latency = scenario.quick if self.args.quick else (scenario.backlog, scenario.latency)
+        backlog, latency = (
+            scenario.quick if self.args.quick else (scenario.backlog, scenario.latency)
+        )
         scale = self.args.scale
         return max(1, round(backlog * scale)), round(latency * scale)
 
@@ -155,7 +169,9 @@ def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run_celery(bench: Bench, names: tuple[str, ...], workers: int, c: int, note: str) -> list[Result]:
+def run_celery(
+    bench: Bench, names: tuple[str, ...], workers: int, c: int, note: str
+) -> list[Result]:
     results = []
     senders = celery_senders()
     with bench.workers("celery", workers, c) as side:
@@ -216,7 +232,10 @@ def scaling_table(results: list[Result], configs: list[tuple[int, int]]) -> str:
         rows.append(
             [f"{count} worker(s) x -c {c}"]
             + [number(f) for f in figures]
-            + [f"{number(ratio(figures[1], figures[0]), 2)}x", f"{number(ratio(figures[3], figures[2]), 2)}x"]
+            + [
+                f"{number(ratio(figures[1], figures[0]), 2)}x",
+                f"{number(ratio(figures[3], figures[2]), 2)}x",
+            ]
         )
     header = ["config", "no-op tasks/s", "chain-40 nodes/s", "chord runs/s", "diamond runs/s",
               "chain-40 / no-op", "diamond / chord"]  # fmt: skip
@@ -224,18 +243,28 @@ def scaling_table(results: list[Result], configs: list[tuple[int, int]]) -> str:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small backlogs: a ~2-minute smoke run")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compare", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small backlogs: a ~2-minute smoke run"
+    )
     parser.add_argument("--scaling", action="store_true", help="-c 1,2,3 and two worker processes")
-    parser.add_argument("--stress", action="store_true", help="1,000-wide fan-out, 20,000-node chain, 10,000 runs")
+    parser.add_argument("--stress", action="store_true", help="issue 9's scale targets")
     parser.add_argument("-c", "--concurrency", type=int, default=2, help="prefork pool size (2)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per side (1)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every run count")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3",
-                        help="wfrunner's database; Celery's is the next one (3 and 4)")
-    parser.add_argument("--private-redis", action="store_true",
-                        help="start a redis-server of its own: exact command counts")
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/3",
+        help="wfrunner's database; Celery's is the next one (3 and 4)",
+    )
+    parser.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="start a redis-server of its own: exact command counts",
+    )
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="server on which a database is made")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a phase may take")
     parser.add_argument("--out", type=Path, default=infra.ROOT / "bench" / "results" / "latest.md")
@@ -262,7 +291,9 @@ def measure(bench: Bench) -> tuple[list[Result], list[tuple[int, int]]]:
     for count, c in configs:
         note = f"{count}x-c{c}" if args.scaling else ""
         results += run_celery(bench, selected(args, "celery", names["celery"]), count, c, note)
-        results += run_wfrunner(bench, selected(args, "wfrunner", names["wfrunner"]), count, c, note)
+        results += run_wfrunner(
+            bench, selected(args, "wfrunner", names["wfrunner"]), count, c, note
+        )
     return results, configs
 
 
@@ -291,15 +322,15 @@ def report(bench: Bench, results: list[Result], configs: list[tuple[int, int]]) 
         lines += ["## Scaling", "", scaling_table(results, configs), ""]
     else:
         lines += ["## Ratios (wfrunner / Celery)", "", ratio_table(results), ""]
-    stress_report = getattr(bench, "stress_report", "")
-    if stress_report:
-        lines += ["## Stress", "", stress_report, ""]
+    lines += ["## Task messages per run, by task", "", messages_table(results), ""]
+    if bench.stress_report:
+        lines += ["## Stress", "", bench.stress_report, ""]
     lines += [HOW_TO_READ]
     return "\n".join(lines)
 
 
-HOW_TO_READ = """How to read it: nodes/s and runs/s are for a backlog of `runs` sent at once, from the
-first send to the last end each side recorded; p50/p95 are one run at a time (send to
+HOW_TO_READ = """How to read it: nodes/s and runs/s are for a backlog of `runs` sent at once,
+from the first send to the last end each side recorded; p50/p95 are one run at a time (send to
 result in the caller's hands) and, "(load)", each backlog run's end minus its send.
 Per run: Redis commands (INFO commandstats delta, the benchmark's own look-ups taken out),
 task messages (`task-received` events: messages the workers took off the queues), PostgreSQL

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,10 @@ class PrivateRedis:
             raise BenchError("--private-redis needs redis-server on PATH")
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="wfrunner-bench-redis-")
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", self.dir]
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],  # fmt: skip
+            command,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -170,11 +172,11 @@ class Workers:
         self.procs = []
         for name in self.names:
             log = open(LOGS / f"{name.split('@')[0]}.log", "ab")  # noqa: SIM115 (kept open)
+            command = [sys.executable, "-m", "celery", "-A", spec.app, "worker", "-Q", spec.queues]
+            command += ["-c", str(concurrency), "-n", name, "--loglevel=WARNING"]
             self.procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", spec.app, "worker",
-                     "-Q", spec.queues, "-c", str(concurrency), "-n", name,
-                     "--loglevel=WARNING"],  # fmt: skip
+                    command,
                     cwd=ROOT,
                     env=spec.env,
                     stdout=log,
@@ -263,6 +265,7 @@ class EventCounter:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.received = 0
+        self.names: Counter[str] = Counter()  # task name -> task-received events
         self.succeeded: set[str] = set()
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -274,6 +277,7 @@ class EventCounter:
     def _on_received(self, event: dict[str, Any]) -> None:
         with self._lock:
             self.received += 1
+            self.names[event.get("name") or "?"] += 1
 
     def _on_succeeded(self, event: dict[str, Any]) -> None:
         with self._lock:

@@ -74,6 +74,7 @@ class Meter:
         self.transactions = side.db.transactions() if side.db else 0
         self.statements = side.db.statements if side.db else 0
         self.received = side.events.received
+        self.names = dict(side.events.names)
         self.since = side.rss.mark()
 
     def stop(self, result: Result) -> None:
@@ -82,6 +83,11 @@ class Meter:
         runs = max(result.runs, 1)
         result.rss_mb = side.rss.peak_mb(self.since)
         result.messages = (side.events.received - self.received) / runs
+        result.message_kinds = {
+            name: (count - self.names.get(name, 0)) / runs
+            for name, count in side.events.names.items()
+            if count > self.names.get(name, 0)
+        }
         if side.db:
             transactions = side.db.transactions()
             own = side.db.statements - self.statements  # polls, and this reading's own
@@ -130,7 +136,8 @@ def celery_done_times(side: Side, ids: list[str]) -> dict[str, float]:
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         side.own_commands += 1
-        for task_id, raw in zip(chunk, side.redis.mget([f"celery-task-meta-{i}" for i in chunk])):
+        raws = side.redis.mget([f"celery-task-meta-{i}" for i in chunk])
+        for task_id, raw in zip(chunk, raws, strict=True):
             if raw:
                 stamps[task_id] = epoch(json.loads(raw)["date_done"])
     return stamps

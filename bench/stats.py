@@ -53,6 +53,7 @@ class Result:
     load_latency: list[float] = field(default_factory=list)  # in the backlog, seconds
     redis_commands: float = math.nan  # per run
     messages: float = math.nan  # task messages per run
+    message_kinds: dict[str, float] = field(default_factory=dict)  # task name -> per run
     pg_transactions: float = math.nan  # per run
     rss_mb: float = math.nan  # peak of the worker process trees
     failed: int = 0  # runs that did not complete
@@ -118,6 +119,18 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def results_table(results: Sequence[Result]) -> str:
     return markdown(COLUMNS, [row(r) for r in results])
+
+
+def messages_table(results: Sequence[Result]) -> str:
+    """Task messages per run by task name: where each side's messages go."""
+    names = sorted({n for r in results for n in r.message_kinds})
+    rows = [
+        [r.side, r.name + (f" ({r.note})" if r.note else "")]
+        + [number(r.message_kinds.get(n, math.nan), 2) for n in names]
+        for r in results
+        if r.message_kinds
+    ]
+    return markdown(["side", "scenario", *names], rows)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 NOOP = {"function_name": "bench.noop"}
@@ -21,7 +22,7 @@ def workflow(name: str, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]
 
 def chain(count: int) -> dict[str, Any]:
     ids = [f"n{i}" for i in range(count)]
-    edges = [edge(a, b) for a, b in zip(ids, ids[1:], strict=False)]
+    edges = [edge(a, b) for a, b in itertools.pairwise(ids)]
     return workflow(f"chain-{count}", [node(i) for i in ids], edges)
 
 
