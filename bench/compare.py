@@ -60,17 +60,17 @@ class Scenario:
 
 
 WFRUNNER = (
-    Scenario("chain-3", 300, 50, (30, 10), definition=workflows.chain(3)),
-    Scenario("diamond", 300, 50, (30, 10), definition=workflows.diamond()),
-    Scenario("chain-40", 30, 10, (5, 3), definition=workflows.chain(40)),
-    Scenario("mixed-10", 100, 30, (15, 5), definition=workflows.mixed()),
+    Scenario("chain-3", 300, 50, (60, 15), definition=workflows.chain(3)),
+    Scenario("diamond", 300, 50, (60, 15), definition=workflows.diamond()),
+    Scenario("chain-40", 30, 10, (8, 5), definition=workflows.chain(40)),
+    Scenario("mixed-10", 100, 30, (30, 8), definition=workflows.mixed()),
     Scenario("fan-out-200", 5, 5, (2, 2), definition=workflows.fan_out(200)),
-    Scenario("loop-20", 30, 10, (5, 3), definition=workflows.loop(20)),
+    Scenario("loop-20", 30, 10, (8, 4), definition=workflows.loop(20)),
 )
 CELERY = (
-    Scenario("noop", 5000, 0, (500, 0), nodes=1),
-    Scenario("chain-3", 1000, 100, (100, 20), nodes=3),
-    Scenario("chord-diamond", 1000, 100, (100, 20), nodes=4),
+    Scenario("noop", 5000, 0, (2000, 0), nodes=1),
+    Scenario("chain-3", 1000, 100, (300, 30), nodes=3),
+    Scenario("chord-diamond", 1000, 100, (300, 30), nodes=4),
 )
 #: what --scaling measures (the scenarios of the ratios that matter most)
 SCALING: dict[str, tuple[str, ...]] = {
@@ -134,8 +134,10 @@ class Bench:
                 from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
 
                 queues, client, db = [TASK_QUEUE, COMPLETION_QUEUE], self.wfr_redis, self.db
+            events = EventCounter(app)
+            self.stack.callback(events.close)
             self.sides[name] = Side(
-                name, app, client, queues, EventCounter(app), self.rss, db, self.args.timeout
+                name, app, client, queues, events, self.rss, db, self.args.timeout
             )
         return self.sides[name]
 

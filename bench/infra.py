@@ -269,6 +269,7 @@ class EventCounter:
         self.succeeded: set[str] = set()
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self.closed = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -284,6 +285,16 @@ class EventCounter:
             self.succeeded.add(event["uuid"])
 
     def _run(self) -> None:
+        while not self.closed:
+            try:
+                self._capture()
+            except Exception as exc:  # the broker went away: the end of the run, or a blip
+                if self.closed:
+                    return
+                print(f"task events: {exc!r}; subscribing again", file=sys.stderr)
+                time.sleep(0.5)
+
+    def _capture(self) -> None:
         with self.app.connection_for_read() as conn:
             receiver = self.app.events.Receiver(
                 conn,
@@ -295,6 +306,9 @@ class EventCounter:
             )
             receiver.on_consume_ready = lambda *args, **kwargs: self._ready.set()
             receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def close(self) -> None:
+        self.closed = True
 
     def done(self, ids: set[str]) -> int:
         with self._lock:
