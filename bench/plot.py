@@ -25,8 +25,9 @@ def plot(results: Sequence[Result], path: Path) -> str:
     rate.set_title("throughput of a backlog (higher is better)")
     width = 0.4
     xs = range(len(results))
-    latency.bar([x - width / 2 for x in xs], [r.p(50) for r in results], width, label="p50")
-    latency.bar([x + width / 2 for x in xs], [r.p(95) for r in results], width, label="p95")
+    for shift, q, color in ((-width / 2, 50, "tab:gray"), (width / 2, 95, "black")):
+        heights = [r.p(q) for r in results]
+        latency.bar([x + shift for x in xs], heights, width, label=f"p{q}", color=color)
     latency.set_xticks(list(xs), labels)
     latency.set_yscale("log")
     latency.set_ylabel("ms, one run at a time (log)")
