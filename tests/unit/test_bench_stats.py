@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
+from bench.plot import plot
 from bench.stats import Result, percentile, ratio, ratio_table, results_table
 
 
@@ -81,3 +84,10 @@ def test_results_table_has_a_row_per_result_and_dashes_for_missing_figures() -> 
     noop = lines[2].split(" | ")
     assert noop[:6] == ["| celery", "noop", "1000", "1.0", "500", "500"]
     assert noop[6] == "-"  # a no-op task has no latency
+
+
+def test_no_plot_without_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    said = plot(celery_and_wfrunner(), tmp_path / "p.png")
+    assert said.startswith("no plot: matplotlib is not installed")
+    assert not (tmp_path / "p.png").exists()
