@@ -18,6 +18,9 @@ from bench.measure import Side, wfrunner_one
 from bench.plot import plot_series
 from bench.stats import number
 
+#: the targets, by the names --only accepts
+TARGETS = ("fan-out-1000", "chain-20000", "runs-10000")
+
 
 def fan_out(side: Side, width: int) -> str:
     import wfrunner
@@ -80,6 +83,26 @@ def flat(series: list[tuple[float, int]]) -> str:
     return f"first tenth {first:.0f} MB, last tenth {last:.0f} MB ({change}), peak {peak:.0f} MB"
 
 
+def wait_all(side: Side, run_ids: list[str], started: float) -> list[tuple[float, int]]:
+    """Polls once a second until every run ended or the phase timeout passed; returns
+    (seconds, runs ended) once a minute, to show whether the pace holds."""
+    assert side.db is not None
+    deadline = time.monotonic() + side.timeout
+    progress: list[tuple[float, int]] = []
+    done = 0
+    while done < len(run_ids) and time.monotonic() < deadline:
+        time.sleep(1)
+        done = side.db.scalar(
+            "SELECT count(*) FROM runs WHERE id = ANY(:ids) AND completed_at IS NOT NULL",
+            ids=run_ids,
+        )
+        if not progress or time.time() - started - progress[-1][0] >= 60:
+            progress.append((time.time() - started, done))
+            print(f"  {done:,} of {len(run_ids):,} runs ended", flush=True)
+    progress.append((time.time() - started, done))
+    return progress
+
+
 def many_runs(bench: Any, side: Side, count: int) -> str:
     import wfrunner
     from wfrunner import start_run
@@ -92,16 +115,8 @@ def many_runs(bench: Any, side: Side, count: int) -> str:
     started = time.time()
     run_ids = [start_run.delay(workflow_id, {"x": 1}).id for _ in range(count)]
     sent = time.time() - started
-    deadline = time.monotonic() + side.timeout
-    done = 0
-    while done < count:
-        if time.monotonic() > deadline:
-            return f"- {count:,} runs at once: **only {done:,} ended in {side.timeout:.0f} s**"
-        time.sleep(1)
-        done = side.db.scalar(
-            "SELECT count(*) FROM runs WHERE id = ANY(:ids) AND completed_at IS NOT NULL",
-            ids=run_ids,
-        )
+    progress = wait_all(side, run_ids, started)
+    pace = ", ".join(f"{done:,} at {t:.0f} s" for t, done in progress)
     statuses = side.db.rows(
         "SELECT status, count(*), min(error) FROM runs WHERE id = ANY(:ids) GROUP BY status",
         ids=run_ids,
@@ -110,19 +125,24 @@ def many_runs(bench: Any, side: Side, count: int) -> str:
     errors = "; ".join(f"{status}: {error}" for status, _, error in statuses if error)
     if errors:
         completed += f" (**{errors[:300]}**)"
+    series = [(t - since, b) for t, b in side.rss.series if t >= since]
+    picture = plot_series(series, bench.args.out.with_name("stress-rss.png"), f"{count:,} runs")
+    head = (
+        f"- {count:,} runs (chain-3) sent at once in {sent:.1f} s: {completed}\n"
+        f"  - runs ended: {pace}\n"
+        f"  - worker RSS over the run: {flat(series)} ({picture})\n"
+    )
+    if progress[-1][1] < count:
+        return head + f"  - **not all ended within --timeout {side.timeout:.0f} s**"
     ended = side.db.scalar(
         "SELECT extract(epoch FROM max(completed_at)) FROM runs WHERE id = ANY(:ids)", ids=run_ids
     )
     side.settle()
-    series = [(t - since, b) for t, b in side.rss.series if t >= since]
     hot, metas = run_keys(side, set(run_ids))
     memory = side.redis.info("memory")["used_memory"]
-    picture = plot_series(series, bench.args.out.with_name("stress-rss.png"), f"{count:,} runs")
-    return (
-        f"- {count:,} runs (chain-3) sent at once in {sent:.1f} s: {completed}; "
-        f"all ended after {float(ended) - started:.1f} s "
+    return head + (
+        f"  - all ended after {float(ended) - started:.1f} s "
         f"({number(count / (float(ended) - started))} runs/s)\n"
-        f"  - worker RSS over the run: {flat(series)} ({picture})\n"
         f"  - Redis afterwards: **{hot} `wfr:{{run}}` keys** of those runs; {metas:,} "
         f"`celery-task-meta-<run>` keys (start_run's result, kept 24 h as documented); "
         f"used_memory {baseline / 2**20:.1f} MB before, {memory / 2**20:.1f} MB after "
@@ -137,11 +157,15 @@ def stress(bench: Any, side: Side) -> str:
     def scaled(n: int) -> int:  # --scale below 1 shrinks the targets for a smoke run
         return max(2, round(n * min(scale, 1)))
 
-    for target in (
-        lambda: fan_out(side, scaled(1000)),
-        lambda: long_chain(side, scaled(20_000)),
-        lambda: many_runs(bench, side, scaled(10_000)),
-    ):
+    wanted = {n.strip() for n in bench.args.only.split(",")} & set(TARGETS)
+    targets = {
+        "fan-out-1000": lambda: fan_out(side, scaled(1000)),
+        "chain-20000": lambda: long_chain(side, scaled(20_000)),
+        "runs-10000": lambda: many_runs(bench, side, scaled(10_000)),
+    }
+    for name, target in targets.items():
+        if wanted and name not in wanted:
+            continue
         try:
             lines.append(target())
         except (BenchError, TimeoutError) as exc:
