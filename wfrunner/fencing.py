@@ -127,5 +127,7 @@ def whole_history(rt: Runtime, run_id: str) -> tuple[dict[str, str], list[dict[s
     if not meta:
         return {}, []
     _, trimmed = position(meta)
+    if not trimmed:
+        return meta, tail  # a short run: Redis holds all of it, PostgreSQL is not asked
     head = [e.as_event() for e in rt.store.list_events(run_id) if e.seq <= trimmed]
     return meta, head + tail

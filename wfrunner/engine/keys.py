@@ -16,6 +16,9 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:running    hash    token key -> lease "<until>|<holder>" (engine/leases.py)
     wfr:{<run_id>}:attempts   hash    token key -> deliveries that began it
     wfr:{<run_id>}:lock       string  held by the one writer copying the run to PostgreSQL
+    wfr:{<run_id>}:checks     string  completion double-checks so far (a statistic the
+                                      run's end records, not one PostgreSQL write per check)
+    wfr:{<run_id>}:flushq     string  set while a flush of the run is queued (one at a time)
 
 The server key (global) holds the ``run_id`` of the Redis server process that the
 reconciler last saw; a different one means Redis restarted (empty, or from a snapshot).
@@ -114,6 +117,16 @@ def attempts_key(run_id: str) -> str:
     return f"{_tag(run_id)}:attempts"
 
 
+def checks_key(run_id: str) -> str:
+    """Completion double-checks of the run so far."""
+    return f"{_tag(run_id)}:checks"
+
+
+def flush_queued_key(run_id: str) -> str:
+    """Present while a flush of the run is queued: a backlog does not multiply them."""
+    return f"{_tag(run_id)}:flushq"
+
+
 def lock_key(run_id: str) -> str:
     """The writer lock: one flush, finish or validation of the run at a time."""
     return f"{_tag(run_id)}:lock"
@@ -138,6 +151,8 @@ def run_keys(run_id: str) -> list[str]:
         pending_key(run_id),
         running_key(run_id),
         attempts_key(run_id),
+        checks_key(run_id),
+        flush_queued_key(run_id),
     ]
 
 

@@ -29,6 +29,7 @@ from wfrunner.store.base import Repository
 from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
 from wfrunner.store.models import EventLog, LoopState, NodeExecution, Payload, Run, RunStatistics
+from wfrunner.store.records import RunRecord
 from wfrunner.store.workflows import canonical_json
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,64 @@ class EndedHistory:
     loops: Mapping[str, int]
     stats: Mapping[str, int]
     dead_letters: Sequence[NewDeadLetter] = ()
+    #: completion double-checks counted in Redis while the run ran (added to the stored ones)
+    completion_checks: int = 0
 
 
 class HistoryQueries(Repository):
+    def persist_start(
+        self,
+        run_id: str,
+        workflow_id: str,
+        inputs: Any,
+        counter_value: int,
+        events: Sequence[NewEvent],
+    ) -> tuple[RunRecord, bool]:
+        """Record the run RUNNING with its first events (its recovery point: the entry
+        tokens), in one transaction; (the run, True) when this call started it.
+
+        A run the client recorded QUEUED is started if it still is; a run already started
+        (a start message delivered again) is returned as is. The hot state made after this
+        commit is generation 1: this write is the one generation 0 would have flushed.
+        """
+        started = {
+            "status": RunStatus.RUNNING.value,
+            "hot_gen": 1,
+            "event_seq": len(events),
+            "started_at": sa.func.now(),
+            "last_activity_at": sa.func.now(),
+        }
+        with self._tx() as session:
+            created = session.execute(
+                pg_insert(Run)
+                .values(
+                    id=run_id,
+                    workflow_id=workflow_id,
+                    counter_value=counter_value,
+                    inputs=inputs,
+                    **started,
+                )
+                .on_conflict_do_nothing(index_elements=[Run.id])
+                .returning(Run.id)
+            ).first()
+            if created is not None:
+                session.execute(sa.insert(RunStatistics).values(run_id=run_id))
+            else:
+                created = session.execute(
+                    sa.update(Run)
+                    .where(
+                        Run.id == run_id,
+                        Run.status == RunStatus.QUEUED.value,
+                        Run.hot_gen == 0,
+                    )
+                    .values(started)
+                    .returning(Run.id)
+                ).first()
+            if created is not None:
+                insert_events(session, run_id, 1, events)
+            row = session.execute(sa.select(Run.__table__).where(Run.id == run_id)).one()
+            return RunRecord.from_row(row._mapping), created is not None
+
     def persist_progress(
         self,
         run_id: str,
@@ -254,9 +310,10 @@ def _write_history(session: Session, run_id: str, history: EndedHistory) -> None
                 set_={"iteration": insert_loops.excluded.iteration},
             )
         )
-    if history.stats:
+    if history.stats or history.completion_checks:
+        checks = RunStatistics.completion_checks + history.completion_checks
         session.execute(
             sa.update(RunStatistics)
             .where(RunStatistics.run_id == run_id)
-            .values(**history.stats, updated_at=sa.func.now())
+            .values(**history.stats, completion_checks=checks, updated_at=sa.func.now())
         )

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 #: Redis trouble is retried (every counter operation is idempotent); handler errors are not
 RETRY_ON = (CounterError, redis.ConnectionError, redis.TimeoutError)
 
+#: seconds a queued flush blocks the next one: a lost flush message stops no later flush
+FLUSH_QUEUED_TTL = 60.0
+
 
 def dispatch(
     tokens: Iterable[Token], workflow_id: str, ir: IR | None = None, countdown: float | None = None
@@ -46,9 +49,12 @@ def request_completion_check(run_id: str) -> None:
 
 
 def request_flush(run_id: str) -> None:
+    """Queue a flush of the run unless one is queued already (it will copy this commit)."""
     from wfrunner.tasks.runs import flush_run
 
-    flush_run.apply_async(args=[run_id], queue=COMPLETION_QUEUE)
+    rt = runtime()
+    if rt.state.queue_flush(run_id, FLUSH_QUEUED_TTL):
+        flush_run.apply_async(args=[run_id], queue=COMPLETION_QUEUE)
 
 
 @app.task(

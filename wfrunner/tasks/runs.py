@@ -62,7 +62,9 @@ def check_completion(run_id: str) -> str:
 )
 def flush_run(run_id: str) -> int:
     """Copy a running run's new events and outputs to PostgreSQL (its recovery point)."""
-    return recovery.flush(runtime(), run_id)
+    rt = runtime()
+    rt.state.flush_started(run_id)
+    return recovery.flush(rt, run_id)
 
 
 @app.task(name="wfrunner.reconcile", ignore_result=True)
