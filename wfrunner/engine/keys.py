@@ -18,7 +18,11 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:lock       string  held by the one writer copying the run to PostgreSQL
     wfr:{<run_id>}:checks     string  completion double-checks so far (a statistic the
                                       run's end records, not one PostgreSQL write per check)
-    wfr:{<run_id>}:flushq     string  set while a flush of the run is queued (one at a time)
+
+Two global keys batch the flushes of all runs (see wfrunner/tasks/runs.py ``flush_runs``)::
+
+    wfr:{flush}:dirty         set     runs whose history is due to be copied to PostgreSQL
+    wfr:{flush}:queued        string  set while a flush_runs task is queued (one at a time)
 
 The server key (global) holds the ``run_id`` of the Redis server process that the
 reconciler last saw; a different one means Redis restarted (empty, or from a snapshot).
@@ -47,6 +51,9 @@ PREFIX = "wfr"
 COMPLETION_CHANNEL = f"{PREFIX}:completion"
 #: the run_id (INFO server) of the Redis process the reconciler last validated runs on
 SERVER_KEY = f"{PREFIX}:server"
+#: runs whose history is due to be flushed, and the flag of a queued flush_runs task
+FLUSH_DIRTY_KEY = f"{PREFIX}:{{flush}}:dirty"
+FLUSH_QUEUED_KEY = f"{PREFIX}:{{flush}}:queued"
 #: what SCAN matches to find every run's hot metadata
 META_PATTERN = f"{PREFIX}:{{*}}:meta"
 
@@ -122,11 +129,6 @@ def checks_key(run_id: str) -> str:
     return f"{_tag(run_id)}:checks"
 
 
-def flush_queued_key(run_id: str) -> str:
-    """Present while a flush of the run is queued: a backlog does not multiply them."""
-    return f"{_tag(run_id)}:flushq"
-
-
 def lock_key(run_id: str) -> str:
     """The writer lock: one flush, finish or validation of the run at a time."""
     return f"{_tag(run_id)}:lock"
@@ -152,7 +154,6 @@ def run_keys(run_id: str) -> list[str]:
         running_key(run_id),
         attempts_key(run_id),
         checks_key(run_id),
-        flush_queued_key(run_id),
     ]
 
 

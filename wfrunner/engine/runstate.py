@@ -454,15 +454,29 @@ class RunState:
     def checks(self, run_id: str) -> int:
         return int(self.client.get(keys.checks_key(run_id)) or 0)
 
-    def queue_flush(self, run_id: str, ttl: float) -> bool:
-        """Note that a flush of the run is queued; False when one already is (it copies
-        everything committed until it runs). Expires after ``ttl`` s: a lost flush message
-        does not stop the run's later flushes."""
-        return bool(self.client.set(keys.flush_queued_key(run_id), 1, nx=True, px=int(ttl * 1000)))
+    def mark_dirty(self, run_id: str, ttl: float) -> bool:
+        """Add the run to those due to be flushed; True when no flush_runs task is queued
+        (the caller queues one). The flag expires after ``ttl`` s: a lost task message
+        does not stop later flushes."""
+        self.client.sadd(keys.FLUSH_DIRTY_KEY, run_id)
+        return self.claim_flusher(ttl)
 
-    def flush_started(self, run_id: str) -> None:
-        """A queued flush began: commits from now on may queue the next one."""
-        self.client.delete(keys.flush_queued_key(run_id))
+    def claim_flusher(self, ttl: float) -> bool:
+        """True when no flush_runs task is queued: the caller queues one."""
+        return bool(self.client.set(keys.FLUSH_QUEUED_KEY, 1, nx=True, px=int(ttl * 1000)))
+
+    def take_dirty(self, limit: int) -> list[str]:
+        """Up to ``limit`` runs due to be flushed, removed from the set; the flag is
+        cleared first, so a run marked from now on queues the next flush_runs task."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.FLUSH_QUEUED_KEY)
+        pipe.spop(keys.FLUSH_DIRTY_KEY, limit)
+        return [str(r) for r in pipe.execute()[1] or []]
+
+    def return_dirty(self, run_ids: Sequence[str]) -> None:
+        """Put back runs a failed flush took (PostgreSQL away): the retry takes them."""
+        if run_ids:
+            self.client.sadd(keys.FLUSH_DIRTY_KEY, *run_ids)
 
     def delete(self, run_id: str) -> None:
         self.client.delete(*keys.run_keys(run_id))

@@ -45,6 +45,8 @@ class Fence(StrEnum):
     #: the writer's generation is not PostgreSQL's: nothing written (Redis holds older
     #: data than PostgreSQL, or another writer got there first)
     STALE = "stale"
+    #: the run is not in PostgreSQL (purged): nothing written, its hot keys are stale
+    GONE = "gone"
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,18 @@ def insert_payloads(session: Session, run_id: str, payloads: Mapping[str, Any]) 
 
 
 @dataclass(frozen=True)
+class Progress:
+    """What one flush of a running run writes: its events from ``first_seq`` on and the
+    outputs they name, fenced by the hot-state generation ``gen`` it read them at."""
+
+    run_id: str
+    gen: int
+    first_seq: int
+    events: Sequence[NewEvent]
+    payloads: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class EndedHistory:
     """What finishing a run writes: the events PostgreSQL lacks and the projections of the
     whole history (computed from PostgreSQL's events plus that tail)."""
@@ -233,12 +247,30 @@ class HistoryQueries(Repository):
     ) -> Fence:
         """Copy a running run's new events and the outputs they name, if PostgreSQL last
         accepted generation ``gen`` of its hot state (one transaction)."""
+        batch = [Progress(run_id, gen, first_seq, events, payloads)]
+        verdict = self.persist_progress_many(batch)[run_id]
+        if verdict is Fence.GONE:
+            raise NotFoundError(f"no run with id '{run_id}'")
+        return verdict
+
+    def persist_progress_many(self, batch: Sequence[Progress]) -> dict[str, Fence]:
+        """:meth:`persist_progress` for many runs in one transaction (one commit, not one
+        per run); each run is fenced on its own: a refused run writes nothing, the others
+        do. Runs are written in id order, so two batches never wait on each other's rows
+        in a cycle."""
+        verdicts: dict[str, Fence] = {}
         with self._tx() as session:
-            verdict = claim_generation(session, run_id, gen)
-            if verdict is Fence.ACCEPTED:
-                insert_events(session, run_id, first_seq, events)
-                insert_payloads(session, run_id, payloads)
-            return verdict
+            for progress in sorted(batch, key=lambda p: p.run_id):
+                run_id = progress.run_id
+                try:
+                    verdicts[run_id] = claim_generation(session, run_id, progress.gen)
+                except NotFoundError:
+                    verdicts[run_id] = Fence.GONE
+                    continue
+                if verdicts[run_id] is Fence.ACCEPTED:
+                    insert_events(session, run_id, progress.first_seq, progress.events)
+                    insert_payloads(session, run_id, progress.payloads)
+        return verdicts
 
     def load_payloads(self, run_id: str) -> dict[str, Any]:
         """Every stored output of a run, by ref (to rebuild its hot state)."""

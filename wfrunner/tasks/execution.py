@@ -49,12 +49,14 @@ def request_completion_check(run_id: str) -> None:
 
 
 def request_flush(run_id: str) -> None:
-    """Queue a flush of the run unless one is queued already (it will copy this commit)."""
-    from wfrunner.tasks.runs import flush_run
+    """Mark the run due to be flushed; unless a flush_runs task is queued already, queue
+    one to run WFRUNNER_FLUSH_INTERVAL s later: it takes every run marked until then, in
+    one transaction (one flush transaction per interval, however many runs progress)."""
+    from wfrunner.tasks.runs import queue_flush_runs
 
     rt = runtime()
-    if rt.state.queue_flush(run_id, FLUSH_QUEUED_TTL):
-        flush_run.apply_async(args=[run_id], queue=COMPLETION_QUEUE)
+    if rt.state.mark_dirty(run_id, FLUSH_QUEUED_TTL):
+        queue_flush_runs(rt)
 
 
 @app.task(
