@@ -99,29 +99,32 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
         if not held:
             log.warning("run %s: another writer kept its lock; the reconciler finishes it", run_id)
             return None
-        meta, events = fencing.whole_history(rt, run_id)
+        meta, tail = rt.state.tail(run_id)
         status = _END_STATES.get(meta.get("state", ""))
         if status is None:
             return None
-        flushed, _ = fencing.position(meta)
-        unflushed = events[flushed:]
+        flushed, trimmed = fencing.position(meta)
         payloads = rt.state.all_payloads(run_id)
+        checks = rt.state.checks(run_id)
         gen = fencing.generation(meta)
-        verdict = rt.store.persist_end(
-            run_id,
-            gen,
-            status,
-            meta.get("error") or None,
-            EndedHistory(
+
+        def ended(head: list[dict[str, Any]]) -> EndedHistory:
+            """The history to write, from the events Redis trimmed (read in the same
+            transaction) and those it holds: only events PostgreSQL lacks are sent."""
+            events = head + tail
+            return EndedHistory(
                 first_seq=flushed + 1,
-                events=[split(e) for e in unflushed],
+                events=[split(e) for e in events[flushed:]],
                 payloads=payloads,
                 executions=history.execution_rows(events, payloads),
                 loops=history.loop_passes(events),
                 stats=history.statistics(events),
-                completion_checks=rt.state.checks(run_id),
+                completion_checks=checks,
                 dead_letters=history.dead_letters(events),
-            ),
+            )
+
+        verdict = rt.store.persist_end(
+            run_id, gen, status, meta.get("error") or None, ended, stored_through=trimmed
         )
         if verdict is not Fence.ACCEPTED:
             fencing.refused(rt, run_id, verdict, gen)

@@ -14,7 +14,7 @@ overwritten outputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -29,7 +29,7 @@ from wfrunner.store.base import Repository
 from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
 from wfrunner.store.models import EventLog, LoopState, NodeExecution, Payload, Run, RunStatistics
-from wfrunner.store.records import RunRecord
+from wfrunner.store.records import EventRecord, RunRecord
 from wfrunner.store.workflows import canonical_json
 
 log = logging.getLogger(__name__)
@@ -286,19 +286,34 @@ class HistoryQueries(Repository):
         gen: int,
         status: RunStatus,
         error: str | None,
-        history: EndedHistory,
+        history: Callable[[list[dict[str, Any]]], EndedHistory],
+        stored_through: int = 0,
     ) -> Fence:
         """End the run (``status``) and write its history, in one transaction, if it is
         active and PostgreSQL last accepted generation ``gen``: of any number of racing
-        finishes exactly one writes, and an ended run is never written again."""
+        finishes exactly one writes, and an ended run is never written again.
+
+        ``history`` builds what to write from the run's stored events numbered up to
+        ``stored_through`` (those Redis trimmed), read in this transaction: a run's end
+        is one transaction whether or not it was flushed."""
         values: dict[str, Any] = {"status": status.value, "completed_at": sa.func.now()}
         if error is not None:
             values["error"] = error
         with self._tx() as session:
             verdict = claim_generation(session, run_id, gen, values)
             if verdict is Fence.ACCEPTED:
-                _write_history(session, run_id, history)
+                head = _stored_events(session, run_id, stored_through) if stored_through else []
+                _write_history(session, run_id, history(head))
             return verdict
+
+
+def _stored_events(session: Session, run_id: str, through: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        sa.select(EventLog.__table__)
+        .where(EventLog.run_id == run_id, EventLog.seq <= through)
+        .order_by(EventLog.seq)
+    ).all()
+    return [EventRecord.from_row(row._mapping).as_event() for row in rows]
 
 
 def _write_history(session: Session, run_id: str, history: EndedHistory) -> None:
