@@ -136,11 +136,10 @@ def refused(rt: Runtime, run_id: str, verdict: Fence, gen: int) -> None:
         rt.state.delete(run_id)
         return
     log.warning(
-        "run %s: stale hot state refused (Redis generation %d is not PostgreSQL's %d): "
+        "run %s: stale hot state refused (PostgreSQL accepted Redis generation %d already): "
         "Redis came back with older data; the reconciler rebuilds the run from PostgreSQL",
         run_id,
         gen,
-        rt.store.get_run(run_id).hot_gen,
     )
 
 
