@@ -11,6 +11,8 @@ PostgreSQL unchecked:
   run is active and ``hot_gen`` = g, moving ``hot_gen`` to g + 1 in the same transaction
   that writes the events (:func:`wfrunner.store.history.claim_generation`); then
   ``mark_flushed.lua`` moves Redis to g + 1 (and trims the flushed events).
+- A run starts at generation 1: the transaction that records it RUNNING with its entry
+  tokens is the write generation 0 would have made (``HistoryQueries.persist_start``).
 - One writer per run at a time (:func:`writer`, a lock with a TTL), so on a healthy Redis
   the two generations are equal between writes. Redis restored from a snapshot taken
   before the last accepted write holds a smaller ``gen``, which never advances (Redis
