@@ -22,6 +22,14 @@ from wfrunner.tasks.execution import FLUSH_QUEUED_TTL, RETRY_ON, dispatch
 
 log = logging.getLogger(__name__)
 
+#: the tasks that write to PostgreSQL retry while it (or Redis) is away
+_RETRIED: dict[str, Any] = {
+    "autoretry_for": (*RETRY_ON, StoreError),
+    "dont_autoretry_for": (NotFoundError,),
+    "retry_backoff": True,
+    "max_retries": 30,
+}
+
 #: most runs one flush_runs task copies (one transaction); more queue another task
 FLUSH_BATCH = 200
 
@@ -29,10 +37,7 @@ FLUSH_BATCH = 200
 @app.task(
     name="wfrunner.start_run",
     bind=True,
-    autoretry_for=(*RETRY_ON, StoreError),
-    dont_autoretry_for=(NotFoundError,),
-    retry_backoff=True,
-    max_retries=30,
+    **_RETRIED,
 )
 def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     """Start a run of a registered workflow; the result (and the task id) is the run id."""
@@ -46,10 +51,7 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
 @app.task(
     name="wfrunner.check_completion",
     ignore_result=True,
-    autoretry_for=(*RETRY_ON, StoreError),
-    dont_autoretry_for=(NotFoundError,),
-    retry_backoff=True,
-    max_retries=30,
+    **_RETRIED,
 )
 def check_completion(run_id: str) -> str:
     """Double-check a run whose counter may have reached 0, or that has failed."""
@@ -59,10 +61,7 @@ def check_completion(run_id: str) -> str:
 @app.task(
     name="wfrunner.flush_run",
     ignore_result=True,
-    autoretry_for=(*RETRY_ON, StoreError),
-    dont_autoretry_for=(NotFoundError,),
-    retry_backoff=True,
-    max_retries=30,
+    **_RETRIED,
 )
 def flush_run(run_id: str) -> int:
     """Copy one running run's new events and outputs to PostgreSQL (its recovery point).
@@ -73,10 +72,7 @@ def flush_run(run_id: str) -> int:
 @app.task(
     name="wfrunner.flush_runs",
     ignore_result=True,
-    autoretry_for=(*RETRY_ON, StoreError),
-    dont_autoretry_for=(NotFoundError,),
-    retry_backoff=True,
-    max_retries=30,
+    **_RETRIED,
 )
 def flush_runs() -> int:
     """Copy the new events and outputs of every run marked due (request_flush) to
