@@ -221,3 +221,17 @@ def test_flush_requests_of_many_runs_make_one_task_and_one_transaction(rt: Runti
     for h in runs:
         h._publish(published.get(h.run_id, []))
         assert h.drain()["status"] == "COMPLETED"
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error(rt: Runtime) -> None:
+    """No ping per transaction, yet a pooled connection the server closed (a restart, an
+    administrator) is not handed out: the next transaction runs on a fresh one."""
+    h = Harness(rt)
+    submit(rt, h)
+    with rt.store._engine.connect() as conn:
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    admin = sa.create_engine(rt.store.database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid}).scalar()
+    admin.dispose()
+    assert rt.store.get_run(h.run_id).status is RunStatus.QUEUED
