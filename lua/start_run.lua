@@ -1,6 +1,7 @@
 --[[
 start_run: make a run live in Redis: its metadata, its counter (one token per entry
-node) and its first events. Idempotent: a redelivered start changes nothing.
+node) and its first events, which PostgreSQL already holds (the start recorded them in
+the transaction that made the run RUNNING). Idempotent: a redelivered start changes nothing.
 
 KEYS[1]  meta      wfr:{<run_id>}:meta      hash: workflow_id, state, inputs, activity
 KEYS[2]  counter   wfr:{<run_id>}:counter   tokens in flight
@@ -15,7 +16,10 @@ ARGV[3]  inputs_json   the run's inputs (JSON text)
 ARGV[4]  entry_count   tokens to start with (>= 1)
 ARGV[5]  now           seconds since the epoch (activity clock)
 ARGV[6]  entries       JSON object: token key -> JSON token, one per entry node
-ARGV[7..] events       JSON events to append (run_started, token_emitted per entry)
+ARGV[7]  gen           the hot-state generation PostgreSQL expects next (see wfrunner/fencing.py)
+ARGV[8]  flush_at      when the run's history is first due to be flushed (commit_node.lua)
+ARGV[9..] events       JSON events to append (run_started, token_emitted per entry): they
+                       are events 1..n, all in PostgreSQL ("flushed" = n)
 
 Returns {started, state}: started is 1 when this call started the run, 0 when the run
 already existed (state is its current state: running, failed, cancelled, completed).
@@ -33,13 +37,14 @@ if state then
 end
 
 redis.call("HSET", KEYS[1], "workflow_id", ARGV[2], "state", "running",
-    "inputs", ARGV[3], "activity", ARGV[5], "epoch", "1")
+    "inputs", ARGV[3], "activity", ARGV[5], "epoch", "1",
+    "gen", ARGV[7], "flush_at", ARGV[8], "flushed", #ARGV - 8)
 redis.call("SET", KEYS[2], count)
 redis.call("SADD", KEYS[3], op_key)
 for key, token in pairs(cjson.decode(ARGV[6])) do
     redis.call("HSET", KEYS[5], key, token)
 end
-for i = 7, #ARGV do
+for i = 9, #ARGV do
     redis.call("RPUSH", KEYS[4], ARGV[i])
 end
 return {1, "running"}

@@ -11,6 +11,8 @@ PostgreSQL unchecked:
   run is active and ``hot_gen`` = g, moving ``hot_gen`` to g + 1 in the same transaction
   that writes the events (:func:`wfrunner.store.history.claim_generation`); then
   ``mark_flushed.lua`` moves Redis to g + 1 (and trims the flushed events).
+- A run starts at generation 1: the transaction that records it RUNNING with its entry
+  tokens is the write generation 0 would have made (``HistoryQueries.persist_start``).
 - One writer per run at a time (:func:`writer`, a lock with a TTL), so on a healthy Redis
   the two generations are equal between writes. Redis restored from a snapshot taken
   before the last accepted write holds a smaller ``gen``, which never advances (Redis
@@ -30,14 +32,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from wfrunner.engine.events import split
 from wfrunner.engine.runstate import RUNNING
 from wfrunner.runtime import Runtime
-from wfrunner.store import Fence
+from wfrunner.store import Fence, Progress
 
 log = logging.getLogger(__name__)
 
@@ -84,39 +86,62 @@ def flush(rt: Runtime, run_id: str, wait: float = 0.0) -> int:
 
 def flush_held(rt: Runtime, run_id: str) -> int:
     """:func:`flush` for a caller that holds the run's writer lock."""
-    meta = rt.state.meta(run_id)
-    if meta.get("state") != RUNNING:
+    return _flush_held(rt, [run_id])
+
+
+def flush_many(rt: Runtime, run_ids: Iterable[str]) -> int:
+    """:func:`flush` for many runs in one PostgreSQL transaction; runs another writer
+    holds are left out (it copies them). Returns how many events were copied."""
+    with ExitStack() as stack:
+        held = [r for r in sorted(set(run_ids)) if stack.enter_context(writer(rt, r))]
+        return _flush_held(rt, held)
+
+
+def _flush_held(rt: Runtime, run_ids: list[str]) -> int:
+    """Each run's generation is read with its events; PostgreSQL fences each on its own,
+    and Redis moves to the next generation only for the runs PostgreSQL accepted."""
+    batch: list[tuple[Progress, str]] = []
+    for run_id in run_ids:
+        meta = rt.state.meta(run_id)
+        if meta.get("state") != RUNNING:
+            continue
+        flushed, trimmed = position(meta)
+        events = rt.state.events(run_id, flushed - trimmed)
+        if not events:
+            continue
+        refs = sorted({str(e["output_ref"]) for e in events if e.get("output_ref")})
+        payloads = dict(zip(refs, rt.state.payloads(run_id, refs), strict=True))
+        progress = Progress(
+            run_id, generation(meta), flushed + 1, [split(e) for e in events], payloads
+        )
+        batch.append((progress, meta.get("epoch", "")))
+    if not batch:
         return 0
-    flushed, trimmed = position(meta)
-    events = rt.state.events(run_id, flushed - trimmed)
-    if not events:
-        return 0
-    refs = sorted({str(e["output_ref"]) for e in events if e.get("output_ref")})
-    payloads = dict(zip(refs, rt.state.payloads(run_id, refs), strict=True))
-    gen = generation(meta)
-    verdict = rt.store.persist_progress(
-        run_id, gen, flushed + 1, [split(e) for e in events], payloads
-    )
-    if verdict is not Fence.ACCEPTED:
-        refused(rt, run_id, verdict, gen)
-        return 0
-    rt.state.mark_flushed(run_id, flushed + len(events), gen, meta.get("epoch", ""))
-    return len(events)
+    verdicts = rt.store.persist_progress_many([p for p, _ in batch])
+    copied = 0
+    for progress, epoch in batch:
+        verdict = verdicts[progress.run_id]
+        if verdict is not Fence.ACCEPTED:
+            refused(rt, progress.run_id, verdict, progress.gen)
+            continue
+        count = progress.first_seq - 1 + len(progress.events)
+        rt.state.mark_flushed(progress.run_id, count, progress.gen, epoch)
+        copied += len(progress.events)
+    return copied
 
 
 def refused(rt: Runtime, run_id: str, verdict: Fence, gen: int) -> None:
     """PostgreSQL refused a write from Redis: drop an ended run's stale keys; a stale
     running one is left to the reconciler, which rebuilds it from PostgreSQL."""
-    if verdict is Fence.ENDED:
+    if verdict in (Fence.ENDED, Fence.GONE):
         log.warning("run %s: PostgreSQL records it as ended: its stale hot keys dropped", run_id)
         rt.state.delete(run_id)
         return
     log.warning(
-        "run %s: stale hot state refused (Redis generation %d is not PostgreSQL's %d): "
+        "run %s: stale hot state refused (PostgreSQL accepted Redis generation %d already): "
         "Redis came back with older data; the reconciler rebuilds the run from PostgreSQL",
         run_id,
         gen,
-        rt.store.get_run(run_id).hot_gen,
     )
 
 
@@ -127,5 +152,7 @@ def whole_history(rt: Runtime, run_id: str) -> tuple[dict[str, str], list[dict[s
     if not meta:
         return {}, []
     _, trimmed = position(meta)
+    if not trimmed:
+        return meta, tail  # a short run: Redis holds all of it, PostgreSQL is not asked
     head = [e.as_event() for e in rt.store.list_events(run_id) if e.seq <= trimmed]
     return meta, head + tail

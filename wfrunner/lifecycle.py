@@ -38,16 +38,18 @@ _END_STATES = {
 
 
 def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token]:
-    """Create (or find) the run and make it live; returns the entry tokens to dispatch."""
+    """Make the run RUNNING and live; returns the entry tokens to dispatch.
+
+    One PostgreSQL transaction records the run RUNNING with its first history (the entry
+    tokens: the recovery point), then Redis is made live from it. Should the worker die
+    between the two, the run is RUNNING with no hot state: the reconciler rebuilds it from
+    that history, which gives the same state a start gives (see :mod:`wfrunner.recovery`).
+    """
     ir = rt.ir(workflow_id)
-    run = rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes), run_id=run_id)
-    if run.status is not RunStatus.QUEUED and not rt.state.meta(run_id):
-        # a start message that came back (a restored snapshot) for a run that went on
-        # without it: its hot state is the reconciler's to rebuild, never a fresh start
-        return []
     try:
         _, inputs_json = encode_payload(inputs, rt.settings.max_payload_bytes)
     except PayloadError as exc:
+        rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes), run_id=run_id)
         rt.store.transition_run(run_id, RunStatus.FAILED, error=f"run inputs rejected: {exc}")
         return []
     entries = [Token.entry(run_id, node_id) for node_id in ir.entry_nodes]
@@ -63,14 +65,18 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
         )
         for t in entries
     ]
-    started, state = rt.state.start(run_id, workflow_id, inputs_json, entries, time.time(), events)
-    if state != RUNNING:
+    run, created = rt.store.persist_start(
+        run_id, workflow_id, inputs, len(entries), [split(e) for e in events]
+    )
+    if not created and (run.status is not RunStatus.RUNNING or not rt.state.meta(run_id)):
+        # a start message delivered again: for an ended run, nothing; for a run with no hot
+        # state (its first start died before Redis, or Redis lost it since) the reconciler
+        # rebuilds it from PostgreSQL, never a fresh start over a history that went on
         return []
-    if started:
-        # the entry tokens are in PostgreSQL from the start: a lost Redis can always restart
-        fencing.flush(rt, run_id, wait=fencing.LOCK_TTL_MS / 1000)
-    rt.store.transition_run(run_id, RunStatus.RUNNING, from_states=[RunStatus.QUEUED])
-    return entries
+    _, state = rt.state.start(
+        run_id, workflow_id, inputs_json, entries, time.time(), events, gen=run.hot_gen
+    )
+    return entries if state == RUNNING else []
 
 
 def check_completion(rt: Runtime, run_id: str) -> str:
@@ -78,7 +84,7 @@ def check_completion(rt: Runtime, run_id: str) -> str:
     meta = rt.state.meta(run_id)
     if not meta:
         return GONE
-    rt.store.increment_stats(run_id, completion_checks=1)
+    rt.state.count_check(run_id)  # recorded by the run's end, no transaction of its own
     verdict = completion.check(rt.state, rt.ir(meta["workflow_id"]), run_id, meta)
     if verdict in _END_STATES:
         finish(rt, run_id)
@@ -93,28 +99,32 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
         if not held:
             log.warning("run %s: another writer kept its lock; the reconciler finishes it", run_id)
             return None
-        meta, events = fencing.whole_history(rt, run_id)
+        meta, tail = rt.state.tail(run_id)
         status = _END_STATES.get(meta.get("state", ""))
         if status is None:
             return None
-        flushed, _ = fencing.position(meta)
-        unflushed = events[flushed:]
+        flushed, trimmed = fencing.position(meta)
         payloads = rt.state.all_payloads(run_id)
+        checks = rt.state.checks(run_id)
         gen = fencing.generation(meta)
-        verdict = rt.store.persist_end(
-            run_id,
-            gen,
-            status,
-            meta.get("error") or None,
-            EndedHistory(
+
+        def ended(head: list[dict[str, Any]]) -> EndedHistory:
+            """The history to write, from the events Redis trimmed (read in the same
+            transaction) and those it holds: only events PostgreSQL lacks are sent."""
+            events = head + tail
+            return EndedHistory(
                 first_seq=flushed + 1,
-                events=[split(e) for e in unflushed],
+                events=[split(e) for e in events[flushed:]],
                 payloads=payloads,
                 executions=history.execution_rows(events, payloads),
                 loops=history.loop_passes(events),
                 stats=history.statistics(events),
+                completion_checks=checks,
                 dead_letters=history.dead_letters(events),
-            ),
+            )
+
+        verdict = rt.store.persist_end(
+            run_id, gen, status, meta.get("error") or None, ended, stored_through=trimmed
         )
         if verdict is not Fence.ACCEPTED:
             fencing.refused(rt, run_id, verdict, gen)

@@ -1,12 +1,14 @@
 """Keeping runs alive when parts fail: copying history to PostgreSQL while a run runs,
 rebuilding a run's hot state from it, and the reconciler that finds what was lost.
 
-Redis is a cache of hot state; PostgreSQL is the truth. While a run runs, its events
-(which carry every emitted and consumed token) and outputs are copied to PostgreSQL every
-``WFRUNNER_FLUSH_INTERVAL`` seconds. If Redis loses the run, :func:`rebuild` recreates
-its counter, outbox, joins, context and events from that copy, and the tokens that were
-emitted but never consumed are published again. Work done after the last copy is done
-again: execution is at-least-once, its effect on the run exactly-once.
+Redis is a cache of hot state; PostgreSQL is the truth. A run is recorded with its entry
+tokens when it starts; while it runs, its events (which carry every emitted and consumed
+token) and outputs are copied to PostgreSQL about every ``WFRUNNER_FLUSH_INTERVAL``
+seconds, many runs per transaction (``wfrunner.flush_runs``). If Redis loses the run,
+:func:`rebuild` recreates its counter, outbox, joins, context and events from that copy,
+and the tokens that were emitted but never consumed are published again. Work done after
+the last copy is done again: execution is at-least-once, its effect on the run
+exactly-once.
 
 Redis can also come back with older data than it had (a snapshot, a lagging replica).
 The generation fence (:mod:`wfrunner.fencing`) keeps such state out of PostgreSQL, and

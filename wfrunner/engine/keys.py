@@ -16,6 +16,13 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:running    hash    token key -> lease "<until>|<holder>" (engine/leases.py)
     wfr:{<run_id>}:attempts   hash    token key -> deliveries that began it
     wfr:{<run_id>}:lock       string  held by the one writer copying the run to PostgreSQL
+    wfr:{<run_id>}:checks     string  completion double-checks so far (a statistic the
+                                      run's end records, not one PostgreSQL write per check)
+
+Two global keys batch the flushes of all runs (see wfrunner/tasks/runs.py ``flush_runs``)::
+
+    wfr:{flush}:dirty         set     runs whose history is due to be copied to PostgreSQL
+    wfr:{flush}:queued        string  set while a flush_runs task is queued (one at a time)
 
 The server key (global) holds the ``run_id`` of the Redis server process that the
 reconciler last saw; a different one means Redis restarted (empty, or from a snapshot).
@@ -44,6 +51,9 @@ PREFIX = "wfr"
 COMPLETION_CHANNEL = f"{PREFIX}:completion"
 #: the run_id (INFO server) of the Redis process the reconciler last validated runs on
 SERVER_KEY = f"{PREFIX}:server"
+#: runs whose history is due to be flushed, and the flag of a queued flush_runs task
+FLUSH_DIRTY_KEY = f"{PREFIX}:{{flush}}:dirty"
+FLUSH_QUEUED_KEY = f"{PREFIX}:{{flush}}:queued"
 #: what SCAN matches to find every run's hot metadata
 META_PATTERN = f"{PREFIX}:{{*}}:meta"
 
@@ -114,6 +124,11 @@ def attempts_key(run_id: str) -> str:
     return f"{_tag(run_id)}:attempts"
 
 
+def checks_key(run_id: str) -> str:
+    """Completion double-checks of the run so far."""
+    return f"{_tag(run_id)}:checks"
+
+
 def lock_key(run_id: str) -> str:
     """The writer lock: one flush, finish or validation of the run at a time."""
     return f"{_tag(run_id)}:lock"
@@ -138,6 +153,7 @@ def run_keys(run_id: str) -> list[str]:
         pending_key(run_id),
         running_key(run_id),
         attempts_key(run_id),
+        checks_key(run_id),
     ]
 
 

@@ -28,6 +28,8 @@ GONE = "gone"
 #: commit_node / join_arrive: the delivery's token is not in the outbox (see commit_node.lua)
 NOT_PENDING = "not_pending"
 DEAD = "-"  # the join_arrive value of a dead (not taken) path
+#: seconds a run's completion-check count outlives its last check (the run's end reads it)
+CHECKS_TTL = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,11 @@ class RunState:
         entries: Sequence[Token],
         now: float,
         events: Sequence[dict[str, Any]],
+        gen: int,
     ) -> tuple[bool, str]:
-        """Make the run live; (False, state) when an earlier delivery already did."""
+        """Make the run live at hot-state generation ``gen`` with ``events``, which
+        PostgreSQL already holds; (False, state) when an earlier delivery already did.
+        Its first flush is due ``flush_every`` s later: a short run ends before it."""
         reply = self._run(
             "start_run",
             run_id,
@@ -143,6 +148,8 @@ class RunState:
                 len(entries),
                 now,
                 _dump(_token_map(entries)),
+                gen,
+                now + self.flush_every,
                 *map(_dump, events),
             ],
         )
@@ -435,6 +442,41 @@ class RunState:
         """join instance -> arrivals so far (for the completion double-check)."""
         fields = self._hash(keys.joins_key(run_id))
         return {k[: -len("#n")]: int(v) for k, v in fields.items() if k.endswith("#n")}
+
+    def count_check(self, run_id: str) -> int:
+        """Count one completion double-check of the run; returns the count so far. The key
+        expires: a check racing the run's cleanup leaves no key behind for long."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(keys.checks_key(run_id))
+        pipe.expire(keys.checks_key(run_id), CHECKS_TTL)
+        return int(pipe.execute()[0])
+
+    def checks(self, run_id: str) -> int:
+        return int(self.client.get(keys.checks_key(run_id)) or 0)
+
+    def mark_dirty(self, run_id: str, ttl: float) -> bool:
+        """Add the run to those due to be flushed; True when no flush_runs task is queued
+        (the caller queues one). The flag expires after ``ttl`` s: a lost task message
+        does not stop later flushes."""
+        self.client.sadd(keys.FLUSH_DIRTY_KEY, run_id)
+        return self.claim_flusher(ttl)
+
+    def claim_flusher(self, ttl: float) -> bool:
+        """True when no flush_runs task is queued: the caller queues one."""
+        return bool(self.client.set(keys.FLUSH_QUEUED_KEY, 1, nx=True, px=int(ttl * 1000)))
+
+    def take_dirty(self, limit: int) -> list[str]:
+        """Up to ``limit`` runs due to be flushed, removed from the set; the flag is
+        cleared first, so a run marked from now on queues the next flush_runs task."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.FLUSH_QUEUED_KEY)
+        pipe.spop(keys.FLUSH_DIRTY_KEY, limit)
+        return [str(r) for r in pipe.execute()[1] or []]
+
+    def return_dirty(self, run_ids: Sequence[str]) -> None:
+        """Put back runs a failed flush took (PostgreSQL away): the retry takes them."""
+        if run_ids:
+            self.client.sadd(keys.FLUSH_DIRTY_KEY, *run_ids)
 
     def delete(self, run_id: str) -> None:
         self.client.delete(*keys.run_keys(run_id))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from wfrunner.store.deadletters import NewDeadLetter, NewPoisonLetter
 from wfrunner.store.events import NewEvent
-from wfrunner.store.history import EndedHistory, ExecutionRow, Fence
+from wfrunner.store.history import EndedHistory, ExecutionRow, Fence, Progress
 from wfrunner.store.records import (
     CounterSnapshot,
     DeadLetterRecord,
@@ -35,6 +35,7 @@ __all__ = [
     "NewPoisonLetter",
     "NodeExecutionRecord",
     "PendingTokenRecord",
+    "Progress",
     "RunRecord",
     "Store",
     "WorkerRecord",

@@ -14,7 +14,7 @@ overwritten outputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -29,6 +29,7 @@ from wfrunner.store.base import Repository
 from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
 from wfrunner.store.models import EventLog, LoopState, NodeExecution, Payload, Run, RunStatistics
+from wfrunner.store.records import EventRecord, RunRecord
 from wfrunner.store.workflows import canonical_json
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class Fence(StrEnum):
     #: the writer's generation is not PostgreSQL's: nothing written (Redis holds older
     #: data than PostgreSQL, or another writer got there first)
     STALE = "stale"
+    #: the run is not in PostgreSQL (purged): nothing written, its hot keys are stale
+    GONE = "gone"
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,18 @@ def insert_payloads(session: Session, run_id: str, payloads: Mapping[str, Any]) 
 
 
 @dataclass(frozen=True)
+class Progress:
+    """What one flush of a running run writes: its events from ``first_seq`` on and the
+    outputs they name, fenced by the hot-state generation ``gen`` it read them at."""
+
+    run_id: str
+    gen: int
+    first_seq: int
+    events: Sequence[NewEvent]
+    payloads: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class EndedHistory:
     """What finishing a run writes: the events PostgreSQL lacks and the projections of the
     whole history (computed from PostgreSQL's events plus that tail)."""
@@ -164,9 +179,64 @@ class EndedHistory:
     loops: Mapping[str, int]
     stats: Mapping[str, int]
     dead_letters: Sequence[NewDeadLetter] = ()
+    #: completion double-checks counted in Redis while the run ran (added to the stored ones)
+    completion_checks: int = 0
 
 
 class HistoryQueries(Repository):
+    def persist_start(
+        self,
+        run_id: str,
+        workflow_id: str,
+        inputs: Any,
+        counter_value: int,
+        events: Sequence[NewEvent],
+    ) -> tuple[RunRecord, bool]:
+        """Record the run RUNNING with its first events (its recovery point: the entry
+        tokens), in one transaction; (the run, True) when this call started it.
+
+        A run the client recorded QUEUED is started if it still is; a run already started
+        (a start message delivered again) is returned as is. The hot state made after this
+        commit is generation 1: this write is the one generation 0 would have flushed.
+        """
+        started = {
+            "status": RunStatus.RUNNING.value,
+            "hot_gen": 1,
+            "event_seq": len(events),
+            "started_at": sa.func.now(),
+            "last_activity_at": sa.func.now(),
+        }
+        with self._tx() as session:
+            created = session.execute(
+                pg_insert(Run)
+                .values(
+                    id=run_id,
+                    workflow_id=workflow_id,
+                    counter_value=counter_value,
+                    inputs=inputs,
+                    **started,
+                )
+                .on_conflict_do_nothing(index_elements=[Run.id])
+                .returning(Run.id)
+            ).first()
+            if created is not None:
+                session.execute(sa.insert(RunStatistics).values(run_id=run_id))
+            else:
+                created = session.execute(
+                    sa.update(Run)
+                    .where(
+                        Run.id == run_id,
+                        Run.status == RunStatus.QUEUED.value,
+                        Run.hot_gen == 0,
+                    )
+                    .values(started)
+                    .returning(Run.id)
+                ).first()
+            if created is not None:
+                insert_events(session, run_id, 1, events)
+            row = session.execute(sa.select(Run.__table__).where(Run.id == run_id)).one()
+            return RunRecord.from_row(row._mapping), created is not None
+
     def persist_progress(
         self,
         run_id: str,
@@ -177,12 +247,30 @@ class HistoryQueries(Repository):
     ) -> Fence:
         """Copy a running run's new events and the outputs they name, if PostgreSQL last
         accepted generation ``gen`` of its hot state (one transaction)."""
+        batch = [Progress(run_id, gen, first_seq, events, payloads)]
+        verdict = self.persist_progress_many(batch)[run_id]
+        if verdict is Fence.GONE:
+            raise NotFoundError(f"no run with id '{run_id}'")
+        return verdict
+
+    def persist_progress_many(self, batch: Sequence[Progress]) -> dict[str, Fence]:
+        """:meth:`persist_progress` for many runs in one transaction (one commit, not one
+        per run); each run is fenced on its own: a refused run writes nothing, the others
+        do. Runs are written in id order, so two batches never wait on each other's rows
+        in a cycle."""
+        verdicts: dict[str, Fence] = {}
         with self._tx() as session:
-            verdict = claim_generation(session, run_id, gen)
-            if verdict is Fence.ACCEPTED:
-                insert_events(session, run_id, first_seq, events)
-                insert_payloads(session, run_id, payloads)
-            return verdict
+            for progress in sorted(batch, key=lambda p: p.run_id):
+                run_id = progress.run_id
+                try:
+                    verdicts[run_id] = claim_generation(session, run_id, progress.gen)
+                except NotFoundError:
+                    verdicts[run_id] = Fence.GONE
+                    continue
+                if verdicts[run_id] is Fence.ACCEPTED:
+                    insert_events(session, run_id, progress.first_seq, progress.events)
+                    insert_payloads(session, run_id, progress.payloads)
+        return verdicts
 
     def load_payloads(self, run_id: str) -> dict[str, Any]:
         """Every stored output of a run, by ref (to rebuild its hot state)."""
@@ -198,19 +286,34 @@ class HistoryQueries(Repository):
         gen: int,
         status: RunStatus,
         error: str | None,
-        history: EndedHistory,
+        history: Callable[[list[dict[str, Any]]], EndedHistory],
+        stored_through: int = 0,
     ) -> Fence:
         """End the run (``status``) and write its history, in one transaction, if it is
         active and PostgreSQL last accepted generation ``gen``: of any number of racing
-        finishes exactly one writes, and an ended run is never written again."""
+        finishes exactly one writes, and an ended run is never written again.
+
+        ``history`` builds what to write from the run's stored events numbered up to
+        ``stored_through`` (those Redis trimmed), read in this transaction: a run's end
+        is one transaction whether or not it was flushed."""
         values: dict[str, Any] = {"status": status.value, "completed_at": sa.func.now()}
         if error is not None:
             values["error"] = error
         with self._tx() as session:
             verdict = claim_generation(session, run_id, gen, values)
             if verdict is Fence.ACCEPTED:
-                _write_history(session, run_id, history)
+                head = _stored_events(session, run_id, stored_through) if stored_through else []
+                _write_history(session, run_id, history(head))
             return verdict
+
+
+def _stored_events(session: Session, run_id: str, through: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        sa.select(EventLog.__table__)
+        .where(EventLog.run_id == run_id, EventLog.seq <= through)
+        .order_by(EventLog.seq)
+    ).all()
+    return [EventRecord.from_row(row._mapping).as_event() for row in rows]
 
 
 def _write_history(session: Session, run_id: str, history: EndedHistory) -> None:
@@ -254,9 +357,10 @@ def _write_history(session: Session, run_id: str, history: EndedHistory) -> None
                 set_={"iteration": insert_loops.excluded.iteration},
             )
         )
-    if history.stats:
+    if history.stats or history.completion_checks:
+        checks = RunStatistics.completion_checks + history.completion_checks
         session.execute(
             sa.update(RunStatistics)
             .where(RunStatistics.run_id == run_id)
-            .values(**history.stats, updated_at=sa.func.now())
+            .values(**history.stats, completion_checks=checks, updated_at=sa.func.now())
         )

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 #: Redis trouble is retried (every counter operation is idempotent); handler errors are not
 RETRY_ON = (CounterError, redis.ConnectionError, redis.TimeoutError)
 
+#: seconds a queued flush blocks the next one: a lost flush message stops no later flush
+FLUSH_QUEUED_TTL = 60.0
+
 
 def dispatch(
     tokens: Iterable[Token], workflow_id: str, ir: IR | None = None, countdown: float | None = None
@@ -46,9 +49,14 @@ def request_completion_check(run_id: str) -> None:
 
 
 def request_flush(run_id: str) -> None:
-    from wfrunner.tasks.runs import flush_run
+    """Mark the run due to be flushed; unless a flush_runs task is queued already, queue
+    one to run WFRUNNER_FLUSH_INTERVAL s later: it takes every run marked until then, in
+    one transaction (one flush transaction per interval, however many runs progress)."""
+    from wfrunner.tasks.runs import queue_flush_runs
 
-    flush_run.apply_async(args=[run_id], queue=COMPLETION_QUEUE)
+    rt = runtime()
+    if rt.state.mark_dirty(run_id, FLUSH_QUEUED_TTL):
+        queue_flush_runs(rt)
 
 
 @app.task(

@@ -13,22 +13,31 @@ from typing import Any
 
 from celery import Task
 
-from wfrunner import lifecycle, poison, recovery
+from wfrunner import fencing, lifecycle, poison, recovery
 from wfrunner.errors import NotFoundError, StoreError, WfrunnerError
-from wfrunner.runtime import runtime
+from wfrunner.runtime import Runtime, runtime
 from wfrunner.tasks.app import app
-from wfrunner.tasks.execution import RETRY_ON, dispatch
+from wfrunner.tasks.config import COMPLETION_QUEUE
+from wfrunner.tasks.execution import FLUSH_QUEUED_TTL, RETRY_ON, dispatch
 
 log = logging.getLogger(__name__)
+
+#: the tasks that write to PostgreSQL retry while it (or Redis) is away
+_RETRIED: dict[str, Any] = {
+    "autoretry_for": (*RETRY_ON, StoreError),
+    "dont_autoretry_for": (NotFoundError,),
+    "retry_backoff": True,
+    "max_retries": 30,
+}
+
+#: most runs one flush_runs task copies (one transaction); more queue another task
+FLUSH_BATCH = 200
 
 
 @app.task(
     name="wfrunner.start_run",
     bind=True,
-    autoretry_for=(*RETRY_ON, StoreError),
-    dont_autoretry_for=(NotFoundError,),
-    retry_backoff=True,
-    max_retries=30,
+    **_RETRIED,
 )
 def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     """Start a run of a registered workflow; the result (and the task id) is the run id."""
@@ -42,10 +51,7 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
 @app.task(
     name="wfrunner.check_completion",
     ignore_result=True,
-    autoretry_for=(*RETRY_ON, StoreError),
-    dont_autoretry_for=(NotFoundError,),
-    retry_backoff=True,
-    max_retries=30,
+    **_RETRIED,
 )
 def check_completion(run_id: str) -> str:
     """Double-check a run whose counter may have reached 0, or that has failed."""
@@ -55,25 +61,59 @@ def check_completion(run_id: str) -> str:
 @app.task(
     name="wfrunner.flush_run",
     ignore_result=True,
-    autoretry_for=(*RETRY_ON, StoreError),
-    dont_autoretry_for=(NotFoundError,),
-    retry_backoff=True,
-    max_retries=30,
+    **_RETRIED,
 )
 def flush_run(run_id: str) -> int:
-    """Copy a running run's new events and outputs to PostgreSQL (its recovery point)."""
+    """Copy one running run's new events and outputs to PostgreSQL (its recovery point).
+    Kept for messages queued before flush_runs; workers now queue flush_runs."""
     return recovery.flush(runtime(), run_id)
+
+
+@app.task(
+    name="wfrunner.flush_runs",
+    ignore_result=True,
+    **_RETRIED,
+)
+def flush_runs() -> int:
+    """Copy the new events and outputs of every run marked due (request_flush) to
+    PostgreSQL in one transaction: a backlog of commits makes bigger batches, not more
+    transactions. Returns how many events were copied."""
+    rt = runtime()
+    copied, full = _flush_dirty(rt)
+    if full and rt.state.claim_flusher(FLUSH_QUEUED_TTL):
+        flush_runs.apply_async(queue=COMPLETION_QUEUE)  # more are due than one batch takes
+    return copied
+
+
+def queue_flush_runs(rt: Runtime) -> None:
+    """Queue the flush_runs task that copies the runs marked until it runs."""
+    flush_runs.apply_async(queue=COMPLETION_QUEUE, countdown=float(rt.settings.flush_interval))
+
+
+def _flush_dirty(rt: Runtime) -> tuple[int, bool]:
+    """(events copied, whether the batch was full); runs taken are put back on failure."""
+    run_ids = rt.state.take_dirty(FLUSH_BATCH)
+    try:
+        copied = fencing.flush_many(rt, run_ids)
+    except BaseException:
+        rt.state.return_dirty(run_ids)
+        raise
+    return copied, len(run_ids) == FLUSH_BATCH
 
 
 @app.task(name="wfrunner.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     """Rebuild runs Redis lost, republish stalled tokens, finish unrecorded ends, move
-    parked poison messages to the dead letters (beat)."""
+    parked poison messages to the dead letters, copy runs left due to be flushed (beat)."""
     rt = runtime()
     try:
         poison.drain(rt)
     except WfrunnerError as exc:  # PostgreSQL away: the records wait in Redis
         log.warning("poison letters not moved to PostgreSQL yet: %s", exc)
+    try:  # a flush_runs message lost with its worker leaves runs marked: copy them
+        _flush_dirty(rt)
+    except WfrunnerError as exc:
+        log.warning("runs due to be flushed wait for the next pass: %s", exc)
     published = recovery.reconcile(rt)
     for run_id, tokens in published.items():
         workflow_id = rt.store.get_run(run_id).workflow_id
