@@ -9,6 +9,7 @@ KEYS[5]  attempts  wfr:{<run_id>}:attempts  hash: token key -> deliveries that b
 KEYS[6]  running   wfr:{<run_id>}:running   hash: token key -> "<until>|<holder>" lease
                                             (see wfrunner/engine/leases.py)
 KEYS[7]  pending   wfr:{<run_id>}:pending   hash: token key -> JSON token (the outbox)
+KEYS[8]  joins     wfr:{<run_id>}:joins     join arrivals (see join_arrive.lua)
 
 ARGV[1]  token_key    identity of the consumed token (see wfrunner.engine.tokens)
 ARGV[2]  payload_ref  the token's input payload ref, or "" for none
@@ -16,6 +17,11 @@ ARGV[3]  event        JSON node_started event to append, or "" for none
 ARGV[4]  now          seconds since the epoch (the caller's clock: run activity)
 ARGV[5]  holder       this delivery's lease holder id (unique per delivery)
 ARGV[6]  lease        seconds the lease lasts unless renewed (Redis's clock: TIME)
+ARGV[7]  want_inputs  "1" to have the run's inputs returned, "" when the node does not
+                      read them (they can be large, and every node would carry them)
+ARGV[8]  join         for a token arriving at a join: the instance "<node>|<scope>", else ""
+ARGV[9]  from         the token's predecessor (a join token)
+ARGV[10..] deps       the join's predecessors, in order (a join token)
 
 Returns {state, committed, input, inputs, attempt, epoch, busy}:
   state      "running", or the run's end state, or "gone" when the run has no hot state
@@ -28,8 +34,12 @@ Returns {state, committed, input, inputs, attempt, epoch, busy}:
              re-dispatches the recorded tokens only when it is the same delivery ("by" is
              its nonce: the message came back after its worker died between commit and
              dispatch, or the task retried after losing the commit's reply)
-  input      the payload under payload_ref ("" when none was asked for)
-  inputs     the run's inputs JSON
+  input      the payload under payload_ref ("" when none was asked for); for a join
+             token: the join's input, the JSON object {predecessor: output} of its live
+             arrivals in ARGV[10..] order, when the join is complete and ARGV[9] is its
+             finisher (the token fires the join), else "" (the arrival is not recorded
+             yet: the delivery records it with join_arrive.lua)
+  inputs     the run's inputs JSON ("" unless ARGV[7] asks for it)
   attempt    this delivery's number (1 for the first); the caller fails the node when a
              token keeps being delivered (its worker dies every time)
   epoch      the run's hot-state generation (changes when it is rebuilt from PostgreSQL);
@@ -75,7 +85,22 @@ if lease then
 end
 
 local input = ""
-if ARGV[2] ~= "" then
+if ARGV[8] ~= "" then
+    if redis.call("HGET", KEYS[8], ARGV[8] .. "#fin") == ARGV[9] then
+        local parts = {}
+        for i = 10, #ARGV do
+            local ref = redis.call("HGET", KEYS[8], ARGV[8] .. "|" .. ARGV[i])
+            if ref and ref ~= "-" then
+                local text = redis.call("HGET", KEYS[3], ref)
+                if not text then
+                    return redis.error_reply("ERR begin_node: payload " .. ref .. " is missing")
+                end
+                parts[#parts + 1] = cjson.encode(ARGV[i]) .. ":" .. text
+            end
+        end
+        input = "{" .. table.concat(parts, ",") .. "}"
+    end
+elseif ARGV[2] ~= "" then
     input = redis.call("HGET", KEYS[3], ARGV[2])
     if not input then
         return redis.error_reply("ERR begin_node: payload " .. ARGV[2] .. " is missing")
@@ -89,4 +114,8 @@ if ARGV[3] ~= "" then
     redis.call("RPUSH", KEYS[4], cjson.encode(evt))
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[4])
-return {state, "", input, redis.call("HGET", KEYS[1], "inputs") or "null", attempt, epoch, ""}
+local inputs = ""
+if ARGV[7] == "1" then
+    inputs = redis.call("HGET", KEYS[1], "inputs") or "null"
+end
+return {state, "", input, inputs, attempt, epoch, ""}

@@ -8,15 +8,20 @@ The order of steps is what makes at-least-once delivery safe:
    delivery that finds another's lease live does not run the node and looks again when
    it would have expired (the broker gave the message out again while it still runs). A
    token begun more often than its node allows (its worker keeps dying) fails the node.
-2. A join records the arrival; only the arrival that completed the join fires it.
+2. A join arrival is recorded by the commit that emits it (step 4), and only the arrival
+   that completed the join is sent as a message: ``begin`` hands that delivery the join's
+   input. (A delivery whose arrival is not recorded yet, in a run rebuilt from
+   PostgreSQL, records it itself; only the arrival that completed the join fires it.)
 3. The node runs (handler or built-in). Its routing is decided, and the paths not taken
    are propagated as dead: skipped nodes, dead join arrivals, and a fire token for a join
    that the dead arrival completed. A handler error is retried with backoff while the
    node's ``retry`` policy allows, then fails the node and the run.
-4. ``commit``: output, emitted tokens, counter delta (emitted - 1) and events, atomically
-   and at most once per token. Only the delivery that committed dispatches the emitted
-   tokens; if it dies before dispatching, the tokens wait in the run's outbox (pending)
-   until the reconciler publishes them.
+4. ``commit``: output, emitted tokens, join arrivals, counter delta (emitted - 1, less
+   the arrivals consumed at once) and events, atomically and at most once per token. Only
+   the delivery that committed dispatches the emitted tokens; if it dies before
+   dispatching, the tokens wait in the run's outbox (pending) until the reconciler
+   publishes them. Only the commit that takes the counter to 0 asks for the completion
+   check (the reconciler checks a run whose counter is 0 should that request be lost).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from wfrunner.engine.events import event
 from wfrunner.engine.leases import LeaseKeeper
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
-from wfrunner.engine.runstate import DEAD, NOT_PENDING, RUNNING, Begin, RunState
+from wfrunner.engine.runstate import DEAD, NOT_PENDING, RUNNING, Begin, JoinArrival, RunState
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import LoopLimitError, NodeError, WfrunnerError
 
@@ -117,10 +122,17 @@ class Executor:
         node = ir.nodes.get(token.to_node)
         if node is None:
             return Outcome(ignored=f"workflow has no node {token.to_node!r}")
-        joining = node.wait_for_all and token.from_node in node.dependencies
+        joining = _joins(node, token)
         started = event("node_started", node.id, scope=token.scope)
         holder = uuid.uuid4().hex
-        begin = self.state.begin(token, time.time(), None if joining else started, holder)
+        begin = self.state.begin(
+            token,
+            time.time(),
+            None if joining else started,
+            holder,
+            inputs=_reads(node, "inputs") or (token.payload_ref is None and not joining),
+            join=(f"{node.id}|{token.scope}", node.dependencies) if joining else None,
+        )
         if begin.state != RUNNING:
             return Outcome(ignored=_dropped(begin.state))
         if begin.committed:
@@ -128,7 +140,9 @@ class Executor:
                 return Outcome(ignored="token already committed (duplicate or late delivery)")
             # this very delivery committed, then died or lost the reply before dispatching
             resend = self.state.still_pending(token.run_id, list(begin.emitted))
-            return Outcome(dispatch=resend, check_completion=node.is_terminal)
+            # the commit may have taken the counter to 0 and died before asking for the check
+            zero = not resend and self.state.counter(token.run_id) == 0
+            return Outcome(dispatch=resend, check_completion=zero)
         if begin.busy_for:
             return Outcome(
                 ignored=f"another delivery is running it (lease live for {begin.busy_for:.1f} s "
@@ -157,7 +171,11 @@ class Executor:
             return self._fail(node, token, reason, begin.attempt)
         events: list[dict[str, Any]] = []
         if joining:
-            fired = self._arrive(node, token, nonce, begin)
+            # begin gave the join's input when the emitter's commit found this arrival to
+            # complete the join; else (a rebuilt run) the arrival is recorded here
+            fired = (
+                begin.input if begin.input is not None else self._arrive(node, token, nonce, begin)
+            )
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
@@ -241,6 +259,7 @@ class Executor:
                 token.child(r.target, ref, iteration=r.iteration, scope=r.scope, passes=r.passes)
                 for r in decision.live
             ]
+            arrivals = [_arrival(ir.nodes[t.to_node], t) for t in emitted]
             fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)
         except _Stale as stale:
             return Outcome(ignored=_dropped(stale.state))
@@ -264,19 +283,19 @@ class Executor:
             holder=begin.holder,
             epoch=begin.epoch,
             output=(ref, text),
+            arrivals=[a for a in arrivals if a is not None],
         )
         if commit.state != RUNNING:
             return Outcome(ignored=_dropped(commit.state))
         if not commit.mine:
             return Outcome(ignored="another delivery of this token committed first")
-        return Outcome(
-            dispatch=commit.emitted,
-            check_completion=node.is_terminal or commit.hit_zero,
-            flush=commit.flush_due,
-        )
+        # a retry of this very commit (its reply lost) is answered unchanged: the counter
+        # it left at 0 still asks for the check
+        zero = commit.hit_zero or (not commit.changed and commit.value == 0)
+        return Outcome(dispatch=commit.emitted, check_completion=zero, flush=commit.flush_due)
 
     def _context(self, node: IRNode, run_id: str) -> Any:
-        return self.state.context(run_id) if _uses_ctx(node) else {}
+        return self.state.context(run_id) if _reads(node, "ctx") else {}
 
     def _run(self, node: IRNode, node_input: Any, variables: dict[str, Any]) -> Any:
         if node.function_name:
@@ -425,10 +444,32 @@ def _loop_events(node: IRNode, decision: Decision) -> list[dict[str, Any]]:
     return [event("loop_decided", node.id, outcome=outcome, **{"pass": number})]
 
 
-def _uses_ctx(node: IRNode) -> bool:
+def _reads(node: IRNode, variable: str) -> bool:
+    """Whether one of the node's CEL expressions may read ``variable`` (a handler gets only
+    ``input``): the run's inputs and the context are fetched only for nodes that do."""
     texts = [str(node.config.get(k, "")) for k in ("expression", "filter_expression")]
     if node.branch:
         texts += [r.condition for r in node.branch.rules]
     if node.loop:
         texts.append(node.loop.condition)
-    return any("ctx" in text for text in texts)
+    return any(variable in text for text in texts)
+
+
+def _joins(node: IRNode, token: Token) -> bool:
+    """Whether ``token`` is an arrival at the join ``node`` (not a loop-back into it)."""
+    return node.wait_for_all and token.from_node in node.dependencies
+
+
+def _arrival(target: IRNode, emitted: Token) -> JoinArrival | None:
+    """The join arrival ``emitted`` is, recorded by the commit that emits it."""
+    if not _joins(target, emitted):
+        return None
+    arrived = event(
+        "join_arrived",
+        target.id,
+        scope=emitted.scope,
+        live=True,
+        token=emitted.to_dict(),
+        **{"from": emitted.from_node},
+    )
+    return JoinArrival(emitted, f"{target.id}|{emitted.scope}", len(target.dependencies), arrived)

@@ -53,6 +53,28 @@ class Begin:
 
 
 @dataclass(frozen=True)
+class JoinArrival:
+    """An emitted token that arrives at a join, recorded by the commit that emits it
+    (see lua/commit_node.lua): only the one that completes the join is sent."""
+
+    token: Token
+    instance: str
+    expected: int
+    event: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token.key,
+            "op": self.token.op_key("advance"),
+            "instance": self.instance,
+            "from": self.token.from_node,
+            "value": self.token.payload_ref or DEAD,
+            "expected": self.expected,
+            "event": _dump(self.event),
+        }
+
+
+@dataclass(frozen=True)
 class Arrival:
     state: str
     complete: bool
@@ -155,9 +177,15 @@ class RunState:
         event: dict[str, Any] | None,
         holder: str = "",
         lease: float | None = None,
+        *,
+        inputs: bool = True,
+        join: tuple[str, Sequence[str]] | None = None,
     ) -> Begin:
         """Begin a delivery of ``token``, taking its lease for ``holder`` (a delivery id)
-        for ``lease`` seconds (default: ``lease_seconds``) unless another holds it."""
+        for ``lease`` seconds (default: ``lease_seconds``) unless another holds it.
+        ``inputs``: return the run's inputs too. ``join``: (instance, predecessors) of
+        the join the token arrives at; ``input`` is then the join's input when the token
+        fires it, None when its arrival is still to be recorded (see begin_node.lua)."""
         run_id = token.run_id
         lease = self.lease_seconds if lease is None else lease
         holder = holder or uuid.uuid4().hex
@@ -172,14 +200,19 @@ class RunState:
                 keys.attempts_key(run_id),
                 keys.running_key(run_id),
                 keys.pending_key(run_id),
+                keys.joins_key(run_id),
             ],
             [
                 token.key,
-                token.payload_ref or "",
+                "" if join else token.payload_ref or "",
                 _dump(event) if event else "",
                 now,
                 holder,
                 lease,
+                "1" if inputs else "",
+                join[0] if join else "",
+                token.from_node or "",
+                *(join[1] if join else ()),
             ],
         )
         return Begin(
@@ -242,8 +275,11 @@ class RunState:
         holder: str = "",
         output: tuple[str, str] | None = None,
         delta: int | None = None,
+        arrivals: Sequence[JoinArrival] = (),
     ) -> Commit:
-        """Finish ``token``: store the output, apply ``len(emitted) - 1``, append events."""
+        """Finish ``token``: store the output, apply ``len(emitted) - 1``, append events.
+        ``arrivals`` (among ``emitted``) are recorded at their joins; those that do not
+        complete their join are consumed here and left out of :attr:`Commit.emitted`."""
         run_id = token.run_id
         ref, text = output if output else ("", "")
         reply = self._run(
@@ -259,6 +295,7 @@ class RunState:
                 keys.events_key(run_id),
                 keys.pending_key(run_id),
                 keys.running_key(run_id),
+                keys.joins_key(run_id),
             ],
             [
                 token.op_key("advance"),
@@ -273,6 +310,7 @@ class RunState:
                 now,
                 self.flush_every,
                 epoch,
+                _dump([a.to_json() for a in arrivals]),
                 *map(_dump, events),
             ],
         )
