@@ -10,6 +10,7 @@ KEYS[6]  running   wfr:{<run_id>}:running   hash: token key -> "<until>|<holder>
                                             (see wfrunner/engine/leases.py)
 KEYS[7]  pending   wfr:{<run_id>}:pending   hash: token key -> JSON token (the outbox)
 KEYS[8]  joins     wfr:{<run_id>}:joins     join arrivals (see join_arrive.lua)
+KEYS[9]  ctx       wfr:{<run_id>}:ctx       hash: node id -> ref of its latest output
 
 ARGV[1]  token_key    identity of the consumed token (see wfrunner.engine.tokens)
 ARGV[2]  payload_ref  the token's input payload ref, or "" for none
@@ -19,11 +20,12 @@ ARGV[5]  holder       this delivery's lease holder id (unique per delivery)
 ARGV[6]  lease        seconds the lease lasts unless renewed (Redis's clock: TIME)
 ARGV[7]  want_inputs  "1" to have the run's inputs returned, "" when the node does not
                       read them (they can be large, and every node would carry them)
-ARGV[8]  join         for a token arriving at a join: the instance "<node>|<scope>", else ""
-ARGV[9]  from         the token's predecessor (a join token)
-ARGV[10..] deps       the join's predecessors, in order (a join token)
+ARGV[8]  want_ctx     "1" to have the CEL ``ctx`` returned (only nodes that read it)
+ARGV[9]  join         for a token arriving at a join: the instance "<node>|<scope>", else ""
+ARGV[10] from         the token's predecessor (a join token)
+ARGV[11..] deps       the join's predecessors, in order (a join token)
 
-Returns {state, committed, input, inputs, attempt, epoch, busy}:
+Returns {state, committed, input, inputs, attempt, epoch, busy, ctx}:
   state      "running", or the run's end state, or "gone" when the run has no hot state
              (it ended and was cleaned up), or "not_pending" when the token was neither
              committed nor is pending: it was never emitted here (Redis came back from a
@@ -36,10 +38,11 @@ Returns {state, committed, input, inputs, attempt, epoch, busy}:
              dispatch, or the task retried after losing the commit's reply)
   input      the payload under payload_ref ("" when none was asked for); for a join
              token: the join's input, the JSON object {predecessor: output} of its live
-             arrivals in ARGV[10..] order, when the join is complete and ARGV[9] is its
+             arrivals in ARGV[11..] order, when the join is complete and ARGV[10] is its
              finisher (the token fires the join), else "" (the arrival is not recorded
              yet: the delivery records it with join_arrive.lua)
   inputs     the run's inputs JSON ("" unless ARGV[7] asks for it)
+  ctx        the JSON object {node id: latest output} ("" unless ARGV[8] asks for it)
   attempt    this delivery's number (1 for the first); the caller fails the node when a
              token keeps being delivered (its worker dies every time)
   epoch      the run's hot-state generation (changes when it is rebuilt from PostgreSQL);
@@ -57,20 +60,20 @@ do not stop a delivery.
 
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then
-    return {"gone", "", "", "", 0, "", ""}
+    return {"gone", "", "", "", 0, "", "", ""}
 end
 if state ~= "running" then
-    return {state, "", "", "", 0, "", ""}
+    return {state, "", "", "", 0, "", "", ""}
 end
 local epoch = redis.call("HGET", KEYS[1], "epoch") or ""
 
 local committed = redis.call("HGET", KEYS[2], ARGV[1])
 if committed then
-    return {state, committed, "", "", 0, epoch, ""}
+    return {state, committed, "", "", 0, epoch, "", ""}
 end
 
 if redis.call("HEXISTS", KEYS[7], ARGV[1]) == 0 then
-    return {"not_pending", "", "", "", 0, epoch, ""}
+    return {"not_pending", "", "", "", 0, epoch, "", ""}
 end
 
 local clock = redis.call("TIME")
@@ -80,16 +83,16 @@ if lease then
     local till, holder = string.match(lease, "^([^|]+)|(.*)$")
     local delivery = holder and holder ~= ARGV[5] and holder ~= "retry" and holder ~= "republished"
     if delivery and tonumber(till) and tonumber(till) > now then
-        return {state, "", "", "", 0, epoch, string.format("%.3f", tonumber(till) - now)}
+        return {state, "", "", "", 0, epoch, string.format("%.3f", tonumber(till) - now), ""}
     end
 end
 
 local input = ""
-if ARGV[8] ~= "" then
-    if redis.call("HGET", KEYS[8], ARGV[8] .. "#fin") == ARGV[9] then
+if ARGV[9] ~= "" then
+    if redis.call("HGET", KEYS[8], ARGV[9] .. "#fin") == ARGV[10] then
         local parts = {}
-        for i = 10, #ARGV do
-            local ref = redis.call("HGET", KEYS[8], ARGV[8] .. "|" .. ARGV[i])
+        for i = 11, #ARGV do
+            local ref = redis.call("HGET", KEYS[8], ARGV[9] .. "|" .. ARGV[i])
             if ref and ref ~= "-" then
                 local text = redis.call("HGET", KEYS[3], ref)
                 if not text then
@@ -118,4 +121,14 @@ local inputs = ""
 if ARGV[7] == "1" then
     inputs = redis.call("HGET", KEYS[1], "inputs") or "null"
 end
-return {state, "", input, inputs, attempt, epoch, ""}
+local ctx = ""
+if ARGV[8] == "1" then
+    local parts = {}
+    local refs = redis.call("HGETALL", KEYS[9])
+    for i = 1, #refs, 2 do
+        local text = redis.call("HGET", KEYS[3], refs[i + 1]) or "null"
+        parts[#parts + 1] = cjson.encode(refs[i]) .. ":" .. text
+    end
+    ctx = "{" .. table.concat(parts, ",") .. "}"
+end
+return {state, "", input, inputs, attempt, epoch, "", ctx}

@@ -15,7 +15,10 @@ ARGV[3]  inputs_json   the run's inputs (JSON text)
 ARGV[4]  entry_count   tokens to start with (>= 1)
 ARGV[5]  now           seconds since the epoch (activity clock)
 ARGV[6]  entries       JSON object: token key -> JSON token, one per entry node
-ARGV[7..] events       JSON events to append (run_started, token_emitted per entry)
+ARGV[7]  flush_at      when the run's history is next due to be copied to PostgreSQL
+                       (see commit_node.lua): the caller copies it right after the start,
+                       so the first commit need not ask for another copy at once
+ARGV[8..] events       JSON events to append (run_started, token_emitted per entry)
 
 Returns {started, state}: started is 1 when this call started the run, 0 when the run
 already existed (state is its current state: running, failed, cancelled, completed).
@@ -33,13 +36,13 @@ if state then
 end
 
 redis.call("HSET", KEYS[1], "workflow_id", ARGV[2], "state", "running",
-    "inputs", ARGV[3], "activity", ARGV[5], "epoch", "1")
+    "inputs", ARGV[3], "activity", ARGV[5], "epoch", "1", "flush_at", ARGV[7])
 redis.call("SET", KEYS[2], count)
 redis.call("SADD", KEYS[3], op_key)
 for key, token in pairs(cjson.decode(ARGV[6])) do
     redis.call("HSET", KEYS[5], key, token)
 end
-for i = 7, #ARGV do
+for i = 8, #ARGV do
     redis.call("RPUSH", KEYS[4], ARGV[i])
 end
 return {1, "running"}

@@ -131,6 +131,7 @@ class Executor:
             None if joining else started,
             holder,
             inputs=_reads(node, "inputs") or (token.payload_ref is None and not joining),
+            context=_reads(node, "ctx"),
             join=(f"{node.id}|{token.scope}", node.dependencies) if joining else None,
         )
         if begin.state != RUNNING:
@@ -240,7 +241,7 @@ class Executor:
             "iteration": scopes.pass_of(token.scope, node.id)
             if node.loop
             else scopes.innermost(token.scope),
-            "ctx": self._context(node, token.run_id),
+            "ctx": begin.context or {},
         }
         try:
             output = self._run(node, node_input, variables)
@@ -293,9 +294,6 @@ class Executor:
         # it left at 0 still asks for the check
         zero = commit.hit_zero or (not commit.changed and commit.value == 0)
         return Outcome(dispatch=commit.emitted, check_completion=zero, flush=commit.flush_due)
-
-    def _context(self, node: IRNode, run_id: str) -> Any:
-        return self.state.context(run_id) if _reads(node, "ctx") else {}
 
     def _run(self, node: IRNode, node_input: Any, variables: dict[str, Any]) -> Any:
         if node.function_name:

@@ -50,6 +50,8 @@ class Begin:
     #: this delivery's lease holder id; its commit names it, so a second delivery of the
     #: same message (same nonce) that began after this one's lease expired is not "mine"
     holder: str = ""
+    #: node id -> latest output (the CEL ``ctx``), when asked for
+    context: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ class RunState:
                 len(entries),
                 now,
                 _dump(_token_map(entries)),
+                now + self.flush_every,
                 *map(_dump, events),
             ],
         )
@@ -179,17 +182,19 @@ class RunState:
         lease: float | None = None,
         *,
         inputs: bool = True,
+        context: bool = False,
         join: tuple[str, Sequence[str]] | None = None,
     ) -> Begin:
         """Begin a delivery of ``token``, taking its lease for ``holder`` (a delivery id)
         for ``lease`` seconds (default: ``lease_seconds``) unless another holds it.
-        ``inputs``: return the run's inputs too. ``join``: (instance, predecessors) of
-        the join the token arrives at; ``input`` is then the join's input when the token
-        fires it, None when its arrival is still to be recorded (see begin_node.lua)."""
+        ``inputs``, ``context``: return the run's inputs, the CEL ``ctx`` too. ``join``:
+        (instance, predecessors) of the join the token arrives at; ``input`` is then the
+        join's input when the token fires it, None when its arrival is still to be
+        recorded (see begin_node.lua)."""
         run_id = token.run_id
         lease = self.lease_seconds if lease is None else lease
         holder = holder or uuid.uuid4().hex
-        state, committed, raw_input, raw_inputs, attempt, epoch, busy = self._run(
+        state, committed, raw_input, raw_inputs, attempt, epoch, busy, ctx = self._run(
             "begin_node",
             run_id,
             [
@@ -201,6 +206,7 @@ class RunState:
                 keys.running_key(run_id),
                 keys.pending_key(run_id),
                 keys.joins_key(run_id),
+                keys.context_key(run_id),
             ],
             [
                 token.key,
@@ -210,6 +216,7 @@ class RunState:
                 holder,
                 lease,
                 "1" if inputs else "",
+                "1" if context else "",
                 join[0] if join else "",
                 token.from_node or "",
                 *(join[1] if join else ()),
@@ -226,6 +233,7 @@ class RunState:
             epoch=str(epoch),
             busy_for=float(busy or 0),
             holder=holder,
+            context=json.loads(ctx) if ctx else None,
         )
 
     def arrive(
@@ -393,12 +401,6 @@ class RunState:
         return {
             ref: json.loads(text) for ref, text in self._hash(keys.payloads_key(run_id)).items()
         }
-
-    def context(self, run_id: str) -> dict[str, Any]:
-        """node id -> latest output: the CEL ``ctx`` variable."""
-        refs = self._hash(keys.context_key(run_id))
-        nodes = list(refs)
-        return dict(zip(nodes, self.payloads(run_id, [refs[n] for n in nodes]), strict=True))
 
     def pending(self, run_id: str) -> dict[str, Token]:
         """Tokens emitted and not consumed (the outbox), by token key."""
