@@ -39,7 +39,15 @@ from wfrunner.engine.events import event
 from wfrunner.engine.leases import LeaseKeeper
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
-from wfrunner.engine.runstate import DEAD, NOT_PENDING, RUNNING, Begin, JoinArrival, RunState
+from wfrunner.engine.runstate import (
+    DEAD,
+    NOT_PENDING,
+    RUNNING,
+    Begin,
+    Commit,
+    JoinArrival,
+    RunState,
+)
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import LoopLimitError, NodeError, WfrunnerError
 
@@ -223,7 +231,7 @@ class Executor:
             epoch=begin.epoch,
             delta=-1,
         )
-        return Outcome(check_completion=commit.hit_zero and commit.mine, flush=commit.flush_due)
+        return Outcome(check_completion=commit.mine and _ends(commit), flush=commit.flush_due)
 
     def _execute(
         self,
@@ -290,10 +298,9 @@ class Executor:
             return Outcome(ignored=_dropped(commit.state))
         if not commit.mine:
             return Outcome(ignored="another delivery of this token committed first")
-        # a retry of this very commit (its reply lost) is answered unchanged: the counter
-        # it left at 0 still asks for the check
-        zero = commit.hit_zero or (not commit.changed and commit.value == 0)
-        return Outcome(dispatch=commit.emitted, check_completion=zero, flush=commit.flush_due)
+        return Outcome(
+            dispatch=commit.emitted, check_completion=_ends(commit), flush=commit.flush_due
+        )
 
     def _run(self, node: IRNode, node_input: Any, variables: dict[str, Any]) -> Any:
         if node.function_name:
@@ -451,6 +458,13 @@ def _reads(node: IRNode, variable: str) -> bool:
     if node.loop:
         texts.append(node.loop.condition)
     return any(variable in text for text in texts)
+
+
+def _ends(commit: Commit) -> bool:
+    """Whether the commit took the run's counter to 0 (the one commit of a run that asks
+    for the completion check). A retry of this very commit (its reply was lost) is
+    answered unchanged, with the counter it left: 0 still asks."""
+    return commit.hit_zero or (not commit.changed and commit.value == 0)
 
 
 def _joins(node: IRNode, token: Token) -> bool:
