@@ -110,7 +110,10 @@ elseif ARGV[2] ~= "" then
     end
 end
 local attempt = redis.call("HINCRBY", KEYS[5], ARGV[1], 1)
-redis.call("HSET", KEYS[6], ARGV[1], string.format("%.3f|%s", now + tonumber(ARGV[6]), ARGV[5]))
+-- whole milliseconds, rounded down: "%.3f" alone may round the end up past the next
+-- TIME, so a lease of 0 s (a delivery that died at once) could still look live
+local till = math.floor((now + tonumber(ARGV[6])) * 1000) / 1000
+redis.call("HSET", KEYS[6], ARGV[1], string.format("%.3f|%s", till, ARGV[5]))
 if ARGV[3] ~= "" then
     local evt = cjson.decode(ARGV[3])
     evt["attempt"] = attempt

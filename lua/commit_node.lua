@@ -36,9 +36,10 @@ ARGV[14..] events     JSON events to append
 An arrival is recorded here, with the commit that emits it, as join_arrive.lua would
 record it. Only the arrival that completes its join (its finisher) stays an emitted
 token: it is put in the outbox and dispatched, and its delivery runs the join. Any other
-arrival is consumed in this same commit (its op key applied, its join_arrived event
-appended after the given events, the delta lowered by one) and never sent: no task runs
-for it. An arrival whose predecessor already arrived at that instance records nothing
+arrival is consumed in this same commit (its op key applied, a commit record that emits
+nothing stored for it, so a stray copy of it is dropped as already committed, its
+join_arrived event appended after the given events, the delta lowered by one) and never
+sent: no task runs for it. An arrival whose predecessor already arrived at that instance records nothing
 and is consumed the same way (it can never fire the join a second time).
 
 Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
@@ -85,6 +86,8 @@ if redis.call("HEXISTS", KEYS[8], ARGV[3]) == 0 then
     return {-1, 0, 0, "", "not_pending", 0, 0}
 end
 
+--- the commit record of an arrival consumed here: a copy of it is "already committed"
+local CONSUMED_AT_EMISSION = '{"by":"","holder":"","tokens":{}}'
 local delta = tonumber(ARGV[2])
 local record = cjson.decode(ARGV[4])
 local arrivals = cjson.decode(ARGV[13])
@@ -122,6 +125,7 @@ end
 for _, a in ipairs(consumed) do
     record["tokens"][a["token"]] = nil
     redis.call("SADD", KEYS[3], a["op"])
+    redis.call("HSET", KEYS[6], a["token"], CONSUMED_AT_EMISSION)
 end
 local recorded = ARGV[4]
 if #consumed > 0 then

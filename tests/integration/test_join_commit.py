@@ -9,6 +9,7 @@ from typing import Any
 from tests.harness import Harness
 from wfrunner import client, recovery
 from wfrunner.engine import keys
+from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
 
 
@@ -38,11 +39,16 @@ def test_an_arrival_that_does_not_fire_is_consumed_by_its_emitters_commit(rt: Ru
     h.start(diamond(), {"n": 5})
     h.deliver()  # A -> B, C: two tokens in flight
     assert rt.state.counter(h.run_id) == 2
+    ab = h.queue[0]
     b = h.deliver()  # B's arrival at D is recorded, D not complete: nothing is sent
     assert b.dispatch == []
     assert rt.state.counter(h.run_id) == 1  # B's token consumed, its arrival too
     assert rt.redis.hget(keys.joins_key(h.run_id), "D||B") is not None
     assert [t.to_node for t in rt.state.pending(h.run_id).values()] == ["C"]
+    arrived = [e for e in rt.state.events(h.run_id) if e["type"] == "join_arrived"]
+    assert [(e["from"], e["live"], e["by"]) for e in arrived] == [("B", True, ab.key)]
+    copy = Token.from_dict(arrived[0]["token"])  # a stray copy of it (a broker's duplicate)
+    assert h.process(copy).ignored == "token already committed (duplicate or late delivery)"
     c = h.deliver()  # C's arrival completes D: the one token sent to D
     assert [(t.from_node, t.to_node) for t in c.dispatch] == [("C", "D")]
     assert rt.state.counter(h.run_id) == 1

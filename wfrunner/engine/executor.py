@@ -268,7 +268,7 @@ class Executor:
                 token.child(r.target, ref, iteration=r.iteration, scope=r.scope, passes=r.passes)
                 for r in decision.live
             ]
-            arrivals = [_arrival(ir.nodes[t.to_node], t) for t in emitted]
+            arrivals = [_arrival(ir.nodes[t.to_node], t, token) for t in emitted]
             fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)
         except _Stale as stale:
             return Outcome(ignored=_dropped(stale.state))
@@ -472,8 +472,10 @@ def _joins(node: IRNode, token: Token) -> bool:
     return node.wait_for_all and token.from_node in node.dependencies
 
 
-def _arrival(target: IRNode, emitted: Token) -> JoinArrival | None:
-    """The join arrival ``emitted`` is, recorded by the commit that emits it."""
+def _arrival(target: IRNode, emitted: Token, consumed: Token) -> JoinArrival | None:
+    """The join arrival ``emitted`` is, recorded by the commit that consumes ``consumed``
+    and emits it; its event names that token (``by``, as token_emitted does): an arrival
+    consumed there is never sent as a message."""
     if not _joins(target, emitted):
         return None
     arrived = event(
@@ -482,6 +484,7 @@ def _arrival(target: IRNode, emitted: Token) -> JoinArrival | None:
         scope=emitted.scope,
         live=True,
         token=emitted.to_dict(),
+        by=consumed.key,
         **{"from": emitted.from_node},
     )
     return JoinArrival(emitted, f"{target.id}|{emitted.scope}", len(target.dependencies), arrived)
