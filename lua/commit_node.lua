@@ -27,14 +27,22 @@ ARGV[9]  output_json
 ARGV[10] now          seconds since the epoch
 ARGV[11] flush_every  seconds between flushes of the run's history to PostgreSQL
 ARGV[12] epoch        the run's generation the delivery began in (see begin_node.lua)
-ARGV[13] arrivals     JSON list of the emitted tokens that arrive at a join, each
-                      {"token": key, "op": its advance op key, "instance": "<join>|<scope>",
-                      "from": node, "value": payload ref, "expected": predecessors,
-                      "event": its JSON join_arrived event}
+ARGV[13] arrivals     JSON list of join arrivals: first the dead ones (paths not taken),
+                      each {"instance": "<join>|<scope>", "from": node, "value": "-",
+                      "expected": predecessors, "observed": the arrivals the caller read
+                      there before this one}, then the emitted tokens that arrive at a
+                      join, each {"token": key, "op": its advance op key, "instance",
+                      "from", "value": payload ref, "expected", "event": its JSON
+                      join_arrived event}
 ARGV[14..] events     JSON events to append
 
-An arrival is recorded here, with the commit that emits it, as join_arrive.lua would
-record it. Only the arrival that completes its join (its finisher) stays an emitted
+A dead arrival's consequences (a fire token for the join it completes, or the join
+skipped and the paths beyond it) were decided by the caller from the join's arrivals as
+it read them: they are recorded only while the join still holds "observed" arrivals and
+not this one, else nothing is written and the reply is {-1, 0, 0, "", "conflict", 0, 0}
+(another commit recorded an arrival there meanwhile: the caller reads and decides again).
+An emitted token's arrival is recorded here, with the commit that emits it, as
+join_arrive.lua would record it. Only the arrival that completes its join (its finisher) stays an emitted
 token: it is put in the outbox and dispatched, and its delivery runs the join. Any other
 arrival is consumed in this same commit (its op key applied, a commit record that emits
 nothing stored for it, so a stray copy of it is dropped as already committed, its
@@ -46,6 +54,7 @@ Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
   the run is not running   {-1, 0, 0, "", state or "gone", 0, 0}: nothing written
   the run was rebuilt      {-1, 0, 0, "", "stale", 0, 0}: nothing written (the rebuilt
                            outbox holds the token again; its new delivery does the work)
+  a join moved on          {-1, 0, 0, "", "conflict", 0, 0}: nothing written (see above)
   token not pending        {-1, 0, 0, "", "not_pending", 0, 0}: nothing written. The
                            outbox does not hold the token: Redis came back from a
                            snapshot taken before it was emitted (its emitter runs again
@@ -93,13 +102,24 @@ local record = cjson.decode(ARGV[4])
 local arrivals = cjson.decode(ARGV[13])
 local consumed = {}
 local fins = {}
+local added = {}
 for _, a in ipairs(arrivals) do
     local field = a["instance"] .. "|" .. a["from"]
-    if redis.call("HEXISTS", KEYS[10], field) == 1 then
+    local before = tonumber(redis.call("HGET", KEYS[10], a["instance"] .. "#n") or "0")
+        + (added[a["instance"]] or 0)
+    if a["observed"] then
+        if before ~= tonumber(a["observed"]) or redis.call("HEXISTS", KEYS[10], field) == 1 then
+            return {-1, 0, 0, "", "conflict", 0, 0}
+        end
+        if before + 1 >= tonumber(a["expected"]) then
+            fins[#fins + 1] = a
+        end
+        a["record"] = true
+        added[a["instance"]] = (added[a["instance"]] or 0) + 1
+    elseif redis.call("HEXISTS", KEYS[10], field) == 1 then
         consumed[#consumed + 1] = a
     else
-        local n = tonumber(redis.call("HGET", KEYS[10], a["instance"] .. "#n") or "0") + 1
-        if n >= tonumber(a["expected"]) then
+        if before + 1 >= tonumber(a["expected"]) then
             fins[#fins + 1] = a
         else
             consumed[#consumed + 1] = a

@@ -164,3 +164,39 @@ def test_a_node_is_given_the_run_inputs_and_ctx_only_when_it_reads_them(rt: Runt
     assert given["A"] == ({"n": 7}, None)  # an entry node's input is the run's inputs
     assert given["B"] == given["C"] == (None, None)
     assert given["D"][0] == {"n": 7} and given["D"][1]["A"] == [7]
+
+
+def test_dead_arrivals_are_recorded_by_the_commit_of_the_node_that_did_not_take_them(
+    rt: Runtime,
+) -> None:
+    """A -> B -> J live, A -> C -> J never taken: no separate join_arrive call is made,
+    whichever of B and C commits first, and J runs once with B's output."""
+    definition = {
+        "nodes": [
+            transform("A", "[1]"),
+            transform("B", "input + [2]"),
+            transform("C", "input + [3]"),
+            {"id": "J", "type": "aggregate", "config": {"strategy": "concat"}},
+        ],
+        "edges": [
+            {"from": "A", "to": "B"},
+            {"from": "A", "to": "C"},
+            {"from": "B", "to": "J"},
+            {"from": "C", "to": "J", "condition": "false"},
+        ],
+    }
+    for pick in (lambda q: q.popleft(), lambda q: q.pop()):
+        h = Harness(rt)
+        h.start(definition, {})
+        h.deliver()  # A -> B, C
+        arrive = rt.state.arrive
+        rt.state.arrive = None  # type: ignore[assignment,method-assign]
+        try:
+            h.deliver(pick)
+            h.deliver(pick)
+        finally:
+            rt.state.arrive = arrive  # type: ignore[method-assign]
+        doc = h.drain()
+        assert doc["status"] == "COMPLETED", doc["error"]
+        assert doc["nodes"]["J"]["output"] == [1, 2]
+        assert doc["nodes"]["J"]["attempts"] == 1

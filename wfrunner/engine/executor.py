@@ -40,16 +40,18 @@ from wfrunner.engine.leases import LeaseKeeper
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
 from wfrunner.engine.runstate import (
+    CONFLICT,
     DEAD,
     NOT_PENDING,
     RUNNING,
     Begin,
     Commit,
+    DeadArrival,
     JoinArrival,
     RunState,
 )
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import LoopLimitError, NodeError, WfrunnerError
+from wfrunner.errors import CounterError, LoopLimitError, NodeError, WfrunnerError
 
 
 @dataclass
@@ -80,12 +82,8 @@ class Limits:
     max_loop_passes: int = 10_000
 
 
-class _Stale(Exception):
-    """The run ended, or was rebuilt, while this delivery was working: drop it."""
-
-    def __init__(self, state: str) -> None:
-        super().__init__(state)
-        self.state = state
+#: commits refused because a join moved on (see lua/commit_node.lua) before giving up
+_JOIN_CONFLICTS = 20
 
 
 def describe(exc: BaseException, node: IRNode) -> str:
@@ -268,32 +266,36 @@ class Executor:
                 token.child(r.target, ref, iteration=r.iteration, scope=r.scope, passes=r.passes)
                 for r in decision.live
             ]
-            arrivals = [_arrival(ir.nodes[t.to_node], t, token) for t in emitted]
-            fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)
-        except _Stale as stale:
-            return Outcome(ignored=_dropped(stale.state))
+            live = [a for a in (_arrival(ir.nodes[t.to_node], t, token) for t in emitted) if a]
         except LoopLimitError as exc:  # deterministic: no retry would decide otherwise
             return self._fail(node, token, str(exc), begin.attempt)
         except Exception as exc:  # any handler error fails the node, never the worker
             return self._handler_failed(node, token, describe(exc, node), begin)
-        emitted += fires
-        events.append(
-            event(
-                "node_completed", node.id, scope=token.scope, output_ref=ref, token=token.to_dict()
+        completed = event(
+            "node_completed", node.id, scope=token.scope, output_ref=ref, token=token.to_dict()
+        )
+        for _ in range(_JOIN_CONFLICTS):
+            fires, skipped, dead = self._propagate_dead(ir, token, node.id, decision.dead)
+            sent = emitted + fires
+            told = [*events, completed, *_loop_events(node, decision), *skipped]
+            commit = self.state.commit(
+                token,
+                sent,
+                time.time(),
+                told + _emitted_events(token, sent),
+                nonce=nonce,
+                holder=begin.holder,
+                epoch=begin.epoch,
+                output=(ref, text),
+                arrivals=[*dead, *live],
             )
-        )
-        events += _loop_events(node, decision) + skipped + _emitted_events(token, emitted)
-        commit = self.state.commit(
-            token,
-            emitted,
-            time.time(),
-            events,
-            nonce=nonce,
-            holder=begin.holder,
-            epoch=begin.epoch,
-            output=(ref, text),
-            arrivals=[a for a in arrivals if a is not None],
-        )
+            if commit.state != CONFLICT:
+                break
+        else:
+            raise CounterError(
+                f"run {token.run_id!r}: the joins {node.id!r} records dead arrivals at kept "
+                f"changing over {_JOIN_CONFLICTS} commits; the task is retried"
+            )
         if commit.state != RUNNING:
             return Outcome(ignored=_dropped(commit.state))
         if not commit.mine:
@@ -330,29 +332,36 @@ class Executor:
         )
 
     def _propagate_dead(
-        self, ir: IR, token: Token, source: str, routes: tuple[Route, ...], epoch: str
-    ) -> tuple[list[Token], list[dict[str, Any]]]:
-        """Skip what only dead paths reach; returns fire tokens for joins completed here."""
+        self, ir: IR, token: Token, source: str, routes: tuple[Route, ...]
+    ) -> tuple[list[Token], list[dict[str, Any]], list[DeadArrival]]:
+        """Skip what only dead paths reach, deciding at each join from its arrivals as read
+        now: the dead arrivals for the commit to record (it refuses them should a join
+        move on meanwhile), fire tokens for joins they complete, and the events."""
         work = [(source, r) for r in routes]
         fires: list[Token] = []
         events: list[dict[str, Any]] = []
+        arrivals: list[DeadArrival] = []
+        joins: dict[str, dict[str, str]] = {}
         seen: set[tuple[str, str]] = set()
         while work:
             src, route = work.pop(0)
             target = ir.nodes[route.target]
             if target.wait_for_all and src in target.dependencies:
                 instance = f"{target.id}|{route.scope}"
-                arrival = self.state.arrive(
-                    token.run_id, instance, src, DEAD, len(target.dependencies), epoch, token.key
-                )
-                if arrival.state != RUNNING:
-                    raise _Stale(arrival.state)
+                if instance not in joins:
+                    fields = self.state.join_fields(token.run_id, instance, target.dependencies)
+                    joins[instance] = dict(fields.arrived)
+                arrived = joins[instance]
+                if src in arrived:
+                    continue  # recorded already: its commit decided what it caused
+                arrivals.append(DeadArrival(instance, src, len(target.dependencies), len(arrived)))
+                arrived[src] = DEAD
                 events.append(
                     event("join_arrived", target.id, scope=route.scope, live=False, **{"from": src})
                 )
-                if not (arrival.complete and arrival.finisher == src):
+                if len(arrived) < len(target.dependencies):
                     continue
-                if self.state.live_arrivals(token.run_id, instance, target.dependencies):
+                if any(value != DEAD for value in arrived.values()):
                     fire = Token(
                         token.run_id,
                         src,
@@ -370,7 +379,7 @@ class Executor:
             seen.add((target.id, route.scope))
             events.append(event("node_skipped", target.id, scope=route.scope))
             work += [(target.id, r) for r in dead_successors(target, route.scope)]
-        return fires, events
+        return fires, events, arrivals
 
     def _handler_failed(self, node: IRNode, token: Token, reason: str, begin: Begin) -> Outcome:
         delay = _retry_delay(node, begin.attempt)

@@ -28,6 +28,8 @@ GONE = "gone"
 #: commit_node / join_arrive: the delivery's token is not in the outbox (see commit_node.lua)
 NOT_PENDING = "not_pending"
 DEAD = "-"  # the join_arrive value of a dead (not taken) path
+#: commit_node: a join the commit records a dead arrival at moved on since it was read
+CONFLICT = "conflict"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,34 @@ class JoinArrival:
             "expected": self.expected,
             "event": _dump(self.event),
         }
+
+
+@dataclass(frozen=True)
+class DeadArrival:
+    """A path not taken that reaches a join, recorded by the commit of the node that did
+    not take it, provided the join still holds the ``observed`` arrivals the caller
+    decided on (see lua/commit_node.lua)."""
+
+    instance: str
+    from_node: str
+    expected: int
+    observed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "from": self.from_node,
+            "value": DEAD,
+            "expected": self.expected,
+            "observed": self.observed,
+        }
+
+
+@dataclass(frozen=True)
+class JoinFields:
+    """A join instance's arrivals as read: predecessor -> payload ref or DEAD."""
+
+    arrived: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -256,6 +286,11 @@ class RunState:
         )
         return Arrival(state, bool(complete), finisher or None)
 
+    def join_fields(self, run_id: str, instance: str, predecessors: Sequence[str]) -> JoinFields:
+        """The arrivals recorded so far at a join instance (one read)."""
+        refs = self._fields(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
+        return JoinFields({p: r for p, r in zip(predecessors, refs, strict=True) if r})
+
     def live_arrivals(
         self, run_id: str, instance: str, predecessors: Sequence[str]
     ) -> list[tuple[str, str]]:
@@ -283,11 +318,13 @@ class RunState:
         holder: str = "",
         output: tuple[str, str] | None = None,
         delta: int | None = None,
-        arrivals: Sequence[JoinArrival] = (),
+        arrivals: Sequence[JoinArrival | DeadArrival] = (),
     ) -> Commit:
         """Finish ``token``: store the output, apply ``len(emitted) - 1``, append events.
-        ``arrivals`` (among ``emitted``) are recorded at their joins; those that do not
-        complete their join are consumed here and left out of :attr:`Commit.emitted`."""
+        ``arrivals`` are recorded at their joins: dead ones first (state :data:`CONFLICT`
+        and nothing written when such a join moved on since it was read), then those among
+        ``emitted``; those that do not complete their join are consumed here and left out
+        of :attr:`Commit.emitted`."""
         run_id = token.run_id
         ref, text = output if output else ("", "")
         reply = self._run(
