@@ -60,8 +60,9 @@ MUTATIONS = [
     Mutation(
         "join_fires_early",
         "lua/commit_node.lua",
-        'if before + 1 >= tonumber(a["expected"]) then\n            fins[#fins + 1] = a\n        else',
-        'if true then\n            fins[#fins + 1] = a\n        else',
+        'if before + 1 >= tonumber(a["expected"]) then\n'
+        "            fins[#fins + 1] = a\n        else",
+        "if true then\n            fins[#fins + 1] = a\n        else",
         "commit_node.lua: a join fires on its first (live) arrival",
     ),
     Mutation(

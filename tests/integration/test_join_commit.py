@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.harness import Harness
-from wfrunner import client, recovery
+from wfrunner import client
 from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
@@ -133,10 +133,7 @@ def test_a_run_rebuilt_after_a_recorded_arrival_completes_the_join(rt: Runtime) 
     h.deliver()  # A
     h.deliver()  # B: recorded, with its join_arrived event
     h.deliver()  # C: completes D
-    recovery.flush(rt, h.run_id)
-    rt.redis.delete(*keys.run_keys(h.run_id))
-    h.queue.clear()
-    h.reconcile()
+    h.lose_hot_state()
     assert [(t.from_node, t.to_node) for t in h.queue] == [("C", "D")]
     doc = h.drain()
     assert doc["status"] == "COMPLETED", doc["error"]

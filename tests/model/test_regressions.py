@@ -110,10 +110,7 @@ def test_join_finisher_survives_a_rebuild_when_dead_arrivals_commit_out_of_order
         rt.state.commit = commit  # type: ignore[method-assign]
     assert replies == [("S2", "running"), ("S1", "conflict"), ("S1", "running")]
     assert [(t.from_node, t.to_node) for t in h.queue] == [("S1", "J")]  # S1 finished J
-    recovery.flush(rt, h.run_id)
-    rt.redis.delete(*keys.run_keys(h.run_id))
-    h.queue.clear()
-    h.reconcile()
+    h.lose_hot_state()
     assert [(t.from_node, t.to_node) for t in h.queue] == [("S1", "J")]
     doc = h.drain()
     assert doc["status"] == "COMPLETED", doc["error"]
