@@ -4,6 +4,7 @@ check per run, and a node is handed only the run data its expressions read."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from tests.harness import Harness
@@ -109,6 +110,26 @@ def test_a_lost_reply_of_the_commit_that_ends_the_counter_still_asks_for_the_che
     assert outcome.check_completion
     h.act(token, outcome)
     assert client.get_run(h.run_id, rt)["status"] == "COMPLETED"
+
+
+def test_the_reconciler_finishes_a_run_whose_completion_check_was_lost(rt: Runtime) -> None:
+    """One commit per run asks for the check: should that message be lost, the run's
+    zero counter is what the reconciler finishes it by."""
+    h = Harness(rt)
+    h.start(diamond(), {"n": 2})
+    asked = 0
+    while h.queue:
+        token = h.queue.popleft()
+        outcome = h.process(token)
+        asked += outcome.check_completion
+        h.act(token, replace(outcome, check_completion=False))  # the request is lost
+    assert asked == 1
+    assert rt.state.counter(h.run_id) == 0
+    assert client.get_run(h.run_id, rt)["status"] == "RUNNING"
+    h.reconcile()
+    doc = client.get_run(h.run_id, rt)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["D"]["output"] == [2, 1, 2, 2]
 
 
 def test_a_wide_fan_out_makes_one_completion_check(rt: Runtime) -> None:
