@@ -1,12 +1,13 @@
-"""Scratch measure for issue 9: diamonds per second through one worker, and Redis commands
+"""Scratch measure for issue 9: diamonds (or other shapes) per second through one worker, and Redis commands
 per diamond.
 
-Run from the worktree root: ``python bench/scratch_engine.py [runs] [redis db]``
-(defaults: 300 diamonds, db 8; the db must be one nobody else uses: it is flushed). It
+Run from the worktree root: ``python bench/scratch_engine.py [runs] [redis db] [shape]``
+(defaults: 300 runs, db 8, shape ``diamond``; ``fan40`` is A -> 40 leaves instead; the db
+must be one nobody else uses: it is flushed). It
 makes a fresh PostgreSQL database, queues a backlog of diamonds A -> (B, C) -> D of
 ``transform`` nodes (no handler module needed), then starts ``celery -A wfrunner worker
 -c 2`` and times the backlog from the worker's start to the last run's end. Then it runs
-COUNTED more diamonds one at a time under MONITOR and counts the commands on its own db
+COUNTED more runs one at a time under MONITOR and counts the commands on its own db
 (INFO commandstats is server-wide: other sessions' commands would be counted too),
 Celery's included, split into round trips and commands run inside Lua scripts. Not a
 test: timings vary with the machine's load.
@@ -40,10 +41,18 @@ DIAMOND: dict[str, Any] = {
     ],
 }
 COUNTED = 20
+FAN40: dict[str, Any] = {
+    "nodes": [
+        {"id": n, "type": "transform", "config": {"expression": "input"}}
+        for n in ["A", *(f"L{i}" for i in range(40))]
+    ],
+    "edges": [{"from": "A", "to": f"L{i}"} for i in range(40)],
+}
+SHAPES = {"diamond": DIAMOND, "fan40": FAN40}
 ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
-def main(runs: int = 300, db: int = 8) -> None:
+def main(runs: int = 300, db: int = 8, shape: str = "diamond") -> None:
     from tests.databases import fresh_database
 
     redis_url = f"redis://127.0.0.1:6379/{db}"
@@ -62,7 +71,7 @@ def main(runs: int = 300, db: int = 8) -> None:
         from wfrunner.tasks.config import celery_settings
 
         wfrunner.app.conf.update(celery_settings(Settings.from_env(), redis_url))
-        workflow_id = wclient.register_workflow(DIAMOND)
+        workflow_id = wclient.register_workflow(SHAPES[shape])
         results = [wfrunner.start_run.delay(workflow_id, {"i": i}) for i in range(runs)]
         log_fd, log_name = tempfile.mkstemp(suffix=".log")
         started = time.monotonic()
@@ -77,7 +86,9 @@ def main(runs: int = 300, db: int = 8) -> None:
                 r.get(timeout=300)
             done = _wait_completed(engine, runs, started)
             elapsed = time.monotonic() - started
-            print(f"{done}/{runs} diamonds completed in {elapsed:.1f} s: {done / elapsed:.1f}/s")
+            print(
+                f"{done}/{runs} {shape} runs completed in {elapsed:.1f} s: {done / elapsed:.1f}/s"
+            )
             calls, lua = _count_commands(client, db, lambda: _more(wfrunner, workflow_id, engine))
         finally:
             worker.terminate()
@@ -85,7 +96,7 @@ def main(runs: int = 300, db: int = 8) -> None:
             os.close(log_fd)
             engine.dispose()
         print(
-            f"Redis per diamond ({COUNTED} more, one at a time under MONITOR, db {db} only): "
+            f"Redis per {shape} run ({COUNTED} more, one at a time under MONITOR, db {db} only): "
             f"{sum(calls.values()) / COUNTED:.1f} round trips (EVALSHA counts one), "
             f"{sum(lua.values()) / COUNTED:.1f} commands inside scripts"
         )
@@ -109,7 +120,7 @@ def _wait_completed(engine: sa.Engine, n: int, since: float) -> int:
 
 
 def _more(wfrunner: Any, workflow_id: str, engine: sa.Engine) -> None:
-    """COUNTED more diamonds, one after the other (the worker idles between them)."""
+    """COUNTED more runs, one after the other (the worker idles between them)."""
     with engine.connect() as conn:
         base = int(conn.execute(sa.text("SELECT count(*) FROM runs")).scalar_one())
     for i in range(COUNTED):
@@ -157,5 +168,9 @@ def _count_commands(
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:3]]
-    main(*args)
+    argv = sys.argv[1:]
+    main(
+        int(argv[0]) if argv else 300,
+        int(argv[1]) if len(argv) > 1 else 8,
+        argv[2] if len(argv) > 2 else "diamond",
+    )
