@@ -1,5 +1,5 @@
-"""Scratch measure for issue 9: diamonds (or other shapes) per second through one worker, and Redis commands
-per diamond.
+"""Scratch measure for issue 9: diamonds (or other shapes) per second through one worker,
+and Redis commands per run.
 
 Run from the worktree root: ``python bench/scratch_engine.py [runs] [redis db] [shape]``
 (defaults: 300 runs, db 8, shape ``diamond``; ``fan40`` is A -> 40 leaves instead; the db
