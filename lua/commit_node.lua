@@ -13,7 +13,8 @@ KEYS[8]  pending   wfr:{<run_id>}:pending   token key -> JSON token (emitted, no
 KEYS[9]  running   wfr:{<run_id>}:running   token key -> when its delivery began
 
 ARGV[1]  op_key       the consumed token's op key
-ARGV[2]  delta        emitted tokens - 1 (a join arrival that does not fire: -1)
+ARGV[2]  delta        emitted tokens (arrivals included) - 1; a join arrival consumed by
+                      its own delivery (see executor.py) that does not fire: -1
 ARGV[3]  token_key    identity of the consumed token
 ARGV[4]  emits_json   JSON object {"by": nonce, "holder": lease holder,
                       "tokens": {token key: JSON token, ...}} where nonce identifies the
@@ -26,12 +27,34 @@ ARGV[9]  output_json
 ARGV[10] now          seconds since the epoch
 ARGV[11] flush_every  seconds between flushes of the run's history to PostgreSQL
 ARGV[12] epoch        the run's generation the delivery began in (see begin_node.lua)
-ARGV[13..] events     JSON events to append
+ARGV[13] arrivals     JSON list of join arrivals: first the dead ones (paths not taken),
+                      each {"instance": "<join>|<scope>", "from": node, "value": "-",
+                      "expected": predecessors, "observed": the arrivals the caller read
+                      there before this one}, then the emitted tokens that arrive at a
+                      join, each {"token": key, "op": its advance op key, "instance",
+                      "from", "value": payload ref, "expected", "event": its JSON
+                      join_arrived event}
+ARGV[14..] events     JSON events to append
+
+A dead arrival's consequences (a fire token for the join it completes, or the join
+skipped and the paths beyond it) were decided by the caller from the join's arrivals as
+it read them: they are recorded only while the join still holds "observed" arrivals and
+not this one, else nothing is written and the reply is {-1, 0, 0, "", "conflict", 0, 0}
+(another commit recorded an arrival there meanwhile: the caller reads and decides again).
+An emitted token's arrival is recorded here, with the commit that emits it, as
+join_arrive.lua would record it. Only the arrival that completes its join (its finisher) stays an emitted
+token: it is put in the outbox and dispatched, and its delivery runs the join. Any other
+arrival is consumed in this same commit (its op key applied, a commit record that emits
+nothing stored for it, so a stray copy of it is dropped as already committed, its
+join_arrived event appended after the given events, the delta lowered by one) and never
+sent: no task runs for it. An arrival whose predecessor already arrived at that instance records nothing
+and is consumed the same way (it can never fire the join a second time).
 
 Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
   the run is not running   {-1, 0, 0, "", state or "gone", 0, 0}: nothing written
   the run was rebuilt      {-1, 0, 0, "", "stale", 0, 0}: nothing written (the rebuilt
                            outbox holds the token again; its new delivery does the work)
+  a join moved on          {-1, 0, 0, "", "conflict", 0, 0}: nothing written (see above)
   token not pending        {-1, 0, 0, "", "not_pending", 0, 0}: nothing written. The
                            outbox does not hold the token: Redis came back from a
                            snapshot taken before it was emitted (its emitter runs again
@@ -43,8 +66,9 @@ Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
                            lost reply, which should still dispatch (a second delivery of
                            the same message that began once this one's lease expired has
                            the nonce but not the holder: it is not mine)
-  committed                {new counter, 1, 1 if it reached 0, emits_json, "running", 1,
-                            1 when the run's history is due to be flushed}
+  committed                {new counter, 1, 1 if it reached 0, the emits recorded (the
+                            tokens actually emitted: ARGV[4] less consumed arrivals),
+                            "running", 1, 1 when the run's history is due to be flushed}
 Errors: the counter would go negative (nothing applied).
 ]]
 
@@ -71,10 +95,61 @@ if redis.call("HEXISTS", KEYS[8], ARGV[3]) == 0 then
     return {-1, 0, 0, "", "not_pending", 0, 0}
 end
 
+--- the commit record of an arrival consumed here: a copy of it is "already committed"
+local CONSUMED_AT_EMISSION = '{"by":"","holder":"","tokens":{}}'
 local delta = tonumber(ARGV[2])
+local record = cjson.decode(ARGV[4])
+local arrivals = cjson.decode(ARGV[13])
+local consumed = {}
+local fins = {}
+local added = {}
+for _, a in ipairs(arrivals) do
+    local field = a["instance"] .. "|" .. a["from"]
+    local before = tonumber(redis.call("HGET", KEYS[10], a["instance"] .. "#n") or "0")
+        + (added[a["instance"]] or 0)
+    if a["observed"] then
+        if before ~= tonumber(a["observed"]) or redis.call("HEXISTS", KEYS[10], field) == 1 then
+            return {-1, 0, 0, "", "conflict", 0, 0}
+        end
+        if before + 1 >= tonumber(a["expected"]) then
+            fins[#fins + 1] = a
+        end
+        a["record"] = true
+        added[a["instance"]] = (added[a["instance"]] or 0) + 1
+    elseif redis.call("HEXISTS", KEYS[10], field) == 1 then
+        consumed[#consumed + 1] = a
+    else
+        if before + 1 >= tonumber(a["expected"]) then
+            fins[#fins + 1] = a
+        else
+            consumed[#consumed + 1] = a
+        end
+        a["record"] = true
+    end
+end
+delta = delta - #consumed
 if current + delta < 0 then
     return redis.error_reply("ERR commit_node: counter would go negative (value "
         .. current .. ", delta " .. delta .. ")")
+end
+
+for _, a in ipairs(arrivals) do
+    if a["record"] then
+        redis.call("HSET", KEYS[10], a["instance"] .. "|" .. a["from"], a["value"])
+        redis.call("HINCRBY", KEYS[10], a["instance"] .. "#n", 1)
+    end
+end
+for _, a in ipairs(fins) do
+    redis.call("HSETNX", KEYS[10], a["instance"] .. "#fin", a["from"])
+end
+for _, a in ipairs(consumed) do
+    record["tokens"][a["token"]] = nil
+    redis.call("SADD", KEYS[3], a["op"])
+    redis.call("HSET", KEYS[6], a["token"], CONSUMED_AT_EMISSION)
+end
+local recorded = ARGV[4]
+if #consumed > 0 then
+    recorded = cjson.encode(record)
 end
 
 if ARGV[8] ~= "" then
@@ -83,14 +158,17 @@ if ARGV[8] ~= "" then
 end
 local value = redis.call("INCRBY", KEYS[2], delta)
 redis.call("SADD", KEYS[3], ARGV[1])
-redis.call("HSET", KEYS[6], ARGV[3], ARGV[4])
+redis.call("HSET", KEYS[6], ARGV[3], recorded)
 redis.call("HDEL", KEYS[8], ARGV[3])
 redis.call("HDEL", KEYS[9], ARGV[3])
-for key, token in pairs(cjson.decode(ARGV[4])["tokens"]) do
+for key, token in pairs(record["tokens"]) do
     redis.call("HSET", KEYS[8], key, token)
 end
-for i = 13, #ARGV do
+for i = 14, #ARGV do
     redis.call("RPUSH", KEYS[7], ARGV[i])
+end
+for _, a in ipairs(consumed) do
+    redis.call("RPUSH", KEYS[7], a["event"])
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[10])
 
@@ -106,4 +184,4 @@ if value == 0 and delta < 0 then
     hit_zero = 1
     redis.call("PUBLISH", ARGV[6], ARGV[5])
 end
-return {value, 1, hit_zero, ARGV[4], state, 1, flush_due}
+return {value, 1, hit_zero, recorded, state, 1, flush_due}

@@ -1,6 +1,10 @@
 --[[
 join_arrive: record that one predecessor's token reached a join, live or dead, and tell
 whether the join is complete and which arrival completed it (the one that fires it).
+A live arrival is normally recorded by the commit that emits it (commit_node.lua, the
+same fields); this script records dead arrivals (a path not taken) and the live arrival
+of a token whose delivery finds it unrecorded (a run rebuilt from PostgreSQL, where only
+the join's own commit names the arrival that completed it).
 
 KEYS[1]  meta      wfr:{<run_id>}:meta
 KEYS[2]  joins     wfr:{<run_id>}:joins     hash, per join instance <node>|<scope>:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfrunner import client, lifecycle, recovery
+from wfrunner.engine import keys
 from wfrunner.engine.executor import Outcome
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
@@ -69,6 +70,14 @@ class Harness:
                 break
             self.deliver()
         return client.get_run(self.run_id, self.rt)
+
+    def lose_hot_state(self) -> None:
+        """Copy the run's history to PostgreSQL, then lose it from Redis and the broker
+        (every queued message), and let the reconciler rebuild it."""
+        recovery.flush(self.rt, self.run_id)
+        self.rt.redis.delete(*keys.run_keys(self.run_id))
+        self.queue.clear()
+        self.reconcile()
 
     def reconcile(self) -> None:
         for run_id, tokens in recovery.reconcile(self.rt).items():

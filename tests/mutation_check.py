@@ -59,10 +59,11 @@ MUTATIONS = [
     ),
     Mutation(
         "join_fires_early",
-        "lua/join_arrive.lua",
-        "local expected = tonumber(ARGV[4])",
-        "local expected = 1",
-        "join_arrive.lua: a join fires on its first arrival",
+        "lua/commit_node.lua",
+        'if before + 1 >= tonumber(a["expected"]) then\n'
+        "            fins[#fins + 1] = a\n        else",
+        "if true then\n            fins[#fins + 1] = a\n        else",
+        "commit_node.lua: a join fires on its first (live) arrival",
     ),
     Mutation(
         "idle_runs_never_fail",
@@ -102,8 +103,8 @@ MUTATIONS = [
     Mutation(
         "dead_paths_not_propagated",
         "wfrunner/engine/executor.py",
-        "fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)",
-        "fires, skipped = [], []",
+        "fires, skipped, dead = self._propagate_dead(ir, token, node.id, decision.dead)",
+        "fires, skipped, dead = [], [], []",
         "executor.py: paths not taken are not propagated (a join after a branch waits forever)",
     ),
     Mutation(

@@ -67,7 +67,8 @@ def test_every_message_delivered_twice_dispatches_once(rt: Runtime) -> None:
         h.act(token, second)
     doc = client.get_run(h.run_id, rt)
     assert doc["status"] == "COMPLETED", doc["error"]
-    assert len(h.dispatched) == len(set(h.dispatched)) == 5  # A, B, C, D(x2 arrivals)
+    # A, B, C, and D once: the first arrival at D is recorded by its emitter's commit
+    assert len(h.dispatched) == len(set(h.dispatched)) == 4
     assert doc["nodes"]["D"]["output"] == ["B", "C"]
 
 
@@ -200,12 +201,13 @@ def test_redis_wiped_mid_run_is_rebuilt_and_completes(rt: Runtime) -> None:
     h = Harness(rt)
     h.start(diamond(), {})
     h.deliver()  # A
-    h.deliver()  # B: D has one arrival
+    h.deliver()  # B: its commit records D's first arrival, nothing is sent to D
+    assert [t.to_node for t in h.queue] == ["C"]
     recovery.flush(rt, h.run_id)
     rt.redis.delete(*keys.run_keys(h.run_id))
     h.queue.clear()  # the broker lost its messages too
     h.reconcile()
-    assert sorted(t.to_node for t in h.queue) == ["C", "D"]  # C, and B's token to D
+    assert [t.to_node for t in h.queue] == ["C"]  # B's arrival at D was rebuilt, not resent
     doc = h.drain()
     assert doc["status"] == "COMPLETED"
     assert doc["nodes"]["D"]["output"] == ["B", "C"]
@@ -305,23 +307,23 @@ def test_redis_password_is_not_printed(tmp_path: Any) -> None:
 
 
 def test_a_delivery_begun_before_a_rebuild_cannot_commit_into_it(rt: Runtime) -> None:
-    """Redis lost the run while a join arrival was being processed: the arrival (and the
-    join bookkeeping it did) is gone, so its late commit must be refused, and the rebuilt
-    run's own delivery of the token does the work."""
+    """Redis lost the run while the token firing a join was being processed: the join
+    bookkeeping of the arrival that completed it is gone (only D's commit would have
+    recorded it in PostgreSQL), so the late commit must be refused, and the rebuilt run's
+    own delivery of the token records the arrival and does the work."""
     h = Harness(rt)
     h.start(diamond(), {})
     h.deliver()  # A -> B, C
-    h.deliver()  # B -> D
-    h.deliver()  # C -> D
+    h.deliver()  # B: D's first arrival, recorded by B's commit
+    h.deliver()  # C -> D: completes the join
     recovery.flush(rt, h.run_id)
-    token = h.queue.popleft()  # B's token to D: not the finisher
-    begin = rt.state.begin(token, 0.0, None)
-    arrival = rt.state.arrive(h.run_id, "D|", "B", token.payload_ref or "-", 2, begin.epoch)
-    assert arrival.state == "running" and not arrival.complete
+    token = h.queue.popleft()  # C's token to D: fires it
+    begin = rt.state.begin(token, 0.0, None, join=("D|", ("B", "C")))
+    assert begin.input == {"B": ["B"], "C": ["C"]}
     rt.redis.delete(*keys.run_keys(h.run_id))  # the loss, mid-delivery
     h.queue.clear()
     h.reconcile()  # rebuilt: a new epoch
-    late = rt.state.commit(token, [], 1.0, [], nonce="late", epoch=begin.epoch, delta=-1)
+    late = rt.state.commit(token, [], 1.0, [], nonce="late", epoch=begin.epoch)
     assert late.state == "stale" and not late.changed
     doc = h.drain()
     assert doc["status"] == "COMPLETED", doc["error"]

@@ -2,8 +2,9 @@
 
 The IR is what a worker needs at a node without looking at the rest of the graph:
 who it waits for (``dependencies``, ``wait_for_all``), who it always emits to
-(``dependents``), who it may emit to (``branch``, ``loop``), and whether finishing it may
-end the run (``is_terminal``, pre-computed so only terminal nodes check for completion).
+(``dependents``), who it may emit to (``branch``, ``loop``), and whether it has no
+successor (``is_terminal``, reported by the CLI; completion is asked for by the commit
+that takes the run's counter to 0, whichever node makes it).
 It is stored as JSON beside the definition and read back with :meth:`IR.from_dict`.
 """
 

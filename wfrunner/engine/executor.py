@@ -8,15 +8,20 @@ The order of steps is what makes at-least-once delivery safe:
    delivery that finds another's lease live does not run the node and looks again when
    it would have expired (the broker gave the message out again while it still runs). A
    token begun more often than its node allows (its worker keeps dying) fails the node.
-2. A join records the arrival; only the arrival that completed the join fires it.
+2. A join arrival is recorded by the commit that emits it (step 4), and only the arrival
+   that completed the join is sent as a message: ``begin`` hands that delivery the join's
+   input. (A delivery whose arrival is not recorded yet, in a run rebuilt from
+   PostgreSQL, records it itself; only the arrival that completed the join fires it.)
 3. The node runs (handler or built-in). Its routing is decided, and the paths not taken
    are propagated as dead: skipped nodes, dead join arrivals, and a fire token for a join
    that the dead arrival completed. A handler error is retried with backoff while the
    node's ``retry`` policy allows, then fails the node and the run.
-4. ``commit``: output, emitted tokens, counter delta (emitted - 1) and events, atomically
-   and at most once per token. Only the delivery that committed dispatches the emitted
-   tokens; if it dies before dispatching, the tokens wait in the run's outbox (pending)
-   until the reconciler publishes them.
+4. ``commit``: output, emitted tokens, join arrivals, counter delta (emitted - 1, less
+   the arrivals consumed at once) and events, atomically and at most once per token. Only
+   the delivery that committed dispatches the emitted tokens; if it dies before
+   dispatching, the tokens wait in the run's outbox (pending) until the reconciler
+   publishes them. Only the commit that takes the counter to 0 asks for the completion
+   check (the reconciler checks a run whose counter is 0 should that request be lost).
 """
 
 from __future__ import annotations
@@ -34,9 +39,19 @@ from wfrunner.engine.events import event
 from wfrunner.engine.leases import LeaseKeeper
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
-from wfrunner.engine.runstate import DEAD, NOT_PENDING, RUNNING, Begin, RunState
+from wfrunner.engine.runstate import (
+    CONFLICT,
+    DEAD,
+    NOT_PENDING,
+    RUNNING,
+    Begin,
+    Commit,
+    DeadArrival,
+    JoinArrival,
+    RunState,
+)
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import LoopLimitError, NodeError, WfrunnerError
+from wfrunner.errors import CounterError, LoopLimitError, NodeError, WfrunnerError
 
 
 @dataclass
@@ -67,12 +82,8 @@ class Limits:
     max_loop_passes: int = 10_000
 
 
-class _Stale(Exception):
-    """The run ended, or was rebuilt, while this delivery was working: drop it."""
-
-    def __init__(self, state: str) -> None:
-        super().__init__(state)
-        self.state = state
+#: commits refused because a join moved on (see lua/commit_node.lua) before giving up
+_JOIN_CONFLICTS = 20
 
 
 def describe(exc: BaseException, node: IRNode) -> str:
@@ -117,10 +128,18 @@ class Executor:
         node = ir.nodes.get(token.to_node)
         if node is None:
             return Outcome(ignored=f"workflow has no node {token.to_node!r}")
-        joining = node.wait_for_all and token.from_node in node.dependencies
+        joining = _joins(node, token)
         started = event("node_started", node.id, scope=token.scope)
         holder = uuid.uuid4().hex
-        begin = self.state.begin(token, time.time(), None if joining else started, holder)
+        begin = self.state.begin(
+            token,
+            time.time(),
+            None if joining else started,
+            holder,
+            inputs=_reads(node, "inputs") or (token.payload_ref is None and not joining),
+            context=_reads(node, "ctx"),
+            join=(f"{node.id}|{token.scope}", node.dependencies) if joining else None,
+        )
         if begin.state != RUNNING:
             return Outcome(ignored=_dropped(begin.state))
         if begin.committed:
@@ -128,7 +147,9 @@ class Executor:
                 return Outcome(ignored="token already committed (duplicate or late delivery)")
             # this very delivery committed, then died or lost the reply before dispatching
             resend = self.state.still_pending(token.run_id, list(begin.emitted))
-            return Outcome(dispatch=resend, check_completion=node.is_terminal)
+            # the commit may have taken the counter to 0 and died before asking for the check
+            zero = not resend and self.state.counter(token.run_id) == 0
+            return Outcome(dispatch=resend, check_completion=zero)
         if begin.busy_for:
             return Outcome(
                 ignored=f"another delivery is running it (lease live for {begin.busy_for:.1f} s "
@@ -157,7 +178,11 @@ class Executor:
             return self._fail(node, token, reason, begin.attempt)
         events: list[dict[str, Any]] = []
         if joining:
-            fired = self._arrive(node, token, nonce, begin)
+            # begin gave the join's input when the emitter's commit found this arrival to
+            # complete the join; else (a rebuilt run) the arrival is recorded here
+            fired = (
+                begin.input if begin.input is not None else self._arrive(node, token, nonce, begin)
+            )
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
@@ -204,7 +229,7 @@ class Executor:
             epoch=begin.epoch,
             delta=-1,
         )
-        return Outcome(check_completion=commit.hit_zero and commit.mine, flush=commit.flush_due)
+        return Outcome(check_completion=commit.mine and _ends(commit), flush=commit.flush_due)
 
     def _execute(
         self,
@@ -222,7 +247,7 @@ class Executor:
             "iteration": scopes.pass_of(token.scope, node.id)
             if node.loop
             else scopes.innermost(token.scope),
-            "ctx": self._context(node, token.run_id),
+            "ctx": begin.context or {},
         }
         try:
             output = self._run(node, node_input, variables)
@@ -241,42 +266,43 @@ class Executor:
                 token.child(r.target, ref, iteration=r.iteration, scope=r.scope, passes=r.passes)
                 for r in decision.live
             ]
-            fires, skipped = self._propagate_dead(ir, token, node.id, decision.dead, begin.epoch)
-        except _Stale as stale:
-            return Outcome(ignored=_dropped(stale.state))
+            live = [a for a in (_arrival(ir.nodes[t.to_node], t, token) for t in emitted) if a]
         except LoopLimitError as exc:  # deterministic: no retry would decide otherwise
             return self._fail(node, token, str(exc), begin.attempt)
         except Exception as exc:  # any handler error fails the node, never the worker
             return self._handler_failed(node, token, describe(exc, node), begin)
-        emitted += fires
-        events.append(
-            event(
-                "node_completed", node.id, scope=token.scope, output_ref=ref, token=token.to_dict()
+        completed = event(
+            "node_completed", node.id, scope=token.scope, output_ref=ref, token=token.to_dict()
+        )
+        for _ in range(_JOIN_CONFLICTS):
+            fires, skipped, dead = self._propagate_dead(ir, token, node.id, decision.dead)
+            sent = emitted + fires
+            told = [*events, completed, *_loop_events(node, decision), *skipped]
+            commit = self.state.commit(
+                token,
+                sent,
+                time.time(),
+                told + _emitted_events(token, sent),
+                nonce=nonce,
+                holder=begin.holder,
+                epoch=begin.epoch,
+                output=(ref, text),
+                arrivals=[*dead, *live],
             )
-        )
-        events += _loop_events(node, decision) + skipped + _emitted_events(token, emitted)
-        commit = self.state.commit(
-            token,
-            emitted,
-            time.time(),
-            events,
-            nonce=nonce,
-            holder=begin.holder,
-            epoch=begin.epoch,
-            output=(ref, text),
-        )
+            if commit.state != CONFLICT:
+                break
+        else:
+            raise CounterError(
+                f"run {token.run_id!r}: the joins {node.id!r} records dead arrivals at kept "
+                f"changing over {_JOIN_CONFLICTS} commits; the task is retried"
+            )
         if commit.state != RUNNING:
             return Outcome(ignored=_dropped(commit.state))
         if not commit.mine:
             return Outcome(ignored="another delivery of this token committed first")
         return Outcome(
-            dispatch=commit.emitted,
-            check_completion=node.is_terminal or commit.hit_zero,
-            flush=commit.flush_due,
+            dispatch=commit.emitted, check_completion=_ends(commit), flush=commit.flush_due
         )
-
-    def _context(self, node: IRNode, run_id: str) -> Any:
-        return self.state.context(run_id) if _uses_ctx(node) else {}
 
     def _run(self, node: IRNode, node_input: Any, variables: dict[str, Any]) -> Any:
         if node.function_name:
@@ -306,29 +332,36 @@ class Executor:
         )
 
     def _propagate_dead(
-        self, ir: IR, token: Token, source: str, routes: tuple[Route, ...], epoch: str
-    ) -> tuple[list[Token], list[dict[str, Any]]]:
-        """Skip what only dead paths reach; returns fire tokens for joins completed here."""
+        self, ir: IR, token: Token, source: str, routes: tuple[Route, ...]
+    ) -> tuple[list[Token], list[dict[str, Any]], list[DeadArrival]]:
+        """Skip what only dead paths reach, deciding at each join from its arrivals as read
+        now: the dead arrivals for the commit to record (it refuses them should a join
+        move on meanwhile), fire tokens for joins they complete, and the events."""
         work = [(source, r) for r in routes]
         fires: list[Token] = []
         events: list[dict[str, Any]] = []
+        arrivals: list[DeadArrival] = []
+        joins: dict[str, dict[str, str]] = {}
         seen: set[tuple[str, str]] = set()
         while work:
             src, route = work.pop(0)
             target = ir.nodes[route.target]
             if target.wait_for_all and src in target.dependencies:
                 instance = f"{target.id}|{route.scope}"
-                arrival = self.state.arrive(
-                    token.run_id, instance, src, DEAD, len(target.dependencies), epoch, token.key
-                )
-                if arrival.state != RUNNING:
-                    raise _Stale(arrival.state)
+                if instance not in joins:
+                    fields = self.state.join_fields(token.run_id, instance, target.dependencies)
+                    joins[instance] = dict(fields.arrived)
+                arrived = joins[instance]
+                if src in arrived:
+                    continue  # recorded already: its commit decided what it caused
+                arrivals.append(DeadArrival(instance, src, len(target.dependencies), len(arrived)))
+                arrived[src] = DEAD
                 events.append(
                     event("join_arrived", target.id, scope=route.scope, live=False, **{"from": src})
                 )
-                if not (arrival.complete and arrival.finisher == src):
+                if len(arrived) < len(target.dependencies):
                     continue
-                if self.state.live_arrivals(token.run_id, instance, target.dependencies):
+                if any(value != DEAD for value in arrived.values()):
                     fire = Token(
                         token.run_id,
                         src,
@@ -346,7 +379,7 @@ class Executor:
             seen.add((target.id, route.scope))
             events.append(event("node_skipped", target.id, scope=route.scope))
             work += [(target.id, r) for r in dead_successors(target, route.scope)]
-        return fires, events
+        return fires, events, arrivals
 
     def _handler_failed(self, node: IRNode, token: Token, reason: str, begin: Begin) -> Outcome:
         delay = _retry_delay(node, begin.attempt)
@@ -425,10 +458,42 @@ def _loop_events(node: IRNode, decision: Decision) -> list[dict[str, Any]]:
     return [event("loop_decided", node.id, outcome=outcome, **{"pass": number})]
 
 
-def _uses_ctx(node: IRNode) -> bool:
+def _reads(node: IRNode, variable: str) -> bool:
+    """Whether one of the node's CEL expressions may read ``variable`` (a handler gets only
+    ``input``): the run's inputs and the context are fetched only for nodes that do."""
     texts = [str(node.config.get(k, "")) for k in ("expression", "filter_expression")]
     if node.branch:
         texts += [r.condition for r in node.branch.rules]
     if node.loop:
         texts.append(node.loop.condition)
-    return any("ctx" in text for text in texts)
+    return any(variable in text for text in texts)
+
+
+def _ends(commit: Commit) -> bool:
+    """Whether the commit took the run's counter to 0 (the one commit of a run that asks
+    for the completion check). A retry of this very commit (its reply was lost) is
+    answered unchanged, with the counter it left: 0 still asks."""
+    return commit.hit_zero or (not commit.changed and commit.value == 0)
+
+
+def _joins(node: IRNode, token: Token) -> bool:
+    """Whether ``token`` is an arrival at the join ``node`` (not a loop-back into it)."""
+    return node.wait_for_all and token.from_node in node.dependencies
+
+
+def _arrival(target: IRNode, emitted: Token, consumed: Token) -> JoinArrival | None:
+    """The join arrival ``emitted`` is, recorded by the commit that consumes ``consumed``
+    and emits it; its event names that token (``by``, as token_emitted does): an arrival
+    consumed there is never sent as a message."""
+    if not _joins(target, emitted):
+        return None
+    arrived = event(
+        "join_arrived",
+        target.id,
+        scope=emitted.scope,
+        live=True,
+        token=emitted.to_dict(),
+        by=consumed.key,
+        **{"from": emitted.from_node},
+    )
+    return JoinArrival(emitted, f"{target.id}|{emitted.scope}", len(target.dependencies), arrived)

@@ -30,6 +30,8 @@ NOT_PENDING = "not_pending"
 DEAD = "-"  # the join_arrive value of a dead (not taken) path
 #: seconds a run's completion-check count outlives its last check (the run's end reads it)
 CHECKS_TTL = 7 * 24 * 3600
+#: commit_node: a join the commit records a dead arrival at moved on since it was read
+CONFLICT = "conflict"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,58 @@ class Begin:
     #: this delivery's lease holder id; its commit names it, so a second delivery of the
     #: same message (same nonce) that began after this one's lease expired is not "mine"
     holder: str = ""
+    #: node id -> latest output (the CEL ``ctx``), when asked for
+    context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class JoinArrival:
+    """An emitted token that arrives at a join, recorded by the commit that emits it
+    (see lua/commit_node.lua): only the one that completes the join is sent."""
+
+    token: Token
+    instance: str
+    expected: int
+    event: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "token": self.token.key,
+            "op": self.token.op_key("advance"),
+            "instance": self.instance,
+            "from": self.token.from_node,
+            "value": self.token.payload_ref or DEAD,
+            "expected": self.expected,
+            "event": _dump(self.event),
+        }
+
+
+@dataclass(frozen=True)
+class DeadArrival:
+    """A path not taken that reaches a join, recorded by the commit of the node that did
+    not take it, provided the join still holds the ``observed`` arrivals the caller
+    decided on (see lua/commit_node.lua)."""
+
+    instance: str
+    from_node: str
+    expected: int
+    observed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "from": self.from_node,
+            "value": DEAD,
+            "expected": self.expected,
+            "observed": self.observed,
+        }
+
+
+@dataclass(frozen=True)
+class JoinFields:
+    """A join instance's arrivals as read: predecessor -> payload ref or DEAD."""
+
+    arrived: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -162,13 +216,21 @@ class RunState:
         event: dict[str, Any] | None,
         holder: str = "",
         lease: float | None = None,
+        *,
+        inputs: bool = True,
+        context: bool = False,
+        join: tuple[str, Sequence[str]] | None = None,
     ) -> Begin:
         """Begin a delivery of ``token``, taking its lease for ``holder`` (a delivery id)
-        for ``lease`` seconds (default: ``lease_seconds``) unless another holds it."""
+        for ``lease`` seconds (default: ``lease_seconds``) unless another holds it.
+        ``inputs``, ``context``: return the run's inputs, the CEL ``ctx`` too. ``join``:
+        (instance, predecessors) of the join the token arrives at; ``input`` is then the
+        join's input when the token fires it, None when its arrival is still to be
+        recorded (see begin_node.lua)."""
         run_id = token.run_id
         lease = self.lease_seconds if lease is None else lease
         holder = holder or uuid.uuid4().hex
-        state, committed, raw_input, raw_inputs, attempt, epoch, busy = self._run(
+        state, committed, raw_input, raw_inputs, attempt, epoch, busy, ctx = self._run(
             "begin_node",
             run_id,
             [
@@ -179,14 +241,21 @@ class RunState:
                 keys.attempts_key(run_id),
                 keys.running_key(run_id),
                 keys.pending_key(run_id),
+                keys.joins_key(run_id),
+                keys.context_key(run_id),
             ],
             [
                 token.key,
-                token.payload_ref or "",
+                "" if join else token.payload_ref or "",
                 _dump(event) if event else "",
                 now,
                 holder,
                 lease,
+                "1" if inputs else "",
+                "1" if context else "",
+                join[0] if join else "",
+                token.from_node or "",
+                *(join[1] if join else ()),
             ],
         )
         return Begin(
@@ -200,6 +269,7 @@ class RunState:
             epoch=str(epoch),
             busy_for=float(busy or 0),
             holder=holder,
+            context=json.loads(ctx) if ctx else None,
         )
 
     def arrive(
@@ -221,6 +291,11 @@ class RunState:
             [instance, from_node, value, expected, epoch, token_key],
         )
         return Arrival(state, bool(complete), finisher or None)
+
+    def join_fields(self, run_id: str, instance: str, predecessors: Sequence[str]) -> JoinFields:
+        """The arrivals recorded so far at a join instance (one read)."""
+        refs = self._fields(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
+        return JoinFields({p: r for p, r in zip(predecessors, refs, strict=True) if r})
 
     def live_arrivals(
         self, run_id: str, instance: str, predecessors: Sequence[str]
@@ -249,8 +324,13 @@ class RunState:
         holder: str = "",
         output: tuple[str, str] | None = None,
         delta: int | None = None,
+        arrivals: Sequence[JoinArrival | DeadArrival] = (),
     ) -> Commit:
-        """Finish ``token``: store the output, apply ``len(emitted) - 1``, append events."""
+        """Finish ``token``: store the output, apply ``len(emitted) - 1``, append events.
+        ``arrivals`` are recorded at their joins: dead ones first (state :data:`CONFLICT`
+        and nothing written when such a join moved on since it was read), then those among
+        ``emitted``; those that do not complete their join are consumed here and left out
+        of :attr:`Commit.emitted`."""
         run_id = token.run_id
         ref, text = output if output else ("", "")
         reply = self._run(
@@ -266,6 +346,7 @@ class RunState:
                 keys.events_key(run_id),
                 keys.pending_key(run_id),
                 keys.running_key(run_id),
+                keys.joins_key(run_id),
             ],
             [
                 token.op_key("advance"),
@@ -280,6 +361,7 @@ class RunState:
                 now,
                 self.flush_every,
                 epoch,
+                _dump([a.to_json() for a in arrivals]),
                 *map(_dump, events),
             ],
         )
@@ -362,12 +444,6 @@ class RunState:
         return {
             ref: json.loads(text) for ref, text in self._hash(keys.payloads_key(run_id)).items()
         }
-
-    def context(self, run_id: str) -> dict[str, Any]:
-        """node id -> latest output: the CEL ``ctx`` variable."""
-        refs = self._hash(keys.context_key(run_id))
-        nodes = list(refs)
-        return dict(zip(nodes, self.payloads(run_id, [refs[n] for n in nodes]), strict=True))
 
     def pending(self, run_id: str) -> dict[str, Token]:
         """Tokens emitted and not consumed (the outbox), by token key."""
