@@ -108,7 +108,9 @@ def test_redis_restarted_empty_mid_run(make_cluster: Callable[..., Cluster]) -> 
     """Redis (broker and hot state) is lost with runs in flight: the reconciler rebuilds
     every RUNNING run from PostgreSQL and publishes its outbox again."""
     cluster = make_cluster()
-    workflow_id = cluster.register(chaos_dag())
+    # slow enough nodes that runs are still in flight once PostgreSQL holds part of them
+    # (a run's history is first copied one WFRUNNER_FLUSH_INTERVAL after its start)
+    workflow_id = cluster.register(chaos_dag(ms=(60, 140)))
     cluster.start_workers(2)
     cluster.start_beat()
     run_ids = [

@@ -20,9 +20,10 @@ def edge(source: str, target: str, condition: str | None = None) -> dict[str, An
     return e
 
 
-def chaos_dag(name: str = "fault_chaos") -> dict[str, Any]:
+def chaos_dag(name: str = "fault_chaos", ms: tuple[int, int] | None = None) -> dict[str, Any]:
     """20 nodes: a fan-out of 6 into a join, an exclusive branch (3 nodes or 2 nodes, on
-    ``inputs.score``) into a second join, a fan-out of 3 into a third join, an end node."""
+    ``inputs.score``) into a second join, a fan-out of 3 into a third join, an end node.
+    Each node sleeps 10-50 ms, or ``ms``."""
     fan = [f"p{i}" for i in range(1, 7)]
     quads = ["q1", "q2", "q3"]
     ids = ["start", *fan, "j1", "route", "hi1", "hi2", "hi3", "lo1", "lo2", "j2"]
@@ -40,7 +41,8 @@ def chaos_dag(name: str = "fault_chaos") -> dict[str, Any]:
     ]
     edges += [edge("j2", q) for q in quads] + [edge(q, "j3") for q in quads]
     edges.append(edge("j3", "end"))
-    return {"metadata": {"name": name}, "nodes": [node(i) for i in ids], "edges": edges}
+    config = {"ms": list(ms)} if ms else {}
+    return {"metadata": {"name": name}, "nodes": [node(i, **config) for i in ids], "edges": edges}
 
 
 def diamond(name: str = "fault_diamond", ms: tuple[int, int] = (10, 50)) -> dict[str, Any]:
