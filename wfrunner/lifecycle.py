@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from wfrunner import fencing, history
+from wfrunner import ended, fencing, history
 from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
@@ -48,7 +48,8 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
     try:
         _, inputs_json = encode_payload(inputs, rt.settings.max_payload_bytes)
     except PayloadError as exc:
-        rt.store.transition_run(run_id, RunStatus.FAILED, error=f"run inputs rejected: {exc}")
+        if rt.store.transition_run(run_id, RunStatus.FAILED, error=f"run inputs rejected: {exc}"):
+            ended.announce(rt, run_id, RunStatus.FAILED)
         return []
     entries = [Token.entry(run_id, node_id) for node_id in ir.entry_nodes]
     events = [event("run_started", workflow_id=workflow_id)] + [
@@ -120,6 +121,7 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
             fencing.refused(rt, run_id, verdict, gen)
             return None
         rt.state.delete(run_id)
+    ended.announce(rt, run_id, status)
     log.info("run %s ended %s", run_id, status.value)
     return status
 
@@ -132,7 +134,10 @@ def fail(rt: Runtime, run_id: str, error: str, kind: str = "failed") -> bool:
         finish(rt, run_id)
         return stopped
     status = RunStatus.CANCELLED if kind == "cancelled" else RunStatus.FAILED
-    return rt.store.transition_run(run_id, status, error=error)
+    if not rt.store.transition_run(run_id, status, error=error):
+        return False
+    ended.announce(rt, run_id, status)
+    return True
 
 
 def expire_idle_runs(rt: Runtime) -> list[str]:

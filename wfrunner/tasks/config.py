@@ -67,8 +67,11 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
                 "options": {"queue": COMPLETION_QUEUE},
             },
         },
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # task events cost every task two extra publishes (and task-sent one per
+        # apply_async); Flower's enable_events control command turns the worker's on when
+        # it connects, so they are off unless WFRUNNER_TASK_EVENTS=1
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         **PROTECTED,
     }
 

@@ -17,7 +17,7 @@ from wfrunner import lifecycle, poison, recovery
 from wfrunner.errors import NotFoundError, StoreError, WfrunnerError
 from wfrunner.runtime import runtime
 from wfrunner.tasks.app import app
-from wfrunner.tasks.execution import RETRY_ON, dispatch
+from wfrunner.tasks.execution import RETRY_ON, dispatch, publishing
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     run_id = str(self.request.id)
     rt = runtime()
     tokens = lifecycle.start(rt, run_id, workflow_id, inputs)
-    dispatch(tokens, workflow_id, rt.ir(workflow_id))
+    with publishing() as producer:
+        dispatch(tokens, workflow_id, rt.ir(workflow_id), producer=producer)
     return run_id
 
 
@@ -77,7 +78,8 @@ def reconcile() -> dict[str, int]:
     published = recovery.reconcile(rt)
     for run_id, tokens in published.items():
         workflow_id = rt.store.get_run(run_id).workflow_id
-        dispatch(tokens, workflow_id, rt.ir(workflow_id))
+        with publishing() as producer:
+            dispatch(tokens, workflow_id, rt.ir(workflow_id), producer=producer)
     return {run_id: len(tokens) for run_id, tokens in published.items()}
 
 
