@@ -5,9 +5,10 @@ Any lower-case Celery setting here is applied on top of wfrunner's defaults
 wfrunner ignores a non-JSON serializer or early acks with a warning.
 """
 
-# How many messages a worker process reserves ahead; 1 keeps long nodes from
-# starving others, raise it for many short nodes.
-worker_prefetch_multiplier = 1
+# How many messages a worker process reserves ahead (wfrunner's default is in
+# wfrunner/tasks/config.py); uncomment to change it.
+# worker_prefetch_multiplier = 4
 
-# Send task events so Flower shows every node as it runs.
-worker_send_task_events = True
+# Task events are off by default; Flower turns them on when it connects. To send them
+# always (another monitor than Flower), set WFRUNNER_TASK_EVENTS=1 rather than this.
+# worker_send_task_events = True

@@ -99,6 +99,7 @@ def main() -> None:
         finally:
             worker.terminate()
             worker.wait(30)
+            redis.Redis.from_url(REDIS).flushdb()  # the CLI-worker tests want it empty
 
 
 def run(args: argparse.Namespace, db: str, pid: int) -> None:
