@@ -9,8 +9,8 @@ from typing import Any
 
 import redis
 from celery import Task
-from kombu.messaging import Producer
 from kombu.exceptions import BatchPublishError
+from kombu.messaging import Producer
 
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.tokens import Token
