@@ -22,6 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import redis
 import sqlalchemy as sa
 
@@ -140,6 +141,34 @@ def run(args: argparse.Namespace, db: str, pid: int) -> None:
         results["latency_ms_p90"] = round(lat[int(len(lat) * 0.9)], 1)
     if args.backlog:
         base = ended([])
+        spy = None
+        if os.environ.get("BENCH_PYSPY"):  # collapsed stacks of the worker during the backlog
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--subprocesses",
+                    "--format",
+                    "raw",
+                    "-r",
+                    "200",
+                    "-o",
+                    os.environ["BENCH_PYSPY"],
+                    "-d",
+                    "12",
+                    "--nonblocking",
+                ],
+            )
+            time.sleep(1)
+        worker = psutil.Process(pid)
+
+        def cpu() -> float:
+            procs = [worker, *worker.children(recursive=True)]
+            return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
+        cpu0 = cpu()
         t0 = time.perf_counter()
         ids = [client.submit_run(diamond, {"x": i}) for i in range(args.backlog)]
         submitted = time.perf_counter() - t0
@@ -149,6 +178,9 @@ def run(args: argparse.Namespace, db: str, pid: int) -> None:
         results["backlog_s"] = round(took, 2)
         results["submit_s"] = round(submitted, 2)
         results["diamonds_per_s"] = round(args.backlog / took, 1)
+        results["worker_cpu_ms_per_diamond"] = round((cpu() - cpu0) * 1000 / args.backlog, 1)
+        if spy is not None:
+            spy.wait()
     if args.fanout:
         wide = client.register_workflow(fanout(args.fanout))
         durations = []
