@@ -111,76 +111,12 @@ def run(args: argparse.Namespace, db: str, pid: int) -> None:
         time.sleep(0.5)
     print(f"worker pid {pid}; prefetch {app.conf.worker_prefetch_multiplier}", flush=True)
     diamond = client.register_workflow(ROOT / "examples" / "parallel.json")
-    engine = sa.create_engine(db)
-
-    def ended(ids: list[str]) -> int:
-        with engine.connect() as c:
-            return c.execute(
-                sa.text("select count(*) from runs where status in ('COMPLETED','FAILED')")
-            ).scalar_one()
-
-    # warm up
-    client.wait_for_run(client.submit_run(diamond, {"x": 1}), timeout=60)
+    client.wait_for_run(client.submit_run(diamond, {"x": 1}), timeout=60)  # warm up
     results: dict[str, object] = {}
     if args.latency:
-        lat, parts = [], []
-        for _ in range(args.latency):
-            t0 = time.perf_counter()
-            w0 = time.time()
-            doc = client.wait_for_run(client.submit_run(diamond, {"x": 1}), timeout=60)
-            lat.append((time.perf_counter() - t0) * 1000)
-            w1 = time.time()
-            assert doc["status"] == "COMPLETED", doc["status"]
-            started = datetime.fromisoformat(doc["started_at"]).timestamp()
-            done = datetime.fromisoformat(doc["completed_at"]).timestamp()
-            parts.append(((started - w0) * 1000, (done - started) * 1000, (w1 - done) * 1000))
-        for i, name in enumerate(("to_started", "started_to_completed", "completed_to_seen")):
-            results[f"{name}_ms_p50"] = round(statistics.median(p[i] for p in parts), 1)
-        lat.sort()
-        results["latency_ms_p50"] = round(statistics.median(lat), 1)
-        results["latency_ms_p90"] = round(lat[int(len(lat) * 0.9)], 1)
+        results.update(latency(diamond, args.latency))
     if args.backlog:
-        base = ended([])
-        spy = None
-        if os.environ.get("BENCH_PYSPY"):  # collapsed stacks of the worker during the backlog
-            spy = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "py-spy"),
-                    "record",
-                    "--pid",
-                    str(pid),
-                    "--subprocesses",
-                    "--format",
-                    "raw",
-                    "-r",
-                    "200",
-                    "-o",
-                    os.environ["BENCH_PYSPY"],
-                    "-d",
-                    "12",
-                    "--nonblocking",
-                ],
-            )
-            time.sleep(1)
-        worker = psutil.Process(pid)
-
-        def cpu() -> float:
-            procs = [worker, *worker.children(recursive=True)]
-            return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
-
-        cpu0 = cpu()
-        t0 = time.perf_counter()
-        ids = [client.submit_run(diamond, {"x": i}) for i in range(args.backlog)]
-        submitted = time.perf_counter() - t0
-        while ended(ids) - base < args.backlog:
-            time.sleep(0.05)
-        took = time.perf_counter() - t0
-        results["backlog_s"] = round(took, 2)
-        results["submit_s"] = round(submitted, 2)
-        results["diamonds_per_s"] = round(args.backlog / took, 1)
-        results["worker_cpu_ms_per_diamond"] = round((cpu() - cpu0) * 1000 / args.backlog, 1)
-        if spy is not None:
-            spy.wait()
+        results.update(backlog(diamond, args.backlog, db, pid))
     if args.fanout:
         wide = client.register_workflow(fanout(args.fanout))
         durations = []
@@ -191,6 +127,78 @@ def run(args: argparse.Namespace, db: str, pid: int) -> None:
             assert doc["status"] == "COMPLETED", doc["status"]
         results[f"fanout{args.fanout}_s_median"] = round(statistics.median(durations), 2)
     print(json.dumps(results), flush=True)
+
+
+def latency(diamond: str, n: int) -> dict[str, float]:
+    from wfrunner import client
+
+    lat, parts = [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        w0 = time.time()
+        doc = client.wait_for_run(client.submit_run(diamond, {"x": 1}), timeout=60)
+        lat.append((time.perf_counter() - t0) * 1000)
+        w1 = time.time()
+        assert doc["status"] == "COMPLETED", doc["status"]
+        started = datetime.fromisoformat(doc["started_at"]).timestamp()
+        done = datetime.fromisoformat(doc["completed_at"]).timestamp()
+        parts.append(((started - w0) * 1000, (done - started) * 1000, (w1 - done) * 1000))
+    results = {}
+    for i, name in enumerate(("to_started", "started_to_completed", "completed_to_seen")):
+        results[f"{name}_ms_p50"] = round(statistics.median(p[i] for p in parts), 1)
+    lat.sort()
+    results["latency_ms_p50"] = round(statistics.median(lat), 1)
+    results["latency_ms_p90"] = round(lat[int(len(lat) * 0.9)], 1)
+    return results
+
+
+def profiler(pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy on the worker during the backlog (BENCH_PYSPY=<file>: collapsed stacks)."""
+    if not os.environ.get("BENCH_PYSPY"):
+        return None
+    spy = str(Path(sys.executable).parent / "py-spy")
+    out = os.environ["BENCH_PYSPY"]
+    cmd = f"{spy} record --pid {pid} --subprocesses --format raw -r 200 -d 12 --nonblocking"
+    proc = subprocess.Popen([*cmd.split(), "-o", out])
+    time.sleep(1)
+    return proc
+
+
+def backlog(diamond: str, n: int, db: str, pid: int) -> dict[str, float]:
+    from wfrunner import client
+
+    engine = sa.create_engine(db)
+    done_sql = sa.text("select count(*) from runs where status in ('COMPLETED','FAILED')")
+
+    def ended() -> int:
+        with engine.connect() as c:
+            return int(c.execute(done_sql).scalar_one())
+
+    worker = psutil.Process(pid)
+
+    def cpu() -> float:
+        procs = [worker, *worker.children(recursive=True)]
+        return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
+    base = ended()
+    spy = profiler(pid)
+    cpu0 = cpu()
+    t0 = time.perf_counter()
+    for i in range(n):
+        client.submit_run(diamond, {"x": i})
+    submitted = time.perf_counter() - t0
+    while ended() - base < n:
+        time.sleep(0.05)
+    took = time.perf_counter() - t0
+    used = cpu() - cpu0
+    if spy is not None:
+        spy.wait()
+    return {
+        "backlog_s": round(took, 2),
+        "submit_s": round(submitted, 2),
+        "diamonds_per_s": round(n / took, 1),
+        "worker_cpu_ms_per_diamond": round(used * 1000 / n, 1),
+    }
 
 
 if __name__ == "__main__":
