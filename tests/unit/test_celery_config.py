@@ -1,5 +1,5 @@
-"""Celery task events are off unless asked for: every event is a publish the engine pays
-for on every task, and Flower turns a worker's on when it connects (enable_events)."""
+"""The Celery settings wfrunner chooses for speed: no task events unless asked for (each is
+a publish per task; Flower turns a worker's on when it connects), a few messages reserved."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from wfrunner.errors import ConfigurationError
 from wfrunner.settings import Settings
-from wfrunner.tasks.config import celery_settings
+from wfrunner.tasks.config import PREFETCH_MULTIPLIER, celery_settings
 
 
 def test_task_events_are_off_by_default() -> None:
@@ -31,3 +31,11 @@ def test_task_events_can_be_said_off(value: str) -> None:
 def test_a_value_that_is_neither_on_nor_off_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="WFRUNNER_TASK_EVENTS='maybe' must be 1 or 0"):
         Settings.from_env({"WFRUNNER_TASK_EVENTS": "maybe"})
+
+
+def test_workers_reserve_a_few_messages_ahead_by_default() -> None:
+    """Late acks stay on whatever the prefetch: a reserved message is acknowledged only
+    once its task has run, so at-least-once delivery holds."""
+    conf = celery_settings(Settings(), "redis://x")
+    assert conf["worker_prefetch_multiplier"] == PREFETCH_MULTIPLIER > 1
+    assert conf["task_acks_late"] is True
