@@ -5,10 +5,9 @@ Any lower-case Celery setting here is applied on top of wfrunner's defaults
 wfrunner ignores a non-JSON serializer or early acks with a warning.
 """
 
-# How many messages a worker process reserves ahead; wfrunner's default is 4, for many
-# short nodes. With long nodes, 1 keeps a busy worker from holding messages an idle one
-# could run.
-# worker_prefetch_multiplier = 1
+# How many messages a worker process reserves ahead; 1 keeps long nodes from
+# starving others, raise it for many short nodes.
+worker_prefetch_multiplier = 1
 
 # Task events are off by default; Flower turns them on when it connects. To send them
 # always (another monitor than Flower), set WFRUNNER_TASK_EVENTS=1 rather than this.

@@ -19,7 +19,7 @@ TASK_QUEUE = "wfrunner.tasks"
 COMPLETION_QUEUE = "wfrunner.completion"
 
 #: messages each worker process reserves ahead (celeryconfig.py may change it)
-PREFETCH_MULTIPLIER = 4
+PREFETCH_MULTIPLIER = 1
 
 #: the worker's consumer: checks every message before Celery makes a request of it
 CONSUMER = "wfrunner.tasks.consumer:Consumer"
@@ -57,12 +57,11 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
             "wfrunner.check_completion": {"queue": COMPLETION_QUEUE},
             "wfrunner.*": {"queue": TASK_QUEUE},
         },
-        # each pool process may have a few messages waiting for it, so it does not idle
-        # while its next one is fetched (with prefetch 1 a child waited ~28% of the time on
-        # short nodes). Late acks keep them unacknowledged until done (at-least-once), and
-        # a reserved message holds no lease: to the reconciler it is a queued token,
-        # published again only when its whole run is idle (recovery.stalled_tokens). Long
-        # nodes may want 1 (celeryconfig.py): a busy worker's reserved messages wait for it.
+        # 1: a busy worker holds no message an idle one could run. 4 and 8 were measured
+        # (issue 9) and gave no clear gain on a loaded machine, while with 4 the workers
+        # of the Redis-restart fault test died twice in seven runs acknowledging, after
+        # the restart, messages reserved before it; a reserved message holds no lease, so
+        # the reconciler treats it as a queued token whatever the multiplier.
         "worker_prefetch_multiplier": PREFETCH_MULTIPLIER,
         "result_expires": 24 * 3600,
         "beat_schedule": {
