@@ -9,5 +9,6 @@ wfrunner ignores a non-JSON serializer or early acks with a warning.
 # starving others, raise it for many short nodes.
 worker_prefetch_multiplier = 1
 
-# Send task events so Flower shows every node as it runs.
-worker_send_task_events = True
+# Task events are off by default; Flower turns them on when it connects. To send them
+# always (another monitor than Flower), set WFRUNNER_TASK_EVENTS=1 rather than this.
+# worker_send_task_events = True

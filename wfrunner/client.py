@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wfrunner import fencing, handlers, history
+from wfrunner import ended, fencing, handlers, history
 from wfrunner.compiler import IR, compile_workflow, load_definitions
 from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
 from wfrunner.runtime import Runtime, runtime
@@ -119,16 +119,22 @@ def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
 
 
 def wait_for_run(
-    run_id: str, timeout: float | None = None, interval: float = 0.1, rt: Runtime | None = None
+    run_id: str, timeout: float | None = None, interval: float = 2.0, rt: Runtime | None = None
 ) -> dict[str, Any]:
-    """Poll until the run ends (or ``timeout`` passes); returns the latest document."""
+    """Wait until the run ends (or ``timeout`` passes); returns the latest document.
+
+    The run's end is announced over Redis pub/sub (:mod:`wfrunner.ended`), which wakes
+    this at once; PostgreSQL is read again every ``interval`` s too, in case the
+    announcement was lost."""
     rt = rt or runtime()
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        status = rt.store.get_run(run_id).status
-        if status in TERMINAL_RUN_STATES or (deadline is not None and time.monotonic() > deadline):
-            return get_run(run_id, rt)
-        time.sleep(interval)
+    with ended.Watch(rt, run_id) as watch:
+        while True:
+            status = rt.store.get_run(run_id).status
+            left = interval if deadline is None else min(interval, deadline - time.monotonic())
+            if status in TERMINAL_RUN_STATES or left <= 0:
+                return get_run(run_id, rt)
+            watch.wait(left)
 
 
 __all__ = [

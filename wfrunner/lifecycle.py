@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from wfrunner import fencing, history
+from wfrunner import ended, fencing, history
 from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
@@ -50,7 +50,8 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
         _, inputs_json = encode_payload(inputs, rt.settings.max_payload_bytes)
     except PayloadError as exc:
         rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes), run_id=run_id)
-        rt.store.transition_run(run_id, RunStatus.FAILED, error=f"run inputs rejected: {exc}")
+        if rt.store.transition_run(run_id, RunStatus.FAILED, error=f"run inputs rejected: {exc}"):
+            ended.announce(rt, run_id, RunStatus.FAILED)
         return []
     entries = [Token.entry(run_id, node_id) for node_id in ir.entry_nodes]
     events = [event("run_started", workflow_id=workflow_id)] + [
@@ -108,7 +109,7 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
         checks = rt.state.checks(run_id)
         gen = fencing.generation(meta)
 
-        def ended(head: list[dict[str, Any]]) -> EndedHistory:
+        def to_write(head: list[dict[str, Any]]) -> EndedHistory:
             """The history to write, from the events Redis trimmed (read in the same
             transaction) and those it holds: only events PostgreSQL lacks are sent."""
             events = head + tail
@@ -124,12 +125,13 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
             )
 
         verdict = rt.store.persist_end(
-            run_id, gen, status, meta.get("error") or None, ended, stored_through=trimmed
+            run_id, gen, status, meta.get("error") or None, to_write, stored_through=trimmed
         )
         if verdict is not Fence.ACCEPTED:
             fencing.refused(rt, run_id, verdict, gen)
             return None
         rt.state.delete(run_id)
+    ended.announce(rt, run_id, status)
     log.info("run %s ended %s", run_id, status.value)
     return status
 
@@ -142,7 +144,10 @@ def fail(rt: Runtime, run_id: str, error: str, kind: str = "failed") -> bool:
         finish(rt, run_id)
         return stopped
     status = RunStatus.CANCELLED if kind == "cancelled" else RunStatus.FAILED
-    return rt.store.transition_run(run_id, status, error=error)
+    if not rt.store.transition_run(run_id, status, error=error):
+        return False
+    ended.announce(rt, run_id, status)
+    return True
 
 
 def expire_idle_runs(rt: Runtime) -> list[str]:

@@ -54,6 +54,10 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "10000",
         "loop-backs a run's tokens may take along one path (nested loops multiply)",
     ),
+    "WFRUNNER_TASK_EVENTS": (
+        "0",
+        "1: workers always send Celery task events (Flower turns them on when it connects)",
+    ),
 }
 
 
@@ -72,6 +76,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise ConfigurationError(f"{name}={value} must be at least {minimum}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r} must be 1 or 0")
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -97,6 +110,7 @@ class Settings:
     http_allow: tuple[str, ...] = ()
     http_timeout: int = 30
     max_loop_passes: int = 10_000
+    task_events: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -120,4 +134,5 @@ class Settings:
             http_allow=_list(env, "WFRUNNER_HTTP_ALLOW"),
             http_timeout=_int(env, "WFRUNNER_HTTP_TIMEOUT", 30),
             max_loop_passes=_int(env, "WFRUNNER_MAX_LOOP_PASSES", 10_000),
+            task_events=_flag(env, "WFRUNNER_TASK_EVENTS"),
         )

@@ -135,6 +135,29 @@ def test_worker_is_in_the_registry(cli_env: dict[str, str], celery_worker: objec
     assert names and workers[names[0]].status == "online"
 
 
+def test_the_worker_obeys_flowers_enable_events(
+    cli_env: dict[str, str], celery_worker: object
+) -> None:
+    """Task events are off by default (WFRUNNER_TASK_EVENTS); Flower sends enable_events
+    when it connects, and that is how tasks show in Flower: the worker must obey it."""
+
+    def control(command: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "wfrunner", "control", command, "-t", "5"],
+            cwd=ROOT,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+        )
+        return " ".join((done.stdout + done.stderr).split())
+
+    try:
+        assert "OK task events enabled" in control("enable_events")
+        assert "OK task events already enabled" in control("enable_events")
+    finally:
+        assert "OK task events disabled" in control("disable_events")
+
+
 def test_failed_run_exits_1(cli_env: dict[str, str], celery_worker: object, tmp_path: Path) -> None:
     path = tmp_path / "divide.json"
     path.write_text(

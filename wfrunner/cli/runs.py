@@ -15,6 +15,9 @@ from wfrunner.cli.app import cli, echo
 from wfrunner.errors import WorkflowError
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 
+#: seconds between progress lines of ``run --wait`` (its end wakes it at once)
+PROGRESS_INTERVAL = 0.2
+
 FINAL_NODE_MARKS = {"COMPLETED": "ok", "FAILED": "FAILED", "SKIPPED": "skipped"}
 
 
@@ -98,23 +101,27 @@ def run(
 
 
 def _follow(run_id: str, timeout: float | None) -> dict[str, Any]:
-    """Print each node's state change until the run ends or the timeout passes."""
+    """Print each node's state change until the run ends or the timeout passes; the run's
+    end is announced (wfrunner.ended), so the command returns as soon as it is recorded."""
     from wfrunner.client import get_run
+    from wfrunner.ended import Watch
 
+    rt = _runtime()
     deadline = None if timeout is None else time.monotonic() + timeout
     shown: dict[str, str] = {}
-    while True:
-        doc = get_run(run_id, _runtime())
-        for node, info in doc["nodes"].items():
-            if info["status"] != "PENDING" and shown.get(node) != info["status"]:
-                shown[node] = info["status"]
-                echo(f"  {node:<24} {info['status']}", err=True)
-        if doc["status"] in TERMINAL_RUN_STATES:
-            return doc
-        if deadline is not None and time.monotonic() > deadline:
-            echo(f"run {run_id} is still {doc['status']} after {timeout:g} s", err=True)
-            return doc
-        time.sleep(0.2)
+    with Watch(rt, run_id) as watch:
+        while True:
+            doc = get_run(run_id, rt)
+            for node, info in doc["nodes"].items():
+                if info["status"] != "PENDING" and shown.get(node) != info["status"]:
+                    shown[node] = info["status"]
+                    echo(f"  {node:<24} {info['status']}", err=True)
+            if doc["status"] in TERMINAL_RUN_STATES:
+                return doc
+            if deadline is not None and time.monotonic() > deadline:
+                echo(f"run {run_id} is still {doc['status']} after {timeout:g} s", err=True)
+                return doc
+            watch.wait(PROGRESS_INTERVAL)
 
 
 def _summarise(doc: dict[str, Any]) -> None:

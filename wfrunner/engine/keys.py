@@ -28,7 +28,8 @@ The server key (global) holds the ``run_id`` of the Redis server process that th
 reconciler last saw; a different one means Redis restarted (empty, or from a snapshot).
 
 The completion channel is global (PUBLISH reaches every node of a cluster); its messages
-are run ids.
+are run ids. A run's end channel ``wfr:{<run_id>}:ended`` carries the status PostgreSQL
+recorded when the run ended, for whoever waits on it (:mod:`wfrunner.ended`).
 
 Op keys identify one operation on one token::
 
@@ -132,6 +133,11 @@ def checks_key(run_id: str) -> str:
 def lock_key(run_id: str) -> str:
     """The writer lock: one flush, finish or validation of the run at a time."""
     return f"{_tag(run_id)}:lock"
+
+
+def ended_channel(run_id: str) -> str:
+    """The pub/sub channel announcing that the run's end is recorded in PostgreSQL."""
+    return f"{_tag(run_id)}:ended"
 
 
 def run_of_meta(key: str) -> str:

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 TASK_QUEUE = "wfrunner.tasks"
 COMPLETION_QUEUE = "wfrunner.completion"
 
+#: messages each worker process reserves ahead (celeryconfig.py may change it)
+PREFETCH_MULTIPLIER = 1
+
 #: the worker's consumer: checks every message before Celery makes a request of it
 CONSUMER = "wfrunner.tasks.consumer:Consumer"
 
@@ -54,7 +57,12 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
             "wfrunner.check_completion": {"queue": COMPLETION_QUEUE},
             "wfrunner.*": {"queue": TASK_QUEUE},
         },
-        "worker_prefetch_multiplier": 1,
+        # 1: a busy worker holds no message an idle one could run. 4 and 8 were measured
+        # (issue 9) and gave no clear gain on a loaded machine, while with 4 the workers
+        # of the Redis-restart fault test died twice in seven runs acknowledging, after
+        # the restart, messages reserved before it; a reserved message holds no lease, so
+        # the reconciler treats it as a queued token whatever the multiplier.
+        "worker_prefetch_multiplier": PREFETCH_MULTIPLIER,
         "result_expires": 24 * 3600,
         "beat_schedule": {
             "wfrunner-detect-timeouts": {
@@ -67,8 +75,11 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
                 "options": {"queue": COMPLETION_QUEUE},
             },
         },
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # task events cost every task two extra publishes (and task-sent one per
+        # apply_async); Flower's enable_events control command turns the worker's on when
+        # it connects, so they are off unless WFRUNNER_TASK_EVENTS=1
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         **PROTECTED,
     }
 

@@ -18,7 +18,7 @@ from wfrunner.errors import NotFoundError, StoreError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.tasks.app import app
 from wfrunner.tasks.config import COMPLETION_QUEUE
-from wfrunner.tasks.execution import FLUSH_QUEUED_TTL, RETRY_ON, dispatch
+from wfrunner.tasks.execution import FLUSH_QUEUED_TTL, RETRY_ON, dispatch, publishing
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     run_id = str(self.request.id)
     rt = runtime()
     tokens = lifecycle.start(rt, run_id, workflow_id, inputs)
-    dispatch(tokens, workflow_id, rt.ir(workflow_id))
+    with publishing() as producer:
+        dispatch(tokens, workflow_id, rt.ir(workflow_id), producer=producer)
     return run_id
 
 
@@ -117,7 +118,8 @@ def reconcile() -> dict[str, int]:
     published = recovery.reconcile(rt)
     for run_id, tokens in published.items():
         workflow_id = rt.store.get_run(run_id).workflow_id
-        dispatch(tokens, workflow_id, rt.ir(workflow_id))
+        with publishing() as producer:
+            dispatch(tokens, workflow_id, rt.ir(workflow_id), producer=producer)
     return {run_id: len(tokens) for run_id, tokens in published.items()}
 
 

@@ -1,0 +1,123 @@
+"""Waiting for a run's end: the end is announced over Redis pub/sub once PostgreSQL holds
+it (wfrunner/ended.py), and wait_for_run wakes on the announcement, not on its polling
+interval; a lost announcement only costs one interval."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.harness import Harness
+from wfrunner import client, ended, lifecycle
+from wfrunner.engine import keys
+from wfrunner.runtime import Runtime
+
+#: a polling interval no test waits for: a waiter that returns woke on the announcement
+NEVER = 3600.0
+
+
+def chain() -> dict[str, Any]:
+    def node(node_id: str) -> dict[str, Any]:
+        return {"id": node_id, "type": "transform", "config": {"expression": f"['{node_id}']"}}
+
+    return {"nodes": [node("A"), node("B")], "edges": [{"from": "A", "to": "B"}]}
+
+
+class Waiter(threading.Thread):
+    """wait_for_run in a thread, counting the run reads it makes."""
+
+    def __init__(self, rt: Runtime, run_id: str, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.rt, self.run_id, self.interval = rt, run_id, interval
+        self.doc: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        self.doc = client.wait_for_run(self.run_id, timeout=60, interval=self.interval, rt=self.rt)
+
+
+def subscribed(rt: Runtime, run_id: str) -> None:
+    """Return once someone listens on the run's end channel."""
+    channel = keys.ended_channel(run_id)
+    for _ in range(500):
+        if dict(rt.redis.pubsub_numsub(channel)).get(channel):
+            return
+        time.sleep(0.01)
+    pytest.fail("the waiter never subscribed to the run's end channel")
+
+
+def counting_reads(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads that read a run from PostgreSQL, one per read."""
+    reads: list[str] = []
+    real = rt.store.get_run
+
+    def get_run(run_id: str) -> Any:
+        reads.append(threading.current_thread().name)
+        return real(run_id)
+
+    monkeypatch.setattr(rt.store, "get_run", get_run)
+    return reads
+
+
+def test_wait_for_run_wakes_on_the_announced_end(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(rt)
+    run_id = h.start(chain())
+    reads = counting_reads(rt, monkeypatch)
+    waiter = Waiter(rt, run_id, interval=NEVER)
+    waiter.start()
+    subscribed(rt, run_id)
+    h.drain()  # the last delivery finishes the run
+    waiter.join(30)
+    assert not waiter.is_alive(), "wait_for_run did not wake on the run's end"
+    assert waiter.doc is not None and waiter.doc["status"] == "COMPLETED"
+    # the status before waiting, once more on the wake-up, and the document's own read
+    assert reads.count(waiter.name) == 3
+
+
+def test_a_lost_announcement_is_made_up_for_by_the_safety_poll(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ended, "announce", lambda *args: None)
+    h = Harness(rt)
+    run_id = h.start(chain())
+    waiter = Waiter(rt, run_id, interval=0.2)
+    waiter.start()
+    subscribed(rt, run_id)
+    h.drain()
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert waiter.doc is not None and waiter.doc["status"] == "COMPLETED"
+
+
+def test_failing_a_run_that_never_started_announces_it(rt: Runtime) -> None:
+    workflow_id = client.register_workflow(chain(), rt)
+    run_id = rt.store.create_run(workflow_id, None, 1).id
+    listener = rt.redis.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(keys.ended_channel(run_id))
+    try:
+        assert lifecycle.fail(rt, run_id, "cancelled by the test", kind="cancelled")
+        deadline = time.monotonic() + 10
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = listener.get_message(timeout=1)
+        assert message is not None and message["data"] == "CANCELLED"
+        # an end that was already recorded is not announced twice
+        assert not lifecycle.fail(rt, run_id, "again", kind="cancelled")
+        assert listener.get_message(timeout=0.5) is None
+    finally:
+        listener.close()
+
+
+def test_waiting_for_a_run_that_already_ended_reads_it_once(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(rt)
+    run_id = h.start(chain())
+    h.drain()
+    reads = counting_reads(rt, monkeypatch)
+    assert client.wait_for_run(run_id, timeout=5, interval=NEVER, rt=rt)["status"] == "COMPLETED"
+    assert len(reads) == 2  # the status, then the document's own read
