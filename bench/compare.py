@@ -114,6 +114,9 @@ class Bench:
             WFRUNNER_REDIS_URL=wfr_url,
             WFRUNNER_DATABASE_URL=self.db.url,
             WFRUNNER_HANDLERS="bench.handlers",
+            # the benchmark counts messages (and sees Celery's backlog end) by task events:
+            # both sides send them, as bench/celery_app.py does; wfrunner's default is off
+            WFRUNNER_TASK_EVENTS="1",
             BENCH_CELERY_REDIS_URL=celery_url,
         )
         self.env = {**os.environ, "PYTHONPATH": str(infra.ROOT)}
