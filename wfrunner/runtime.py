@@ -8,6 +8,7 @@ pools must not be shared between a prefork parent and its children.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from functools import cached_property
 
 import redis
@@ -23,11 +24,14 @@ from wfrunner.servers import resolve_database_url, resolve_redis_url
 from wfrunner.settings import Settings
 from wfrunner.store import Store
 
+#: compiled workflows a process keeps (the least recently used one goes first)
+IR_CACHE_SIZE = 128
+
 
 class Runtime:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self._irs: dict[str, IR] = {}
+        self._irs: OrderedDict[str, IR] = OrderedDict()
         self._lock = threading.Lock()
         handlers.load_modules(self.settings.handler_modules)
 
@@ -90,12 +94,19 @@ class Runtime:
         )
 
     def ir(self, workflow_id: str) -> IR:
-        """The compiled workflow; workflows never change under an id, so it is cached."""
-        cached = self._irs.get(workflow_id)
-        if cached is None:
-            cached = IR.from_dict(self.store.get_workflow(workflow_id).ir)
-            with self._lock:
-                self._irs[workflow_id] = cached
+        """The compiled workflow; workflows never change under an id, so it is cached, the
+        ``IR_CACHE_SIZE`` most recently used ones: a worker that sees many workflows over
+        its life must not keep every one of them."""
+        with self._lock:
+            cached = self._irs.get(workflow_id)
+            if cached is not None:
+                self._irs.move_to_end(workflow_id)
+                return cached
+        cached = IR.from_dict(self.store.get_workflow(workflow_id).ir)
+        with self._lock:
+            self._irs[workflow_id] = cached
+            while len(self._irs) > IR_CACHE_SIZE:
+                self._irs.popitem(last=False)
         return cached
 
     def close(self) -> None:

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from wfrunner import client
+from wfrunner import runtime as runtime_module
 from wfrunner.errors import NotFoundError, PayloadError, StoreError
+from wfrunner.runtime import Runtime
 from wfrunner.states import NodeStatus, RunStatus
 from wfrunner.store import Store, definition_hash, migrate
 
@@ -361,3 +364,30 @@ def test_unreachable_database_names_host_without_password() -> None:
         store.get_run("x")
     assert "hunter2" not in str(caught.value)
     store.close()
+
+
+def test_a_process_keeps_only_the_most_recently_used_compiled_workflows(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that sees many workflows over its life keeps a bounded number compiled:
+    the least recently used is dropped, and compiled again from PostgreSQL when needed."""
+    monkeypatch.setattr(runtime_module, "IR_CACHE_SIZE", 2)
+    ids = [
+        client.register_workflow(
+            {
+                "metadata": {"name": f"cached-{i}"},
+                "nodes": [{"id": f"n{i}", "type": "transform", "config": {"expression": "1"}}],
+                "edges": [],
+            },
+            rt,
+        )
+        for i in range(3)
+    ]
+    first = rt.ir(ids[0])
+    rt.ir(ids[1])
+    assert rt.ir(ids[0]) is first  # used again: now the most recent
+    rt.ir(ids[2])
+    assert list(rt._irs) == [ids[0], ids[2]]  # ids[1] went first
+    again = rt.ir(ids[1])
+    assert list(again.nodes) == ["n1"]
+    assert ids[0] not in rt._irs and len(rt._irs) == 2
