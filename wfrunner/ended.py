@@ -85,21 +85,16 @@ class Watch:
         Redis restart costs at most one interval's delay.
         """
         deadline = time.monotonic() + max(seconds, 0.0)
-        if self._pubsub is None:
-            time.sleep(max(seconds, 0.0))
-            self._subscribe()
-            return False
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                reply = self._pubsub.get_message(timeout=left)
-                if reply is not None and reply["type"] == "message":
-                    return True
-        except _REDIS_TROUBLE as exc:
-            log.warning("lost the subscription to %s (%s)", self._channel, exc)
-            self._close()
-            time.sleep(max(deadline - time.monotonic(), 0.0))
-            self._subscribe()
-            return False
+        if self._pubsub is not None:
+            try:
+                while (left := deadline - time.monotonic()) > 0:
+                    reply = self._pubsub.get_message(timeout=left)
+                    if reply is not None and reply["type"] == "message":
+                        return True
+                return False
+            except _REDIS_TROUBLE as exc:
+                log.warning("lost the subscription to %s (%s)", self._channel, exc)
+                self._close()
+        time.sleep(max(deadline - time.monotonic(), 0.0))
+        self._subscribe()
+        return False

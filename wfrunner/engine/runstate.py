@@ -301,8 +301,8 @@ class RunState:
         self, run_id: str, instance: str, predecessors: Sequence[str]
     ) -> list[tuple[str, str]]:
         """(predecessor, payload ref) of a join's live arrivals, in predecessor order."""
-        refs = self._fields(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
-        return [(p, r) for p, r in zip(predecessors, refs, strict=True) if r and r != DEAD]
+        arrived = self.join_fields(run_id, instance, predecessors).arrived
+        return [(p, r) for p, r in arrived.items() if r != DEAD]
 
     def join_inputs(
         self, run_id: str, instance: str, predecessors: Sequence[str]

@@ -1,7 +1,7 @@
 """A run's history in PostgreSQL: flushed while it runs, completed when it ends.
 
 During a run the event log, outputs and per-node progress live in Redis (the hot path
-writes no SQL); :meth:`HistoryQueries.persist_progress` copies new events every flush and
+writes no SQL); :meth:`HistoryQueries.persist_progress_many` copies new events every flush and
 :meth:`HistoryQueries.persist_end` the rest, with the node executions, when it ends.
 
 Both are fenced by the run's hot-state generation (``runs.hot_gen``, see
@@ -240,27 +240,11 @@ class HistoryQueries(Repository):
             row = session.execute(sa.select(Run.__table__).where(Run.id == run_id)).one()
             return RunRecord.from_row(row._mapping), created is not None
 
-    def persist_progress(
-        self,
-        run_id: str,
-        gen: int,
-        first_seq: int,
-        events: Sequence[NewEvent],
-        payloads: Mapping[str, Any],
-    ) -> Fence:
-        """Copy a running run's new events and the outputs they name, if PostgreSQL last
-        accepted generation ``gen`` of its hot state (one transaction)."""
-        batch = [Progress(run_id, gen, first_seq, events, payloads)]
-        verdict = self.persist_progress_many(batch)[run_id]
-        if verdict is Fence.GONE:
-            raise NotFoundError(f"no run with id '{run_id}'")
-        return verdict
-
     def persist_progress_many(self, batch: Sequence[Progress]) -> dict[str, Fence]:
-        """:meth:`persist_progress` for many runs in one transaction (one commit, not one
-        per run); each run is fenced on its own: a refused run writes nothing, the others
-        do. Runs are written in id order, so two batches never wait on each other's rows
-        in a cycle."""
+        """Copy running runs' new events and the outputs they name, in one transaction (one
+        commit, not one per run). Each run is fenced on its own, by the generation of its
+        hot state it was read at: a refused run writes nothing, the others do. Runs are
+        written in id order, so two batches never wait on each other's rows in a cycle."""
         verdicts: dict[str, Fence] = {}
         with self._tx() as session:
             for progress in sorted(batch, key=lambda p: p.run_id):
