@@ -54,6 +54,12 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "10000",
         "loop-backs a run's tokens may take along one path (nested loops multiply)",
     ),
+    "WFRUNNER_INLINE_MS": (
+        "1000",
+        "milliseconds a task may go on running the successors of its node itself (one at "
+        "a time, the others are published) before it publishes the next; 0: every node is "
+        "its own task",
+    ),
     "WFRUNNER_TASK_EVENTS": (
         "0",
         "1: workers always send Celery task events (Flower turns them on when it connects)",
@@ -111,6 +117,7 @@ class Settings:
     http_timeout: int = 30
     max_loop_passes: int = 10_000
     task_events: bool = False
+    inline_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -135,4 +142,5 @@ class Settings:
             http_timeout=_int(env, "WFRUNNER_HTTP_TIMEOUT", 30),
             max_loop_passes=_int(env, "WFRUNNER_MAX_LOOP_PASSES", 10_000),
             task_events=_flag(env, "WFRUNNER_TASK_EVENTS"),
+            inline_ms=_int(env, "WFRUNNER_INLINE_MS", 1000, minimum=0),
         )

@@ -3,8 +3,11 @@ wait_for_run wakes on the run's end (Flower's enable_events: tests/e2e/test_cli_
 
 from __future__ import annotations
 
+import itertools
+import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,9 +16,10 @@ import redis
 
 import wfrunner
 from tests.e2e.handlers import gates
-from wfrunner import client, runtime
+from wfrunner import client, lifecycle, runtime
 from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
+from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.tasks import execution
 
 #: a queue no worker of the test session consumes
@@ -74,3 +78,51 @@ def test_wait_for_run_wakes_on_the_end_not_on_its_interval(worker: Any) -> None:
     waiter.join(30)
     assert not waiter.is_alive(), "wait_for_run did not wake on the run's end"
     assert done["doc"]["status"] == "COMPLETED"
+
+
+def _chain(*nodes: dict[str, Any]) -> str:
+    ids = [n["id"] for n in nodes]
+    edges = [{"from": a, "to": b} for a, b in itertools.pairwise(ids)]
+    return client.register_workflow({"nodes": list(nodes), "edges": edges})
+
+
+def _echo(node_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": "function", "config": {"function_name": "t.echo"}, **extra}
+
+
+def _carry_run(workflow_id: str, inline_ms: int) -> str:
+    """Start a run and let one task carry its entry token, as execute_node does."""
+    rt = runtime.runtime()
+    run_id = uuid.uuid4().hex
+    (entry,) = lifecycle.start(rt, run_id, workflow_id, {"v": 1})
+    execution.carry(rt, workflow_id, entry, nonce=uuid.uuid4().hex, inline_ms=inline_ms)
+    return run_id
+
+
+def _queued(queue: redis.Redis) -> list[str]:
+    return [json.loads(raw)["headers"]["argsrepr"] for raw in queue.lrange(QUEUE, 0, -1)]
+
+
+def test_a_task_runs_a_chain_and_ends_the_run_without_a_message(queue: redis.Redis) -> None:
+    run_id = _carry_run(_chain(*(_echo(f"n{i}") for i in range(5))), inline_ms=60_000)
+    assert queue.llen(QUEUE) == 0
+    doc = client.get_run(run_id)
+    assert doc["status"] == "COMPLETED"  # its end was recorded in the task, too
+    assert doc["nodes"]["n4"]["output"] == {"v": 1}
+
+
+def test_a_successor_with_a_timeout_is_its_own_message(queue: redis.Redis) -> None:
+    workflow_id = _chain(_echo("a"), _echo("b"), _echo("slow", timeout_ms=5000), _echo("c"))
+    run_id = _carry_run(workflow_id, inline_ms=60_000)
+    (message,) = queue.lrange(QUEUE, 0, -1)
+    sent = json.loads(message)
+    assert "'to_node': 'slow'" in sent["headers"]["argsrepr"]
+    assert sent["headers"]["timelimit"] == [5 + HARD_LIMIT_GRACE, 5]
+    assert client.get_run(run_id)["nodes"]["b"]["status"] == "COMPLETED"
+
+
+def test_no_time_to_carry_on_sends_every_successor(queue: redis.Redis) -> None:
+    run_id = _carry_run(_chain(_echo("a"), _echo("b"), _echo("c")), inline_ms=0)
+    (sent,) = _queued(queue)
+    assert "'to_node': 'b'" in sent
+    assert client.get_run(run_id)["status"] == "RUNNING"

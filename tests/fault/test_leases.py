@@ -7,6 +7,7 @@ token again within seconds, whatever the broker's visibility timeout."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from typing import Any
 from tests.fault.checks import assert_clean, check_runs
 from tests.fault.cluster import Cluster
 from tests.fault.workflows import chain, node
+from wfrunner.engine import keys
+from wfrunner.engine.tokens import Token
 from wfrunner.tasks.config import TASK_QUEUE
 
 #: the idle-run detector on a short fuse, checked every second
@@ -80,7 +83,7 @@ def test_node_running_longer_than_the_visibility_timeout_runs_once(
     cluster.start_beat()
     tag = uuid.uuid4().hex
     run_id = cluster.submit(workflow_id, {"tag": tag})
-    task_id, args = _active_delivery(cluster, "mid")
+    task_id, args = _active_delivery(cluster, run_id, "mid")
     cluster.sender.send_task("wfrunner.execute_node", args=args, task_id=task_id, queue=TASK_QUEUE)
     _finish(cluster, run_id, 60)
     assert _runs(cluster, tag, "mid") == "x"
@@ -98,14 +101,26 @@ def _gave_up(cluster: Cluster) -> bool:
     assert cluster.count_in_logs("stalled tokens again") == 0
 
 
-def _active_delivery(cluster: Cluster, node_id: str) -> tuple[str, list[Any]]:
-    """The task id and arguments of the execute_node task running ``node_id``."""
+def _active_delivery(cluster: Cluster, run_id: str, node_id: str) -> tuple[str, list[Any]]:
+    """The task id and arguments of the execute_node task running ``node_id``: the one
+    task of the run in flight once the node began (its own message, or the task of a
+    predecessor that ran it next, with no message of its own)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
+        running = [
+            Token.from_dict(json.loads(raw)).to_node
+            for key, raw in cluster.redis.hgetall(keys.pending_key(run_id)).items()
+            if cluster.redis.hexists(keys.running_key(run_id), key)
+        ]
         active = cluster.sender.control.inspect(timeout=1).active() or {}
-        for task in [t for tasks in active.values() for t in tasks]:
-            if task["name"] == "wfrunner.execute_node" and task["args"][2]["to_node"] == node_id:
-                return str(task["id"]), list(task["args"])
+        tasks = [
+            t
+            for tasks in active.values()
+            for t in tasks
+            if t["name"] == "wfrunner.execute_node" and t["args"][0] == run_id
+        ]
+        if running == [node_id] and len(tasks) == 1:
+            return str(tasks[0]["id"]), list(tasks[0]["args"])
         time.sleep(0.2)
     raise AssertionError(f"no worker ran {node_id}\n{cluster.tails()}")
 

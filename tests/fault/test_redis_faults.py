@@ -81,10 +81,13 @@ def test_lost_publish_is_republished_by_the_reconciler(
 ) -> None:
     """The worker commits ``first`` and publishes the token to ``mid``, but the LPUSH never
     reaches Redis (the proxy answers it): the token waits in the run's outbox until the
-    reconciler finds the run idle (3 x WFRUNNER_RECONCILE_INTERVAL) and publishes it."""
+    reconciler finds the run idle (3 x WFRUNNER_RECONCILE_INTERVAL) and publishes it.
+    (``mid`` has a timeout_ms, so its token is always a message: a task never runs it
+    next after ``first``.)"""
     proxy = proxy_factory(swallow_push_of=b"'to_node': 'mid'")
     cluster = make_cluster(worker_redis_url=proxy.url)
-    workflow_id = cluster.register(chain(node("mid"), "fault_lost_publish"))
+    mid = {**node("mid"), "timeout_ms": 60_000}
+    workflow_id = cluster.register(chain(mid, "fault_lost_publish"))
     cluster.start_workers(1)
     cluster.start_beat()
     run_ids = [cluster.submit(workflow_id, {"tag": uuid.uuid4().hex}) for _ in range(3)]

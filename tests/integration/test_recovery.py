@@ -125,7 +125,7 @@ def test_interleaved_duplicates_commit_once_and_dispatch_once(rt: Runtime) -> No
     assert [t.to_node for t in outcomes["second"].dispatch] == ["n2"]
     # n0 -> n1 consumed, n1 -> n2 emitted: the counter moved once (by 0), not twice
     assert rt.state.counter(h.run_id) == counter_before
-    assert rt.state.still_pending(h.run_id, outcomes["second"].dispatch)
+    assert rt.state.left_behind(h.run_id, outcomes["second"].dispatch, nonce="-")
     for name in ("second", "first"):
         h.act(token, outcomes[name])
     doc = h.drain()
@@ -328,3 +328,23 @@ def test_a_delivery_begun_before_a_rebuild_cannot_commit_into_it(rt: Runtime) ->
     doc = h.drain()
     assert doc["status"] == "COMPLETED", doc["error"]
     assert doc["nodes"]["D"]["output"] == ["B", "C"]
+
+
+@pytest.mark.parametrize("same_task", [True, False])
+def test_a_redelivered_message_publishes_what_its_task_left(rt: Runtime, same_task: bool) -> None:
+    """A task runs n0, then n1 itself (no message), and dies before publishing n2. Its
+    message comes back: the redelivery of n0 finds n0 committed by this very message and
+    follows the commits made under the same task id to the token left pending, n2. A
+    commit made by another message (n1 delivered on its own) is not followed: that
+    message's own redelivery answers for it."""
+    h = Harness(rt)
+    h.start(chain(4))
+    ir = rt.ir(h.workflow_id)
+    n0 = h.queue.popleft()
+    (n1,) = rt.executor.process(ir, n0, nonce="task-1").dispatch
+    (n2,) = rt.executor.process(ir, n1, nonce="task-1" if same_task else "task-2").dispatch
+    again = rt.executor.process(ir, n0, nonce="task-1")
+    assert again.dispatch == ([n2] if same_task else [])
+    assert again.ignored is None
+    h.queue.append(n2)
+    assert h.drain()["status"] == "COMPLETED"

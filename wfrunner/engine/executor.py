@@ -146,7 +146,8 @@ class Executor:
             if begin.committed_by != nonce:
                 return Outcome(ignored="token already committed (duplicate or late delivery)")
             # this very delivery committed, then died or lost the reply before dispatching
-            resend = self.state.still_pending(token.run_id, list(begin.emitted))
+            # (or while running successors itself): what it left unpublished goes out again
+            resend = self.state.left_behind(token.run_id, begin.emitted, nonce)
             # the commit may have taken the counter to 0 and died before asking for the check
             zero = not resend and self.state.counter(token.run_id) == 0
             return Outcome(dispatch=resend, check_completion=zero)

@@ -450,12 +450,26 @@ class RunState:
         raw = self._hash(keys.pending_key(run_id))
         return {key: Token.from_dict(json.loads(text)) for key, text in raw.items()}
 
-    def still_pending(self, run_id: str, tokens: Sequence[Token]) -> list[Token]:
-        """Those of ``tokens`` not consumed yet."""
-        if not tokens:
-            return []
-        present = self._fields(keys.pending_key(run_id), [t.key for t in tokens])
-        return [t for t, p in zip(tokens, present, strict=True) if p is not None]
+    def left_behind(self, run_id: str, tokens: Sequence[Token], nonce: str) -> list[Token]:
+        """Those of ``tokens`` not consumed yet and, through every one consumed by a commit
+        of the same delivery ``nonce`` (a successor the task ran itself, see
+        tasks/execution.py), what that commit emitted and nobody consumed: all a task that
+        died after committing may have left unpublished, found from its first token."""
+        found: list[Token] = []
+        seen: set[str] = set()
+        frontier = list(tokens)
+        while frontier:
+            seen.update(t.key for t in frontier)
+            present = self._fields(keys.pending_key(run_id), [t.key for t in frontier])
+            found += [t for t, p in zip(frontier, present, strict=True) if p is not None]
+            consumed = [t.key for t, p in zip(frontier, present, strict=True) if p is None]
+            records = self._fields(keys.emits_key(run_id), consumed) if consumed else []
+            frontier = []
+            for record in records:
+                parsed = json.loads(record) if record else {}
+                if parsed.get("by") == nonce:
+                    frontier += [t for t in _emitted(record or "") if t.key not in seen]
+        return found
 
     def renew(self, held: Mapping[str, Mapping[str, str]], seconds: float) -> list[str]:
         """Extend (``seconds`` 0: release) the leases ``held`` (run id -> token key ->

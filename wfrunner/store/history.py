@@ -70,6 +70,22 @@ _INSERT_EVENTS = (
 )
 _PAYLOADS: sa.Table = Payload.__table__  # type: ignore[assignment]
 _INSERT_PAYLOADS = pg_insert(_PAYLOADS).on_conflict_do_nothing()
+_EXECUTIONS: sa.Table = NodeExecution.__table__  # type: ignore[assignment]
+_INSERT_EXECUTIONS = pg_insert(_EXECUTIONS).values(finished_at=sa.func.now())
+#: a run resumed from a dead letter ends a second time: its rows are brought up to date
+_UPSERT_EXECUTIONS = _INSERT_EXECUTIONS.on_conflict_do_update(
+    index_elements=["run_id", "node_id", "iteration", "attempt"],
+    set_={
+        "status": _INSERT_EXECUTIONS.excluded.status,
+        "output": _INSERT_EXECUTIONS.excluded.output,
+        "error": _INSERT_EXECUTIONS.excluded.error,
+    },
+).returning(_EXECUTIONS.c.id)  # RETURNING: sent as one multi-row INSERT (insertmanyvalues)
+_LOOPS: sa.Table = LoopState.__table__  # type: ignore[assignment]
+_INSERT_LOOPS = pg_insert(_LOOPS)
+_UPSERT_LOOPS = _INSERT_LOOPS.on_conflict_do_update(
+    index_elements=["run_id", "node_id"], set_={"iteration": _INSERT_LOOPS.excluded.iteration}
+).returning(_LOOPS.c.node_id)
 
 
 def insert_events(session: Session, run_id: str, first_seq: int, events: Sequence[NewEvent]) -> int:
@@ -308,7 +324,8 @@ def _write_history(session: Session, run_id: str, history: EndedHistory) -> None
     insert_dead_letters(session, run_id, history.dead_letters)
     insert_payloads(session, run_id, history.payloads)
     if history.executions:
-        insert = pg_insert(NodeExecution).values(
+        session.execute(
+            _UPSERT_EXECUTIONS,
             [
                 {
                     "run_id": run_id,
@@ -318,31 +335,14 @@ def _write_history(session: Session, run_id: str, history: EndedHistory) -> None
                     "status": e.status,
                     "output": e.output,
                     "error": e.error,
-                    "finished_at": sa.func.now(),
                 }
                 for e in history.executions
-            ]
-        )
-        # a run resumed from a dead letter ends a second time: its rows are brought up to date
-        session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["run_id", "node_id", "iteration", "attempt"],
-                set_={
-                    "status": insert.excluded.status,
-                    "output": insert.excluded.output,
-                    "error": insert.excluded.error,
-                },
-            )
+            ],
         )
     if history.loops:
-        insert_loops = pg_insert(LoopState).values(
-            [{"run_id": run_id, "node_id": n, "iteration": i} for n, i in history.loops.items()]
-        )
         session.execute(
-            insert_loops.on_conflict_do_update(
-                index_elements=["run_id", "node_id"],
-                set_={"iteration": insert_loops.excluded.iteration},
-            )
+            _UPSERT_LOOPS,
+            [{"run_id": run_id, "node_id": n, "iteration": i} for n, i in history.loops.items()],
         )
     if history.stats or history.completion_checks:
         checks = RunStatistics.completion_checks + history.completion_checks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,10 +13,11 @@ from celery import Task
 from kombu.exceptions import BatchPublishError
 from kombu.messaging import Producer
 
+from wfrunner import lifecycle
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import CounterError
-from wfrunner.runtime import runtime
+from wfrunner.errors import CounterError, WfrunnerError
+from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.tasks.app import app
 from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
@@ -38,6 +40,9 @@ def publishing() -> Iterator[Producer]:
     with app.producer_or_acquire() as producer, producer.batch():
         yield producer
 
+
+#: in the log line of a token a task runs itself after its predecessor (not a message)
+FOLLOWS = "no message"
 
 #: seconds a queued flush blocks the next one: a lost flush message stops no later flush
 FLUSH_QUEUED_TTL = 60.0
@@ -90,18 +95,74 @@ def request_flush(run_id: str) -> None:
 )
 def execute_node(self: Task, run_id: str, workflow_id: str, token: dict[str, Any]) -> None:
     rt = runtime()
+    # a task with time limits (its node's timeout_ms) runs only its own node: the limits
+    # would cut a successor short
+    inline = rt.settings.inline_ms if not any(self.request.timelimit or ()) else 0
+    carry(rt, workflow_id, Token.from_dict(token), str(self.request.id), inline)
+
+
+def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: int) -> None:
+    """Process ``token``, then, for up to ``inline_ms`` ms, one of the tokens each node
+    emitted, in this same task; the others are published first, so they run in parallel
+    elsewhere. A chain costs one message per ``inline_ms`` instead of one per node.
+
+    Every token is still emitted into the run's outbox and committed at most once, under
+    the same delivery ``nonce`` (the message's task id): should the worker die on the way,
+    the message comes back (late ack) and its redelivery publishes whatever the chain
+    left pending (``RunState.left_behind``). A successor with a ``timeout_ms`` is always
+    published: only its own task carries its time limits.
+    """
     ir = rt.ir(workflow_id)
-    current = Token.from_dict(token)
-    outcome = rt.executor.process(ir, current, nonce=self.request.id)
-    if outcome.ignored:
-        log.info("run %s: token to %s ignored: %s", run_id, current.to_node, outcome.ignored)
-    if outcome.failed:
-        log.warning("run %s failed: %s", run_id, outcome.failed)
-    with publishing() as producer:
-        if outcome.retry_in is not None:
-            dispatch([current], workflow_id, ir, countdown=outcome.retry_in, producer=producer)
-        dispatch(outcome.dispatch, workflow_id, ir, producer=producer)
-        if outcome.check_completion:
-            request_completion_check(run_id, producer)
-    if outcome.flush:
-        request_flush(run_id)
+    until = time.monotonic() + inline_ms / 1000
+    current: Token | None = token
+    while current is not None:
+        outcome = rt.executor.process(ir, current, nonce=nonce)
+        if outcome.ignored:
+            log.info(
+                "run %s: token to %s ignored: %s", current.run_id, current.to_node, outcome.ignored
+            )
+        if outcome.failed:
+            log.warning("run %s failed: %s", current.run_id, outcome.failed)
+        follow = next_inline(ir, outcome.dispatch) if time.monotonic() < until else None
+        rest = [t for t in outcome.dispatch if t is not follow]
+        # with time to spare the run's end is recorded here, not by a task on the
+        # completion queue (a message and a task less per run); that queue stays the
+        # fallback should PostgreSQL or Redis be away
+        queue_check = outcome.check_completion and not (inline_ms and _finished_here(rt, current))
+        if rest or outcome.retry_in is not None or queue_check:
+            with publishing() as producer:
+                if outcome.retry_in is not None:
+                    dispatch(
+                        [current], workflow_id, ir, countdown=outcome.retry_in, producer=producer
+                    )
+                dispatch(rest, workflow_id, ir, producer=producer)
+                if queue_check:
+                    request_completion_check(current.run_id, producer)
+        if outcome.flush:
+            request_flush(current.run_id)
+        current = follows(follow) if follow is not None else None
+
+
+def follows(token: Token) -> Token:
+    """Log that ``token`` runs in the task at hand, with no message of its own."""
+    log.info("run %s: %s runs next in this task (%s)", token.run_id, token.to_node, FOLLOWS)
+    return token
+
+
+def _finished_here(rt: Runtime, token: Token) -> bool:
+    """Run the completion check in this task; False when it could not (it is queued)."""
+    try:
+        lifecycle.check_completion(rt, token.run_id)
+    except (WfrunnerError, redis.RedisError) as exc:
+        log.warning("run %s: completion check queued (%s)", token.run_id, exc)
+        return False
+    return True
+
+
+def next_inline(ir: IR, tokens: list[Token]) -> Token | None:
+    """The emitted token this task runs itself: the first whose node has no time limit."""
+    for token in tokens:
+        node = ir.nodes.get(token.to_node)
+        if node is not None and not node.timeout_ms:
+            return token
+    return None

@@ -40,7 +40,12 @@ FLUSH_BATCH = 200
     **_RETRIED,
 )
 def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
-    """Start a run of a registered workflow; the result (and the task id) is the run id."""
+    """Start a run of a registered workflow; the result (and the task id) is the run id.
+
+    Its entry nodes are sent as messages, not run in this task as successors are (see
+    ``carry``): the run id must reach a caller of ``.get()`` before any node runs, and a
+    result stored early would keep Celery from sending the message again should the
+    worker die in a node (a task that stored SUCCESS is not redelivered)."""
     run_id = str(self.request.id)
     rt = runtime()
     tokens = lifecycle.start(rt, run_id, workflow_id, inputs)
