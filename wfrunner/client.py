@@ -8,24 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from wfrunner import ended, fencing, handlers, history
-from wfrunner.compiler import IR, compile_workflow, load_definitions
-from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
+from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
+from wfrunner.errors import CompileError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store import RunRecord
 
 
-def _definition(source: dict[str, Any] | str | Path) -> tuple[str, dict[str, Any], str]:
-    """(name, definition, where) of a dict or a one-workflow file."""
+def _definition(
+    source: dict[str, Any] | str | Path, name: str | None = None
+) -> tuple[str, dict[str, Any], str]:
+    """(name, definition, where) of a dict, or of the workflow ``name`` of a file (which
+    may be left out when the file holds one workflow)."""
     if isinstance(source, dict):
         meta = source.get("metadata")
-        name = meta.get("name") if isinstance(meta, dict) else None
-        return (name if isinstance(name, str) else "workflow"), source, "workflow"
-    definitions = load_definitions(source)
-    if len(definitions) != 1:
-        names = ", ".join(d.name for d in definitions)
-        raise WorkflowError(f"{source} holds several workflows ({names}): register one at a time")
-    item = definitions[0]
+        meta_name = meta.get("name") if isinstance(meta, dict) else None
+        return (meta_name if isinstance(meta_name, str) else "workflow"), source, "workflow"
+    item = pick_definition(load_definitions(source), str(source), name)
     return item.name, item.definition, item.source
 
 
@@ -47,10 +46,14 @@ def check_handlers(ir: IR, where: str) -> None:
         raise CompileError(problems, where)
 
 
-def register_workflow(definition: dict[str, Any] | str | Path, rt: Runtime | None = None) -> str:
-    """Validate, compile and store a workflow; returns its id (the same for the same text)."""
+def register_workflow(
+    definition: dict[str, Any] | str | Path, rt: Runtime | None = None, *, name: str | None = None
+) -> str:
+    """Validate, compile and store a workflow; returns its id (the same for the same text).
+
+    A file may hold a collection of named workflows: ``name`` picks one."""
     rt = rt or runtime()
-    name, doc, where = _definition(definition)
+    name, doc, where = _definition(definition, name)
     ir = compile_workflow(doc, where)
     check_handlers(ir, where)
     return rt.store.register_workflow(name, doc, ir.to_dict()).id
