@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +47,39 @@ def check_handlers(ir: IR, where: str) -> None:
         raise CompileError(problems, where)
 
 
+@dataclass(frozen=True)
+class PreparedWorkflow:
+    """A definition validated and compiled, not stored yet."""
+
+    name: str
+    definition: dict[str, Any]
+    ir: IR
+
+
+def prepare_workflow(
+    definition: dict[str, Any] | str | Path, *, name: str | None = None
+) -> PreparedWorkflow:
+    """Validate and compile a workflow without touching a server, so a bad file fails
+    first; ``name`` picks one workflow of a file that holds a named collection."""
+    name, doc, where = _definition(definition, name)
+    ir = compile_workflow(doc, where)
+    check_handlers(ir, where)
+    return PreparedWorkflow(name, doc, ir)
+
+
+def store_workflow(prepared: PreparedWorkflow, rt: Runtime | None = None) -> str:
+    """Store a prepared workflow; returns its id (the same for the same definition)."""
+    rt = rt or runtime()
+    return rt.store.register_workflow(prepared.name, prepared.definition, prepared.ir.to_dict()).id
+
+
 def register_workflow(
     definition: dict[str, Any] | str | Path, rt: Runtime | None = None, *, name: str | None = None
 ) -> str:
     """Validate, compile and store a workflow; returns its id (the same for the same text).
 
     A file may hold a collection of named workflows: ``name`` picks one."""
-    rt = rt or runtime()
-    name, doc, where = _definition(definition, name)
-    ir = compile_workflow(doc, where)
-    check_handlers(ir, where)
-    return rt.store.register_workflow(name, doc, ir.to_dict()).id
+    return store_workflow(prepare_workflow(definition, name=name), rt)
 
 
 def submit_run(workflow_id: str, inputs: Any = None, rt: Runtime | None = None) -> str:

@@ -24,23 +24,22 @@ PROGRESS_INTERVAL = 0.2
 @cli.command()
 def register(file: FileArgument, name: NameOption = None) -> None:
     """Validate, compile and store a workflow; prints its id."""
-    from wfrunner.client import register_workflow
+    from wfrunner.client import prepare_workflow, store_workflow
 
-    echo(register_workflow(file, resolved_runtime(), name=name))
+    echo(store_workflow(prepare_workflow(file, name=name), resolved_runtime()))
 
 
 def _workflow_id(target: str, name: str | None) -> str:
     """The id of a workflow file's workflow (registered first), or of a registered id."""
-    from wfrunner.client import register_workflow
+    from wfrunner.client import prepare_workflow, store_workflow
 
-    rt = resolved_runtime()
     if Path(target).exists() or target.endswith(".json"):
-        return register_workflow(Path(target), rt, name=name)
+        return store_workflow(prepare_workflow(Path(target), name=name), resolved_runtime())
     if name is not None:
         raise WorkflowError(
             f"{target}: no such file (--name picks a workflow of a collection file)"
         )
-    rt.store.get_workflow(text_id(target))  # NotFoundError names the id
+    resolved_runtime().store.get_workflow(text_id(target))  # NotFoundError names the id
     return target
 
 
