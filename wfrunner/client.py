@@ -60,7 +60,9 @@ def prepare_workflow(
     definition: dict[str, Any] | str | Path, *, name: str | None = None
 ) -> PreparedWorkflow:
     """Validate and compile a workflow without touching a server, so a bad file fails
-    first; ``name`` picks one workflow of a file that holds a named collection."""
+    first; ``name`` picks one workflow of a file that holds a named collection. Handler
+    names are checked against the modules imported so far (a Runtime imports
+    WFRUNNER_HANDLERS when it is made)."""
     name, doc, where = _definition(definition, name)
     ir = compile_workflow(doc, where)
     check_handlers(ir, where)
@@ -79,6 +81,7 @@ def register_workflow(
     """Validate, compile and store a workflow; returns its id (the same for the same text).
 
     A file may hold a collection of named workflows: ``name`` picks one."""
+    rt = rt or runtime()
     return store_workflow(prepare_workflow(definition, name=name), rt)
 
 

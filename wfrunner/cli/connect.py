@@ -8,11 +8,16 @@ if TYPE_CHECKING:
     from wfrunner.runtime import Runtime
 
 
-def resolved_runtime() -> Runtime:
+def resolved_runtime(rt: Runtime | None = None) -> Runtime:
     """The runtime with both servers resolved: a misconfigured one fails the command at
     once, naming its setting, whether or not this command would have reached it."""
-    from wfrunner.runtime import runtime
-
-    rt = runtime()
+    rt = rt or unresolved_runtime()
     _ = (rt.redis_url, rt.database_url)
     return rt
+
+
+def unresolved_runtime() -> Runtime:
+    """The runtime before any server is reached: settings read, handlers imported."""
+    from wfrunner.runtime import runtime
+
+    return runtime()

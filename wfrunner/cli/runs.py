@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from wfrunner.cli.app import cli, echo
-from wfrunner.cli.connect import resolved_runtime
+from wfrunner.cli.connect import resolved_runtime, unresolved_runtime
 from wfrunner.cli.params import FileArgument, NameOption, json_input, text_id
 from wfrunner.errors import WorkflowError
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
@@ -24,17 +24,22 @@ PROGRESS_INTERVAL = 0.2
 @cli.command()
 def register(file: FileArgument, name: NameOption = None) -> None:
     """Validate, compile and store a workflow; prints its id."""
+    echo(_register(file, name))
+
+
+def _register(path: Path, name: str | None) -> str:
+    """Store a file's workflow; a bad file fails before any server is reached."""
     from wfrunner.client import prepare_workflow, store_workflow
 
-    echo(store_workflow(prepare_workflow(file, name=name), resolved_runtime()))
+    rt = unresolved_runtime()  # imports WFRUNNER_HANDLERS, whose names the check needs
+    prepared = prepare_workflow(path, name=name)
+    return store_workflow(prepared, resolved_runtime(rt))
 
 
 def _workflow_id(target: str, name: str | None) -> str:
     """The id of a workflow file's workflow (registered first), or of a registered id."""
-    from wfrunner.client import prepare_workflow, store_workflow
-
     if Path(target).exists() or target.endswith(".json"):
-        return store_workflow(prepare_workflow(Path(target), name=name), resolved_runtime())
+        return _register(Path(target), name)
     if name is not None:
         raise WorkflowError(
             f"{target}: no such file (--name picks a workflow of a collection file)"

@@ -1,14 +1,15 @@
 """``status`` and ``trace``: a run as people read it, or as JSON for scripts (``--json``).
 
 ``status`` lists the nodes in workflow order (each after the nodes that lead to it, ties in
-definition order), so a run reads top to bottom as it ran. ``trace`` prints one line per
-event with only what a reader needs: the token's internals (payload refs, op keys) are in
-``--json``.
+the order the definition lists them), so a run reads top to bottom as it ran. ``trace``
+prints one line per event with only what a reader needs: the token's internals (payload
+refs, op keys) are in ``--json``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -31,11 +32,23 @@ TRACE_HIDDEN = frozenset({"type", "node", "t", "token", "by", "output_ref", "run
 TRACE_VALUE_CHARS = 80
 
 
-def workflow_order(ir: IR) -> list[str]:
-    """Node ids in topological order of the forward edges (loop-backs left out)."""
+def workflow_order(ir: IR, listed: Sequence[str] = ()) -> list[str]:
+    """Node ids in topological order of the forward edges (loop-backs left out), ties in
+    the order the definition lists them (``listed``: the IR read back from PostgreSQL has
+    its nodes in JSONB's key order, shortest id first)."""
+    known = set(listed)
+    ids = [n for n in listed if n in ir.nodes] + [n for n in ir.nodes if n not in known]
     succ = {node_id: node.successors for node_id, node in ir.nodes.items()}
-    order = topological_order(ir.nodes, succ)
-    return order + [n for n in ir.nodes if n not in set(order)]
+    order = topological_order(ids, succ)
+    placed = set(order)
+    return order + [n for n in ids if n not in placed]
+
+
+def _listed(definition: dict[str, Any]) -> list[str]:
+    nodes = definition.get("nodes")
+    if not isinstance(nodes, list):
+        return []
+    return [n["id"] for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)]
 
 
 @cli.command()
@@ -50,7 +63,9 @@ def status(run_id: RunId, as_json: _JsonOption = False) -> None:
     if as_json:
         echo(json.dumps(doc, indent=2))
     else:
-        _print_status(doc, workflow_order(rt.ir(doc["workflow_id"])))
+        workflow = rt.store.get_workflow(doc["workflow_id"])
+        order = workflow_order(rt.ir(workflow.id), _listed(workflow.definition))
+        _print_status(doc, order)
     if doc["status"] in TERMINAL_RUN_STATES and doc["status"] != RunStatus.COMPLETED:
         raise typer.Exit(1)
 
