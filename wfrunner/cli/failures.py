@@ -43,9 +43,8 @@ def report(exc: BaseException, verbose: bool) -> int:
     if isinstance(exc, WfrunnerError):
         _say(str(exc))
         return exc.exit_code
-    _say(f"{_library(exc)}{type(exc).__name__}: {_first_line(exc)}")
-    if not verbose:
-        _say("this is unexpected: 'wfrunner -v ...' shows the traceback to report")
+    hint = "" if verbose else " (unexpected: 'wfrunner -v ...' shows the traceback)"
+    _say(f"{_library(exc)}{type(exc).__name__}: {_first_line(exc)}{hint}")
     return UNEXPECTED_EXIT
 
 
