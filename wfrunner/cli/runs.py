@@ -14,6 +14,7 @@ import typer
 from wfrunner.cli.app import cli, echo
 from wfrunner.cli.connect import resolved_runtime, unresolved_runtime
 from wfrunner.cli.params import FileArgument, NameOption, json_input, text_id
+from wfrunner.cli.show import node_order
 from wfrunner.errors import WorkflowError
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 
@@ -67,7 +68,8 @@ def _worker_if_none() -> Iterator[None]:
 def run(
     target: Annotated[str, typer.Argument(metavar="FILE_OR_WORKFLOW_ID")],
     inputs: Annotated[
-        Any, typer.Option("--input", help="The run's inputs as JSON.", parser=json_input)
+        Any,
+        typer.Option("--input", metavar="JSON", help="The run's inputs.", parser=json_input),
     ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress; exit 0 only when COMPLETED.")
@@ -79,8 +81,8 @@ def run(
 ) -> None:
     """Start a run of a workflow file (registered first) or of a registered workflow id.
 
-    Prints the run id; with --wait, node progress on stderr, then the last node's output
-    as JSON on stdout."""
+    Prints the run id; --wait shows progress on stderr, then prints the output on stdout.
+    """
     from wfrunner.client import submit_run
 
     workflow_id = _workflow_id(target, name)
@@ -104,10 +106,13 @@ def _follow(run_id: str, timeout: float | None) -> dict[str, Any]:
     rt = resolved_runtime()
     deadline = None if timeout is None else time.monotonic() + timeout
     shown: dict[str, str] = {}
+    order: list[str] = []
     with Watch(rt, run_id) as watch:
         while True:
             doc = get_run(run_id, rt)
-            for node, info in doc["nodes"].items():
+            order = order or node_order(rt, doc["workflow_id"])
+            for node in order:
+                info = doc["nodes"][node]
                 if info["status"] != "PENDING" and shown.get(node) != info["status"]:
                     shown[node] = info["status"]
                     echo(f"  {node:<24} {info['status']}", err=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -23,6 +23,9 @@ from wfrunner.cli.params import RunId
 from wfrunner.compiler import IR
 from wfrunner.compiler.graph import topological_order
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
+
+if TYPE_CHECKING:
+    from wfrunner.runtime import Runtime
 
 _JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -44,6 +47,12 @@ def workflow_order(ir: IR, listed: Sequence[str] = ()) -> list[str]:
     return order + [n for n in ids if n not in placed]
 
 
+def node_order(rt: Runtime, workflow_id: str) -> list[str]:
+    """A stored workflow's node ids in workflow order."""
+    workflow = rt.store.get_workflow(workflow_id)
+    return workflow_order(rt.ir(workflow.id), _listed(workflow.definition))
+
+
 def _listed(definition: dict[str, Any]) -> list[str]:
     nodes = definition.get("nodes")
     if not isinstance(nodes, list):
@@ -63,9 +72,7 @@ def status(run_id: RunId, as_json: _JsonOption = False) -> None:
     if as_json:
         echo(json.dumps(doc, indent=2))
     else:
-        workflow = rt.store.get_workflow(doc["workflow_id"])
-        order = workflow_order(rt.ir(workflow.id), _listed(workflow.definition))
-        _print_status(doc, order)
+        _print_status(doc, node_order(rt, doc["workflow_id"]))
     if doc["status"] in TERMINAL_RUN_STATES and doc["status"] != RunStatus.COMPLETED:
         raise typer.Exit(1)
 
@@ -141,4 +148,4 @@ def _details(evt: dict[str, Any]) -> str:
     return " ".join(shown)
 
 
-__all__ = ["status", "trace", "workflow_order"]
+__all__ = ["node_order", "status", "trace", "workflow_order"]
