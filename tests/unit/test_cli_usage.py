@@ -60,6 +60,11 @@ def test_help_exits_0() -> None:
             "wfrunner dlq retry [OPTIONS] {LETTER_ID}",
         ),
         (
+            ["dlq", "retry", "9" * 5000],
+            "Invalid value for 'LETTER_ID': '99999",
+            "wfrunner dlq retry [OPTIONS] {LETTER_ID}",
+        ),
+        (
             [b"status", b"\xff\xfe"],
             "Invalid value for 'RUN_ID': '\\xff\\xfe' is not UTF-8 text",
             "wfrunner status [OPTIONS] {RUN_ID}",

@@ -17,6 +17,8 @@ from wfrunner.compiler.source import parse_json
 
 #: longest id accepted (ids wfrunner makes are 32 characters; Celery task ids 36)
 MAX_ID_CHARS = 200
+#: digits of the largest dead letter id (PostgreSQL's bigint)
+MAX_LETTER_DIGITS = 18
 
 
 def text_id(value: str) -> str:
@@ -35,7 +37,7 @@ def text_id(value: str) -> str:
 
 def letter_id(value: str) -> int:
     """A dead letter's number, as ``dlq list`` shows it."""
-    if not value.isascii() or not value.isdigit():
+    if not value.isascii() or not value.isdigit() or len(value) > MAX_LETTER_DIGITS:
         raise typer.BadParameter(
             f"{text_id(value)!r} is not a dead letter id (a number, as 'wfrunner dlq list' "
             "shows it)"
