@@ -1,7 +1,7 @@
 """``status`` and ``trace``: a run as people read it, or as JSON for scripts (``--json``).
 
-``status`` lists the nodes in workflow order (each after the nodes that lead to it, ties in
-the order the definition lists them), so a run reads top to bottom as it ran. ``trace``
+``status`` lists the nodes in workflow order (each after the nodes that lead to it), so a
+run reads top to bottom as it ran. ``trace``
 prints one line per event with only what a reader needs: the token's internals (payload
 refs, op keys) are in ``--json``.
 """
@@ -36,9 +36,10 @@ TRACE_VALUE_CHARS = 80
 
 
 def workflow_order(ir: IR, listed: Sequence[str] = ()) -> list[str]:
-    """Node ids in topological order of the forward edges (loop-backs left out), ties in
-    the order the definition lists them (``listed``: the IR read back from PostgreSQL has
-    its nodes in JSONB's key order, shortest id first)."""
+    """Node ids in topological order of the forward edges (loop-backs left out): entry
+    nodes in the order the definition lists them (``listed``: the IR read back from
+    PostgreSQL has its nodes in JSONB's key order, shortest id first), then each node's
+    successors in the order of its edges."""
     known = set(listed)
     ids = [n for n in listed if n in ir.nodes] + [n for n in ir.nodes if n not in known]
     succ = {node_id: node.successors for node_id, node in ir.nodes.items()}
