@@ -43,7 +43,8 @@ def _help_when_bare(ctx: typer.Context) -> None:
 
 cli = typer.Typer(
     name="wfrunner",
-    help=f"Run JSON workflows as Celery tasks.\n\nEnvironment:\n\n{_ENV_HELP}",
+    help="Run JSON workflows as Celery tasks.",
+    epilog=f"Environment:\n\n{_ENV_HELP}",
     add_completion=False,
     pretty_exceptions_enable=False,
     invoke_without_command=True,

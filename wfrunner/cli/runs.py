@@ -14,7 +14,6 @@ import typer
 from wfrunner.cli.app import cli, echo
 from wfrunner.cli.connect import resolved_runtime, unresolved_runtime
 from wfrunner.cli.params import FileArgument, NameOption, json_input, text_id
-from wfrunner.cli.show import node_order
 from wfrunner.errors import WorkflowError
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 
@@ -100,6 +99,7 @@ def run(
 def _follow(run_id: str, timeout: float | None) -> dict[str, Any]:
     """Print each node's state change until the run ends or the timeout passes; the run's
     end is announced (wfrunner.ended), so the command returns as soon as it is recorded."""
+    from wfrunner.cli.show import node_order  # here: status and trace are listed after run
     from wfrunner.client import get_run
     from wfrunner.ended import Watch
 
