@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wfrunner import ended, fencing, handlers, history
-from wfrunner.compiler import IR, compile_workflow, load_definitions
-from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
+from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
+from wfrunner.errors import CompileError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store import RunRecord
 
 
-def _definition(source: dict[str, Any] | str | Path) -> tuple[str, dict[str, Any], str]:
-    """(name, definition, where) of a dict or a one-workflow file."""
+def _definition(
+    source: dict[str, Any] | str | Path, name: str | None = None
+) -> tuple[str, dict[str, Any], str]:
+    """(name, definition, where) of a dict, or of the workflow ``name`` of a file (which
+    may be left out when the file holds one workflow)."""
     if isinstance(source, dict):
         meta = source.get("metadata")
-        name = meta.get("name") if isinstance(meta, dict) else None
-        return (name if isinstance(name, str) else "workflow"), source, "workflow"
-    definitions = load_definitions(source)
-    if len(definitions) != 1:
-        names = ", ".join(d.name for d in definitions)
-        raise WorkflowError(f"{source} holds several workflows ({names}): register one at a time")
-    item = definitions[0]
+        meta_name = meta.get("name") if isinstance(meta, dict) else None
+        return (meta_name if isinstance(meta_name, str) else "workflow"), source, "workflow"
+    item = pick_definition(load_definitions(source), str(source), name)
     return item.name, item.definition, item.source
 
 
@@ -47,13 +47,42 @@ def check_handlers(ir: IR, where: str) -> None:
         raise CompileError(problems, where)
 
 
-def register_workflow(definition: dict[str, Any] | str | Path, rt: Runtime | None = None) -> str:
-    """Validate, compile and store a workflow; returns its id (the same for the same text)."""
-    rt = rt or runtime()
-    name, doc, where = _definition(definition)
+@dataclass(frozen=True)
+class PreparedWorkflow:
+    """A definition validated and compiled, not stored yet."""
+
+    name: str
+    definition: dict[str, Any]
+    ir: IR
+
+
+def prepare_workflow(
+    definition: dict[str, Any] | str | Path, *, name: str | None = None
+) -> PreparedWorkflow:
+    """Validate and compile a workflow without touching a server, so a bad file fails
+    first; ``name`` picks one workflow of a file that holds a named collection. Handler
+    names are checked against the modules imported so far (a Runtime imports
+    WFRUNNER_HANDLERS when it is made)."""
+    name, doc, where = _definition(definition, name)
     ir = compile_workflow(doc, where)
     check_handlers(ir, where)
-    return rt.store.register_workflow(name, doc, ir.to_dict()).id
+    return PreparedWorkflow(name, doc, ir)
+
+
+def store_workflow(prepared: PreparedWorkflow, rt: Runtime | None = None) -> str:
+    """Store a prepared workflow; returns its id (the same for the same definition)."""
+    rt = rt or runtime()
+    return rt.store.register_workflow(prepared.name, prepared.definition, prepared.ir.to_dict()).id
+
+
+def register_workflow(
+    definition: dict[str, Any] | str | Path, rt: Runtime | None = None, *, name: str | None = None
+) -> str:
+    """Validate, compile and store a workflow; returns its id (the same for the same text).
+
+    A file may hold a collection of named workflows: ``name`` picks one."""
+    rt = rt or runtime()
+    return store_workflow(prepare_workflow(definition, name=name), rt)
 
 
 def submit_run(workflow_id: str, inputs: Any = None, rt: Runtime | None = None) -> str:

@@ -27,6 +27,10 @@ class NodeProgress:
     skipped: bool = False
     error: str | None = None
     output_refs: list[str] = field(default_factory=list)
+    #: seconds between each attempt's start and its end, summed (None: never ended one)
+    seconds: float | None = None
+    #: start time of each attempt not ended yet, by scope (loop pass)
+    begun: dict[str, float] = field(default_factory=dict)
 
     @property
     def open(self) -> int:
@@ -57,6 +61,7 @@ def progress(node_ids: Iterable[str], events: Sequence[Event]) -> dict[str, Node
 
 def _apply(node: NodeProgress, evt: Event) -> None:
     kind = evt["type"]
+    _time(node, kind, evt)
     if kind == "node_started":
         node.started += 1
         node.failed = False
@@ -73,10 +78,22 @@ def _apply(node: NodeProgress, evt: Event) -> None:
         node.skipped = True
 
 
+def _time(node: NodeProgress, kind: str, evt: Event) -> None:
+    """Pair each attempt's start with its end (completed, retrying or failed) by scope."""
+    scope, t = str(evt.get("scope") or ""), evt.get("t")
+    if not isinstance(t, int | float):
+        return
+    if kind == "node_started":
+        node.begun[scope] = t
+    elif kind in ("node_completed", "node_retrying", "node_failed") and scope in node.begun:
+        node.seconds = (node.seconds or 0.0) + max(0.0, t - node.begun.pop(scope))
+
+
 def node_documents(
     nodes: Mapping[str, NodeProgress], ended: bool, load: Callable[[list[str]], list[Any]]
 ) -> dict[str, dict[str, Any]]:
-    """CONTRACT §5 ``nodes``: status, attempts, iterations, output (latest pass)."""
+    """CONTRACT §5 ``nodes``: status, attempts, iterations, output (latest pass), and the
+    seconds its attempts ran (summed over passes and retries)."""
     latest = {n: p.output_refs[-1] for n, p in nodes.items() if p.output_refs}
     outputs = dict(zip(latest, load(list(latest.values())), strict=True))
     return {
@@ -85,6 +102,7 @@ def node_documents(
             "attempts": p.started,
             "iterations": p.completed,
             "output": outputs.get(node_id),
+            "seconds": None if p.seconds is None else round(p.seconds, 6),
             **({"error": p.error} if p.failed else {}),
         }
         for node_id, p in nodes.items()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.entry_point import invoke
 from wfrunner.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,14 +92,7 @@ def celery_worker(cli_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def wfrunner(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wfrunner.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return invoke(*args, env=env)
 
 
 def test_register_run_wait_status_trace(cli_env: dict[str, str], celery_worker: object) -> None:
@@ -111,7 +105,8 @@ def test_register_run_wait_status_trace(cli_env: dict[str, str], celery_worker: 
     ran = wfrunner(cli_env, "run", workflow_id, "--input", '{"x": 5}', "--wait", "--timeout", "60")
     assert ran.returncode == 0, ran.stderr
     assert "no worker answered" not in ran.stderr  # the subprocess worker ran it
-    run_id = ran.stdout.strip()
+    run_id, output = ran.stdout.splitlines()  # results on stdout, progress on stderr
+    assert json.loads(output) == {"x": 8}
     assert f"run {run_id}: COMPLETED" in ran.stderr
 
     status = wfrunner(cli_env, "status", run_id, "--json")
@@ -122,9 +117,65 @@ def test_register_run_wait_status_trace(cli_env: dict[str, str], celery_worker: 
     assert [p["to"] for p in doc["path"]] == ["A", "B", "C"]
 
     trace = wfrunner(cli_env, "trace", run_id)
+    assert trace.returncode == 0
     kinds = [line.split()[2] for line in trace.stdout.splitlines()]
     assert kinds[0] == "run_started" and kinds[-1] == "run_completed"
     assert kinds.count("node_completed") == 3
+    emitted = [line for line in trace.stdout.splitlines() if "token_emitted" in line]
+    assert emitted[1].split()[3:] == ["A", "to=B"]  # the token's internals are left out
+    assert "payload_ref" not in trace.stdout and "token=" not in trace.stdout
+    events = json.loads(wfrunner(cli_env, "trace", run_id, "--json").stdout)
+    assert [e["type"] for e in events] == kinds
+    assert events[1]["token"]["to_node"] == "A"  # ...and kept for scripts
+
+
+def write_collection(tmp_path: Path) -> Path:
+    """Two workflows in one file; "ordered" lists its nodes neither alphabetically nor by
+    length (PostgreSQL's JSONB order), and its first node sleeps."""
+
+    def sleeper(node_id: str, seconds: float) -> dict[str, object]:
+        return {
+            "id": node_id,
+            "type": "function",
+            "config": {"function_name": "cli.sleep", "seconds": seconds},
+        }
+
+    path = tmp_path / "collection.json"
+    sequential = json.loads((ROOT / "examples" / "sequential.json").read_text())
+    ordered = {
+        "nodes": [sleeper("zeta", 0.2), sleeper("alpha", 0), sleeper("mid", 0)],
+        "edges": [{"from": "zeta", "to": "alpha"}, {"from": "alpha", "to": "mid"}],
+    }
+    path.write_text(json.dumps({"sequential": sequential, "ordered": ordered}))
+    return path
+
+
+def test_name_picks_a_workflow_of_a_collection_and_status_shows_workflow_order(
+    cli_env: dict[str, str], celery_worker: object, tmp_path: Path
+) -> None:
+    path = str(write_collection(tmp_path))
+    several = wfrunner(cli_env, "register", path)
+    assert several.returncode == 2
+    assert "holds several workflows (sequential, ordered): choose one with --name" in several.stderr
+    registered = wfrunner(cli_env, "register", path, "--name", "ordered")
+    assert registered.returncode == 0, registered.stderr
+    ran = wfrunner(cli_env, "run", path, "--name", "ordered", "--input", '{"v": 1}', "--wait")
+    assert ran.returncode == 0, ran.stderr
+    run_id, output = ran.stdout.splitlines()
+    assert json.loads(output) == {"v": 1}
+    assert json.loads(wfrunner(cli_env, "status", run_id, "--json").stdout)["workflow_id"] == (
+        registered.stdout.strip()
+    )
+
+    status = wfrunner(cli_env, "status", run_id)
+    assert status.returncode == 0, status.stderr
+    rows = [line.split() for line in status.stdout.splitlines()]
+    header = rows.index(["node", "status", "attempts", "passes", "time"])
+    table = rows[header + 2 : header + 5]  # after the header's rule
+    assert [row[0] for row in table] == ["zeta", "alpha", "mid"]
+    assert all(row[1:4] == ["COMPLETED", "1", "1"] for row in table)
+    doc = json.loads(wfrunner(cli_env, "status", run_id, "--json").stdout)
+    assert doc["nodes"]["zeta"]["seconds"] >= 0.2  # it slept that long, at least
 
 
 def test_worker_is_in_the_registry(cli_env: dict[str, str], celery_worker: object) -> None:
@@ -178,12 +229,15 @@ def test_failed_run_exits_1(cli_env: dict[str, str], celery_worker: object, tmp_
     assert ran.returncode == 1
     assert "FAILED: node 'divide' failed: CEL expression '1 / input.zero'" in ran.stderr
     assert "Traceback" not in ran.stderr
+    status = wfrunner(cli_env, "status", ran.stdout.strip())
+    assert status.returncode == 1  # the run ended without completing
+    assert "divide: node 'divide' failed: CEL expression '1 / input.zero'" in status.stdout
 
 
 def test_bad_input_exits_2_without_traceback(cli_env: dict[str, str], tmp_path: Path) -> None:
     bad_json = wfrunner(cli_env, "run", "examples/sequential.json", "--input", "{x:1}")
     assert bad_json.returncode == 2
-    assert "error: --input is not valid JSON" in bad_json.stderr
+    assert "error: --input: not valid JSON" in bad_json.stderr
     unknown = wfrunner(cli_env, "status", "no-such-run")
     assert unknown.returncode == 2
     assert "error: no run with id 'no-such-run'" in unknown.stderr

@@ -9,15 +9,14 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+from tests.entry_point import invoke
 from tests.fault.checks import assert_clean, check_runs
 from tests.fault.cluster import Cluster
-from tests.fault.procs import ROOT
 from tests.fault.workflows import chain, node
 from wfrunner.poison import POISON_KEY
 from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
@@ -95,14 +94,7 @@ POISON: list[tuple[str, bytes, str]] = [
 
 
 def dlq(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wfrunner.cli", "dlq", *args],
-        cwd=ROOT,
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return invoke("dlq", *args, env=cluster.env, timeout=60)
 
 
 def _poison_letters(cluster: Cluster) -> list[Any]:

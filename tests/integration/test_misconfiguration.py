@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.entry_point import invoke
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
 from wfrunner.store import migrate
@@ -64,14 +65,7 @@ def test_cli_names_the_bad_setting(
     command: str, bad: str, good: dict[str, str], tmp_path: Path
 ) -> None:
     settings, variable = BAD[bad]
-    done = subprocess.run(
-        [sys.executable, "-m", "wfrunner.cli", *COMMANDS[command]],
-        env=_env(good, settings, tmp_path),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = invoke(*COMMANDS[command], env=_env(good, settings, tmp_path), timeout=60)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == ""
     _assert_one_line(done.stderr, variable)
@@ -80,27 +74,13 @@ def test_cli_names_the_bad_setting(
 @pytest.mark.parametrize("bad", ["postgres-down", "malformed-number"])
 def test_db_commands_name_the_bad_setting(bad: str, good: dict[str, str], tmp_path: Path) -> None:
     settings, variable = BAD[bad]
-    done = subprocess.run(
-        [sys.executable, "-m", "wfrunner.cli", "db", "upgrade"],
-        env=_env(good, settings, tmp_path),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = invoke("db", "upgrade", env=_env(good, settings, tmp_path), timeout=60)
     assert done.returncode == 2
     _assert_one_line(done.stderr, variable)
 
 
 def test_run_with_redis_down_records_no_queued_run(good: dict[str, str], tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "wfrunner.cli", "run", WORKFLOW],
-        env=_env(good, {"WFRUNNER_REDIS_URL": NO_REDIS}, tmp_path),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = invoke("run", WORKFLOW, env=_env(good, {"WFRUNNER_REDIS_URL": NO_REDIS}, tmp_path))
     assert done.returncode == 2
     rt = Runtime(Settings(database_url=good["WFRUNNER_DATABASE_URL"]))
     try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.entry_point import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "workflows"
@@ -16,9 +17,7 @@ REFERENCE = ROOT / "tests" / "fixtures" / "reference"
 
 
 def wfrunner(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wfrunner.cli", *args], capture_output=True, text=True, timeout=60
-    )
+    return invoke(*args, timeout=60)
 
 
 def test_validate_valid_files_exit_0() -> None:
@@ -42,6 +41,7 @@ def test_validate_invalid_exit_2_one_line_per_problem() -> None:
         (b"{not json", "not valid JSON: Expecting property name"),
         (b"\xff\xfe\x00", "not UTF-8 text"),
         (b"[1, 2]", "not a workflow"),
+        (b'{"nodes": [], "edges": [], "x": NaN}', "not valid JSON: NaN is not a JSON number"),
         (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
     ],
 )

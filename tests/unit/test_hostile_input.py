@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.entry_point import invoke
 from wfrunner import conditions
 from wfrunner.cli.app import main
 from wfrunner.compiler import IR, compile_workflow, limits
@@ -301,13 +301,7 @@ HOSTILE = hostile_files()
 
 
 def wfrunner(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "wfrunner.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        errors="replace",
-    )
+    return invoke(*args)
 
 
 def check_lines(text: str) -> list[str]:

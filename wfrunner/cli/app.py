@@ -1,73 +1,96 @@
-"""The ``wfrunner`` command line (CONTRACT §4): the Typer app and its error renderer.
+"""The ``wfrunner`` command line (CONTRACT §4): the Typer app and its one error renderer.
 
-Exit codes: 0 success, 1 a run did not complete, 2 bad input or configuration. Every
-:class:`WfrunnerError` is printed as its message; ``-v`` adds the traceback.
+Exit codes: 0 success; 1 a run did not complete, or no command was given (the help is
+printed, as ``git`` does); 2 a usage error, bad input or configuration; 3 an unexpected
+error (:mod:`wfrunner.cli.failures`). Results go to stdout, progress and errors to stderr.
 """
 
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Annotated, Any
 
-import click
 import typer
 
-from wfrunner.errors import WfrunnerError
+from wfrunner import __version__
+from wfrunner.cli.failures import report
 from wfrunner.settings import DOCUMENTED
 
 _ENV_HELP = "\n\n".join(
     f"{name}: {text} (default {default})" for name, (default, text) in DOCUMENTED.items()
 )
 
+#: exit code of a bare group (``wfrunner``, ``wfrunner db``): git's, after printing the help
+NO_COMMAND_EXIT = 1
+
+
+def _group(help_text: str) -> typer.Typer:
+    group = typer.Typer(
+        help=help_text,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        invoke_without_command=True,
+    )
+    group.callback()(_help_when_bare)
+    return group
+
+
+def _help_when_bare(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help(), nl=False)
+        raise typer.Exit(NO_COMMAND_EXIT)
+
+
 cli = typer.Typer(
     name="wfrunner",
-    help=f"Run JSON workflows as Celery tasks.\n\nEnvironment:\n\n{_ENV_HELP}",
-    no_args_is_help=True,
+    help="Run JSON workflows as Celery tasks.",
+    epilog=f"Environment:\n\n{_ENV_HELP}",
     add_completion=False,
     pretty_exceptions_enable=False,
+    invoke_without_command=True,
 )
-db_cli = typer.Typer(help="Manage the PostgreSQL schema.", no_args_is_help=True)
+db_cli = _group("Manage the PostgreSQL schema.")
 cli.add_typer(db_cli, name="db")
-dlq_cli = typer.Typer(
-    help="Dead letters: node messages whose attempts ran out.", no_args_is_help=True
-)
+dlq_cli = _group("Dead letters: node messages whose attempts ran out.")
 cli.add_typer(dlq_cli, name="dlq")
 
 _state: dict[str, bool] = {"verbose": False}
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"wfrunner {__version__}")
+        raise typer.Exit(0)
+
+
 @cli.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show tracebacks.")] = False,
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Show tracebacks of errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
 ) -> None:
     _state["verbose"] = verbose
+    _help_when_bare(ctx)
 
 
 def echo(text: str, err: bool = False) -> None:
     typer.echo(text, err=err)
 
 
-def _render_error(exc: BaseException) -> None:
-    if _state["verbose"]:
-        traceback.print_exception(exc, file=sys.stderr)
-    typer.echo(f"error: {exc}", err=True)
-
-
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one place turns errors into messages and exit codes."""
-    from wfrunner.cli import db, definitions, dlq, runs  # noqa: F401  (register the commands)
+    from wfrunner.cli import db, definitions, dlq, runs, show  # noqa: F401  (the commands)
 
     command = typer.main.get_command(cli)
     try:
         code = command.main(args=argv, prog_name="wfrunner", standalone_mode=False)
-    except WfrunnerError as exc:
-        _render_error(exc)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
+    except Exception as exc:  # the one renderer of every failure
+        sys.exit(report(exc, _state["verbose"]))
+    except KeyboardInterrupt as exc:
+        sys.exit(report(exc, _state["verbose"]))
     sys.exit(code if isinstance(code, int) else 0)

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from wfrunner.cli.app import cli, echo
-from wfrunner.compiler import IR, compile_workflow, load_definitions
+from wfrunner.cli.params import FileArgument, NameOption
+from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
 from wfrunner.compiler.render import FORMATS, render
 from wfrunner.errors import CompileError, WorkflowError
 
@@ -19,7 +19,10 @@ from wfrunner.errors import CompileError, WorkflowError
 @cli.command()
 def validate(
     files: Annotated[
-        list[Path], typer.Argument(help="Workflow files (one workflow or a named collection each).")
+        list[Path],
+        typer.Argument(
+            metavar="FILE", help="Workflow files (one workflow or a named collection each)."
+        ),
     ],
 ) -> None:
     """Check workflow files; print one line per problem and exit 2 if any is invalid."""
@@ -44,26 +47,12 @@ def validate(
 
 
 def _compile_one(path: Path, name: str | None) -> IR:
-    definitions = load_definitions(path)
-    if name is not None:
-        chosen = [d for d in definitions if d.name == name]
-        if not chosen:
-            names = ", ".join(d.name for d in definitions)
-            raise WorkflowError(f"{path}: no workflow named {name!r} (it has: {names})")
-        definitions = chosen
-    if len(definitions) > 1:
-        names = ", ".join(d.name for d in definitions)
-        raise WorkflowError(f"{path} holds several workflows ({names}): choose one with --name")
-    return compile_workflow(definitions[0].definition, definitions[0].source)
-
-
-_NameOption = Annotated[
-    str | None, typer.Option("--name", help="Which workflow of a collection file.")
-]
+    item = pick_definition(load_definitions(path), str(path), name)
+    return compile_workflow(item.definition, item.source)
 
 
 @cli.command("compile")
-def compile_command(file: Path, name: _NameOption = None) -> None:
+def compile_command(file: FileArgument, name: NameOption = None) -> None:
     """Print the IR of a workflow as JSON."""
     ir = _compile_one(file, name)
     echo(json.dumps(ir.to_dict(), indent=2))
@@ -71,15 +60,16 @@ def compile_command(file: Path, name: _NameOption = None) -> None:
 
 @cli.command()
 def graph(
-    file: Path,
+    ctx: typer.Context,
+    file: FileArgument,
     fmt: Annotated[
         str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")
     ] = "mermaid",
-    name: _NameOption = None,
+    name: NameOption = None,
 ) -> None:
     """Draw a workflow as Mermaid or Graphviz DOT."""
     if fmt not in FORMATS:
-        raise click.BadParameter(
-            f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format"
+        raise typer.BadParameter(
+            f"{fmt!r} is not one of {', '.join(FORMATS)}", ctx=ctx, param_hint="'--format'"
         )
     sys.stdout.write(render(_compile_one(file, name), fmt))

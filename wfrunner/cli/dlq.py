@@ -7,21 +7,27 @@ Every command first moves poison messages parked in Redis into PostgreSQL
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wfrunner.runtime import Runtime
+
+from typing import Annotated
 
 import typer
 
 from wfrunner.cli.app import dlq_cli, echo
+from wfrunner.cli.connect import resolved_runtime
+from wfrunner.cli.params import letter_id
 
 #: characters of a poison message's raw text shown by ``dlq list``
 RAW_SHOWN = 120
 
 
-def _runtime() -> Any:
+def _runtime() -> Runtime:
     from wfrunner.poison import drain
-    from wfrunner.runtime import runtime
 
-    rt = runtime()
+    rt = resolved_runtime()
     drain(rt)
     return rt
 
@@ -51,13 +57,15 @@ def dlq_list(
 
 
 @dlq_cli.command("retry")
-def dlq_retry(letter_id: int) -> None:
+def dlq_retry(
+    letter: Annotated[int, typer.Argument(metavar="LETTER_ID", parser=letter_id)],
+) -> None:
     """Resume the failed run of a dead letter; prints the run id."""
     from wfrunner.recovery import retry_dead_letter
     from wfrunner.tasks.execution import dispatch
 
     rt = _runtime()
-    run_id, tokens = retry_dead_letter(rt, letter_id)
+    run_id, tokens = retry_dead_letter(rt, letter)
     workflow_id = rt.store.get_run(run_id).workflow_id
     dispatch(tokens, workflow_id, rt.ir(workflow_id))
     echo(run_id)

@@ -1,4 +1,4 @@
-"""``register``, ``run``, ``status`` and ``trace``: commands that talk to the servers."""
+"""``register`` and ``run``: commands that store workflows and start runs."""
 
 from __future__ import annotations
 
@@ -12,49 +12,39 @@ from typing import Annotated, Any
 import typer
 
 from wfrunner.cli.app import cli, echo
+from wfrunner.cli.connect import resolved_runtime, unresolved_runtime
+from wfrunner.cli.params import FileArgument, NameOption, json_input, text_id
 from wfrunner.errors import WorkflowError
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 
 #: seconds between progress lines of ``run --wait`` (its end wakes it at once)
 PROGRESS_INTERVAL = 0.2
 
-FINAL_NODE_MARKS = {"COMPLETED": "ok", "FAILED": "FAILED", "SKIPPED": "skipped"}
-
-
-def _runtime() -> Any:
-    """The runtime with both servers resolved: a misconfigured one fails the command at
-    once, naming its setting, whether or not this command would have reached it."""
-    from wfrunner.runtime import runtime
-
-    rt = runtime()
-    _ = (rt.redis_url, rt.database_url)
-    return rt
-
 
 @cli.command()
-def register(file: Path) -> None:
+def register(file: FileArgument, name: NameOption = None) -> None:
     """Validate, compile and store a workflow; prints its id."""
-    from wfrunner.client import register_workflow
-
-    echo(register_workflow(file, _runtime()))
+    echo(_register(file, name))
 
 
-def _parse_inputs(raw: str | None) -> Any:
-    if raw is None:
-        return {}
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise WorkflowError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}") from None
+def _register(path: Path, name: str | None) -> str:
+    """Store a file's workflow; a bad file fails before any server is reached."""
+    from wfrunner.client import prepare_workflow, store_workflow
+
+    rt = unresolved_runtime()  # imports WFRUNNER_HANDLERS, whose names the check needs
+    prepared = prepare_workflow(path, name=name)
+    return store_workflow(prepared, resolved_runtime(rt))
 
 
-def _workflow_id(target: str) -> str:
-    from wfrunner.client import register_workflow
-
-    rt = _runtime()
+def _workflow_id(target: str, name: str | None) -> str:
+    """The id of a workflow file's workflow (registered first), or of a registered id."""
     if Path(target).exists() or target.endswith(".json"):
-        return register_workflow(Path(target), rt)
-    rt.store.get_workflow(target)  # NotFoundError names the id
+        return _register(Path(target), name)
+    if name is not None:
+        raise WorkflowError(
+            f"{target}: no such file (--name picks a workflow of a collection file)"
+        )
+    resolved_runtime().store.get_workflow(text_id(target))  # NotFoundError names the id
     return target
 
 
@@ -76,21 +66,27 @@ def _worker_if_none() -> Iterator[None]:
 @cli.command()
 def run(
     target: Annotated[str, typer.Argument(metavar="FILE_OR_WORKFLOW_ID")],
-    inputs: Annotated[str | None, typer.Option("--input", help="The run's inputs as JSON.")] = None,
+    inputs: Annotated[
+        Any,
+        typer.Option("--input", metavar="JSON", help="The run's inputs.", parser=json_input),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress; exit 0 only when COMPLETED.")
     ] = False,
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="Seconds to wait at most.")
     ] = None,
+    name: NameOption = None,
 ) -> None:
-    """Start a run of a workflow file (registered first) or of a registered workflow id."""
+    """Start a run of a workflow file (registered first) or of a registered workflow id.
+
+    Prints the run id; --wait shows progress on stderr, then prints the output on stdout.
+    """
     from wfrunner.client import submit_run
 
-    values = _parse_inputs(inputs)
-    workflow_id = _workflow_id(target)
+    workflow_id = _workflow_id(target, name)
     with _worker_if_none() if wait else nullcontext():
-        run_id = submit_run(workflow_id, values, _runtime())
+        run_id = submit_run(workflow_id, {} if inputs is None else inputs, resolved_runtime())
         echo(run_id)
         if not wait:
             return
@@ -103,16 +99,20 @@ def run(
 def _follow(run_id: str, timeout: float | None) -> dict[str, Any]:
     """Print each node's state change until the run ends or the timeout passes; the run's
     end is announced (wfrunner.ended), so the command returns as soon as it is recorded."""
+    from wfrunner.cli.show import node_order  # here: status and trace are listed after run
     from wfrunner.client import get_run
     from wfrunner.ended import Watch
 
-    rt = _runtime()
+    rt = resolved_runtime()
     deadline = None if timeout is None else time.monotonic() + timeout
     shown: dict[str, str] = {}
+    order: list[str] = []
     with Watch(rt, run_id) as watch:
         while True:
             doc = get_run(run_id, rt)
-            for node, info in doc["nodes"].items():
+            order = order or node_order(rt, doc["workflow_id"])
+            for node in order:
+                info = doc["nodes"][node]
                 if info["status"] != "PENDING" and shown.get(node) != info["status"]:
                     shown[node] = info["status"]
                     echo(f"  {node:<24} {info['status']}", err=True)
@@ -132,53 +132,7 @@ def _summarise(doc: dict[str, Any]) -> None:
     terminal = [n for n, info in doc["nodes"].items() if info["status"] == "COMPLETED"]
     if doc["status"] == RunStatus.COMPLETED and terminal:
         last = doc["path"][-1]["to"] if doc["path"] else terminal[-1]
-        echo(json.dumps({"output": doc["nodes"][last]["output"]}), err=True)
+        echo(json.dumps(doc["nodes"][last]["output"]))
 
 
-@cli.command()
-def status(
-    run_id: str,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the run document as JSON.")
-    ] = False,
-) -> None:
-    """Show a run: its status, error and every node."""
-    from wfrunner.client import get_run
-
-    doc = get_run(run_id, _runtime())
-    if as_json:
-        echo(json.dumps(doc, indent=2))
-        return
-    echo(f"run       {doc['run_id']}")
-    echo(f"workflow  {doc['workflow_id']}")
-    echo(f"status    {doc['status']}")
-    if doc["error"]:
-        echo(f"error     {doc['error']}")
-    for node, info in doc["nodes"].items():
-        extra = f"  x{info['iterations']}" if info["iterations"] > 1 else ""
-        echo(f"  {node:<24} {info['status']:<10}{extra}")
-    if doc["status"] not in TERMINAL_RUN_STATES:
-        return
-    if doc["status"] != RunStatus.COMPLETED:
-        raise typer.Exit(1)
-
-
-@cli.command()
-def trace(run_id: str) -> None:
-    """Print a run's event log, in order."""
-    from wfrunner.client import run_events
-
-    rt = _runtime()
-    events = run_events(rt.store.get_run(run_id), rt)
-    start = events[0]["t"] if events else 0.0
-    for seq, evt in enumerate(events, 1):
-        details = {
-            k: v for k, v in evt.items() if k not in ("type", "node", "t") and v not in (None, "")
-        }
-        text = " ".join(f"{k}={json.dumps(v)}" for k, v in details.items())
-        offset = evt.get("t", start) - start
-        node = evt.get("node") or "-"
-        echo(f"{seq:>4} {offset:+9.3f}s {evt['type']:<15} {node:<20} {text}")
-
-
-__all__ = ["register", "run", "status", "trace"]
+__all__ = ["register", "run"]

@@ -2,7 +2,7 @@
 
 from wfrunner.compiler.build import compile_workflow
 from wfrunner.compiler.ir import IR, Branch, BranchRule, IRNode, Loop, RetryPolicy
-from wfrunner.compiler.source import NamedDefinition, load_definitions
+from wfrunner.compiler.source import NamedDefinition, load_definitions, pick_definition
 
 __all__ = [
     "IR",
@@ -14,4 +14,5 @@ __all__ = [
     "RetryPolicy",
     "compile_workflow",
     "load_definitions",
+    "pick_definition",
 ]

@@ -38,18 +38,23 @@ def parse_json(text: str | bytes, source: str) -> Any:
         except UnicodeDecodeError as exc:
             raise WorkflowError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise WorkflowError(
             f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     except RecursionError:
         raise WorkflowError(f"{source}: JSON nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+    except ValueError as exc:  # NaN, or an integer of more than 4,300 digits
         raise WorkflowError(f"{source}: not valid JSON: {str(exc)[:120]}") from None
     if _SURROGATE_ESCAPE.search(text):
         _refuse_lone_surrogates(value, source)
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity; JSON has no such numbers, nor does PostgreSQL."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _refuse_lone_surrogates(value: Any, source: str) -> None:
@@ -93,6 +98,21 @@ def split_definitions(value: Any, source: str, default_name: str) -> list[NamedD
 def _named(name: str, source: str, definition: Any) -> NamedDefinition:
     shown = name if len(name) <= 80 and name.isprintable() else label(name[:80])
     return NamedDefinition(name, f"{source}:{shown}", definition)
+
+
+def pick_definition(
+    definitions: list[NamedDefinition], source: str, name: str | None
+) -> NamedDefinition:
+    """The workflow called ``name`` in a file, or the file's only workflow."""
+    names = ", ".join(d.name for d in definitions)
+    if name is not None:
+        for item in definitions:
+            if item.name == name:
+                return item
+        raise WorkflowError(f"{source}: no workflow named {name!r} (it has: {names})")
+    if len(definitions) > 1:
+        raise WorkflowError(f"{source} holds several workflows ({names}): choose one with --name")
+    return definitions[0]
 
 
 def load_definitions(path: str | Path) -> list[NamedDefinition]:

@@ -10,7 +10,10 @@ from __future__ import annotations
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
+from wfrunner.errors import StoreError
 from wfrunner.resources import migrations_dir
 from wfrunner.store.database import connect, create_engine
 
@@ -48,10 +51,19 @@ def _run(database_url: str, revision: str, *, upgrading: bool) -> None:
     try:
         with connect(engine) as connection:
             config.attributes["connection"] = connection
-            if upgrading:
-                command.upgrade(config, revision)
-            else:
-                command.downgrade(config, revision)
+            try:
+                if upgrading:
+                    command.upgrade(config, revision)
+                else:
+                    command.downgrade(config, revision)
+            except CommandError as exc:
+                raise StoreError(f"{exc}: {_known_revisions(config)}") from exc
             connection.commit()
     finally:
         engine.dispose()
+
+
+def _known_revisions(config: Config) -> str:
+    """The revisions a user may name, oldest first (Alembic's error does not list them)."""
+    names = [s.revision for s in ScriptDirectory.from_config(config).walk_revisions()]
+    return f"use head, base or one of {', '.join(reversed(names))}"
