@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wfrunner import conditions, http_node
+from wfrunner.compiler import checks
 from wfrunner.errors import NodeError
 
 #: JSON type names, for messages
@@ -84,6 +85,11 @@ def _filter(call: _Call) -> list[Any]:
 
 def _pass_through(call: _Call) -> Any:
     return call.input
+
+
+def _human(call: _Call) -> Any:
+    # refused by the compiler; a definition stored before that must not approve itself
+    raise call.error(checks.HUMAN_NOT_BUILT)
 
 
 def _function(call: _Call) -> Any:
@@ -238,7 +244,7 @@ _BUILTINS: dict[str, Callable[[_Call], Any]] = {
     "conditional": _pass_through,
     "loop": _pass_through,
     "parallel": _pass_through,
-    "human": _pass_through,
+    "human": _human,
     "function": _function,
 }
 

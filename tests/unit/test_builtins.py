@@ -216,10 +216,15 @@ def test_a_single_object_is_one_value() -> None:
 # --- other types ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("node_type", ["conditional", "loop", "parallel", "human"])
+@pytest.mark.parametrize("node_type", ["conditional", "loop", "parallel"])
 def test_pass_through_types(node_type: str) -> None:
     value = {"any": ["thing", 1]}
     assert run(node_type, {}, value) is value
+
+
+def test_a_stored_human_node_fails_instead_of_approving_itself() -> None:
+    with pytest.raises(NodeError, match=r"^node 'n1': human approval nodes are not built yet"):
+        run("human", {}, {"amount": 10_000})
 
 
 def test_function_without_handler_and_unknown_type() -> None:

@@ -103,9 +103,19 @@ _BUILTIN_CHECKS = {
 }
 
 
+#: why a ``human`` node is refused: its built-in would pass the input on, an approval
+#: approving itself, until approvals (WAITING runs, ``approve``/``reject``) exist
+HUMAN_NOT_BUILT = (
+    "human approval nodes are not built yet: the run would go on without anyone approving; "
+    "remove the node, or use a 'function' node whose handler asks for the approval"
+)
+
+
 def node_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[str]:
     """Config problems of one node (loops are checked by :func:`loop_config`)."""
     where = f"node {node_id!r}"
+    if node_type == "human":  # even with a handler: the type promises a wait it cannot keep
+        return [f"{where}: {HUMAN_NOT_BUILT}"]
     name = config.get("function_name")
     if name is not None:
         if not isinstance(name, str) or not name.strip():
