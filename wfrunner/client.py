@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from wfrunner import ended, fencing, handlers, history
-from wfrunner.compiler import IR, compile_workflow, load_definitions
-from wfrunner.errors import CompileError, WfrunnerError, WorkflowError
+from wfrunner.compiler import compile_workflow, load_definitions
+from wfrunner.errors import WfrunnerError, WorkflowError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store import RunRecord
@@ -29,30 +29,12 @@ def _definition(source: dict[str, Any] | str | Path) -> tuple[str, dict[str, Any
     return item.name, item.definition, item.source
 
 
-def check_handlers(ir: IR, where: str) -> None:
-    """Reject handler names no loaded module registers, when WFRUNNER_HANDLERS is set.
-
-    Without configured modules the CLI cannot know what workers have, so it does not guess.
-    """
-    if not handlers.loaded_modules():
-        return
-    known = handlers.registered()
-    problems = [
-        f"node {n.id!r}: no handler registered under {n.function_name!r} "
-        f"(loaded: {', '.join(handlers.loaded_modules())})"
-        for n in ir.nodes.values()
-        if n.function_name and n.function_name not in known
-    ]
-    if problems:
-        raise CompileError(problems, where)
-
-
 def register_workflow(definition: dict[str, Any] | str | Path, rt: Runtime | None = None) -> str:
     """Validate, compile and store a workflow; returns its id (the same for the same text)."""
     rt = rt or runtime()
     name, doc, where = _definition(definition)
-    ir = compile_workflow(doc, where)
-    check_handlers(ir, where)
+    known = handlers.known_names(rt.settings.handler_modules)
+    ir = compile_workflow(doc, where, handlers=known)
     return rt.store.register_workflow(name, doc, ir.to_dict()).id
 
 
@@ -140,7 +122,6 @@ def wait_for_run(
 __all__ = [
     "RunStatus",
     "WfrunnerError",
-    "check_handlers",
     "get_run",
     "register_workflow",
     "submit_run",

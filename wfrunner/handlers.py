@@ -104,4 +104,24 @@ def registered() -> dict[str, Callable[..., Any]]:
     return dict(_REGISTRY)
 
 
-__all__ = ["Handler", "get_handler", "handler", "load_modules", "loaded_modules", "registered"]
+def known_names(modules: Iterable[str] | None = None) -> frozenset[str] | None:
+    """The registered handler names once ``modules`` (default: ``WFRUNNER_HANDLERS``) are
+    imported, for the compiler to check each ``function_name`` against; ``None`` when no
+    module is configured: the workers' modules are not known, so no name is judged."""
+    if modules is None:
+        from wfrunner.settings import Settings
+
+        modules = Settings.from_env().handler_modules
+    load_modules(modules)
+    return frozenset(_REGISTRY) if _LOADED else None
+
+
+__all__ = [
+    "Handler",
+    "get_handler",
+    "handler",
+    "known_names",
+    "load_modules",
+    "loaded_modules",
+    "registered",
+]

@@ -10,6 +10,7 @@ from typing import Annotated
 import click
 import typer
 
+from wfrunner import handlers
 from wfrunner.cli.app import cli, echo
 from wfrunner.compiler import IR, compile_workflow, load_definitions
 from wfrunner.compiler.render import FORMATS, render
@@ -33,7 +34,7 @@ def validate(
             continue
         for item in definitions:
             try:
-                compile_workflow(item.definition, item.source)
+                compile_workflow(item.definition, item.source, handlers=handlers.known_names())
                 echo(f"ok    {item.source}")
             except CompileError as exc:
                 failed = True
@@ -54,7 +55,8 @@ def _compile_one(path: Path, name: str | None) -> IR:
     if len(definitions) > 1:
         names = ", ".join(d.name for d in definitions)
         raise WorkflowError(f"{path} holds several workflows ({names}): choose one with --name")
-    return compile_workflow(definitions[0].definition, definitions[0].source)
+    only = definitions[0]
+    return compile_workflow(only.definition, only.source, handlers=handlers.known_names())
 
 
 _NameOption = Annotated[

@@ -7,6 +7,8 @@ fails ``wfrunner validate`` rather than a run.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from wfrunner import conditions
@@ -123,6 +125,26 @@ def node_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[
         return []
     check = _BUILTIN_CHECKS.get(node_type)
     return check(where, config) if check else []
+
+
+#: handler names a message lists at most
+_NAMES_SHOWN = 20
+
+
+def handler_problems(named: Iterable[tuple[str, str]], known: Collection[str]) -> list[str]:
+    """One problem per ``(node, function_name)`` whose name no handler is registered under,
+    with the closest registered name when one is close (a typo) and the names there are."""
+    problems = []
+    names = sorted(known)
+    shown = ", ".join(names[:_NAMES_SHOWN]) + (", ..." if len(names) > _NAMES_SHOWN else "")
+    for node_id, name in named:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        listed = f"registered: {shown}" if names else "no handler is registered"
+        problems.append(f"node {node_id!r}: no handler registered under {name!r} ({hint}{listed})")
+    return problems
 
 
 def _path(
