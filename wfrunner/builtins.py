@@ -126,10 +126,19 @@ def _merge(call: _Call, join: dict[str, Any] | None) -> dict[str, Any]:
     else:
         raise call.error(f"merge needs a join of objects or an object, got {_kind(call.input)}")
     merged: dict[str, Any] = {}
+    setter: dict[str, str] = {}  # key -> the label of the part that set it
     for label, part in parts:
         if not isinstance(part, dict):
             raise call.error(f"merge needs objects, but {label} is {_kind(part)}")
-        merged.update(part)
+        for key, value in part.items():
+            if key in merged and merged[key] != value:
+                raise call.error(
+                    f"merge: {setter[key]} and {label} both set key {key!r} "
+                    f"({_show(merged[key], 30)} and {_show(value, 30)}); neither may silently "
+                    "win: give them different keys, or use strategy concat"
+                )
+            merged[key] = value
+            setter.setdefault(key, label)
     return merged
 
 
