@@ -84,7 +84,7 @@ def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
             return [rt.store.load_payload(run_id, ref) for ref in refs]
 
     nodes = history.progress(ir.nodes, events)
-    stats = {**rt.store.get_stats(run_id), **history.statistics(events)}
+    stats = {**rt.store.get_stats(run_id), **history.statistics(events, ir.nodes, ended)}
     return {
         "run_id": run.id,
         "workflow_id": run.workflow_id,
