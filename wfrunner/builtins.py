@@ -1,4 +1,4 @@
-"""What a node does without a handler: the built-in behaviour of each node type (CONTRACT §2).
+"""What a node does without a handler: the built-in behaviour of each node type (docs/dsl.md).
 
 One small function per type behind a dispatch dict, so adding a type is one function and one
 entry. The compiler (:mod:`wfrunner.compiler.checks`) has already rejected configs a built-in

@@ -1,4 +1,4 @@
-"""The Python API (CONTRACT §3): register workflows, start runs, read run documents."""
+"""The Python API (README, "Python API"): register workflows, start runs, read run documents."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def run_events(run: RunRecord, rt: Runtime, live: bool | None = None) -> list[di
 
 
 def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
-    """The run document of CONTRACT §5."""
+    """The run document (docs/run-document.md)."""
     rt = rt or runtime()
     run = rt.store.get_run(run_id)
     ir = rt.ir(run.workflow_id)

@@ -68,7 +68,7 @@ MAX_RESULT_DEPTH = 200
 #: the time of a step, and a 1 MiB payload stays well inside the default budget
 VALUES_PER_STEP = 10
 
-#: the variables every expression may use (CONTRACT §2); ``value`` is bound to the element
+#: the variables every expression may use (docs/dsl.md, "CEL"); ``value`` is bound to the element
 #: a filter node is testing and is null elsewhere
 VARIABLES: tuple[str, ...] = ("output", "input", "inputs", "ctx", "iteration", "value")
 
@@ -372,7 +372,7 @@ def evaluate(
     where: str | None = None,
     max_steps: int | None = None,
 ) -> Any:
-    """Evaluate ``expression`` with the CONTRACT's variables; returns JSON.
+    """Evaluate ``expression`` with the variables of docs/dsl.md; returns JSON.
 
     Pass one :class:`~wfrunner.celvalues.Variables` to evaluate many expressions over the
     same variables: each variable is converted to CEL once, when an expression names it.

@@ -1,9 +1,9 @@
 """The handler registry: ``@wfrunner.handler("name")`` and the modules that fill it.
 
 A node whose ``config.function_name`` is ``"name"`` runs the function registered under that
-name (CONTRACT §3). Handlers live in user modules listed in ``WFRUNNER_HANDLERS``; workers
-and the CLI import them with :func:`load_modules`, so registration happens as an import
-side effect, the way Celery discovers tasks.
+name (docs/dsl.md, "Handlers"). Handlers live in user modules listed in
+``WFRUNNER_HANDLERS``; workers and the CLI import them with :func:`load_modules`, so
+registration happens as an import side effect, the way Celery discovers tasks.
 
 The registry is a plain module-level dict: it is filled once per process at start-up and
 only read afterwards, so it needs no lock and no persistence.

@@ -76,7 +76,8 @@ def _apply(node: NodeProgress, evt: Event) -> None:
 def node_documents(
     nodes: Mapping[str, NodeProgress], ended: bool, load: Callable[[list[str]], list[Any]]
 ) -> dict[str, dict[str, Any]]:
-    """CONTRACT §5 ``nodes``: status, attempts, iterations, output (latest pass)."""
+    """The run document's ``nodes`` (docs/run-document.md): status, attempts, iterations,
+    output (latest pass)."""
     latest = {n: p.output_refs[-1] for n, p in nodes.items() if p.output_refs}
     outputs = dict(zip(latest, load(list(latest.values())), strict=True))
     return {

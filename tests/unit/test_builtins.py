@@ -18,7 +18,7 @@ from wfrunner.errors import ConditionError, NodeError
 
 
 def run(node_type: str, config: dict[str, Any], input: Any, **kwargs: Any) -> Any:
-    """Run a built-in with the CONTRACT's variables; ``ctx`` may be overridden."""
+    """Run a built-in with the CEL variables of docs/dsl.md; ``ctx`` may be overridden."""
     variables = {
         "output": None,
         "input": input,

@@ -1,5 +1,5 @@
 """The original Go compiler's cases (sequential, fan-out, branch, loop, type mapping,
-validation errors) plus every rejection CONTRACT §2 lists."""
+validation errors) plus every rejection docs/dsl.md lists."""
 
 from __future__ import annotations
 
@@ -363,7 +363,7 @@ def test_valid_fixtures_compile_and_round_trip(path: Path) -> None:
     ir = compile_workflow(definition.definition, definition.source)
     data = json.loads(json.dumps(ir.to_dict()))
     assert IR.from_dict(data) == ir
-    # CONTRACT §4 shape
+    # the IR's shape (docs/dsl.md)
     assert set(data) >= {"nodes", "entry_nodes"}
     for node_id, node in data["nodes"].items():
         assert node["id"] == node_id

@@ -1,7 +1,7 @@
 """Per-node checks: what each node type needs in its config to run without a handler.
 
 A node with ``config.function_name`` runs that handler, so only handler-less nodes are held
-to their built-in's needs (CONTRACT §2). CEL is parsed here, at compile time, so a typo
+to their built-in's needs (docs/dsl.md). CEL is parsed here, at compile time, so a typo
 fails ``wfrunner validate`` rather than a run.
 """
 
