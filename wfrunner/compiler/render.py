@@ -1,8 +1,9 @@
 """Draw an IR as Mermaid or Graphviz DOT text (``wfrunner graph``).
 
-Node ids are the user's and may be anything (``end``, spaces, quotes): Mermaid gets them
-as its ids only when they are plain names that are not its keywords, else an id made up
-for the drawing (the label always shows the real id); DOT quotes and escapes them.
+Node ids are the user's: ``end`` closes a Mermaid block, ``a--b`` reads as an arrow. Mermaid
+gets a node id as its own only when it is a plain name and no keyword, else an id made up
+for the drawing (the label always shows the real id). Labels (CEL conditions with quotes,
+``#``, ``<``) and DOT's quoted ids are escaped.
 """
 
 from __future__ import annotations
