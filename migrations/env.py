@@ -2,7 +2,8 @@
 
 The database comes from, in order: a connection handed over by
 :func:`wfrunner.store.migrate.upgrade` (``config.attributes["connection"]``), the
-``sqlalchemy.url`` main option, or ``WFRUNNER_DATABASE_URL``. Offline mode (``--sql``)
+``sqlalchemy.url`` main option, or ``WFRUNNER_DATABASE_URL`` (``postgresql://`` given the
+installed driver, as everywhere in wfrunner). Offline mode (``--sql``)
 renders the DDL for review without touching a server.
 """
 
@@ -13,6 +14,7 @@ import os
 import sqlalchemy as sa
 from alembic import context
 
+from wfrunner.store.database import normalize_url
 from wfrunner.store.models import metadata
 
 config = context.config
@@ -25,7 +27,7 @@ def _url() -> str:
         raise SystemExit(
             "no database configured: set WFRUNNER_DATABASE_URL or sqlalchemy.url in alembic.ini"
         )
-    return url
+    return normalize_url(url)
 
 
 def run_migrations_offline() -> None:

@@ -1,4 +1,4 @@
-"""What a node does without a handler: the built-in behaviour of each node type (CONTRACT §2).
+"""What a node does without a handler: the built-in behaviour of each node type (docs/dsl.md).
 
 One small function per type behind a dispatch dict, so adding a type is one function and one
 entry. The compiler (:mod:`wfrunner.compiler.checks`) has already rejected configs a built-in
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wfrunner import conditions, http_node
+from wfrunner.compiler import checks
 from wfrunner.errors import NodeError
 
 #: JSON type names, for messages
@@ -86,6 +87,11 @@ def _pass_through(call: _Call) -> Any:
     return call.input
 
 
+def _human(call: _Call) -> Any:
+    # refused by the compiler; a definition stored before that must not approve itself
+    raise call.error(checks.HUMAN_NOT_BUILT)
+
+
 def _function(call: _Call) -> Any:
     raise call.error("function node needs config.function_name (the handler to call)")
 
@@ -120,10 +126,19 @@ def _merge(call: _Call, join: dict[str, Any] | None) -> dict[str, Any]:
     else:
         raise call.error(f"merge needs a join of objects or an object, got {_kind(call.input)}")
     merged: dict[str, Any] = {}
+    setter: dict[str, str] = {}  # key -> the label of the part that set it
     for label, part in parts:
         if not isinstance(part, dict):
             raise call.error(f"merge needs objects, but {label} is {_kind(part)}")
-        merged.update(part)
+        for key, value in part.items():
+            if key in merged and merged[key] != value:
+                raise call.error(
+                    f"merge: {setter[key]} and {label} both set key {key!r} "
+                    f"({_show(merged[key], 30)} and {_show(value, 30)}); neither may silently "
+                    "win: give them different keys, or use strategy concat"
+                )
+            merged[key] = value
+            setter.setdefault(key, label)
     return merged
 
 
@@ -238,7 +253,7 @@ _BUILTINS: dict[str, Callable[[_Call], Any]] = {
     "conditional": _pass_through,
     "loop": _pass_through,
     "parallel": _pass_through,
-    "human": _pass_through,
+    "human": _human,
     "function": _function,
 }
 

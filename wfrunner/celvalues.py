@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 from celpy import celtypes
-from celpy.adapter import json_to_cel
+from celpy.adapter import CELJSONEncoder, json_to_cel
 
 #: CEL's int range
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
@@ -89,6 +89,28 @@ def json_default(value: Any) -> Any:
     if isinstance(value, OutOfRange):
         return value.value
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+class JSONEncoder(CELJSONEncoder):
+    """CEL values as JSON text; an :class:`OutOfRange` passed through is its integer again."""
+
+    def default(self, cel_object: Any) -> Any:
+        if isinstance(cel_object, OutOfRange):
+            return cel_object.value
+        return super().default(cel_object)
+
+
+def string(value: Any) -> celtypes.StringType:
+    """CEL's ``string()``: lists and maps as JSON text (celpy gave Python's repr,
+    ``ListType([IntType(1)])``), booleans and null as JSON spells them; the rest as celpy
+    converts it (numbers, bytes, durations, timestamps, strings)."""
+    if isinstance(value, _CONTAINERS):
+        return _STRING(json.dumps(value, cls=JSONEncoder, ensure_ascii=False))
+    if isinstance(value, _BOOL):
+        return _STRING("true" if value else "false")
+    if value is None:
+        return _STRING("null")
+    return _STRING(value)
 
 
 class _Converter:
@@ -262,4 +284,13 @@ def _member(path: str, key: Any) -> str:
     return f"{path}[{json.dumps(key) if isinstance(key, str) else key}]"
 
 
-__all__ = ["INT_MAX", "INT_MIN", "OutOfRange", "Unrepresentable", "Variables", "json_default"]
+__all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "JSONEncoder",
+    "OutOfRange",
+    "Unrepresentable",
+    "Variables",
+    "json_default",
+    "string",
+]

@@ -1,4 +1,4 @@
-"""The Python API (CONTRACT §3): register workflows, start runs, read run documents."""
+"""The Python API (README, "Python API"): register workflows, start runs, read run documents."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from wfrunner import ended, fencing, handlers, history
 from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
-from wfrunner.errors import CompileError, WfrunnerError
+from wfrunner.errors import WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store import RunRecord
@@ -29,24 +29,6 @@ def _definition(
     return item.name, item.definition, item.source
 
 
-def check_handlers(ir: IR, where: str) -> None:
-    """Reject handler names no loaded module registers, when WFRUNNER_HANDLERS is set.
-
-    Without configured modules the CLI cannot know what workers have, so it does not guess.
-    """
-    if not handlers.loaded_modules():
-        return
-    known = handlers.registered()
-    problems = [
-        f"node {n.id!r}: no handler registered under {n.function_name!r} "
-        f"(loaded: {', '.join(handlers.loaded_modules())})"
-        for n in ir.nodes.values()
-        if n.function_name and n.function_name not in known
-    ]
-    if problems:
-        raise CompileError(problems, where)
-
-
 @dataclass(frozen=True)
 class PreparedWorkflow:
     """A definition validated and compiled, not stored yet."""
@@ -57,15 +39,17 @@ class PreparedWorkflow:
 
 
 def prepare_workflow(
-    definition: dict[str, Any] | str | Path, *, name: str | None = None
+    definition: dict[str, Any] | str | Path,
+    *,
+    name: str | None = None,
+    handler_modules: tuple[str, ...] | None = None,
 ) -> PreparedWorkflow:
     """Validate and compile a workflow without touching a server, so a bad file fails
     first; ``name`` picks one workflow of a file that holds a named collection. Handler
-    names are checked against the modules imported so far (a Runtime imports
-    WFRUNNER_HANDLERS when it is made)."""
+    names are checked against those ``handler_modules`` register (default:
+    WFRUNNER_HANDLERS; none configured, none judged)."""
     name, doc, where = _definition(definition, name)
-    ir = compile_workflow(doc, where)
-    check_handlers(ir, where)
+    ir = compile_workflow(doc, where, handlers=handlers.known_names(handler_modules))
     return PreparedWorkflow(name, doc, ir)
 
 
@@ -82,7 +66,8 @@ def register_workflow(
 
     A file may hold a collection of named workflows: ``name`` picks one."""
     rt = rt or runtime()
-    return store_workflow(prepare_workflow(definition, name=name), rt)
+    prepared = prepare_workflow(definition, name=name, handler_modules=rt.settings.handler_modules)
+    return store_workflow(prepared, rt)
 
 
 def submit_run(workflow_id: str, inputs: Any = None, rt: Runtime | None = None) -> str:
@@ -114,7 +99,7 @@ def run_events(run: RunRecord, rt: Runtime, live: bool | None = None) -> list[di
 
 
 def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
-    """The run document of CONTRACT §5."""
+    """The run document (docs/run-document.md)."""
     rt = rt or runtime()
     run = rt.store.get_run(run_id)
     ir = rt.ir(run.workflow_id)
@@ -131,7 +116,7 @@ def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
             return [rt.store.load_payload(run_id, ref) for ref in refs]
 
     nodes = history.progress(ir.nodes, events)
-    stats = {**rt.store.get_stats(run_id), **history.statistics(events)}
+    stats = {**rt.store.get_stats(run_id), **history.statistics(events, ir.nodes, ended)}
     return {
         "run_id": run.id,
         "workflow_id": run.workflow_id,
@@ -169,7 +154,6 @@ def wait_for_run(
 __all__ = [
     "RunStatus",
     "WfrunnerError",
-    "check_handlers",
     "get_run",
     "register_workflow",
     "submit_run",

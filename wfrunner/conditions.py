@@ -1,5 +1,6 @@
-"""CEL conditions and expressions: with :mod:`wfrunner.celvalues` (the variables), the only
-module that imports ``celpy``.
+"""CEL conditions and expressions: with :mod:`wfrunner.celvalues` (the variables) and
+:mod:`wfrunner.celliterals` (literals that name a failing element), the only module that
+imports ``celpy``.
 
 Each expression text is compiled once per process and the program cached, because edge
 conditions are evaluated on every token. Values cross the boundary as JSON on both sides:
@@ -34,11 +35,13 @@ from typing import Any
 
 import celpy
 import lark
-from celpy.adapter import CELJSONEncoder
 from celpy.celparser import CELParseError
 from celpy.evaluation import Activation, CELEvalError, Evaluator
 
-from wfrunner.celvalues import OutOfRange, Unrepresentable, Variables, Weights
+from wfrunner import celliterals
+from wfrunner.celliterals import LiteralEvaluator
+from wfrunner.celvalues import JSONEncoder, OutOfRange, Unrepresentable, Variables, Weights
+from wfrunner.celvalues import string as cel_string
 from wfrunner.errors import ConditionError
 from wfrunner.settings import Settings
 
@@ -65,7 +68,7 @@ MAX_RESULT_DEPTH = 200
 #: the time of a step, and a 1 MiB payload stays well inside the default budget
 VALUES_PER_STEP = 10
 
-#: the variables every expression may use (CONTRACT §2); ``value`` is bound to the element
+#: the variables every expression may use (docs/dsl.md, "CEL"); ``value`` is bound to the element
 #: a filter node is testing and is null elsewhere
 VARIABLES: tuple[str, ...] = ("output", "input", "inputs", "ctx", "iteration", "value")
 
@@ -178,7 +181,7 @@ class _Budget:
         return order[::-1]
 
 
-class _BudgetedEvaluator(Evaluator):
+class _BudgetedEvaluator(LiteralEvaluator):
     """celpy's tree-walking evaluator, counting every parse-tree node it visits."""
 
     def __init__(self, ast: lark.Tree[Any], activation: Activation, budget: _Budget) -> None:
@@ -298,7 +301,7 @@ def _program(expression: str) -> _BudgetedRunner:
     problem = _macro_problem(ast)
     if problem:
         raise ConditionError(expression, problem)
-    program = env.program(ast)
+    program = env.program(ast, functions={"string": cel_string})
     assert isinstance(program, _BudgetedRunner)
     program.reads = _reads(ast)
     return program
@@ -338,16 +341,9 @@ def check(expression: str) -> None:
     _program(expression)
 
 
-class _Encoder(CELJSONEncoder):
-    def default(self, cel_object: Any) -> Any:
-        if isinstance(cel_object, OutOfRange):  # passed through untouched: the integer again
-            return cel_object.value
-        return super().default(cel_object)
-
-
 def to_json(value: Any) -> Any:
     """A CEL result as a plain JSON value."""
-    return json.loads(json.dumps(value, cls=_Encoder))
+    return json.loads(json.dumps(value, cls=JSONEncoder))
 
 
 def _result_problem(value: Any) -> str | None:
@@ -376,7 +372,7 @@ def evaluate(
     where: str | None = None,
     max_steps: int | None = None,
 ) -> Any:
-    """Evaluate ``expression`` with the CONTRACT's variables; returns JSON.
+    """Evaluate ``expression`` with the variables of docs/dsl.md; returns JSON.
 
     Pass one :class:`~wfrunner.celvalues.Variables` to evaluate many expressions over the
     same variables: each variable is converted to CEL once, when an expression names it.
@@ -394,7 +390,7 @@ def evaluate(
     except Unrepresentable as exc:
         raise ConditionError(expression, bound.describe(exc.marker), where=where) from None
     except CELEvalError as exc:
-        reason = _with_range(_eval_reason(exc), bound, program)
+        reason = _with_range(celliterals.describe(exc, expression, _eval_reason), bound, program)
         raise ConditionError(expression, reason, where=where) from None
     except _OverBudget as exc:
         raise ConditionError(expression, str(exc), where=where) from None
@@ -407,7 +403,7 @@ def evaluate(
         reason = _with_range(f"evaluation failed: {detail}", bound, program)
         raise ConditionError(expression, reason, where=where) from None
     if isinstance(result, CELEvalError):
-        reason = _with_range(_eval_reason(result), bound, program)
+        reason = _with_range(celliterals.describe(result, expression, _eval_reason), bound, program)
         raise ConditionError(expression, reason, where=where)
     problem = _result_problem(result)
     if problem:
@@ -415,7 +411,7 @@ def evaluate(
     try:
         return to_json(result)
     except (TypeError, ValueError, RecursionError) as exc:
-        reason = f"produced a value that is not JSON ({type(exc).__name__})"
+        reason = f"produced a value that is not JSON ({type(exc).__name__}: {exc})"
         raise ConditionError(expression, reason, where=where) from None
 
 

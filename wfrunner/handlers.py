@@ -1,9 +1,9 @@
 """The handler registry: ``@wfrunner.handler("name")`` and the modules that fill it.
 
 A node whose ``config.function_name`` is ``"name"`` runs the function registered under that
-name (CONTRACT §3). Handlers live in user modules listed in ``WFRUNNER_HANDLERS``; workers
-and the CLI import them with :func:`load_modules`, so registration happens as an import
-side effect, the way Celery discovers tasks.
+name (docs/dsl.md, "Handlers"). Handlers live in user modules listed in
+``WFRUNNER_HANDLERS``; workers and the CLI import them with :func:`load_modules`, so
+registration happens as an import side effect, the way Celery discovers tasks.
 
 The registry is a plain module-level dict: it is filled once per process at start-up and
 only read afterwards, so it needs no lock and no persistence.
@@ -104,4 +104,24 @@ def registered() -> dict[str, Callable[..., Any]]:
     return dict(_REGISTRY)
 
 
-__all__ = ["Handler", "get_handler", "handler", "load_modules", "loaded_modules", "registered"]
+def known_names(modules: Iterable[str] | None = None) -> frozenset[str] | None:
+    """The registered handler names once ``modules`` (default: ``WFRUNNER_HANDLERS``) are
+    imported, for the compiler to check each ``function_name`` against; ``None`` when no
+    module is configured: the workers' modules are not known, so no name is judged."""
+    if modules is None:
+        from wfrunner.settings import Settings
+
+        modules = Settings.from_env().handler_modules
+    load_modules(modules)
+    return frozenset(_REGISTRY) if _LOADED else None
+
+
+__all__ = [
+    "Handler",
+    "get_handler",
+    "handler",
+    "known_names",
+    "load_modules",
+    "loaded_modules",
+    "registered",
+]

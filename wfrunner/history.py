@@ -92,8 +92,9 @@ def _time(node: NodeProgress, kind: str, evt: Event) -> None:
 def node_documents(
     nodes: Mapping[str, NodeProgress], ended: bool, load: Callable[[list[str]], list[Any]]
 ) -> dict[str, dict[str, Any]]:
-    """CONTRACT §5 ``nodes``: status, attempts, iterations, output (latest pass), and the
-    seconds its attempts ran (summed over passes and retries)."""
+    """The run document's ``nodes`` (docs/run-document.md): status, attempts, iterations,
+    output (latest pass), and the seconds its attempts ran (summed over passes and
+    retries)."""
     latest = {n: p.output_refs[-1] for n, p in nodes.items() if p.output_refs}
     outputs = dict(zip(latest, load(list(latest.values())), strict=True))
     return {
@@ -114,13 +115,16 @@ def path(events: Sequence[Event]) -> list[dict[str, Any]]:
     return [{"from": e.get("from"), "to": e["to"]} for e in events if e["type"] == "token_emitted"]
 
 
-def statistics(events: Sequence[Event]) -> dict[str, int]:
+def statistics(events: Sequence[Event], node_ids: Iterable[str], ended: bool) -> dict[str, int]:
+    """The run document's counts: ``nodes_executed`` node passes completed (a loop's node
+    once per pass), ``nodes_skipped`` nodes whose status is SKIPPED (once the run ended,
+    those that never ran too: they have no event of their own)."""
     kinds = [e["type"] for e in events]
-    skipped = {(e.get("node"), e.get("scope")) for e in events if e["type"] == "node_skipped"}
+    states = [p.status(ended) for p in progress(node_ids, events).values()]
     emitted = kinds.count("token_emitted")
     return {
         "nodes_executed": kinds.count("node_completed"),
-        "nodes_skipped": len(skipped),
+        "nodes_skipped": states.count(NodeStatus.SKIPPED),
         "tokens_emitted": emitted,
         "tokens_consumed": emitted,
     }

@@ -108,6 +108,7 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
         payloads = rt.state.all_payloads(run_id)
         checks = rt.state.checks(run_id)
         gen = fencing.generation(meta)
+        nodes = rt.ir(meta["workflow_id"]).nodes
 
         def to_write(head: list[dict[str, Any]]) -> EndedHistory:
             """The history to write, from the events Redis trimmed (read in the same
@@ -119,7 +120,7 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
                 payloads=payloads,
                 executions=history.execution_rows(events, payloads),
                 loops=history.loop_passes(events),
-                stats=history.statistics(events),
+                stats=history.statistics(events, nodes, ended=True),
                 completion_checks=checks,
                 dead_letters=history.dead_letters(events),
             )

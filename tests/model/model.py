@@ -1,4 +1,4 @@
-"""The reference semantics of a workflow run, in plain Python (CONTRACT §2).
+"""The reference semantics of a workflow run, in plain Python (docs/dsl.md).
 
 A sequential interpreter over the compiled IR, with no Redis, no PostgreSQL, no counter
 and no faults: what a run of a workflow *should* end as, given its inputs. The stateful
@@ -11,7 +11,7 @@ Node behaviour is restricted to what the generated workflows use (``strategies.p
 :func:`wfrunner.conditions.evaluate` — the model reimplements routing, joins, dead paths
 and loop scopes, never the engine's code for them.
 
-Semantics (CONTRACT §2):
+Semantics (docs/dsl.md):
 
 * an entry node gets the run's inputs; a node with one predecessor that predecessor's
   output; a join ``{pred: output}`` of its *live* predecessors (in dependency order); a

@@ -18,7 +18,7 @@ from wfrunner.errors import ConditionError, NodeError
 
 
 def run(node_type: str, config: dict[str, Any], input: Any, **kwargs: Any) -> Any:
-    """Run a built-in with the CONTRACT's variables; ``ctx`` may be overridden."""
+    """Run a built-in with the CEL variables of docs/dsl.md; ``ctx`` may be overridden."""
     variables = {
         "output": None,
         "input": input,
@@ -84,8 +84,21 @@ JOIN_CTX = {"a": None, "b": None, "c": None}
 
 
 def test_merge_shallow_merges_a_joins_objects_in_order() -> None:
-    join = {"a": {"x": 1, "y": {"deep": 1}}, "b": {"y": 2, "z": 3}}
-    assert run("aggregate", {"strategy": "merge"}, join, ctx=JOIN_CTX) == {"x": 1, "y": 2, "z": 3}
+    join = {"a": {"x": 1, "y": {"deep": 1}}, "b": {"y": {"deep": 1}, "z": 3}}
+    merged = run("aggregate", {"strategy": "merge"}, join, ctx=JOIN_CTX)
+    assert merged == {"x": 1, "y": {"deep": 1}, "z": 3}
+    assert list(merged) == ["x", "y", "z"]
+
+
+def test_merge_refuses_two_branches_setting_one_key_differently() -> None:
+    """Neither may silently win: the key and both branches are named."""
+    join = {"a": {"id": 7, "total": 3}, "b": {"id": 7}, "c": {"total": 4}}
+    with pytest.raises(NodeError) as info:
+        run("aggregate", {"strategy": "merge"}, join, ctx=JOIN_CTX)
+    assert str(info.value) == (
+        "node 'n1': merge: the output of 'a' and the output of 'c' both set key 'total' "
+        "(3 and 4); neither may silently win: give them different keys, or use strategy concat"
+    )
 
 
 def test_merge_refuses_a_non_object_output() -> None:
@@ -103,7 +116,9 @@ def test_merge_of_a_single_object_returns_it() -> None:
 
 
 def test_merge_of_a_list_of_objects() -> None:
-    assert run("aggregate", {"strategy": "merge"}, [{"a": 1}, {"a": 2, "b": 3}]) == {"a": 2, "b": 3}
+    assert run("aggregate", {"strategy": "merge"}, [{"a": 1}, {"a": 1, "b": 3}]) == {"a": 1, "b": 3}
+    with pytest.raises(NodeError, match="merge: element 0 and element 1 both set key 'a'"):
+        run("aggregate", {"strategy": "merge"}, [{"a": 1}, {"a": 2}])
     with pytest.raises(NodeError, match="merge needs objects, but element 1 is number"):
         run("aggregate", {"strategy": "merge"}, [{"a": 1}, 2])
 
@@ -204,8 +219,8 @@ def test_strategy_then_operation() -> None:
     join = {"a": [{"n": 1}, {"n": 2}], "b": [{"n": 2}, {"n": 5}]}
     config = {"strategy": "union", "operation": "sum", "field": "n"}
     assert run("aggregate", config, join, ctx=JOIN_CTX) == 8
-    merged = {"a": {"x": 1, "y": 2}, "b": {"y": 10}}
-    assert run("aggregate", {"strategy": "merge", "operation": "sum"}, merged, join=True) == 11
+    merged = {"a": {"x": 1, "y": 2}, "b": {"z": 10}}
+    assert run("aggregate", {"strategy": "merge", "operation": "sum"}, merged, join=True) == 13
 
 
 def test_a_single_object_is_one_value() -> None:
@@ -216,10 +231,15 @@ def test_a_single_object_is_one_value() -> None:
 # --- other types ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("node_type", ["conditional", "loop", "parallel", "human"])
+@pytest.mark.parametrize("node_type", ["conditional", "loop", "parallel"])
 def test_pass_through_types(node_type: str) -> None:
     value = {"any": ["thing", 1]}
     assert run(node_type, {}, value) is value
+
+
+def test_a_stored_human_node_fails_instead_of_approving_itself() -> None:
+    with pytest.raises(NodeError, match=r"^node 'n1': human approval nodes are not built yet"):
+        run("human", {}, {"amount": 10_000})
 
 
 def test_function_without_handler_and_unknown_type() -> None:

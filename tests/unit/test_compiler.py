@@ -1,5 +1,5 @@
 """The original Go compiler's cases (sequential, fan-out, branch, loop, type mapping,
-validation errors) plus every rejection CONTRACT §2 lists."""
+validation errors) plus every rejection docs/dsl.md lists."""
 
 from __future__ import annotations
 
@@ -151,7 +151,6 @@ def test_declared_loop_edge_back_is_not_a_cycle() -> None:
         ("aggregate", {"strategy": "union"}),
         ("parallel", {}),
         ("conditional", {}),
-        ("human", {}),
     ],
 )
 def test_type_mapping_plain_nodes(node_type: str, config: dict[str, Any]) -> None:
@@ -162,6 +161,19 @@ def test_type_mapping_plain_nodes(node_type: str, config: dict[str, Any]) -> Non
     assert node.type == node_type
     assert node.branch is None and node.loop is None
     assert node.is_terminal
+
+
+@pytest.mark.parametrize("config", [{}, {"function_name": "ask_the_cfo"}])
+def test_human_nodes_are_refused_until_approvals_exist(config: dict[str, Any]) -> None:
+    """Its built-in would pass the input on: an approval approving itself."""
+    found = problems(
+        wf([fn("start"), {"id": "cfo", "type": "human", "config": config}], [("start", "cfo")])
+    )
+    assert found == [
+        "node 'cfo': human approval nodes are not built yet: the run would go on without "
+        "anyone approving; remove the node, or use a 'function' node whose handler asks for "
+        "the approval"
+    ]
 
 
 def test_type_mapping_conditional_and_loop() -> None:
@@ -351,7 +363,7 @@ def test_valid_fixtures_compile_and_round_trip(path: Path) -> None:
     ir = compile_workflow(definition.definition, definition.source)
     data = json.loads(json.dumps(ir.to_dict()))
     assert IR.from_dict(data) == ir
-    # CONTRACT §4 shape
+    # the IR's shape (docs/dsl.md)
     assert set(data) >= {"nodes", "entry_nodes"}
     for node_id, node in data["nodes"].items():
         assert node["id"] == node_id

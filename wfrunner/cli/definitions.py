@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from wfrunner import handlers
 from wfrunner.cli.app import cli, echo
 from wfrunner.cli.params import FileArgument, NameOption
 from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
@@ -36,7 +37,7 @@ def validate(
             continue
         for item in definitions:
             try:
-                compile_workflow(item.definition, item.source)
+                compile_workflow(item.definition, item.source, handlers=handlers.known_names())
                 echo(f"ok    {item.source}")
             except CompileError as exc:
                 failed = True
@@ -48,7 +49,7 @@ def validate(
 
 def _compile_one(path: Path, name: str | None) -> IR:
     item = pick_definition(load_definitions(path), str(path), name)
-    return compile_workflow(item.definition, item.source)
+    return compile_workflow(item.definition, item.source, handlers=handlers.known_names())
 
 
 @cli.command("compile")

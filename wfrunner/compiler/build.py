@@ -8,6 +8,7 @@ check runs, and every step after that is linear in the size of the definition.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,8 +45,15 @@ class _Draft:
         return out
 
 
-def compile_workflow(doc: Any, source: str | None = None) -> IR:
-    """Validate ``doc`` and build its IR, or raise :class:`CompileError` listing every problem."""
+def compile_workflow(
+    doc: Any, source: str | None = None, handlers: Collection[str] | None = None
+) -> IR:
+    """Validate ``doc`` and build its IR, or raise :class:`CompileError` listing every problem.
+
+    ``handlers``: the handler names registered, when they are known (``WFRUNNER_HANDLERS``
+    is set): a ``function_name`` outside them is a problem like any other. ``None`` checks
+    no name: what the workers will have registered is not known here.
+    """
     early = _limit_problems(doc)
     if early:
         raise CompileError(limits.clip(early), source)
@@ -63,6 +71,9 @@ def compile_workflow(doc: Any, source: str | None = None) -> IR:
     _check_cycles(draft, successors)
     _check_loop_targets(draft, successors)
     ir = _assemble(draft, successors, doc.get("metadata"))
+    if handlers is not None:
+        named = [(n.id, n.function_name) for n in ir.nodes.values() if n.function_name]
+        draft.problems += checks.handler_problems(named, handlers)
     _check_loop_joins(draft, successors, ir)
     if ir.nodes and not ir.entry_nodes:  # (no nodes at all is a problem reported already)
         draft.problems.append("workflow: no entry node: every node has an incoming edge")

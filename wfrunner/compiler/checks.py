@@ -1,12 +1,14 @@
 """Per-node checks: what each node type needs in its config to run without a handler.
 
 A node with ``config.function_name`` runs that handler, so only handler-less nodes are held
-to their built-in's needs (CONTRACT §2). CEL is parsed here, at compile time, so a typo
+to their built-in's needs (docs/dsl.md). CEL is parsed here, at compile time, so a typo
 fails ``wfrunner validate`` rather than a run.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from wfrunner import conditions
@@ -103,9 +105,19 @@ _BUILTIN_CHECKS = {
 }
 
 
+#: why a ``human`` node is refused: its built-in would pass the input on, an approval
+#: approving itself, until approvals (WAITING runs, ``approve``/``reject``) exist
+HUMAN_NOT_BUILT = (
+    "human approval nodes are not built yet: the run would go on without anyone approving; "
+    "remove the node, or use a 'function' node whose handler asks for the approval"
+)
+
+
 def node_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[str]:
     """Config problems of one node (loops are checked by :func:`loop_config`)."""
     where = f"node {node_id!r}"
+    if node_type == "human":  # even with a handler: the type promises a wait it cannot keep
+        return [f"{where}: {HUMAN_NOT_BUILT}"]
     name = config.get("function_name")
     if name is not None:
         if not isinstance(name, str) or not name.strip():
@@ -113,6 +125,26 @@ def node_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[
         return []
     check = _BUILTIN_CHECKS.get(node_type)
     return check(where, config) if check else []
+
+
+#: handler names a message lists at most
+_NAMES_SHOWN = 20
+
+
+def handler_problems(named: Iterable[tuple[str, str]], known: Collection[str]) -> list[str]:
+    """One problem per ``(node, function_name)`` whose name no handler is registered under,
+    with the closest registered name when one is close (a typo) and the names there are."""
+    problems = []
+    names = sorted(known)
+    shown = ", ".join(names[:_NAMES_SHOWN]) + (", ..." if len(names) > _NAMES_SHOWN else "")
+    for node_id, name in named:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        listed = f"registered: {shown}" if names else "no handler is registered"
+        problems.append(f"node {node_id!r}: no handler registered under {name!r} ({hint}{listed})")
+    return problems
 
 
 def _path(

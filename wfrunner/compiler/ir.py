@@ -1,4 +1,4 @@
-"""The intermediate representation the engine executes (CONTRACT §4).
+"""The intermediate representation the engine executes (docs/dsl.md, "The IR").
 
 The IR is what a worker needs at a node without looking at the rest of the graph:
 who it waits for (``dependencies``, ``wait_for_all``), who it always emits to
@@ -48,7 +48,7 @@ class BranchRule:
 class Branch:
     """Conditional edges of one node, one rule per edge in edge order.
 
-    Every rule whose condition holds is taken (CONTRACT §2); ``default`` is taken only
+    Every rule whose condition holds is taken (docs/dsl.md, "Branches"); ``default`` is taken only
     when none holds.
     """
 

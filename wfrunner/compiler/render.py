@@ -1,8 +1,15 @@
-"""Draw an IR as Mermaid or Graphviz DOT text (``wfrunner graph``)."""
+"""Draw an IR as Mermaid or Graphviz DOT text (``wfrunner graph``).
+
+Node ids are the user's: ``end`` closes a Mermaid block, ``a--b`` reads as an arrow. Mermaid
+gets a node id as its own only when it is a plain name and no keyword, else an id made up
+for the drawing (the label always shows the real id). Labels (CEL conditions with quotes,
+``#``, ``<``) and DOT's quoted ids are escaped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from wfrunner.compiler.ir import IR
@@ -35,36 +42,73 @@ def _arrows(ir: IR) -> Iterator[_Arrow]:
                 yield _Arrow(node.id, target, f"after {loop.max_iterations}", "dotted")
 
 
+_MERMAID_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+#: words a Mermaid flowchart reads as syntax where an id is expected
+_MERMAID_KEYWORDS = frozenset(
+    "end graph flowchart subgraph direction style classdef class click linkstyle "
+    "default call href interpolate accTitle accDescr".lower().split()
+)
+
+
+def _mermaid_ids(ir: IR) -> Mapping[str, str]:
+    """Node id -> Mermaid id: the node id itself when it is a plain name and no keyword,
+    else ``node_<n>`` (numbered past any node id already of that form)."""
+    plain = {n for n in ir.nodes if _MERMAID_NAME.match(n) and n.lower() not in _MERMAID_KEYWORDS}
+    ids: dict[str, str] = {}
+    count = 0
+    for node_id in ir.nodes:
+        if node_id in plain:
+            ids[node_id] = node_id
+            continue
+        while f"node_{count}" in plain:
+            count += 1
+        ids[node_id] = f"node_{count}"
+        count += 1
+    return ids
+
+
+#: a ``<`` that would open an HTML tag in a label (``a < b`` is left as it is)
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+
+
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    """Text for a quoted Mermaid label: entity codes for what would end or mark it up."""
+    for char, code in (("#", "#35;"), ('"', "#quot;"), ("\n", " "), ("\r", " ")):
+        text = text.replace(char, code)
+    return _TAG_START.sub("#lt;", text)
 
 
 def to_mermaid(ir: IR) -> str:
     lines = ["flowchart TD"]
+    ids = _mermaid_ids(ir)
     for node in ir.nodes.values():
-        lines.append(f'    {node.id}["{_mermaid_text(f"{node.id} ({node.type})")}"]')
+        lines.append(f'    {ids[node.id]}["{_mermaid_text(f"{node.id} ({node.type})")}"]')
     for arrow in _arrows(ir):
         link = {"solid": "-->", "dashed": "-.->", "dotted": "-.->"}[arrow.style]
         label = f'|"{_mermaid_text(arrow.label)}"|' if arrow.label else ""
-        lines.append(f"    {arrow.source} {link}{label} {arrow.target}")
+        lines.append(f"    {ids[arrow.source]} {link}{label} {ids[arrow.target]}")
     return "\n".join(lines) + "\n"
 
 
 def _dot_text(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    """Text for a double-quoted DOT string (ids and labels)."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return text.replace("\r", "").replace("\n", "\\n")
 
 
 def to_dot(ir: IR) -> str:
     lines = ["digraph workflow {", "    rankdir=TB;", "    node [shape=box];"]
     for node in ir.nodes.values():
         shape = ", shape=diamond" if node.branch or node.loop else ""
-        lines.append(f'    "{node.id}" [label="{_dot_text(f"{node.id} ({node.type})")}"{shape}];')
+        label = _dot_text(f"{node.id} ({node.type})")
+        lines.append(f'    "{_dot_text(node.id)}" [label="{label}"{shape}];')
     for arrow in _arrows(ir):
         attrs = [] if arrow.style == "solid" else [f"style={arrow.style}"]
         if arrow.label:
             attrs.append(f'label="{_dot_text(arrow.label)}"')
         suffix = f" [{', '.join(attrs)}]" if attrs else ""
-        lines.append(f'    "{arrow.source}" -> "{arrow.target}"{suffix};')
+        source, target = _dot_text(arrow.source), _dot_text(arrow.target)
+        lines.append(f'    "{source}" -> "{target}"{suffix};')
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,7 @@ and says what to do about it.
 
 from __future__ import annotations
 
+import re
 import select
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,24 @@ from wfrunner.errors import StoreError
 
 #: PostgreSQL SQLSTATE for "relation does not exist": the schema was never migrated
 UNDEFINED_TABLE = "42P01"
+
+
+#: a PostgreSQL scheme, with or without its driver
+_SCHEME = re.compile(r"(postgres|postgresql)(\+\w+)?://", re.IGNORECASE)
+
+#: the driver the project installs (psycopg2-binary)
+DRIVER = "psycopg2"
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://``, the forms hosts and guides hand out, as
+    ``postgresql+psycopg2://``: SQLAlchemy 2.1 maps the first to psycopg 3, which is not
+    installed, and knows the second no more. A URL that names its driver keeps it; the
+    rest of the URL is kept to the byte (passwords, %-escapes, query)."""
+    match = _SCHEME.match(url)
+    if match is None:
+        return url
+    return f"postgresql{match.group(2) or '+' + DRIVER}://{url[match.end() :]}"
 
 
 def describe(url: str | sa.URL) -> str:
@@ -55,13 +74,19 @@ def create_engine(url: str) -> sa.Engine:
     connection leaves the pool, and the pool opens a fresh one instead. A connection lost
     while in use, or silently (no word from the server), still fails its transaction with
     a StoreError (:func:`translated_errors`), which the tasks retry; SQLAlchemy then
-    invalidates the pool's older connections too."""
+    invalidates the pool's older connections too. The URL is normalised first
+    (:func:`normalize_url`)."""
     try:
-        engine = sa.create_engine(url, pool_pre_ping=False)
+        engine = sa.create_engine(normalize_url(url), pool_pre_ping=False)
     except (exc.ArgumentError, exc.NoSuchModuleError) as error:
         raise StoreError(
             f"WFRUNNER_DATABASE_URL is not a usable SQLAlchemy URL ({error}): expected e.g. "
-            "postgresql+psycopg2://user@host:5432/wfrunner"
+            "postgresql://user@host:5432/wfrunner"
+        ) from None
+    except ImportError as error:  # a driver named in the URL that is not installed
+        raise StoreError(
+            f"WFRUNNER_DATABASE_URL names a driver that is not installed ({error}): use "
+            f"postgresql://... or postgresql+{DRIVER}://..., the driver wfrunner installs"
         ) from None
     sa.event.listen(engine, "checkout", _drop_if_closed)
     return engine
