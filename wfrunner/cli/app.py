@@ -56,7 +56,7 @@ def _render_error(exc: BaseException) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one place turns errors into messages and exit codes."""
-    from wfrunner.cli import db, definitions, dlq, runs  # noqa: F401  (register the commands)
+    from wfrunner.cli import db, definitions, dlq, runs, servers  # noqa: F401  (register them)
 
     command = typer.main.get_command(cli)
     try:
