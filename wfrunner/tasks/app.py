@@ -26,6 +26,7 @@ from celery import Celery
 from wfrunner.errors import ConfigurationError
 from wfrunner.servers import resolve_redis_url
 from wfrunner.settings import Settings
+from wfrunner.tasks import flower  # noqa: F401  (Flower's refusal: before it builds its app)
 from wfrunner.tasks.config import celery_settings, check_broker, user_overrides
 
 
