@@ -132,13 +132,30 @@ def ensure(
     with locked(home):
         servers = recorded(home)
         known = servers.get(name)
-        if known and ready(known.url):
-            return known.url  # another process started it while this one waited
+        if known and known.alive and _await_answer(known, ready):
+            # another process started it while this one waited, or it is busy, not gone
+            # (a second server would split the processes)
+            return known.url
         server = start(home)
         servers[name] = server
         _record(home, servers)
     log.info("started embedded %s at %s (pid %d)", name, server.url, server.pid)
     return server.url
+
+
+def _await_answer(server: Server, ready: Callable[[str], bool]) -> bool:
+    """True once ``server`` answers; False when it exits meanwhile (start another)."""
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while not ready(server.url):
+        if not server.alive:
+            return False
+        if time.monotonic() > deadline:
+            raise ConfigurationError(
+                f"the embedded {server.name} (pid {server.pid}) runs but does not answer at "
+                f"{server.url}: stop it with 'wfrunner servers stop' (or kill {server.pid})"
+            )
+        time.sleep(0.2)
+    return True
 
 
 def _free_port() -> int:
