@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from tests.databases import fresh_database
-from wfrunner import servers
+from wfrunner import embedded, servers
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
 from wfrunner.store import migrate
@@ -41,6 +41,7 @@ def embedded_home() -> Iterator[Path]:
     """Where embedded servers keep their data when none is configured; removed at the end."""
     home = Path(tempfile.mkdtemp(prefix="wfrunner-test-"))
     yield home
+    embedded.stop(home, (embedded.REDIS,))  # PostgreSQL deletes itself (keep_running=False)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -48,7 +49,7 @@ def embedded_home() -> Iterator[Path]:
 def redis_url(embedded_home: Path) -> str:
     url = _configured("WFRUNNER_TEST_REDIS_URL", "WFRUNNER_REDIS_URL") or DEFAULT_TEST_REDIS
     if not servers.redis_reachable(url):
-        url = servers.start_embedded_redis(embedded_home)
+        url = embedded.ensure_redis(embedded_home)
     client = redis.Redis.from_url(url)
     keys = client.dbsize()
     if keys and not client.exists(OWNER_KEY):
@@ -78,7 +79,7 @@ def postgres_admin_url(embedded_home: Path) -> str:
         _configured("WFRUNNER_TEST_DATABASE_URL", "WFRUNNER_DATABASE_URL") or DEFAULT_TEST_POSTGRES
     )
     if not servers.postgres_reachable(url):
-        url = servers.start_embedded_postgres(embedded_home, keep_running=False)
+        url = embedded.ensure_postgres(embedded_home, keep_running=False)
     return url
 
 

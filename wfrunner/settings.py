@@ -20,7 +20,10 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "(embedded PostgreSQL)",
         "PostgreSQL URL (postgresql://user:password@host:5432/db): workflows, runs, event log",
     ),
-    "WFRUNNER_HOME": ("~/.wfrunner", "data folder of the embedded servers"),
+    "WFRUNNER_HOME": (
+        "~/.wfrunner",
+        "data folder of the embedded servers (one pair per home, for one machine)",
+    ),
     "WFRUNNER_HANDLERS": ("", "comma-separated modules that register handlers"),
     "WFRUNNER_RUN_TIMEOUT": ("300", "seconds a RUNNING run may stay idle before it fails"),
     "WFRUNNER_TIMEOUT_CHECK_INTERVAL": ("30", "seconds between timeout-detector passes"),

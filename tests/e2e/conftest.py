@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 import wfrunner
 from examples import handlers as _example_handlers  # noqa: F401  (registers them)
+from tests.conftest import OWNER_KEY
 from tests.databases import fresh_database
 from tests.e2e import handlers as _handlers  # noqa: F401  (registers the test handlers)
 from wfrunner import client, runtime
@@ -48,6 +50,27 @@ def engine_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def worker_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]:
+    """The environment of a worker subprocess: the Redis database after the tests' (the
+    in-process worker must not take its tasks), emptied before and after, and no other
+    WFRUNNER_ or CELERY_ variable."""
+    base, db = redis_url.rsplit("/", 1)
+    url = f"{base}/{(int(db or 0) + 1) % 16}"
+    client = redis.Redis.from_url(url)
+    if client.dbsize() and not client.exists(OWNER_KEY):
+        pytest.fail(f"{url} holds keys that are not the tests': empty it")
+    client.flushdb()
+    client.set(OWNER_KEY, "1")
+    yield {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("WFRUNNER_", "CELERY_"))},
+        "WFRUNNER_REDIS_URL": url,
+        "WFRUNNER_DATABASE_URL": engine_database,
+    }
+    client.flushdb()
+    client.close()
 
 
 @pytest.fixture(scope="session")

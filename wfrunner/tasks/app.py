@@ -10,9 +10,15 @@ malformed ``WFRUNNER_*`` value used to leave ``broker_url`` unset and the app si
 publishing to ``amqp://guest@localhost``. An exception of the method propagates to whoever
 first reads the configuration: the CLI prints it as one line (exit 2), and a worker or beat
 refuses to start (see :mod:`wfrunner.tasks.safety`).
+
+A ``celeryconfig.py`` in the current folder (else on ``sys.path``) goes over wfrunner's
+settings, except the safe ones, and may not move the broker off wfrunner's Redis
+(:func:`wfrunner.tasks.config.check_broker`).
 """
 
 from __future__ import annotations
+
+import os
 
 import click
 from celery import Celery
@@ -20,7 +26,8 @@ from celery import Celery
 from wfrunner.errors import ConfigurationError
 from wfrunner.servers import resolve_redis_url
 from wfrunner.settings import Settings
-from wfrunner.tasks.config import celery_settings, user_overrides
+from wfrunner.tasks import flower  # noqa: F401  (Flower's refusal: before it builds its app)
+from wfrunner.tasks.config import celery_settings, check_broker, user_overrides
 
 
 class AppConfigurationError(ConfigurationError, click.ClickException):
@@ -35,10 +42,12 @@ class WfrunnerCelery(Celery):  # type: ignore[misc]
         try:
             settings = Settings.from_env()
             redis_url = resolve_redis_url(settings.redis_url, settings.home)
+            overrides = user_overrides()
+            check_broker(overrides, redis_url, os.environ)
         except ConfigurationError as exc:
             raise AppConfigurationError(str(exc)) from None
         self.conf.update(celery_settings(settings, redis_url))
-        self.conf.update(user_overrides())
+        self.conf.update(overrides)
 
 
 app = WfrunnerCelery(

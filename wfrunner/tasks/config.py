@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+from wfrunner.errors import ConfigurationError
+from wfrunner.servers import redact
 from wfrunner.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,10 +88,23 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
     }
 
 
+#: settings that choose the broker: they may only name wfrunner's own Redis
+BROKER_SETTINGS = ("broker_url", "broker_read_url", "broker_write_url")
+
+
 def user_overrides(module_name: str = "celeryconfig") -> dict[str, Any]:
-    """Lower-case names of an importable ``celeryconfig`` module, minus unsafe ones."""
+    """Lower-case names of a ``celeryconfig`` module, minus unsafe ones.
+
+    It is looked for in the current folder first, as ``app.config_from_object(name,
+    silent=True)`` does for a Celery user (``celery -A wfrunner worker`` run from the
+    folder of their handlers), then on ``sys.path``; it is read here rather than by
+    ``config_from_object`` because its values must go over wfrunner's and be checked first.
+    """
+    from celery.utils.imports import cwd_in_path
+
     try:
-        module = importlib.import_module(module_name)
+        with cwd_in_path():
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
@@ -100,3 +117,45 @@ def user_overrides(module_name: str = "celeryconfig") -> dict[str, Any]:
             )
             overrides[key] = safe
     return overrides
+
+
+def _redis_identity(url: str) -> tuple[str, ...]:
+    """What names one Redis database, whatever the spelling (localhost, default port/db)."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        db = parts.path.strip("/") if scheme in ("redis", "rediss") else parts.path
+        db = db or parse_qs(parts.query).get("db", ["0"])[0]
+        host = (parts.hostname or "localhost").lower()
+        port = str(parts.port or 6379)
+    except ValueError:
+        return (url,)
+    host = "127.0.0.1" if host in ("localhost", "::1") else host
+    return (scheme, host, port, db)
+
+
+def check_broker(overrides: Mapping[str, Any], redis_url: str, env: Mapping[str, str]) -> None:
+    """Refuse a broker other than the Redis that holds wfrunner's run state.
+
+    Tokens are published where their run's state is; a worker consuming from another
+    Redis would never see them (nodes wait forever), and the reconciler would publish to
+    a queue nobody reads. Celery takes ``CELERY_BROKER_URL`` (``celery -b``) over the
+    settings, so it is checked too.
+    """
+    sources = {
+        f"celeryconfig.{key}": overrides[key] for key in BROKER_SETTINGS if overrides.get(key)
+    }
+    if env.get("CELERY_BROKER_URL"):
+        sources["CELERY_BROKER_URL (celery -b)"] = env["CELERY_BROKER_URL"]
+    state = (
+        f"WFRUNNER_REDIS_URL={redact(redis_url)}"
+        if env.get("WFRUNNER_REDIS_URL")
+        else f"the embedded Redis {redact(redis_url)} (WFRUNNER_REDIS_URL is unset)"
+    )
+    for source, url in sources.items():
+        if _redis_identity(str(url)) != _redis_identity(redis_url):
+            raise ConfigurationError(
+                f"{source}={redact(str(url))} is not the Redis that holds wfrunner's run "
+                f"state, {state}: the broker must be that Redis; remove {source} or set "
+                "WFRUNNER_REDIS_URL to the same URL"
+            )
