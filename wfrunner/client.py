@@ -10,7 +10,7 @@ from typing import Any
 
 from wfrunner import ended, fencing, handlers, history
 from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
-from wfrunner.errors import WfrunnerError
+from wfrunner.errors import PayloadError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store import RunRecord
@@ -113,7 +113,11 @@ def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
     else:
 
         def load(refs: list[str]) -> list[Any]:
-            return [rt.store.load_payload(run_id, ref) for ref in refs]
+            found = rt.store.load_payloads(run_id, refs)
+            missing = [ref for ref in refs if ref not in found]
+            if missing:
+                raise PayloadError(f"run '{run_id}' has no payload '{missing[0]}'")
+            return [found[ref] for ref in refs]
 
     nodes = history.progress(ir.nodes, events)
     stats = {**rt.store.get_stats(run_id), **history.statistics(events, ir.nodes, ended)}

@@ -126,3 +126,23 @@ def test_no_time_to_carry_on_sends_every_successor(queue: redis.Redis) -> None:
     (sent,) = _queued(queue)
     assert "'to_node': 'b'" in sent
     assert client.get_run(run_id)["status"] == "RUNNING"
+
+
+def test_a_worker_takes_node_work_before_another_start(engine_env: dict[str, str]) -> None:
+    """start_run is sent at a lower priority: of a start queued first and a node queued
+    after it, a worker is handed the node first (kombu's Redis priority lists)."""
+    from wfrunner.tasks.runs import start_run
+
+    queue = "wfrunner.test-priority"
+    start_run.apply_async(args=["wf-x"], queue=queue)
+    execution.execute_node.apply_async(args=["r", "wf-x", {}], queue=queue)
+    with wfrunner.app.connection_for_read() as conn:
+        channel = conn.default_channel
+        try:
+            first, second = (channel.basic_get(queue, no_ack=True) for _ in range(2))
+        finally:
+            channel.queue_purge(queue)
+    assert [m.headers["task"] for m in (first, second)] == [
+        "wfrunner.execute_node",
+        "wfrunner.start_run",
+    ]

@@ -275,12 +275,16 @@ class HistoryQueries(Repository):
                     insert_payloads(session, run_id, progress.payloads)
         return verdicts
 
-    def load_payloads(self, run_id: str) -> dict[str, Any]:
-        """Every stored output of a run, by ref (to rebuild its hot state)."""
+    def load_payloads(self, run_id: str, refs: Sequence[str] | None = None) -> dict[str, Any]:
+        """The stored outputs of a run by ref: every one (to rebuild its hot state), or
+        those named (a run document's, in one query rather than one per node)."""
+        query = sa.select(Payload.ref, Payload.data).where(Payload.run_id == run_id)
+        if refs is not None:
+            if not refs:
+                return {}
+            query = query.where(Payload.ref.in_(list(refs)))
         with self._tx() as session:
-            rows = session.execute(
-                sa.select(Payload.ref, Payload.data).where(Payload.run_id == run_id)
-            ).all()
+            rows = session.execute(query).all()
         return {ref: data for ref, data in rows}
 
     def persist_end(

@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 TASK_QUEUE = "wfrunner.tasks"
 COMPLETION_QUEUE = "wfrunner.completion"
 
+#: start_run's message priority on Redis (kombu's priority steps 0, 3, 6, 9; 0 is taken
+#: first, and every other task has 0): a worker takes node work before it starts another
+#: run, so a backlog of starts runs its runs a few at a time to their end instead of
+#: making every run live (and due to be flushed) before any of them progresses
+START_PRIORITY = 9
+
 #: messages each worker process reserves ahead (celeryconfig.py may change it)
 PREFETCH_MULTIPLIER = 1
 
@@ -59,6 +65,7 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
         "task_default_queue": TASK_QUEUE,
         "task_routes": {
             "wfrunner.check_completion": {"queue": COMPLETION_QUEUE},
+            "wfrunner.start_run": {"queue": TASK_QUEUE, "priority": START_PRIORITY},
             "wfrunner.*": {"queue": TASK_QUEUE},
         },
         # 1: a busy worker holds no message an idle one could run. 4 and 8 were measured
