@@ -13,7 +13,9 @@ from packaging.requirements import Requirement
 PYPROJECT = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 REQUIREMENTS = [
-    Requirement(r) for r in PROJECT["dependencies"] + PROJECT["optional-dependencies"]["dev"]
+    Requirement(r)
+    for r in PROJECT["dependencies"] + PROJECT["optional-dependencies"]["dev"]
+    if Requirement(r).name != PROJECT["name"]  # wfrunner[embedded]: its own extra
 ]
 
 
