@@ -147,12 +147,16 @@ def wait_for_run(
     rt = rt or runtime()
     deadline = None if timeout is None else time.monotonic() + timeout
     with ended.Watch(rt, run_id) as watch:
+        status = rt.store.get_run(run_id).status
         while True:
-            status = rt.store.get_run(run_id).status
             left = interval if deadline is None else min(interval, deadline - time.monotonic())
             if status in TERMINAL_RUN_STATES or left <= 0:
                 return get_run(run_id, rt)
-            watch.wait(left)
+            if watch.wait(left):  # announced: the document is what the caller wants
+                doc = get_run(run_id, rt)
+                if RunStatus(doc["status"]) in TERMINAL_RUN_STATES:
+                    return doc
+            status = rt.store.get_run(run_id).status
 
 
 __all__ = [

@@ -100,13 +100,11 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
         if not held:
             log.warning("run %s: another writer kept its lock; the reconciler finishes it", run_id)
             return None
-        meta, tail = rt.state.tail(run_id)
+        meta, tail, payloads, checks = rt.state.ended_state(run_id)
         status = _END_STATES.get(meta.get("state", ""))
         if status is None:
             return None
         flushed, trimmed = fencing.position(meta)
-        payloads = rt.state.all_payloads(run_id)
-        checks = rt.state.checks(run_id)
         gen = fencing.generation(meta)
         nodes = rt.ir(meta["workflow_id"]).nodes
 

@@ -90,10 +90,21 @@ def _echo(node_id: str, **extra: Any) -> dict[str, Any]:
     return {"id": node_id, "type": "function", "config": {"function_name": "t.echo"}, **extra}
 
 
-def _carry_run(workflow_id: str, inline_ms: int) -> str:
+@pytest.fixture()
+def carried() -> Iterator[list[str]]:
+    """Run ids of _carry_run; those a test leaves running (their tokens sit in a queue no
+    worker reads) are failed afterwards, so no other test sees them idle."""
+    run_ids: list[str] = []
+    yield run_ids
+    for run_id in run_ids:
+        lifecycle.fail(runtime.runtime(), run_id, "the test is over", kind="cancelled")
+
+
+def _carry_run(workflow_id: str, inline_ms: int, carried: list[str]) -> str:
     """Start a run and let one task carry its entry token, as execute_node does."""
     rt = runtime.runtime()
     run_id = uuid.uuid4().hex
+    carried.append(run_id)
     (entry,) = lifecycle.start(rt, run_id, workflow_id, {"v": 1})
     execution.carry(rt, workflow_id, entry, nonce=uuid.uuid4().hex, inline_ms=inline_ms)
     return run_id
@@ -103,17 +114,21 @@ def _queued(queue: redis.Redis) -> list[str]:
     return [json.loads(raw)["headers"]["argsrepr"] for raw in queue.lrange(QUEUE, 0, -1)]
 
 
-def test_a_task_runs_a_chain_and_ends_the_run_without_a_message(queue: redis.Redis) -> None:
-    run_id = _carry_run(_chain(*(_echo(f"n{i}") for i in range(5))), inline_ms=60_000)
+def test_a_task_runs_a_chain_and_ends_the_run_without_a_message(
+    queue: redis.Redis, carried: list[str]
+) -> None:
+    run_id = _carry_run(_chain(*(_echo(f"n{i}") for i in range(5))), 60_000, carried)
     assert queue.llen(QUEUE) == 0
     doc = client.get_run(run_id)
     assert doc["status"] == "COMPLETED"  # its end was recorded in the task, too
     assert doc["nodes"]["n4"]["output"] == {"v": 1}
 
 
-def test_a_successor_with_a_timeout_is_its_own_message(queue: redis.Redis) -> None:
+def test_a_successor_with_a_timeout_is_its_own_message(
+    queue: redis.Redis, carried: list[str]
+) -> None:
     workflow_id = _chain(_echo("a"), _echo("b"), _echo("slow", timeout_ms=5000), _echo("c"))
-    run_id = _carry_run(workflow_id, inline_ms=60_000)
+    run_id = _carry_run(workflow_id, 60_000, carried)
     (message,) = queue.lrange(QUEUE, 0, -1)
     sent = json.loads(message)
     assert "'to_node': 'slow'" in sent["headers"]["argsrepr"]
@@ -121,8 +136,8 @@ def test_a_successor_with_a_timeout_is_its_own_message(queue: redis.Redis) -> No
     assert client.get_run(run_id)["nodes"]["b"]["status"] == "COMPLETED"
 
 
-def test_no_time_to_carry_on_sends_every_successor(queue: redis.Redis) -> None:
-    run_id = _carry_run(_chain(_echo("a"), _echo("b"), _echo("c")), inline_ms=0)
+def test_no_time_to_carry_on_sends_every_successor(queue: redis.Redis, carried: list[str]) -> None:
+    run_id = _carry_run(_chain(_echo("a"), _echo("b"), _echo("c")), 0, carried)
     (sent,) = _queued(queue)
     assert "'to_node': 'b'" in sent
     assert client.get_run(run_id)["status"] == "RUNNING"

@@ -434,16 +434,29 @@ class RunState:
         meta, raw = pipe.execute()
         return cast(dict[str, str], meta), [json.loads(e) for e in raw]
 
+    def ended_state(
+        self, run_id: str
+    ) -> tuple[dict[str, str], list[dict[str, Any]], dict[str, Any], int]:
+        """What finishing a run reads, in one round trip: :meth:`tail`, every output by
+        ref and the completion-check count."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(keys.meta_key(run_id))
+        pipe.lrange(keys.events_key(run_id), 0, -1)
+        pipe.hgetall(keys.payloads_key(run_id))
+        pipe.get(keys.checks_key(run_id))
+        meta, raw, payloads, checks = pipe.execute()
+        return (
+            cast(dict[str, str], meta),
+            [json.loads(e) for e in raw],
+            {ref: json.loads(text) for ref, text in payloads.items()},
+            int(checks or 0),
+        )
+
     def payloads(self, run_id: str, refs: Sequence[str]) -> list[Any]:
         if not refs:
             return []
         texts = self._fields(keys.payloads_key(run_id), refs)
         return [None if text is None else json.loads(text) for text in texts]
-
-    def all_payloads(self, run_id: str) -> dict[str, Any]:
-        return {
-            ref: json.loads(text) for ref, text in self._hash(keys.payloads_key(run_id)).items()
-        }
 
     def pending(self, run_id: str) -> dict[str, Token]:
         """Tokens emitted and not consumed (the outbox), by token key."""
@@ -540,9 +553,6 @@ class RunState:
         pipe.incr(keys.checks_key(run_id))
         pipe.expire(keys.checks_key(run_id), CHECKS_TTL)
         return int(pipe.execute()[0])
-
-    def checks(self, run_id: str) -> int:
-        return int(self.client.get(keys.checks_key(run_id)) or 0)
 
     def mark_dirty(self, run_id: str, ttl: float) -> bool:
         """Add the run to those due to be flushed; True when no flush_runs task is queued

@@ -88,24 +88,32 @@ _UPSERT_LOOPS = _INSERT_LOOPS.on_conflict_do_update(
 ).returning(_LOOPS.c.node_id)
 
 
-def insert_events(session: Session, run_id: str, first_seq: int, events: Sequence[NewEvent]) -> int:
+def insert_events(
+    session: Session,
+    run_id: str,
+    first_seq: int,
+    events: Sequence[NewEvent],
+    counted: bool = False,
+) -> int:
     """Insert events with given sequence numbers, keeping numbers already stored.
 
     An event already stored under its number is kept; when the incoming one differs it is
     a divergence (two histories of one run), logged, never written. Returns how many
-    diverged.
+    diverged. ``counted``: the caller's own update of the run row already moved
+    ``runs.event_seq`` past these events (one statement less).
     """
     if not events:
         return 0
     last = first_seq + len(events) - 1
-    found = session.execute(
-        sa.update(Run)
-        .where(Run.id == run_id)
-        .values(event_seq=sa.func.greatest(Run.event_seq, last))
-        .returning(Run.id)
-    ).first()
-    if found is None:
-        raise NotFoundError(f"no run with id '{run_id}'")
+    if not counted:
+        found = session.execute(
+            sa.update(Run)
+            .where(Run.id == run_id)
+            .values(event_seq=_seq_through(last))
+            .returning(Run.id)
+        ).first()
+        if found is None:
+            raise NotFoundError(f"no run with id '{run_id}'")
     rows = [
         {"run_id": run_id, "seq": first_seq + i, "type": kind, "node_id": node, "data": data}
         for i, (kind, node, data) in enumerate(events)
@@ -135,6 +143,11 @@ def insert_events(session: Session, run_id: str, first_seq: int, events: Sequenc
                 new["node_id"],
             )
     return diverged
+
+
+def _seq_through(last: int) -> Any:
+    """``runs.event_seq`` once events up to number ``last`` are stored."""
+    return sa.func.greatest(Run.event_seq, last)
 
 
 def claim_generation(
@@ -226,7 +239,8 @@ class HistoryQueries(Repository):
             "last_activity_at": sa.func.now(),
         }
         with self._tx() as session:
-            created = session.execute(
+            columns = Run.__table__.c
+            row = session.execute(
                 pg_insert(Run)
                 .values(
                     id=run_id,
@@ -236,12 +250,12 @@ class HistoryQueries(Repository):
                     **started,
                 )
                 .on_conflict_do_nothing(index_elements=[Run.id])
-                .returning(Run.id)
+                .returning(*columns)
             ).first()
-            if created is not None:
+            if row is not None:
                 session.execute(sa.insert(RunStatistics).values(run_id=run_id))
             else:
-                created = session.execute(
+                row = session.execute(
                     sa.update(Run)
                     .where(
                         Run.id == run_id,
@@ -249,12 +263,15 @@ class HistoryQueries(Repository):
                         Run.hot_gen == 0,
                     )
                     .values(started)
-                    .returning(Run.id)
+                    .returning(*columns)
                 ).first()
-            if created is not None:
-                insert_events(session, run_id, 1, events)
-            row = session.execute(sa.select(Run.__table__).where(Run.id == run_id)).one()
-            return RunRecord.from_row(row._mapping), created is not None
+            created = row is not None
+            if created:
+                insert_events(session, run_id, 1, events, counted=True)
+            else:
+                row = session.execute(sa.select(Run.__table__).where(Run.id == run_id)).one()
+            assert row is not None
+            return RunRecord.from_row(row._mapping), created
 
     def persist_progress_many(self, batch: Sequence[Progress]) -> dict[str, Fence]:
         """Copy running runs' new events and the outputs they name, in one transaction (one
@@ -265,13 +282,18 @@ class HistoryQueries(Repository):
         with self._tx() as session:
             for progress in sorted(batch, key=lambda p: p.run_id):
                 run_id = progress.run_id
+                last = progress.first_seq + len(progress.events) - 1
                 try:
-                    verdicts[run_id] = claim_generation(session, run_id, progress.gen)
+                    verdicts[run_id] = claim_generation(
+                        session, run_id, progress.gen, {"event_seq": _seq_through(last)}
+                    )
                 except NotFoundError:
                     verdicts[run_id] = Fence.GONE
                     continue
                 if verdicts[run_id] is Fence.ACCEPTED:
-                    insert_events(session, run_id, progress.first_seq, progress.events)
+                    insert_events(
+                        session, run_id, progress.first_seq, progress.events, counted=True
+                    )
                     insert_payloads(session, run_id, progress.payloads)
         return verdicts
 
@@ -307,10 +329,15 @@ class HistoryQueries(Repository):
         if error is not None:
             values["error"] = error
         with self._tx() as session:
+            # stored events never change under their numbers: read before the claim, they
+            # tell the claim how far event_seq goes (no statement of its own for that)
+            head = _stored_events(session, run_id, stored_through) if stored_through else []
+            ended = history(head)
+            if ended.events:
+                values["event_seq"] = _seq_through(ended.first_seq + len(ended.events) - 1)
             verdict = claim_generation(session, run_id, gen, values)
             if verdict is Fence.ACCEPTED:
-                head = _stored_events(session, run_id, stored_through) if stored_through else []
-                _write_history(session, run_id, history(head))
+                _write_history(session, run_id, ended)
             return verdict
 
 
@@ -324,7 +351,7 @@ def _stored_events(session: Session, run_id: str, through: int) -> list[dict[str
 
 
 def _write_history(session: Session, run_id: str, history: EndedHistory) -> None:
-    insert_events(session, run_id, history.first_seq, history.events)
+    insert_events(session, run_id, history.first_seq, history.events, counted=True)
     insert_dead_letters(session, run_id, history.dead_letters)
     insert_payloads(session, run_id, history.payloads)
     if history.executions:
