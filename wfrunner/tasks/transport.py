@@ -89,6 +89,27 @@ class Channel(kombu_redis.Channel):
         return None
 
 
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> Any:
+        """Acknowledge, unless this channel lost its connection meanwhile.
+
+        A task that straddles a Redis restart is acknowledged on the channel its message
+        came from, which kombu has closed and replaced: building a client for it raises
+        AttributeError (it has no connection left), and that exception stops the worker.
+        The message is left unacknowledged instead: kombu gives it out again after the
+        visibility timeout, and that delivery finds its token committed and is ignored."""
+        try:
+            return super().basic_ack(delivery_tag, multiple)  # type: ignore[no-untyped-call]
+        except AttributeError:
+            if getattr(self.connection, "client", None) is not None:
+                raise
+            log.warning(
+                "message %s not acknowledged: its channel lost its Redis connection (it "
+                "comes back after the visibility timeout and is ignored then)",
+                delivery_tag,
+            )
+            return None
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
