@@ -55,7 +55,34 @@ def envelope_problem(item: bytes, decode_body: Any) -> str | None:
     return None
 
 
+def _disconnected(channel: Any) -> bool:
+    """Whether kombu closed ``channel``'s connection (a Redis restart replaced it)."""
+    return getattr(channel.connection, "client", None) is None
+
+
+class QoS(kombu_redis.QoS):
+    def restore_unacked(self, client: Any = None) -> None:
+        """Put the channel's unacknowledged messages back on their queues, unless the
+        channel lost its connection: kombu then raises AttributeError building a client
+        for it while the worker reconnects, and that error stops the worker. Left in
+        kombu's unacked index, the messages come back after the visibility timeout;
+        meanwhile the reconciler publishes again the tokens their leases no longer hold."""
+        try:
+            super().restore_unacked(client)  # type: ignore[no-untyped-call]
+        except AttributeError:
+            if not _disconnected(self.channel):
+                raise
+            log.warning(
+                "%d unacknowledged messages left to the visibility timeout: their channel "
+                "lost its Redis connection",
+                len(self._delivered),
+            )
+            self._delivered.clear()
+
+
 class Channel(kombu_redis.Channel):
+    QoS = QoS
+
     def _get_client(self) -> Any:
         base = super()._get_client()  # type: ignore[no-untyped-call]
         if not isinstance(base, type):
@@ -88,7 +115,6 @@ class Channel(kombu_redis.Channel):
             log.critical("poison message LOST (%s): %s", describe(exc), poison.to_json())
         return None
 
-
     def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> Any:
         """Acknowledge, unless this channel lost its connection meanwhile.
 
@@ -100,7 +126,7 @@ class Channel(kombu_redis.Channel):
         try:
             return super().basic_ack(delivery_tag, multiple)  # type: ignore[no-untyped-call]
         except AttributeError:
-            if getattr(self.connection, "client", None) is not None:
+            if not _disconnected(self):
                 raise
             log.warning(
                 "message %s not acknowledged: its channel lost its Redis connection (it "
