@@ -26,6 +26,8 @@ class NodeProgress:
     failed: bool = False
     skipped: bool = False
     error: str | None = None
+    #: the handler's traceback of the failure, when a handler raised
+    traceback: str | None = None
     output_refs: list[str] = field(default_factory=list)
     #: seconds between each attempt's start and its end, summed (None: never ended one)
     seconds: float | None = None
@@ -74,6 +76,7 @@ def _apply(node: NodeProgress, evt: Event) -> None:
         node.errors += 1
         node.failed = True
         node.error = evt.get("error")
+        node.traceback = evt.get("traceback")
     elif kind == "node_skipped":
         node.skipped = True
 
@@ -105,6 +108,7 @@ def node_documents(
             "output": outputs.get(node_id),
             "seconds": None if p.seconds is None else round(p.seconds, 6),
             **({"error": p.error} if p.failed else {}),
+            **({"traceback": p.traceback} if p.failed and p.traceback else {}),
         }
         for node_id, p in nodes.items()
     }

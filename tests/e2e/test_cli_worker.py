@@ -308,6 +308,9 @@ def test_dead_letter_listed_and_retried(
     ran = wfrunner(cli_env, "run", str(path), "--wait", "--timeout", "60")
     assert ran.returncode == 1
     run_id = ran.stdout.strip()
+    shown = wfrunner(cli_env, "status", run_id).stdout  # the handler's traceback, indented
+    assert "    Traceback (most recent call last)" in shown
+    assert "in fail_until_file" in shown and "RuntimeError: " in shown
     listed = wfrunner(cli_env, "dlq", "list")
     line = next(row for row in listed.stdout.splitlines() if run_id in row)
     assert "node fragile" in line and "attempts 2" in line

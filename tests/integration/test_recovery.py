@@ -348,3 +348,37 @@ def test_a_redelivered_message_publishes_what_its_task_left(rt: Runtime, same_ta
     assert again.ignored is None
     h.queue.append(n2)
     assert h.drain()["status"] == "COMPLETED"
+
+
+def test_a_handler_error_keeps_its_traceback(rt: Runtime) -> None:
+    """Each retried attempt's traceback is in its node_retrying event, the last one in
+    node_failed and the run document; a CEL error has none (its message says it all)."""
+    h = Harness(rt)
+    flaky_node = {
+        "id": "f",
+        "type": "function",
+        "config": {"function_name": "rt.flaky", "tag": "traced", "fail_times": 5},
+        "retry": {"max_attempts": 2, "backoff_ms": 1},
+    }
+    h.start({"nodes": [flaky_node], "edges": []})
+    first = h.deliver()
+    assert first.retrying == (
+        "node 'f' attempt 1 failed (RuntimeError: transient failure 1): retrying in 0.001 s"
+    )
+    h.drain()
+    doc = client.get_run(h.run_id, rt)
+    events = [e.as_event() for e in rt.store.list_events(h.run_id)]
+    (retried,) = [e for e in events if e["type"] == "node_retrying"]
+    (failed,) = [e for e in events if e["type"] == "node_failed"]
+    for evt, n in ((retried, 1), (failed, 2)):
+        assert evt["traceback"].startswith("Traceback (most recent call last)")
+        assert "in flaky" in evt["traceback"]
+        assert evt["traceback"].rstrip().endswith(f"RuntimeError: transient failure {n}")
+    assert doc["nodes"]["f"]["traceback"] == failed["traceback"]
+
+    cel = Harness(rt)
+    cel.start({"nodes": [{"id": "d", "type": "transform", "config": {"expression": "1 / 0"}}],
+               "edges": []})  # fmt: skip
+    cel.drain()
+    node = client.get_run(cel.run_id, rt)["nodes"]["d"]
+    assert node["status"] == "FAILED" and "traceback" not in node

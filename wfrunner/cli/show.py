@@ -9,6 +9,7 @@ refs, op keys) are in ``--json``.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -103,6 +104,8 @@ def _print_status(doc: dict[str, Any], order: list[str]) -> None:
     for node_id in order:
         if doc["nodes"][node_id].get("error"):
             echo(f"{node_id}: {doc['nodes'][node_id]['error']}")
+        if doc["nodes"][node_id].get("traceback"):
+            echo(textwrap.indent(doc["nodes"][node_id]["traceback"].rstrip(), "    "))
 
 
 def _duration(seconds: float | None) -> str:

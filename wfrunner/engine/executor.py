@@ -27,6 +27,7 @@ The order of steps is what makes at-least-once delivery safe:
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,10 @@ class Outcome:
     retry_in: float | None = None
     #: whether the run's history is due to be copied to PostgreSQL
     flush: bool = False
+    #: a handler error that is retried: "node 'x' attempt n failed (...): retrying in s"
+    retrying: str | None = None
+    #: the handler's traceback, when a handler error retried or failed the node
+    traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -271,7 +276,9 @@ class Executor:
         except LoopLimitError as exc:  # deterministic: no retry would decide otherwise
             return self._fail(node, token, str(exc), begin.attempt)
         except Exception as exc:  # any handler error fails the node, never the worker
-            return self._handler_failed(node, token, describe(exc, node), begin)
+            return self._handler_failed(
+                node, token, describe(exc, node), begin, _handler_traceback(node, exc)
+            )
         completed = event(
             "node_completed", node.id, scope=token.scope, output_ref=ref, token=token.to_dict()
         )
@@ -382,21 +389,32 @@ class Executor:
             work += [(target.id, r) for r in dead_successors(target, route.scope)]
         return fires, events, arrivals
 
-    def _handler_failed(self, node: IRNode, token: Token, reason: str, begin: Begin) -> Outcome:
+    def _handler_failed(
+        self, node: IRNode, token: Token, reason: str, begin: Begin, trace: str | None = None
+    ) -> Outcome:
         delay = _retry_delay(node, begin.attempt)
         if delay is None:
-            return self._fail(node, token, reason, begin.attempt)
+            return self._fail(node, token, reason, begin.attempt, trace)
         attempt = begin.attempt
         retrying = event(
-            "node_retrying", node.id, scope=token.scope, attempt=attempt, error=reason, delay=delay
+            "node_retrying",
+            node.id,
+            scope=token.scope,
+            attempt=attempt,
+            error=reason,
+            delay=delay,
+            **({"traceback": trace} if trace else {}),
         )
         if not self.state.record(
             token.run_id, [retrying], token, time.time() + delay, epoch=begin.epoch
         ):
             return Outcome(ignored="run is no longer running")
-        return Outcome(retry_in=delay)
+        note = f"node {node.id!r} attempt {attempt} failed ({reason}): retrying in {delay:g} s"
+        return Outcome(retry_in=delay, retrying=note, traceback=trace)
 
-    def _fail(self, node: IRNode, token: Token, reason: str, attempt: int) -> Outcome:
+    def _fail(
+        self, node: IRNode, token: Token, reason: str, attempt: int, trace: str | None = None
+    ) -> Outcome:
         error = f"node {node.id!r} failed: {reason.removeprefix(f'node {node.id!r}: ')}"
         self.state.end(
             token.run_id,
@@ -410,11 +428,26 @@ class Executor:
                     error=error,
                     attempt=attempt,
                     token=token.to_dict(),
+                    **({"traceback": trace} if trace else {}),
                 ),
                 event("run_failed", None, error=error),
             ],
         )
-        return Outcome(failed=error, check_completion=True)
+        return Outcome(failed=error, check_completion=True, traceback=trace)
+
+
+#: characters of a handler's traceback kept in the event log (its innermost frames)
+TRACEBACK_CHARS = 8000
+
+
+def _handler_traceback(node: IRNode, exc: BaseException) -> str | None:
+    """The handler's traceback, for the event log, the worker log and ``status``: where
+    a handler raised is what its author needs. None for wfrunner's own errors (a CEL
+    expression, a payload too large), whose message says it all."""
+    if not node.function_name or isinstance(exc, WfrunnerError):
+        return None
+    text = "".join(traceback.format_exception(exc))
+    return text if len(text) <= TRACEBACK_CHARS else "...\n" + text[-TRACEBACK_CHARS:]
 
 
 def _process_terminating() -> bool:

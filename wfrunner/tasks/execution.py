@@ -15,6 +15,7 @@ from kombu.messaging import Producer
 
 from wfrunner import lifecycle
 from wfrunner.compiler.ir import IR
+from wfrunner.engine.executor import Outcome
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
@@ -122,7 +123,9 @@ def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: in
                 "run %s: token to %s ignored: %s", current.run_id, current.to_node, outcome.ignored
             )
         if outcome.failed:
-            log.warning("run %s failed: %s", current.run_id, outcome.failed)
+            log.warning("run %s failed: %s%s", current.run_id, outcome.failed, _trace(outcome))
+        if outcome.retrying:
+            log.warning("run %s: %s%s", current.run_id, outcome.retrying, _trace(outcome))
         follow = next_inline(ir, outcome.dispatch) if time.monotonic() < until else None
         rest = [t for t in outcome.dispatch if t is not follow]
         # with time to spare the run's end is recorded here, not by a task on the
@@ -147,6 +150,10 @@ def follows(token: Token) -> Token:
     """Log that ``token`` runs in the task at hand, with no message of its own."""
     log.info("run %s: %s runs next in this task (%s)", token.run_id, token.to_node, FOLLOWS)
     return token
+
+
+def _trace(outcome: Outcome) -> str:
+    return f"\n{outcome.traceback.rstrip()}" if outcome.traceback else ""
 
 
 def _finished_here(rt: Runtime, token: Token) -> bool:
