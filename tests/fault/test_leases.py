@@ -117,7 +117,7 @@ def _active_delivery(cluster: Cluster, run_id: str, node_id: str) -> tuple[str, 
             t
             for tasks in active.values()
             for t in tasks
-            if t["name"] == "wfrunner.execute_node" and t["args"][0] == run_id
+            if t["type"] == "wfrunner.execute_node" and t["args"][0] == run_id
         ]
         if running == [node_id] and len(tasks) == 1:
             return str(tasks[0]["id"]), list(tasks[0]["args"])

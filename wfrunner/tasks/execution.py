@@ -58,7 +58,12 @@ def dispatch(
 ) -> None:
     """Publish one execute_node message per token; a node's timeout_ms becomes its limits."""
     for token in tokens:
-        options: dict[str, Any] = {"queue": TASK_QUEUE, "producer": producer}
+        options: dict[str, Any] = {
+            "queue": TASK_QUEUE,
+            "producer": producer,
+            "shadow": node_task_name(ir, workflow_id, token.to_node),
+            "argsrepr": describe_token(token),
+        }
         node = ir.nodes.get(token.to_node) if ir else None
         if node is not None and node.timeout_ms:
             options["soft_time_limit"] = node.timeout_ms / 1000
@@ -66,6 +71,24 @@ def dispatch(
         if countdown:
             options["countdown"] = countdown
         execute_node.apply_async(args=[token.run_id, workflow_id, token.to_dict()], **options)
+
+
+#: the name Flower and the worker log show for a node's task (the task itself stays
+#: ``wfrunner.execute_node``): ``wfrunner.node:<workflow name>.<node id>``
+NODE_TASK_PREFIX = "wfrunner.node:"
+
+
+def node_task_name(ir: IR | None, workflow_id: str, node_id: str) -> str:
+    name = ir.metadata.get("name") if ir else None
+    return f"{NODE_TASK_PREFIX}{name if isinstance(name, str) and name else workflow_id}.{node_id}"
+
+
+def describe_token(token: Token) -> str:
+    """The task's arguments as Flower shows them: the run, the node and how it got there."""
+    parts = [f"run={token.run_id}", f"node={token.to_node}", f"from={token.from_node or '-'}"]
+    if token.scope:
+        parts.append(f"scope={token.scope}")
+    return " ".join(parts)
 
 
 def request_completion_check(run_id: str, producer: Producer | None = None) -> None:
