@@ -101,16 +101,45 @@ def run_events(run: RunRecord, rt: Runtime, live: bool | None = None) -> list[di
 def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
     """The run document (docs/run-document.md)."""
     rt = rt or runtime()
+    for _ in range(_LIVE_READS):
+        doc = _document(run_id, rt, live_allowed=True)
+        if doc is not None:
+            return doc
+    doc = _document(run_id, rt, live_allowed=False)
+    assert doc is not None
+    return doc
+
+
+#: reads of a live run's document before it is read from PostgreSQL alone: each read that
+#: finds the run finished under it (its hot state gone) starts again
+_LIVE_READS = 3
+
+
+class _Gone(Exception):
+    """The run's hot state went away during a read (its end was being recorded)."""
+
+
+def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | None:
+    """The document, or None when the run finished while it was read from Redis: its
+    outputs were deleted there once PostgreSQL had them (the caller reads again)."""
     run = rt.store.get_run(run_id)
     ir = rt.ir(run.workflow_id)
     ended = run.status in TERMINAL_RUN_STATES
-    live = is_live(run, rt)
-    events = run_events(run, rt, live)
-    if live:
+    events: list[dict[str, Any]] | None = None
+    if live_allowed and is_live(run, rt):
+        meta, events = fencing.whole_history(rt, run.id)
+        if not meta:
+            return None
+
+    if events is not None:
 
         def load(refs: list[str]) -> list[Any]:
-            return rt.state.payloads(run_id, refs)
+            found = rt.state.payloads(run_id, refs)
+            if len(found) < len(set(refs)):
+                raise _Gone(run_id)
+            return [found[ref] for ref in refs]
     else:
+        events = [e.as_event() for e in rt.store.list_events(run.id)]
 
         def load(refs: list[str]) -> list[Any]:
             found = rt.store.load_payloads(run_id, refs)
@@ -120,6 +149,10 @@ def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
             return [found[ref] for ref in refs]
 
     nodes = history.progress(ir.nodes, events)
+    try:
+        node_docs = history.node_documents(nodes, ended, load)
+    except _Gone:
+        return None
     stats = {**rt.store.get_stats(run_id), **history.statistics(events, ir.nodes, ended)}
     return {
         "run_id": run.id,
@@ -127,7 +160,7 @@ def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
         "status": run.status.value,
         "error": run.error,
         "inputs": run.inputs,
-        "nodes": history.node_documents(nodes, ended, load),
+        "nodes": node_docs,
         "path": history.path(events),
         "stats": stats,
         "created_at": run.created_at.isoformat(),

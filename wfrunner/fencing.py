@@ -110,7 +110,7 @@ def _flush_held(rt: Runtime, run_ids: list[str]) -> int:
         if not events:
             continue
         refs = sorted({str(e["output_ref"]) for e in events if e.get("output_ref")})
-        payloads = dict(zip(refs, rt.state.payloads(run_id, refs), strict=True))
+        payloads = rt.state.payloads(run_id, refs)
         progress = Progress(
             run_id, generation(meta), flushed + 1, [split(e) for e in events], payloads
         )

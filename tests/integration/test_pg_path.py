@@ -235,3 +235,33 @@ def test_a_connection_the_server_closed_is_replaced_without_an_error(rt: Runtime
         assert conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid}).scalar()
     admin.dispose()
     assert rt.store.get_run(h.run_id).status is RunStatus.QUEUED
+
+
+def test_a_document_read_while_the_run_finishes_has_every_output(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run ends between the document's read of its events (Redis, the run still
+    RUNNING in PostgreSQL) and of its outputs: the hot state is gone by then, so the
+    document is read again, from PostgreSQL, rather than showing COMPLETED nodes with a
+    null output."""
+    h = Harness(rt)
+    h.start(diamond())
+    while len(h.queue) > 1 or (h.queue and h.queue[0].to_node != "D"):
+        h.deliver()
+    last = h.queue.popleft()
+    assert not h.process(last).dispatch  # D committed: the counter is 0, the end not recorded
+    real = rt.state.payloads
+    finished: list[str] = []
+
+    def finish_first(run_id: str, refs: list[str]) -> dict[str, Any]:
+        if not finished:
+            finished.append(lifecycle.check_completion(rt, run_id))
+        return real(run_id, refs)
+
+    monkeypatch.setattr(rt.state, "payloads", finish_first)
+    doc = client.get_run(h.run_id, rt)
+    assert finished == ["completed"]
+    assert doc["status"] == "COMPLETED"
+    assert {n: d["output"] is not None for n, d in doc["nodes"].items()} == dict.fromkeys(
+        "ABCD", True
+    )

@@ -310,7 +310,7 @@ class RunState:
         """``{predecessor: output}`` of the live arrivals of a complete join, in order."""
         live = self.live_arrivals(run_id, instance, predecessors)
         values = self.payloads(run_id, [r for _, r in live])
-        return dict(zip([p for p, _ in live], values, strict=True))
+        return {p: values.get(r) for p, r in live}
 
     def commit(
         self,
@@ -452,11 +452,13 @@ class RunState:
             int(checks or 0),
         )
 
-    def payloads(self, run_id: str, refs: Sequence[str]) -> list[Any]:
+    def payloads(self, run_id: str, refs: Sequence[str]) -> dict[str, Any]:
+        """The outputs named that Redis holds, by ref (a ref missing from the result is
+        not there: the run ended and its hot state was dropped, or it never existed)."""
         if not refs:
-            return []
+            return {}
         texts = self._fields(keys.payloads_key(run_id), refs)
-        return [None if text is None else json.loads(text) for text in texts]
+        return {ref: json.loads(text) for ref, text in zip(refs, texts, strict=True) if text}
 
     def pending(self, run_id: str) -> dict[str, Token]:
         """Tokens emitted and not consumed (the outbox), by token key."""
