@@ -85,6 +85,12 @@ class NodeError(WfrunnerError):
     """A node's handler or built-in failed; the message names the node."""
 
 
+class NodeFailed(WfrunnerError):
+    """A node failed its run. Raised by the task that ran it, once the run's end is
+    recorded, so that Celery (and Flower) show that task as FAILURE with the reason and
+    the handler's traceback; it is never retried."""
+
+
 class LoopLimitError(WfrunnerError):
     """A loop went round more often than a run may (``WFRUNNER_MAX_LOOP_PASSES``). It fails
     the run at once: another attempt would decide the same."""

@@ -162,3 +162,37 @@ def test_a_worker_takes_node_work_before_another_start(engine_env: dict[str, str
         "wfrunner.execute_node",
         "wfrunner.start_run",
     ]
+
+
+def test_the_task_of_a_node_that_failed_its_run_is_a_failure(worker: Any) -> None:
+    """Flower and Celery see the task that ran the failing node as FAILURE (not SUCCESS),
+    with the node's error and the handler's traceback."""
+    from celery.signals import task_failure
+
+    failures: list[tuple[str, BaseException]] = []
+
+    def record(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+        assert exception is not None
+        failures.append((sender.name, exception))
+
+    task_failure.connect(record, weak=False)
+    try:
+        wf = {
+            "nodes": [
+                {"id": "a", "type": "function", "config": {"function_name": "t.echo"}},
+                {"id": "b", "type": "function", "config": {"function_name": "t.boom"}},
+            ],
+            "edges": [{"from": "a", "to": "b"}],
+        }
+        run_id = wfrunner.start_run.delay(client.register_workflow(wf), {"v": 1}).get(timeout=30)
+        assert client.wait_for_run(run_id, timeout=30)["status"] == "FAILED"
+        deadline = time.monotonic() + 10
+        while not failures and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        task_failure.disconnect(record)
+    ((name, exc),) = failures
+    assert name == "wfrunner.execute_node"
+    assert type(exc).__name__ == "NodeFailed"
+    assert f"run {run_id} failed: node 'b' failed: ValueError: boom" in str(exc)
+    assert "in boom" in str(exc) and "Traceback (most recent call last)" in str(exc)

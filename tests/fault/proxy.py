@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 LPUSH = b"*3\r\n$5\r\nLPUSH\r\n"
-_RUN = re.compile(rb"'run_id': '([0-9a-f]+)'")
+_RUN = re.compile(rb"run=([0-9a-f]+) ")  # in the message's argsrepr header
 
 
 def _resp_array_end(data: bytes) -> int | None:

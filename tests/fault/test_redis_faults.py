@@ -84,7 +84,7 @@ def test_lost_publish_is_republished_by_the_reconciler(
     reconciler finds the run idle (3 x WFRUNNER_RECONCILE_INTERVAL) and publishes it.
     (``mid`` has a timeout_ms, so its token is always a message: a task never runs it
     next after ``first``.)"""
-    proxy = proxy_factory(swallow_push_of=b"'to_node': 'mid'")
+    proxy = proxy_factory(swallow_push_of=b"node=mid from=")  # its argsrepr header
     cluster = make_cluster(worker_redis_url=proxy.url)
     mid = {**node("mid"), "timeout_ms": 60_000}
     workflow_id = cluster.register(chain(mid, "fault_lost_publish"))

@@ -61,7 +61,8 @@ def run_chaos(
     assert report.duplicates >= 1, report
 
 
-_TASK = re.compile(r"Task wfrunner\.execute_node\[([0-9a-f-]+)\] (received|succeeded|failed|retry)")
+#: a node's task in the worker log, by the name it is shown under (wfrunner.node:<wf>.<node>)
+_TASK = re.compile(r"Task wfrunner\.node:\S+?\[([0-9a-f-]+)\] (received|succeeded|raised|retry)")
 
 
 def in_flight(victim: CeleryProcess, since: int) -> set[str]:

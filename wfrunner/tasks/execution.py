@@ -17,7 +17,7 @@ from wfrunner import lifecycle
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.executor import Outcome
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import CounterError, WfrunnerError
+from wfrunner.errors import CounterError, NodeFailed, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.tasks.app import app
@@ -122,10 +122,12 @@ def execute_node(self: Task, run_id: str, workflow_id: str, token: dict[str, Any
     # a task with time limits (its node's timeout_ms) runs only its own node: the limits
     # would cut a successor short
     inline = rt.settings.inline_ms if not any(self.request.timelimit or ()) else 0
-    carry(rt, workflow_id, Token.from_dict(token), str(self.request.id), inline)
+    failed = carry(rt, workflow_id, Token.from_dict(token), str(self.request.id), inline)
+    if failed:
+        raise NodeFailed(failed)  # the task shows as FAILURE, with the handler's traceback
 
 
-def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: int) -> None:
+def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: int) -> str | None:
     """Process ``token``, then, for up to ``inline_ms`` ms, one of the tokens each node
     emitted, in this same task; the others are published first, so they run in parallel
     elsewhere. A chain costs one message per ``inline_ms`` instead of one per node.
@@ -135,7 +137,10 @@ def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: in
     the message comes back (late ack) and its redelivery publishes whatever the chain
     left pending (``RunState.left_behind``). A successor with a ``timeout_ms`` is always
     published: only its own task carries its time limits.
+
+    Returns why the run failed (with the handler's traceback) when a node failed it here.
     """
+    failed: str | None = None
     ir = rt.ir(workflow_id)
     until = time.monotonic() + inline_ms / 1000
     current: Token | None = token
@@ -146,7 +151,7 @@ def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: in
                 "run %s: token to %s ignored: %s", current.run_id, current.to_node, outcome.ignored
             )
         if outcome.failed:
-            log.warning("run %s failed: %s%s", current.run_id, outcome.failed, _trace(outcome))
+            failed = f"run {current.run_id} failed: {outcome.failed}{_trace(outcome)}"
         if outcome.retrying:
             log.warning("run %s: %s%s", current.run_id, outcome.retrying, _trace(outcome))
         follow = next_inline(ir, outcome.dispatch) if time.monotonic() < until else None
@@ -167,6 +172,7 @@ def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: in
         if outcome.flush:
             request_flush(current.run_id)
         current = follows(follow) if follow is not None else None
+    return failed
 
 
 def follows(token: Token) -> Token:
