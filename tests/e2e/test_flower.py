@@ -119,3 +119,47 @@ def test_flower_with_basic_auth_asks_for_it(worker_env: dict[str, str], worker: 
         assert _get(f"{url}/api/workers")[0] == 401
         assert _get(f"{url}/api/workers", "admin:wrong")[0] == 401
         assert worker in _workers(url, worker, "admin:secret")
+
+
+def test_flower_shows_a_node_by_name_and_a_failed_node_as_failure(
+    worker_env: dict[str, str], worker: str, tmp_path: Path
+) -> None:
+    """Through Flower's HTTP API: the task that ran a node is named after the workflow and
+    the node, and the one whose node failed the run is a FAILURE with the node's error."""
+    from tests.entry_point import invoke
+
+    path = tmp_path / "flower_demo.json"
+    path.write_text(
+        json.dumps(
+            {
+                "metadata": {"name": "flower-demo"},
+                "nodes": [
+                    {"id": "first", "type": "transform", "config": {"expression": "input"}},
+                    {"id": "divide", "type": "transform", "config": {"expression": "1 / 0"}},
+                ],
+                "edges": [{"from": "first", "to": "divide"}],
+            }
+        )
+    )
+    env = {**worker_env, "FLOWER_UNAUTHENTICATED_API": "true"}
+    with flower(env, "--address=127.0.0.1") as url:
+        assert worker in _workers(url, worker)
+        time.sleep(6)  # Flower turns the worker's task events on when it connects (every 5 s)
+        ran = invoke("run", str(path), "--wait", "--timeout", "60", env=worker_env)
+        assert ran.returncode == 1, ran.stderr
+        deadline = time.monotonic() + 30
+        while True:
+            status, body = _get(f"{url}/api/tasks?workername={worker}")
+            assert status == 200, body
+            tasks = list(json.loads(body).values())
+            failed = [t for t in tasks if t.get("state") == "FAILURE"]
+            if failed or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    names = {t["name"] for t in tasks}
+    assert "wfrunner.node:flower-demo.first" in names, names
+    (failure,) = failed
+    assert failure["name"].startswith("wfrunner.node:flower-demo.")
+    assert "NodeFailed" in failure["exception"]
+    assert "node 'divide' failed" in failure["exception"]
+    assert failure["args"].startswith("run=")  # its argsrepr: run, node, predecessor
