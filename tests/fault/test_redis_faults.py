@@ -135,13 +135,18 @@ def test_redis_restarted_empty_mid_run(make_cluster: Callable[..., Cluster]) -> 
 
 
 def _wait_progress(cluster: Cluster, run_ids: list[str], min_events: int) -> None:
-    """Until every run is RUNNING and half of them have ``min_events`` events stored."""
+    """Until a quarter of the runs are RUNNING with ``min_events`` events stored in PostgreSQL
+    (in flight, with part of their history copied). Workers take node work before new
+    starts, so the first runs may have ended by then and the last not started: both are
+    part of what a Redis loss meets."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        statuses = [cluster.status(r) for r in run_ids]
-        stored = [len(cluster.rt.store.list_events(r)) for r in run_ids]
-        if all(s == "RUNNING" for s in statuses) and sorted(stored)[len(stored) // 2] >= min_events:
+        in_flight = [
+            r
+            for r in run_ids
+            if cluster.status(r) == "RUNNING" and len(cluster.rt.store.list_events(r)) >= min_events
+        ]
+        if len(in_flight) >= len(run_ids) // 4:
             return
-        assert "COMPLETED" not in statuses, "runs ended before the fault: slow the DAG down"
         time.sleep(0.1)
     raise AssertionError(f"runs made no progress\n{cluster.tails()}")
