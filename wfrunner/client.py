@@ -88,10 +88,10 @@ def is_live(run: RunRecord, rt: Runtime) -> bool:
     return run.status not in TERMINAL_RUN_STATES and bool(rt.state.meta(run.id))
 
 
-def run_events(run: RunRecord, rt: Runtime, live: bool | None = None) -> list[dict[str, Any]]:
+def run_events(run: RunRecord, rt: Runtime) -> list[dict[str, Any]]:
     """The run's events in order. While it is live, the flushed ones Redis trimmed come
     from PostgreSQL and the rest from Redis; once it ended, all from PostgreSQL."""
-    if is_live(run, rt) if live is None else live:
+    if is_live(run, rt):
         meta, events = fencing.whole_history(rt, run.id)
         if meta:
             return events
@@ -153,7 +153,7 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
         node_docs = history.node_documents(nodes, ended, load)
     except _Gone:
         return None
-    stats = {**rt.store.get_stats(run_id), **history.statistics(events, ir.nodes, ended)}
+    stats = {**rt.store.get_stats(run_id), **history.statistics(events, nodes, ended)}
     return {
         "run_id": run.id,
         "workflow_id": run.workflow_id,

@@ -119,12 +119,15 @@ def path(events: Sequence[Event]) -> list[dict[str, Any]]:
     return [{"from": e.get("from"), "to": e["to"]} for e in events if e["type"] == "token_emitted"]
 
 
-def statistics(events: Sequence[Event], node_ids: Iterable[str], ended: bool) -> dict[str, int]:
+def statistics(
+    events: Sequence[Event], nodes: Mapping[str, NodeProgress], ended: bool
+) -> dict[str, int]:
     """The run document's counts: ``nodes_executed`` node passes completed (a loop's node
     once per pass), ``nodes_skipped`` nodes whose status is SKIPPED (once the run ended,
-    those that never ran too: they have no event of their own)."""
+    those that never ran too: they have no event of their own). ``nodes``: the
+    :func:`progress` of ``events``."""
     kinds = [e["type"] for e in events]
-    states = [p.status(ended) for p in progress(node_ids, events).values()]
+    states = [p.status(ended) for p in nodes.values()]
     emitted = kinds.count("token_emitted")
     return {
         "nodes_executed": kinds.count("node_completed"),

@@ -118,7 +118,7 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
                 payloads=payloads,
                 executions=history.execution_rows(events, payloads),
                 loops=history.loop_passes(events),
-                stats=history.statistics(events, nodes, ended=True),
+                stats=history.statistics(events, history.progress(nodes, events), ended=True),
                 completion_checks=checks,
                 dead_letters=history.dead_letters(events),
             )

@@ -139,8 +139,12 @@ def _token_map(tokens: Sequence[Token]) -> dict[str, str]:
 
 
 def _emitted(recorded: str) -> list[Token]:
-    tokens = json.loads(recorded or "{}").get("tokens") or {}
-    return [Token.from_dict(json.loads(text)) for text in tokens.values()]
+    return _tokens(json.loads(recorded or "{}"))
+
+
+def _tokens(record: Mapping[str, Any]) -> list[Token]:
+    """The tokens of a parsed commit record (``{"by", "holder", "tokens"}``)."""
+    return [Token.from_dict(json.loads(text)) for text in (record.get("tokens") or {}).values()]
 
 
 class RunState:
@@ -483,7 +487,7 @@ class RunState:
             for record in records:
                 parsed = json.loads(record) if record else {}
                 if parsed.get("by") == nonce:
-                    frontier += [t for t in _emitted(record or "") if t.key not in seen]
+                    frontier += [t for t in _tokens(parsed) if t.key not in seen]
         return found
 
     def renew(self, held: Mapping[str, Mapping[str, str]], seconds: float) -> list[str]:
