@@ -6,6 +6,7 @@ WORKDIR /app
 COPY pyproject.toml README.md celeryconfig.py ./
 COPY wfrunner ./wfrunner
 COPY lua ./lua
+COPY sql ./sql
 COPY migrations ./migrations
 COPY examples ./examples
 RUN pip install --no-cache-dir . && useradd --create-home wfrunner

@@ -122,7 +122,8 @@ class _Gone(Exception):
 def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | None:
     """The document, or None when the run finished while it was read from Redis: its
     outputs were deleted there once PostgreSQL had them (the caller reads again)."""
-    run = rt.store.get_run(run_id)
+    view = rt.store.read_run(run_id)
+    run = view.run
     ir = rt.ir(run.workflow_id)
     ended = run.status in TERMINAL_RUN_STATES
     events: list[dict[str, Any]] | None = None
@@ -139,7 +140,8 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
                 raise _Gone(run_id)
             return [found[ref] for ref in refs]
     else:
-        events = [e.as_event() for e in rt.store.list_events(run.id)]
+        stored = view.events if view.events is not None else rt.store.list_events(run.id)
+        events = [e.as_event() for e in stored]
 
         def load(refs: list[str]) -> list[Any]:
             found = rt.store.load_payloads(run_id, refs)
@@ -153,7 +155,7 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
         node_docs = history.node_documents(nodes, ended, load)
     except _Gone:
         return None
-    stats = {**rt.store.get_stats(run_id), **history.statistics(events, nodes, ended)}
+    stats = {**view.stats, **history.statistics(events, nodes, ended)}
     return {
         "run_id": run.id,
         "workflow_id": run.workflow_id,

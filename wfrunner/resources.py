@@ -1,6 +1,6 @@
-"""Locate the Lua scripts and Alembic migrations shipped with wfrunner.
+"""Locate the Lua scripts, SQL statements and Alembic migrations shipped with wfrunner.
 
-In a source checkout they are the top-level ``lua/`` and ``migrations/`` folders; an
+In a source checkout they are the top-level ``lua/``, ``sql/`` and ``migrations/`` folders; an
 installed wheel carries them inside the package (see ``pyproject.toml``).
 """
 
@@ -23,6 +23,10 @@ def lua_dir() -> Path:
     return _find("lua")
 
 
+def sql_dir() -> Path:
+    return _find("sql")
+
+
 def migrations_dir() -> Path:
     return _find("migrations")
 
@@ -31,3 +35,9 @@ def migrations_dir() -> Path:
 def lua_source(name: str) -> str:
     """The text of ``lua/<name>.lua``, read once per process."""
     return (lua_dir() / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
+def sql_source(name: str) -> str:
+    """The text of ``sql/<name>.sql``, read once per process."""
+    return (sql_dir() / f"{name}.sql").read_text(encoding="utf-8")

@@ -22,6 +22,7 @@ from wfrunner.engine import keys
 from wfrunner.engine.events import event
 from wfrunner.runtime import Runtime
 from wfrunner.states import RunStatus
+from wfrunner.store import EndedHistory, ExecutionRow, Fence
 
 CALLS: Counter[str] = Counter()
 
@@ -192,6 +193,43 @@ def test_a_conflicting_event_is_a_logged_divergence(
     with caplog.at_level(logging.WARNING):  # the same event again is no divergence
         rt.store.import_events(h.run_id, 1, [(first.type, first.node_id, first.data)])
     assert "divergence" not in caplog.text
+
+
+def test_an_end_conflicting_with_a_stored_event_is_a_logged_divergence(
+    rt: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The end's single statement keeps what PostgreSQL holds under an event number and
+    reports a different event sent under it, as a flush does; the rest is written."""
+    h = Harness(rt)
+    h.start(chain(1), {})
+    started = stored_events(rt, h.run_id)  # run_started, the entry token
+    gen = rt.store.get_run(h.run_id).hot_gen
+    ended = EndedHistory(
+        first_seq=2,
+        events=[("node_started", "x", {"t": 1}), ("run_completed", None, {"at": 2})],
+        payloads={"ref-1": None},
+        executions=[ExecutionRow("x", 1, 1, "COMPLETED", output=None)],
+        loops={"x": 3},
+        stats={"nodes_executed": 1},
+        completion_checks=2,
+    )
+    with caplog.at_level(logging.WARNING):
+        verdict = rt.store.persist_end(h.run_id, gen, RunStatus.COMPLETED, None, lambda _: ended)
+    assert verdict is Fence.ACCEPTED
+    assert "divergence at event 2" in caplog.text
+    events = stored_events(rt, h.run_id)
+    assert events[:2] == started
+    assert (events[2].type, events[2].data) == ("run_completed", {"at": 2})
+    run = rt.store.get_run(h.run_id)
+    assert (run.status, run.hot_gen, run.event_seq) == (RunStatus.COMPLETED, gen + 1, 3)
+    [execution] = rt.store.list_node_executions(h.run_id)
+    assert (execution.node_id, execution.status, execution.output) == ("x", "COMPLETED", None)
+    assert rt.store.load_payloads(h.run_id, ["ref-1"]) == {"ref-1": None}
+    assert rt.store.get_stats(h.run_id)["completion_checks"] == 2
+    assert rt.store.get_loop_iteration(h.run_id, "x") == 3
+    again = rt.store.persist_end(h.run_id, gen + 1, RunStatus.FAILED, "x", lambda _: ended)
+    assert again is Fence.ENDED
+    assert rt.store.get_run(h.run_id).status is RunStatus.COMPLETED
 
 
 def test_two_concurrent_finishes_persist_once(rt: Runtime) -> None:

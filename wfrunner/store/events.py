@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from wfrunner.errors import NotFoundError
 from wfrunner.store.base import Repository
@@ -62,9 +63,13 @@ class EventQueries(Repository):
     def list_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
         """Events in order; ``after_seq`` lets a follower fetch only what is new."""
         with self._tx() as session:
-            rows = session.execute(
-                sa.select(EventLog.__table__)
-                .where(EventLog.run_id == run_id, EventLog.seq > after_seq)
-                .order_by(EventLog.seq)
-            ).all()
-        return [EventRecord.from_row(row._mapping) for row in rows]
+            return events_of(session, run_id, after_seq)
+
+
+def events_of(session: Session, run_id: str, after_seq: int = 0) -> list[EventRecord]:
+    rows = session.execute(
+        sa.select(EventLog.__table__)
+        .where(EventLog.run_id == run_id, EventLog.seq > after_seq)
+        .order_by(EventLog.seq)
+    ).all()
+    return [EventRecord.from_row(row._mapping) for row in rows]

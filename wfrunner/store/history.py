@@ -13,6 +13,7 @@ overwritten outputs.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from wfrunner.errors import NotFoundError
+from wfrunner.resources import sql_source
 from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store.base import Repository
 from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
-from wfrunner.store.models import EventLog, LoopState, NodeExecution, Payload, Run, RunStatistics
+from wfrunner.store.models import EventLog, Payload, Run
 from wfrunner.store.records import EventRecord, RunRecord
 from wfrunner.store.workflows import canonical_json
 
@@ -70,22 +72,23 @@ _INSERT_EVENTS = (
 )
 _PAYLOADS: sa.Table = Payload.__table__  # type: ignore[assignment]
 _INSERT_PAYLOADS = pg_insert(_PAYLOADS).on_conflict_do_nothing()
-_EXECUTIONS: sa.Table = NodeExecution.__table__  # type: ignore[assignment]
-_INSERT_EXECUTIONS = pg_insert(_EXECUTIONS).values(finished_at=sa.func.now())
-#: a run resumed from a dead letter ends a second time: its rows are brought up to date
-_UPSERT_EXECUTIONS = _INSERT_EXECUTIONS.on_conflict_do_update(
-    index_elements=["run_id", "node_id", "iteration", "attempt"],
-    set_={
-        "status": _INSERT_EXECUTIONS.excluded.status,
-        "output": _INSERT_EXECUTIONS.excluded.output,
-        "error": _INSERT_EXECUTIONS.excluded.error,
-    },
-).returning(_EXECUTIONS.c.id)  # RETURNING: sent as one multi-row INSERT (insertmanyvalues)
-_LOOPS: sa.Table = LoopState.__table__  # type: ignore[assignment]
-_INSERT_LOOPS = pg_insert(_LOOPS)
-_UPSERT_LOOPS = _INSERT_LOOPS.on_conflict_do_update(
-    index_elements=["run_id", "node_id"], set_={"iteration": _INSERT_LOOPS.excluded.iteration}
-).returning(_LOOPS.c.node_id)
+
+
+def _statement(name: str) -> sa.TextClause:
+    """``sql/<name>.sql`` as a statement, its comments left out (they name the
+    parameters, which would otherwise be read as parameters)."""
+    lines = sql_source(name).splitlines()
+    return sa.text("\n".join(line for line in lines if not line.lstrip().startswith("--")))
+
+
+#: one statement, one round trip each: the fixed cost of every run (see sql/*.sql)
+_START_RUN = _statement("start_run")
+_END_RUN = _statement("end_run")
+_ACTIVE = [s.value for s in ACTIVE_RUN_STATES]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def insert_events(
@@ -119,7 +122,20 @@ def insert_events(
         for i, (kind, node, data) in enumerate(events)
     ]
     inserted = set(session.execute(_INSERT_EVENTS, rows).scalars())
-    kept = {r["seq"]: r for r in rows if r["seq"] not in inserted}
+    return _diverged(session, run_id, first_seq, events, inserted)
+
+
+def _diverged(
+    session: Session,
+    run_id: str,
+    first_seq: int,
+    events: Sequence[NewEvent],
+    inserted: set[int],
+) -> int:
+    """How many of ``events`` (numbered from ``first_seq``) PostgreSQL already held under
+    their numbers with other content: a divergence (two histories of one run), logged,
+    never written. ``inserted``: the numbers the insert wrote."""
+    kept = {first_seq + i: event for i, event in enumerate(events) if first_seq + i not in inserted}
     if not kept:
         return 0
     stored = session.execute(
@@ -130,7 +146,7 @@ def insert_events(
     diverged = 0
     for seq, kind, node, data in stored:
         new = kept[seq]
-        if (kind, node, data) != (new["type"], new["node_id"], new["data"]):
+        if (kind, node, data) != tuple(new):
             diverged += 1
             log.warning(
                 "run %s: divergence at event %d: PostgreSQL holds %s %s, a writer sent %s %s "
@@ -139,8 +155,8 @@ def insert_events(
                 seq,
                 kind,
                 node,
-                new["type"],
-                new["node_id"],
+                new[0],
+                new[1],
             )
     return diverged
 
@@ -164,6 +180,11 @@ def claim_generation(
     ).first()
     if hit is not None:
         return Fence.ACCEPTED
+    return _refused(session, run_id)
+
+
+def _refused(session: Session, run_id: str) -> Fence:
+    """Why a fenced write of the run found no row to claim."""
     row = session.execute(sa.select(Run.status).where(Run.id == run_id)).first()
     if row is None:
         raise NotFoundError(f"no run with id '{run_id}'")
@@ -238,23 +259,20 @@ class HistoryQueries(Repository):
             "started_at": sa.func.now(),
             "last_activity_at": sa.func.now(),
         }
+        entries = [{"type": t, "node_id": n, "data": d} for t, n, d in events]
         with self._tx() as session:
-            columns = Run.__table__.c
             row = session.execute(
-                pg_insert(Run)
-                .values(
-                    id=run_id,
-                    workflow_id=workflow_id,
-                    counter_value=counter_value,
-                    inputs=inputs,
-                    **started,
-                )
-                .on_conflict_do_nothing(index_elements=[Run.id])
-                .returning(*columns)
+                _START_RUN,
+                {
+                    "run_id": run_id,
+                    "workflow_id": workflow_id,
+                    "status": RunStatus.RUNNING.value,
+                    "counter_value": counter_value,
+                    "inputs": _json(inputs),
+                    "events": _json(entries),
+                },
             ).first()
-            if row is not None:
-                session.execute(sa.insert(RunStatistics).values(run_id=run_id))
-            else:
+            if row is None:  # a QUEUED run the client recorded, or a start delivered again
                 row = session.execute(
                     sa.update(Run)
                     .where(
@@ -263,15 +281,14 @@ class HistoryQueries(Repository):
                         Run.hot_gen == 0,
                     )
                     .values(started)
-                    .returning(*columns)
+                    .returning(*Run.__table__.c)
                 ).first()
-            created = row is not None
-            if created:
-                insert_events(session, run_id, 1, events, counted=True)
-            else:
+                if row is not None:
+                    insert_events(session, run_id, 1, events, counted=True)
+                    return RunRecord.from_row(row._mapping), True
                 row = session.execute(sa.select(Run.__table__).where(Run.id == run_id)).one()
-            assert row is not None
-            return RunRecord.from_row(row._mapping), created
+                return RunRecord.from_row(row._mapping), False
+            return RunRecord.from_row(row._mapping), True
 
     def persist_progress_many(self, batch: Sequence[Progress]) -> dict[str, Fence]:
         """Copy running runs' new events and the outputs they name, in one transaction (one
@@ -325,20 +342,58 @@ class HistoryQueries(Repository):
         ``history`` builds what to write from the run's stored events numbered up to
         ``stored_through`` (those Redis trimmed), read in this transaction: a run's end
         is one transaction whether or not it was flushed."""
-        values: dict[str, Any] = {"status": status.value, "completed_at": sa.func.now()}
-        if error is not None:
-            values["error"] = error
         with self._tx() as session:
             # stored events never change under their numbers: read before the claim, they
             # tell the claim how far event_seq goes (no statement of its own for that)
             head = _stored_events(session, run_id, stored_through) if stored_through else []
             ended = history(head)
-            if ended.events:
-                values["event_seq"] = _seq_through(ended.first_seq + len(ended.events) - 1)
-            verdict = claim_generation(session, run_id, gen, values)
-            if verdict is Fence.ACCEPTED:
-                _write_history(session, run_id, ended)
-            return verdict
+            claimed, inserted = session.execute(
+                _END_RUN,
+                {
+                    "run_id": run_id,
+                    "gen": gen,
+                    "status": status.value,
+                    "error": error,
+                    "active": _ACTIVE,
+                    "first_seq": ended.first_seq,
+                    "last_seq": ended.first_seq + len(ended.events) - 1,
+                    "checks": ended.completion_checks,
+                    **_end_rows(ended),
+                },
+            ).one()
+            if not claimed:
+                return _refused(session, run_id)
+            _diverged(session, run_id, ended.first_seq, ended.events, set(inserted))
+            insert_dead_letters(session, run_id, ended.dead_letters)
+            return Fence.ACCEPTED
+
+
+def _end_rows(ended: EndedHistory) -> dict[str, str]:
+    """The JSON parameters of sql/end_run.sql."""
+    return {
+        "events": _json([{"type": t, "node_id": n, "data": d} for t, n, d in ended.events]),
+        "payloads": _json(
+            [
+                {"ref": ref, "data": data, "size": len(canonical_json(data).encode())}
+                for ref, data in ended.payloads.items()
+            ]
+        ),
+        "executions": _json(
+            [
+                {
+                    "node_id": e.node_id,
+                    "iteration": e.iteration,
+                    "attempt": e.attempt,
+                    "status": e.status,
+                    "output": e.output,
+                    "error": e.error,
+                }
+                for e in ended.executions
+            ]
+        ),
+        "loops": _json(dict(ended.loops)),
+        "stats": _json(dict(ended.stats)),
+    }
 
 
 def _stored_events(session: Session, run_id: str, through: int) -> list[dict[str, Any]]:
@@ -348,37 +403,3 @@ def _stored_events(session: Session, run_id: str, through: int) -> list[dict[str
         .order_by(EventLog.seq)
     ).all()
     return [EventRecord.from_row(row._mapping).as_event() for row in rows]
-
-
-def _write_history(session: Session, run_id: str, history: EndedHistory) -> None:
-    insert_events(session, run_id, history.first_seq, history.events, counted=True)
-    insert_dead_letters(session, run_id, history.dead_letters)
-    insert_payloads(session, run_id, history.payloads)
-    if history.executions:
-        session.execute(
-            _UPSERT_EXECUTIONS,
-            [
-                {
-                    "run_id": run_id,
-                    "node_id": e.node_id,
-                    "iteration": e.iteration,
-                    "attempt": e.attempt,
-                    "status": e.status,
-                    "output": e.output,
-                    "error": e.error,
-                }
-                for e in history.executions
-            ],
-        )
-    if history.loops:
-        session.execute(
-            _UPSERT_LOOPS,
-            [{"run_id": run_id, "node_id": n, "iteration": i} for n, i in history.loops.items()],
-        )
-    if history.stats or history.completion_checks:
-        checks = RunStatistics.completion_checks + history.completion_checks
-        session.execute(
-            sa.update(RunStatistics)
-            .where(RunStatistics.run_id == run_id)
-            .values(**history.stats, completion_checks=checks, updated_at=sa.func.now())
-        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -13,8 +14,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from wfrunner.errors import NotFoundError
 from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store.base import Repository
+from wfrunner.store.events import events_of
 from wfrunner.store.models import Run, RunStatistics, Workflow
-from wfrunner.store.records import RunRecord
+from wfrunner.store.records import EventRecord, RunRecord
 
 #: the counters of ``run_statistics`` that :meth:`RunQueries.increment_stats` accepts
 STAT_COLUMNS: tuple[str, ...] = (
@@ -24,6 +26,14 @@ STAT_COLUMNS: tuple[str, ...] = (
     "tokens_emitted",
     "tokens_consumed",
 )
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: RunRecord
+    stats: dict[str, int]
+    #: the whole history, read with the run when it had ended (None while it runs)
+    events: list[EventRecord] | None
 
 
 class RunQueries(Repository):
@@ -65,6 +75,24 @@ class RunQueries(Repository):
         if row is None:
             raise NotFoundError(f"no run with id '{run_id}'")
         return RunRecord.from_row(row._mapping)
+
+    def read_run(self, run_id: str) -> RunView:
+        """The run with its statistics and, once it has ended, its events: what a run
+        document needs from PostgreSQL, in one transaction (a waiter woken by the run's end
+        reads it on the caller's latency path)."""
+        stats = RunStatistics.__table__.c
+        with self._tx() as session:
+            row = session.execute(
+                sa.select(Run.__table__, *(stats[name] for name in STAT_COLUMNS))
+                .outerjoin(RunStatistics, RunStatistics.run_id == Run.id)
+                .where(Run.id == run_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(f"no run with id '{run_id}'")
+            run = RunRecord.from_row(row._mapping)
+            events = events_of(session, run_id) if run.status in TERMINAL_RUN_STATES else None
+        counts = {name: int(row._mapping[name] or 0) for name in STAT_COLUMNS}
+        return RunView(run, counts, events)
 
     def transition_run(
         self,
