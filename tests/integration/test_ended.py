@@ -49,15 +49,19 @@ def subscribed(rt: Runtime, run_id: str) -> None:
 
 
 def counting_reads(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the threads that read a run from PostgreSQL, one per read."""
+    """The names of the threads that read a run from PostgreSQL, one per read (its status,
+    or all a document needs of it)."""
     reads: list[str] = []
-    real = rt.store.get_run
 
-    def get_run(run_id: str) -> Any:
-        reads.append(threading.current_thread().name)
-        return real(run_id)
+    def counted(real: Any) -> Any:
+        def read(run_id: str) -> Any:
+            reads.append(threading.current_thread().name)
+            return real(run_id)
 
-    monkeypatch.setattr(rt.store, "get_run", get_run)
+        return read
+
+    monkeypatch.setattr(rt.store, "get_run", counted(rt.store.get_run))
+    monkeypatch.setattr(rt.store, "read_run", counted(rt.store.read_run))
     return reads
 
 
