@@ -11,8 +11,9 @@
 -- :events [{type, node_id, data}] numbered from :first_seq, :payloads [{ref, data, size}],
 -- :executions [{node_id, iteration, attempt, status, output, error}], :loops {node: pass},
 -- :stats {nodes_executed, nodes_skipped, tokens_emitted, tokens_consumed}.
--- Returns whether the claim held and the numbers of the events inserted (an event number
--- PostgreSQL already held is kept; the caller compares it with the one sent).
+-- Returns whether the claim held, the numbers of the events inserted (an event number
+-- PostgreSQL already held is kept; the caller compares it with the one sent) and, when the
+-- claim held, the ended run's row and statistics (its document is made from them).
 WITH claim AS (
     UPDATE runs
     SET hot_gen = :gen + 1,
@@ -22,7 +23,8 @@ WITH claim AS (
         error = COALESCE(:error, error),
         event_seq = GREATEST(event_seq, :last_seq)
     WHERE id = :run_id AND status = ANY(:active) AND hot_gen = :gen
-    RETURNING id
+    RETURNING id, workflow_id, status, counter_value, inputs, error, event_seq, hot_gen,
+              created_at, started_at, completed_at, last_activity_at
 ),
 new_events AS (
     INSERT INTO event_log (run_id, seq, type, node_id, data)
@@ -64,6 +66,13 @@ statistics AS (
         updated_at = now()
     FROM claim, (SELECT CAST(:stats AS jsonb) AS v) AS st
     WHERE s.run_id = claim.id
+    RETURNING s.completion_checks, s.nodes_executed, s.nodes_skipped, s.tokens_emitted,
+              s.tokens_consumed
 )
 SELECT EXISTS (SELECT 1 FROM claim) AS claimed,
-       ARRAY(SELECT seq FROM new_events) AS inserted
+       ARRAY(SELECT seq FROM new_events) AS inserted,
+       claim.*,
+       statistics.*
+FROM (SELECT 1) AS one
+LEFT JOIN claim ON true
+LEFT JOIN statistics ON true

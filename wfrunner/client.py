@@ -125,7 +125,6 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
     view = rt.store.read_run(run_id)
     run = view.run
     ir = rt.ir(run.workflow_id)
-    ended = run.status in TERMINAL_RUN_STATES
     events: list[dict[str, Any]] | None = None
     if live_allowed and is_live(run, rt):
         meta, events = fencing.whole_history(rt, run.id)
@@ -150,25 +149,10 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
                 raise PayloadError(f"run '{run_id}' has no payload '{missing[0]}'")
             return [found[ref] for ref in refs]
 
-    nodes = history.progress(ir.nodes, events)
     try:
-        node_docs = history.node_documents(nodes, ended, load)
+        return history.document(run, ir.nodes, events, view.stats, load)
     except _Gone:
         return None
-    stats = {**view.stats, **history.statistics(events, nodes, ended)}
-    return {
-        "run_id": run.id,
-        "workflow_id": run.workflow_id,
-        "status": run.status.value,
-        "error": run.error,
-        "inputs": run.inputs,
-        "nodes": node_docs,
-        "path": history.path(events),
-        "stats": stats,
-        "created_at": run.created_at.isoformat(),
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "completed_at": run.completed_at.isoformat() if run.completed_at else None,
-    }
 
 
 def wait_for_run(
@@ -187,7 +171,10 @@ def wait_for_run(
             left = interval if deadline is None else min(interval, deadline - time.monotonic())
             if status in TERMINAL_RUN_STATES or left <= 0:
                 return get_run(run_id, rt)
-            if watch.wait(left):  # announced: the document is what the caller wants
+            announced = watch.wait(left)
+            if announced is not None and announced.document is not None:
+                return announced.document  # what the worker committed: no read needed
+            if announced is not None:  # the status alone: the document is read
                 doc = get_run(run_id, rt)
                 if RunStatus(doc["status"]) in TERMINAL_RUN_STATES:
                     return doc

@@ -7,13 +7,21 @@ always announced to it (no lost wake-up). A publish can still be lost (Redis res
 between the commit and the PUBLISH, or the waiter's connection drops): the announcement
 only wakes waiters early, PostgreSQL stays the truth, and waiters read it again at a slow
 safety interval whatever they hear.
+
+When a waiter listens, the announcement is the run's whole document, made by the worker
+from what it has just committed (the same document ``get_run`` reads): the waiter returns
+it without a read of its own. Otherwise, or when the document cannot be made there, it is
+the run's status alone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import redis
 
@@ -27,12 +35,32 @@ log = logging.getLogger(__name__)
 _REDIS_TROUBLE = (redis.ConnectionError, redis.TimeoutError)
 
 
-def announce(rt: Runtime, run_id: str, status: RunStatus) -> None:
-    """Wake the run's waiters; call only after the end is committed in PostgreSQL."""
+def announce(
+    rt: Runtime, run_id: str, status: RunStatus, document: dict[str, Any] | None = None
+) -> None:
+    """Wake the run's waiters, with its document when given; call only after the end is
+    committed in PostgreSQL."""
+    message = status.value if document is None else json.dumps(document)
     try:
-        rt.redis.publish(keys.ended_channel(run_id), status.value)
+        rt.redis.publish(keys.ended_channel(run_id), message)
     except _REDIS_TROUBLE as exc:  # the end is recorded; waiters find it at their interval
         log.warning("run %s ended %s; its waiters were not told (%s)", run_id, status, exc)
+
+
+@dataclass(frozen=True)
+class Announced:
+    """What a run's end channel carried: its status, and its document when it was sent."""
+
+    status: str
+    document: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> Announced:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        if not text.startswith("{"):
+            return cls(text)
+        document = json.loads(text)
+        return cls(str(document.get("status")), document)
 
 
 class Watch:
@@ -78,8 +106,9 @@ class Watch:
             self._pubsub.close()
             self._pubsub = None
 
-    def wait(self, seconds: float) -> bool:
-        """Sleep until the run's end is announced (True) or ``seconds`` pass (False).
+    def wait(self, seconds: float) -> Announced | None:
+        """Sleep until the run's end is announced (what was announced) or ``seconds`` pass
+        (None).
 
         Without a working subscription it sleeps the whole time and subscribes again, so a
         Redis restart costs at most one interval's delay.
@@ -90,11 +119,11 @@ class Watch:
                 while (left := deadline - time.monotonic()) > 0:
                     reply = self._pubsub.get_message(timeout=left)
                     if reply is not None and reply["type"] == "message":
-                        return True
-                return False
+                        return Announced.parse(reply["data"])
+                return None
             except _REDIS_TROUBLE as exc:
                 log.warning("lost the subscription to %s (%s)", self._channel, exc)
                 self._close()
         time.sleep(max(deadline - time.monotonic(), 0.0))
         self._subscribe()
-        return False
+        return None

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfrunner.engine.tokens import Token
-from wfrunner.states import NodeStatus
-from wfrunner.store import NewDeadLetter
+from wfrunner.states import TERMINAL_RUN_STATES, NodeStatus
+from wfrunner.store import NewDeadLetter, RunRecord
 from wfrunner.store.history import ExecutionRow
 
 Event = Mapping[str, Any]
@@ -193,3 +193,31 @@ def dead_letters(events: Sequence[Event]) -> list[NewDeadLetter]:
             attempts=int(evt.get("attempt", 1)),
         )
     return list(letters.values())
+
+
+def document(
+    run: RunRecord,
+    node_ids: Iterable[str],
+    events: Sequence[Event],
+    stored_stats: Mapping[str, int],
+    load: Callable[[list[str]], list[Any]],
+) -> dict[str, Any]:
+    """The run document (docs/run-document.md) of ``run`` with these events; ``load``
+    gives the outputs of refs. One builder for a reader (``get_run``) and for the worker
+    that records the run's end (it hands the document to the run's waiters)."""
+    ended = run.status in TERMINAL_RUN_STATES
+    nodes = progress(node_ids, events)
+    node_docs = node_documents(nodes, ended, load)
+    return {
+        "run_id": run.id,
+        "workflow_id": run.workflow_id,
+        "status": run.status.value,
+        "error": run.error,
+        "inputs": run.inputs,
+        "nodes": node_docs,
+        "path": path(events),
+        "stats": {**stored_stats, **statistics(events, nodes, ended)},
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "completed_at": run.completed_at.isoformat() if run.completed_at else None,
+    }

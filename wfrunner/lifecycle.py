@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from wfrunner import ended, fencing, history
@@ -23,7 +24,7 @@ from wfrunner.engine.tokens import Token
 from wfrunner.errors import PayloadError
 from wfrunner.runtime import Runtime
 from wfrunner.states import RunStatus
-from wfrunner.store import EndedHistory, Fence
+from wfrunner.store import EndedHistory, Fence, RunView
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +101,21 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
         if not held:
             log.warning("run %s: another writer kept its lock; the reconciler finishes it", run_id)
             return None
-        meta, tail, payloads, checks = rt.state.ended_state(run_id)
+        hot = rt.state.ended_state(run_id)
+        meta, tail, payloads = hot.meta, hot.tail, hot.payloads
         status = _END_STATES.get(meta.get("state", ""))
         if status is None:
             return None
         flushed, trimmed = fencing.position(meta)
         gen = fencing.generation(meta)
         nodes = rt.ir(meta["workflow_id"]).nodes
+        written: list[dict[str, Any]] = []
 
         def to_write(head: list[dict[str, Any]]) -> EndedHistory:
             """The history to write, from the events Redis trimmed (read in the same
             transaction) and those it holds: only events PostgreSQL lacks are sent."""
             events = head + tail
+            written[:] = events
             return EndedHistory(
                 first_seq=flushed + 1,
                 events=[split(e) for e in events[flushed:]],
@@ -119,20 +123,38 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
                 executions=history.execution_rows(events, payloads),
                 loops=history.loop_passes(events),
                 stats=history.statistics(events, history.progress(nodes, events), ended=True),
-                completion_checks=checks,
+                completion_checks=hot.checks,
                 dead_letters=history.dead_letters(events),
             )
 
-        verdict = rt.store.persist_end(
+        verdict, view = rt.store.persist_end(
             run_id, gen, status, meta.get("error") or None, to_write, stored_through=trimmed
         )
-        if verdict is not Fence.ACCEPTED:
+        if verdict is not Fence.ACCEPTED or view is None:
             fencing.refused(rt, run_id, verdict, gen)
             return None
         rt.state.delete(run_id)
-    ended.announce(rt, run_id, status)
+    document = None
+    if hot.waiters:  # they are handed the document, not sent to PostgreSQL for it
+        document = _document(view, nodes, written, payloads)
+    ended.announce(rt, run_id, status, document)
     log.info("run %s ended %s", run_id, status.value)
     return status
+
+
+def _document(
+    view: RunView, nodes: Iterable[str], events: list[dict[str, Any]], outputs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The ended run's document, as ``get_run`` now reads it; None if an output it shows
+    is not among those Redis held (the waiters then read it themselves)."""
+
+    def load(refs: list[str]) -> list[Any]:
+        return [outputs[ref] for ref in refs]
+
+    try:
+        return history.document(view.run, nodes, events, view.stats, load)
+    except KeyError:
+        return None
 
 
 def fail(rt: Runtime, run_id: str, error: str, kind: str = "failed") -> bool:

@@ -13,6 +13,7 @@ import pytest
 from tests.harness import Harness
 from wfrunner import client, ended, lifecycle
 from wfrunner.engine import keys
+from wfrunner.engine.events import event
 from wfrunner.runtime import Runtime
 
 #: a polling interval no test waits for: a waiter that returns woke on the announcement
@@ -78,6 +79,59 @@ def test_wait_for_run_wakes_on_the_announced_end(
     waiter.join(30)
     assert not waiter.is_alive(), "wait_for_run did not wake on the run's end"
     assert waiter.doc is not None and waiter.doc["status"] == "COMPLETED"
+    # the status before waiting, and no more: the announcement carried the document
+    assert reads.count(waiter.name) == 1
+    assert waiter.doc == client.get_run(run_id, rt)
+    assert waiter.doc["nodes"]["B"]["output"] == ["B"]
+
+
+def test_an_end_nobody_waits_for_announces_its_status_alone(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The document is made only for a run someone waits for."""
+    h = Harness(rt)
+    run_id = h.start(chain())
+    while h.queue:  # run every node, without the completion check
+        h._publish(h.process(h.queue.popleft()).dispatch)
+    assert rt.state.end(run_id, "completed", None, [event("run_completed")])
+    listener = rt.redis.pubsub(ignore_subscribe_messages=True)
+    original = rt.state.ended_state
+
+    def unwatched(run: str) -> Any:
+        state = original(run)  # nobody listens yet: the count it reads is 0
+        listener.subscribe(keys.ended_channel(run))
+        subscribed(rt, run)
+        return state
+
+    monkeypatch.setattr(rt.state, "ended_state", unwatched)
+    try:
+        assert lifecycle.finish(rt, run_id) is not None
+        deadline = time.monotonic() + 10
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = listener.get_message(timeout=1)
+        assert message is not None and message["data"] == "COMPLETED"
+    finally:
+        listener.close()
+
+
+def test_a_status_alone_makes_the_waiter_read_the_document(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = ended.announce
+    monkeypatch.setattr(
+        ended, "announce", lambda rt, run_id, status, document=None: real(rt, run_id, status)
+    )
+    h = Harness(rt)
+    run_id = h.start(chain())
+    reads = counting_reads(rt, monkeypatch)
+    waiter = Waiter(rt, run_id, interval=NEVER)
+    waiter.start()
+    subscribed(rt, run_id)
+    h.drain()
+    waiter.join(30)
+    assert not waiter.is_alive(), "wait_for_run did not wake on the run's end"
+    assert waiter.doc == client.get_run(run_id, rt)
     # the status before waiting, then, woken, the document's own read (no status re-read)
     assert reads.count(waiter.name) == 2
 

@@ -214,8 +214,12 @@ def test_an_end_conflicting_with_a_stored_event_is_a_logged_divergence(
         completion_checks=2,
     )
     with caplog.at_level(logging.WARNING):
-        verdict = rt.store.persist_end(h.run_id, gen, RunStatus.COMPLETED, None, lambda _: ended)
+        verdict, view = rt.store.persist_end(
+            h.run_id, gen, RunStatus.COMPLETED, None, lambda _: ended
+        )
     assert verdict is Fence.ACCEPTED
+    assert view is not None and view.run == rt.store.get_run(h.run_id)
+    assert view.stats == rt.store.get_stats(h.run_id)
     assert "divergence at event 2" in caplog.text
     events = stored_events(rt, h.run_id)
     assert events[:2] == started
@@ -228,7 +232,7 @@ def test_an_end_conflicting_with_a_stored_event_is_a_logged_divergence(
     assert rt.store.get_stats(h.run_id)["completion_checks"] == 2
     assert rt.store.get_loop_iteration(h.run_id, "x") == 3
     again = rt.store.persist_end(h.run_id, gen + 1, RunStatus.FAILED, "x", lambda _: ended)
-    assert again is Fence.ENDED
+    assert again == (Fence.ENDED, None)
     assert rt.store.get_run(h.run_id).status is RunStatus.COMPLETED
 
 

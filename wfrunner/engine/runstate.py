@@ -147,6 +147,19 @@ def _tokens(record: Mapping[str, Any]) -> list[Token]:
     return [Token.from_dict(json.loads(text)) for text in (record.get("tokens") or {}).values()]
 
 
+@dataclass(frozen=True)
+class EndedState:
+    """An ended run's hot state, as finishing it reads it (:meth:`RunState.ended_state`)."""
+
+    meta: dict[str, str]
+    #: the events Redis holds (those not yet trimmed by a flush)
+    tail: list[dict[str, Any]]
+    payloads: dict[str, Any]
+    checks: int
+    #: clients subscribed to the run's end channel (``wait_for_run``, ``run --wait``)
+    waiters: int
+
+
 class RunState:
     """Hot state of runs over one ``redis.Redis`` client (``decode_responses=True``)."""
 
@@ -438,22 +451,22 @@ class RunState:
         meta, raw = pipe.execute()
         return cast(dict[str, str], meta), [json.loads(e) for e in raw]
 
-    def ended_state(
-        self, run_id: str
-    ) -> tuple[dict[str, str], list[dict[str, Any]], dict[str, Any], int]:
+    def ended_state(self, run_id: str) -> EndedState:
         """What finishing a run reads, in one round trip: :meth:`tail`, every output by
-        ref and the completion-check count."""
+        ref, the completion-check count, and how many waiters listen for its end."""
         pipe = self.client.pipeline(transaction=True)
         pipe.hgetall(keys.meta_key(run_id))
         pipe.lrange(keys.events_key(run_id), 0, -1)
         pipe.hgetall(keys.payloads_key(run_id))
         pipe.get(keys.checks_key(run_id))
-        meta, raw, payloads, checks = pipe.execute()
-        return (
-            cast(dict[str, str], meta),
-            [json.loads(e) for e in raw],
-            {ref: json.loads(text) for ref, text in payloads.items()},
-            int(checks or 0),
+        pipe.pubsub_numsub(keys.ended_channel(run_id))
+        meta, raw, payloads, checks, listening = pipe.execute()
+        return EndedState(
+            meta=cast(dict[str, str], meta),
+            tail=[json.loads(e) for e in raw],
+            payloads={ref: json.loads(text) for ref, text in payloads.items()},
+            checks=int(checks or 0),
+            waiters=int(listening[0][1]) if listening else 0,
         )
 
     def payloads(self, run_id: str, refs: Sequence[str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from wfrunner.store.records import (
     NodeExecutionRecord,
     PendingTokenRecord,
     RunRecord,
+    RunView,
     WorkerRecord,
     WorkflowRecord,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "PendingTokenRecord",
     "Progress",
     "RunRecord",
+    "RunView",
     "Store",
     "WorkerRecord",
     "WorkflowRecord",

@@ -31,7 +31,8 @@ from wfrunner.store.base import Repository
 from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
 from wfrunner.store.models import EventLog, Payload, Run
-from wfrunner.store.records import EventRecord, RunRecord
+from wfrunner.store.records import EventRecord, RunRecord, RunView
+from wfrunner.store.runs import STAT_COLUMNS
 from wfrunner.store.workflows import canonical_json
 
 log = logging.getLogger(__name__)
@@ -334,20 +335,21 @@ class HistoryQueries(Repository):
         error: str | None,
         history: Callable[[list[dict[str, Any]]], EndedHistory],
         stored_through: int = 0,
-    ) -> Fence:
+    ) -> tuple[Fence, RunView | None]:
         """End the run (``status``) and write its history, in one transaction, if it is
         active and PostgreSQL last accepted generation ``gen``: of any number of racing
         finishes exactly one writes, and an ended run is never written again.
 
         ``history`` builds what to write from the run's stored events numbered up to
         ``stored_through`` (those Redis trimmed), read in this transaction: a run's end
-        is one transaction whether or not it was flushed."""
+        is one transaction whether or not it was flushed. With the verdict comes, when it
+        is ACCEPTED, the ended run and its statistics as PostgreSQL now holds them."""
         with self._tx() as session:
             # stored events never change under their numbers: read before the claim, they
             # tell the claim how far event_seq goes (no statement of its own for that)
             head = _stored_events(session, run_id, stored_through) if stored_through else []
             ended = history(head)
-            claimed, inserted = session.execute(
+            row = session.execute(
                 _END_RUN,
                 {
                     "run_id": run_id,
@@ -361,11 +363,13 @@ class HistoryQueries(Repository):
                     **_end_rows(ended),
                 },
             ).one()
-            if not claimed:
-                return _refused(session, run_id)
-            _diverged(session, run_id, ended.first_seq, ended.events, set(inserted))
+            if not row.claimed:
+                return _refused(session, run_id), None
+            _diverged(session, run_id, ended.first_seq, ended.events, set(row.inserted))
             insert_dead_letters(session, run_id, ended.dead_letters)
-            return Fence.ACCEPTED
+            fields = row._mapping
+            stats = {name: int(fields[name] or 0) for name in STAT_COLUMNS}
+            return Fence.ACCEPTED, RunView(RunRecord.from_row(fields), stats, None)
 
 
 def _end_rows(ended: EndedHistory) -> dict[str, str]:

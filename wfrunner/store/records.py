@@ -132,3 +132,13 @@ class DeadLetterRecord(_Record):
     status: str
     created_at: datetime
     retried_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """A run with what its document needs of PostgreSQL besides its outputs."""
+
+    run: RunRecord
+    stats: dict[str, int]
+    #: the whole history, when it was read with the run (once the run has ended)
+    events: list[EventRecord] | None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store.base import Repository
 from wfrunner.store.events import events_of
 from wfrunner.store.models import Run, RunStatistics, Workflow
-from wfrunner.store.records import EventRecord, RunRecord
+from wfrunner.store.records import RunRecord, RunView
 
 #: the counters of ``run_statistics`` that :meth:`RunQueries.increment_stats` accepts
 STAT_COLUMNS: tuple[str, ...] = (
@@ -26,14 +25,6 @@ STAT_COLUMNS: tuple[str, ...] = (
     "tokens_emitted",
     "tokens_consumed",
 )
-
-
-@dataclass(frozen=True)
-class RunView:
-    run: RunRecord
-    stats: dict[str, int]
-    #: the whole history, read with the run when it had ended (None while it runs)
-    events: list[EventRecord] | None
 
 
 class RunQueries(Repository):
