@@ -66,9 +66,9 @@ def counting_reads(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return reads
 
 
-def test_wait_for_run_wakes_on_the_announced_end(
-    rt: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def waited(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Waiter, list[str]]:
+    """A run waited for by a Waiter thread until its last delivery finished it; (its id,
+    the waiter, the run reads made)."""
     h = Harness(rt)
     run_id = h.start(chain())
     reads = counting_reads(rt, monkeypatch)
@@ -78,6 +78,13 @@ def test_wait_for_run_wakes_on_the_announced_end(
     h.drain()  # the last delivery finishes the run
     waiter.join(30)
     assert not waiter.is_alive(), "wait_for_run did not wake on the run's end"
+    return run_id, waiter, reads
+
+
+def test_wait_for_run_wakes_on_the_announced_end(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, waiter, reads = waited(rt, monkeypatch)
     assert waiter.doc is not None and waiter.doc["status"] == "COMPLETED"
     # the status before waiting, and no more: the announcement carried the document
     assert reads.count(waiter.name) == 1
@@ -122,15 +129,7 @@ def test_a_status_alone_makes_the_waiter_read_the_document(
     monkeypatch.setattr(
         ended, "announce", lambda rt, run_id, status, document=None: real(rt, run_id, status)
     )
-    h = Harness(rt)
-    run_id = h.start(chain())
-    reads = counting_reads(rt, monkeypatch)
-    waiter = Waiter(rt, run_id, interval=NEVER)
-    waiter.start()
-    subscribed(rt, run_id)
-    h.drain()
-    waiter.join(30)
-    assert not waiter.is_alive(), "wait_for_run did not wake on the run's end"
+    run_id, waiter, reads = waited(rt, monkeypatch)
     assert waiter.doc == client.get_run(run_id, rt)
     # the status before waiting, then, woken, the document's own read (no status re-read)
     assert reads.count(waiter.name) == 2
