@@ -134,7 +134,14 @@ MUTATIONS = [
         "wfrunner/store/history.py",
         ".where(Run.id == run_id, Run.status.in_(active), Run.hot_gen == gen)",
         ".where(Run.id == run_id, Run.status.in_(active))",
-        "history.py: PostgreSQL accepts a flush or finish from stale (restored) hot state",
+        "history.py: PostgreSQL accepts a flush from stale (restored) hot state",
+    ),
+    Mutation(
+        "end_fence_ignores_generation",
+        "sql/end_run.sql",
+        "WHERE id = :run_id AND status = ANY(:active) AND hot_gen = :gen",
+        "WHERE id = :run_id AND status = ANY(:active)",
+        "end_run.sql: PostgreSQL records a run's end from stale (restored) hot state",
     ),
 ]
 

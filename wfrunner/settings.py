@@ -59,9 +59,9 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     ),
     "WFRUNNER_INLINE_MS": (
         "1000",
-        "milliseconds a task may go on running the successors of its node itself (one at "
-        "a time, the others are published) before it publishes the next; 0: every node is "
-        "its own task",
+        "milliseconds a task may go on running tokens its nodes emitted itself (one "
+        "successor, and siblings whose nodes are quick; the others are published at once) "
+        "before it publishes the rest; 0: every node is its own task",
     ),
     "WFRUNNER_TASK_EVENTS": (
         "0",

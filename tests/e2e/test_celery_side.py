@@ -20,7 +20,7 @@ from wfrunner import client, lifecycle, runtime
 from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
 from wfrunner.settings import HARD_LIMIT_GRACE
-from wfrunner.tasks import execution
+from wfrunner.tasks import execution, inline
 
 #: a queue no worker of the test session consumes
 QUEUE = "wfrunner.test-publishing"
@@ -135,6 +135,46 @@ def test_a_successor_with_a_timeout_is_its_own_message(
     assert sent["headers"]["shadow"] == f"wfrunner.node:{workflow_id}.slow"  # Flower's name
     assert sent["headers"]["timelimit"] == [5 + HARD_LIMIT_GRACE, 5]
     assert client.get_run(run_id)["nodes"]["b"]["status"] == "COMPLETED"
+
+
+def _diamond() -> str:
+    edges = [("A", "B"), ("A", "C"), ("B", "D"), ("C", "D")]
+    return client.register_workflow(
+        {
+            "nodes": [_echo(n) for n in "ABC"]
+            + [{"id": "D", "type": "aggregate", "config": {"strategy": "merge"}}],
+            "edges": [{"from": a, "to": b} for a, b in edges],
+        }
+    )
+
+
+def test_a_diamond_of_quick_nodes_is_one_task(
+    queue: redis.Redis, carried: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B and C, seen quick in this process, both run in A's task: no message at all."""
+    workflow_id = _diamond()
+    durations = inline.Durations()
+    for node in "ABCD":
+        durations.record(workflow_id, node, 0.001)
+    monkeypatch.setattr(execution, "DURATIONS", durations)
+    run_id = _carry_run(workflow_id, 60_000, carried)
+    assert _queued(queue) == []
+    doc = client.get_run(run_id)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["D"]["output"] == {"v": 1}  # B's and C's, merged
+
+
+def test_a_slow_sibling_is_its_own_message(
+    queue: redis.Redis, carried: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C took long here before: it is sent to run beside B, not after it."""
+    workflow_id = _diamond()
+    durations = inline.Durations()
+    durations.record(workflow_id, "C", inline.QUICK_S * 10)
+    monkeypatch.setattr(execution, "DURATIONS", durations)
+    run_id = _carry_run(workflow_id, 60_000, carried)
+    assert _queued(queue) == [f"run={run_id} node=C from=A"]
+    assert client.get_run(run_id)["nodes"]["B"]["status"] == "COMPLETED"
 
 
 def test_no_time_to_carry_on_sends_every_successor(queue: redis.Redis, carried: list[str]) -> None:

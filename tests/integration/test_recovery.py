@@ -350,6 +350,24 @@ def test_a_redelivered_message_publishes_what_its_task_left(rt: Runtime, same_ta
     assert h.drain()["status"] == "COMPLETED"
 
 
+def test_a_redelivered_message_publishes_a_sibling_its_task_kept(rt: Runtime) -> None:
+    """A task runs A, then B and C itself (siblings of quick nodes, tasks/inline.py), and
+    dies after B, with C kept but not run. The redelivery of A publishes C, and only C:
+    B's commit, made under the same task id, emitted nothing left pending."""
+    h = Harness(rt)
+    h.start(diamond())
+    ir = rt.ir(h.workflow_id)
+    a = h.queue.popleft()
+    b, c = rt.executor.process(ir, a, nonce="task-1").dispatch
+    assert rt.executor.process(ir, b, nonce="task-1").dispatch == []  # D waits for C
+    again = rt.executor.process(ir, a, nonce="task-1")
+    assert again.dispatch == [c]
+    h.queue.append(c)
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED"
+    assert doc["nodes"]["D"]["output"] == ["B", "C"]
+
+
 def test_a_handler_error_keeps_its_traceback(rt: Runtime) -> None:
     """Each retried attempt's traceback is in its node_retrying event, the last one in
     node_failed and the run document; a CEL error has none (its message says it all)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +21,7 @@ from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError, NodeFailed, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import HARD_LIMIT_GRACE
+from wfrunner.tasks import inline
 from wfrunner.tasks.app import app
 from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
 
@@ -127,35 +129,48 @@ def execute_node(self: Task, run_id: str, workflow_id: str, token: dict[str, Any
         raise NodeFailed(failed)  # the task shows as FAILURE, with the handler's traceback
 
 
+#: how long each node took in this process: which siblings a task keeps (tasks/inline.py)
+DURATIONS = inline.Durations()
+
+
 def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: int) -> str | None:
-    """Process ``token``, then, for up to ``inline_ms`` ms, one of the tokens each node
-    emitted, in this same task; the others are published first, so they run in parallel
-    elsewhere. A chain costs one message per ``inline_ms`` instead of one per node.
+    """Process ``token``, then, for up to ``inline_ms`` ms, tokens the nodes emitted, in
+    this same task: always one when it has nothing else to run, and siblings whose nodes
+    are quick (:func:`wfrunner.tasks.inline.plan`); the others are published at once, so
+    they run in parallel elsewhere. A chain costs one message per ``inline_ms`` instead of
+    one per node, a diamond of quick nodes one message.
 
     Every token is still emitted into the run's outbox and committed at most once, under
     the same delivery ``nonce`` (the message's task id): should the worker die on the way,
-    the message comes back (late ack) and its redelivery publishes whatever the chain
-    left pending (``RunState.left_behind``). A successor with a ``timeout_ms`` is always
-    published: only its own task carries its time limits.
+    the message comes back (late ack) and its redelivery publishes whatever the task left
+    pending (``RunState.left_behind``). When the time is up, the tokens kept are published.
 
     Returns why the run failed (with the handler's traceback) when a node failed it here.
     """
     failed: str | None = None
     ir = rt.ir(workflow_id)
     until = time.monotonic() + inline_ms / 1000
-    current: Token | None = token
-    while current is not None:
+    queued: deque[Token] = deque([token])
+    while queued:
+        current = queued.popleft()
+        began = time.monotonic()
         outcome = rt.executor.process(ir, current, nonce=nonce)
+        ran = time.monotonic()
         if outcome.ignored:
             log.info(
                 "run %s: token to %s ignored: %s", current.run_id, current.to_node, outcome.ignored
             )
+        else:
+            DURATIONS.record(workflow_id, current.to_node, ran - began)
         if outcome.failed:
             failed = f"run {current.run_id} failed: {outcome.failed}{_trace(outcome)}"
         if outcome.retrying:
             log.warning("run %s: %s%s", current.run_id, outcome.retrying, _trace(outcome))
-        follow = next_inline(ir, outcome.dispatch) if time.monotonic() < until else None
-        rest = [t for t in outcome.dispatch if t is not follow]
+        if ran < until:
+            keep, rest = inline.plan(ir, workflow_id, outcome.dispatch, queued, DURATIONS)
+        else:  # time is up: what was kept goes out too
+            keep, rest = [], [*outcome.dispatch, *queued]
+            queued.clear()
         # with time to spare the run's end is recorded here, not by a task on the
         # completion queue (a message and a task less per run); that queue stays the
         # fallback should PostgreSQL or Redis be away
@@ -171,7 +186,7 @@ def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: in
                     request_completion_check(current.run_id, producer)
         if outcome.flush:
             request_flush(current.run_id)
-        current = follows(follow) if follow is not None else None
+        queued.extend(follows(t) for t in keep)
     return failed
 
 
@@ -193,12 +208,3 @@ def _finished_here(rt: Runtime, token: Token) -> bool:
         log.warning("run %s: completion check queued (%s)", token.run_id, exc)
         return False
     return True
-
-
-def next_inline(ir: IR, tokens: list[Token]) -> Token | None:
-    """The emitted token this task runs itself: the first whose node has no time limit."""
-    for token in tokens:
-        node = ir.nodes.get(token.to_node)
-        if node is not None and not node.timeout_ms:
-            return token
-    return None
