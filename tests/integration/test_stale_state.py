@@ -151,6 +151,32 @@ def test_flush_from_a_stale_generation_is_refused_and_the_run_rebuilt(
     assert seqs == list(range(1, len(seqs) + 1))
 
 
+def test_an_end_from_a_stale_generation_is_refused_and_the_run_rebuilt(rt: Runtime) -> None:
+    """Redis came back from a snapshot older than the last flush, and the stale state ran
+    the run to its end: PostgreSQL refuses that end; the run is rebuilt and ends once."""
+    settled(rt)
+    h = Harness(rt)
+    h.start(chain(3), {})
+    entry = h.queue[0]
+    before = snapshot(rt, h.run_id)
+    h.deliver()  # n0
+    recovery.flush(rt, h.run_id)
+    gen = rt.store.get_run(h.run_id).hot_gen
+    restore(rt, h.run_id, before)  # older than the flush
+    h.queue.clear()
+    h.queue.append(entry)
+    h.drain()  # the stale state runs n0, n1 and n2 and ends
+    run = rt.store.get_run(h.run_id)
+    assert (run.status, run.hot_gen) == (RunStatus.RUNNING, gen)
+    assert terminal_events(rt, h.run_id) == []
+    h.queue.clear()
+    h.reconcile()
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert terminal_events(rt, h.run_id) == ["run_completed"]
+    assert emitted_twice(rt, h.run_id) == []
+
+
 def test_an_ended_run_is_immutable(rt: Runtime, caplog: pytest.LogCaptureFixture) -> None:
     """The snapshot holds the run before its last node ran; the run then completed. The
     restored state runs the last node again (a different output) and completes again:
@@ -213,6 +239,10 @@ def test_an_end_conflicting_with_a_stored_event_is_a_logged_divergence(
         stats={"nodes_executed": 1},
         completion_checks=2,
     )
+    stale = rt.store.persist_end(h.run_id, gen - 1, RunStatus.FAILED, "old", lambda _: ended)
+    assert stale == (Fence.STALE, None)  # an older generation of the hot state: refused
+    assert rt.store.get_run(h.run_id).status is RunStatus.RUNNING
+    assert stored_events(rt, h.run_id) == started
     with caplog.at_level(logging.WARNING):
         verdict, view = rt.store.persist_end(
             h.run_id, gen, RunStatus.COMPLETED, None, lambda _: ended
