@@ -83,11 +83,10 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
 
 def check_completion(rt: Runtime, run_id: str) -> str:
     """The completion double-check, finishing the run when it has ended."""
-    meta = rt.state.meta(run_id)
-    if not meta:
+    view = rt.state.completion_view(run_id)  # counts the check: the run's end records it
+    if not view.meta:
         return GONE
-    rt.state.count_check(run_id)  # recorded by the run's end, no transaction of its own
-    verdict = completion.check(rt.state, rt.ir(meta["workflow_id"]), run_id, meta)
+    verdict = completion.check(rt.state, rt.ir(view.meta["workflow_id"]), run_id, view)
     if verdict in _END_STATES:
         finish(rt, run_id)
     return verdict

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.harness import Harness
+from wfrunner import lifecycle
+from wfrunner.engine.runstate import GONE
 from wfrunner.runtime import Runtime
 
 
@@ -53,3 +55,17 @@ def test_a_node_skipped_on_one_pass_and_run_on_another_is_not(rt: Runtime) -> No
     assert skipped(doc) == ["never"]
     assert doc["stats"]["nodes_skipped"] == 1
     assert rt.store.get_stats(h.run_id)["nodes_skipped"] == 1
+
+
+def test_a_check_of_a_run_with_no_hot_state_leaves_no_key(rt: Runtime) -> None:
+    """The check is counted only while the run exists: one racing its cleanup (or of a
+    run that never was) writes nothing."""
+    h = Harness(rt)
+    h.start(
+        {"nodes": [{"id": "a", "type": "transform", "config": {"expression": "1"}}], "edges": []}
+    )
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED"
+    assert doc["stats"]["completion_checks"] >= 1
+    assert lifecycle.check_completion(rt, h.run_id) == GONE
+    assert rt.redis.keys(f"wfr:{{{h.run_id}}}:*") == []

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.events import event
-from wfrunner.engine.runstate import GONE, RUNNING, RunState
+from wfrunner.engine.runstate import GONE, RUNNING, CompletionView, RunState
 
 NOT_DONE = "running"
 
 
-def check(state: RunState, ir: IR, run_id: str, meta: dict[str, str]) -> str:
+def check(state: RunState, ir: IR, run_id: str, view: CompletionView) -> str:
     """The run's state after the check: running, completed, failed, cancelled or gone.
-    ``meta`` is the run's hot metadata as the caller just read it."""
+    ``view``: the run's hot state as the caller just read it."""
+    meta = view.meta
     if not meta:
         return GONE
     if meta.get("state") != RUNNING:
         return meta.get("state", GONE)
-    counter = state.counter(run_id)
-    if counter is None or counter > 0:
+    if view.counter is None or view.counter > 0:
         return NOT_DONE
     waiting = [
         instance
-        for instance, arrived in state.join_counts(run_id).items()
+        for instance, arrived in view.joins.items()
         if arrived < len(ir.nodes[instance.split("|", 1)[0]].dependencies)
     ]
     if waiting:

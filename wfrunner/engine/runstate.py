@@ -160,6 +160,23 @@ class EndedState:
     waiters: int
 
 
+@dataclass(frozen=True)
+class CompletionView:
+    """A run's hot state as the completion double-check reads it."""
+
+    #: empty when the run has no hot state
+    meta: dict[str, str]
+    #: tokens in flight; None when the counter is gone
+    counter: int | None
+    #: join instance -> arrivals so far
+    joins: dict[str, int]
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    """A dict of a flat field/value list (HGETALL's reply inside a Lua script)."""
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
 class RunState:
     """Hot state of runs over one ``redis.Redis`` client (``decode_responses=True``)."""
 
@@ -180,6 +197,7 @@ class RunState:
                 "record_events",
                 "mark_flushed",
                 "unlock",
+                "completion_view",
                 "renew_leases",
                 "claim_stalled",
             )
@@ -560,18 +578,26 @@ class RunState:
     def unlock(self, run_id: str, holder: str) -> None:
         self._run("unlock", run_id, [keys.lock_key(run_id)], [holder])
 
-    def join_counts(self, run_id: str) -> dict[str, int]:
-        """join instance -> arrivals so far (for the completion double-check)."""
-        fields = self._hash(keys.joins_key(run_id))
-        return {k[: -len("#n")]: int(v) for k, v in fields.items() if k.endswith("#n")}
-
-    def count_check(self, run_id: str) -> int:
-        """Count one completion double-check of the run; returns the count so far. The key
-        expires: a check racing the run's cleanup leaves no key behind for long."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.incr(keys.checks_key(run_id))
-        pipe.expire(keys.checks_key(run_id), CHECKS_TTL)
-        return int(pipe.execute()[0])
+    def completion_view(self, run_id: str) -> CompletionView:
+        """What the completion double-check reads, in one round trip (lua/completion_view.lua),
+        counting the check while the run exists."""
+        meta, counter, joins = self._run(
+            "completion_view",
+            run_id,
+            [
+                keys.meta_key(run_id),
+                keys.counter_key(run_id),
+                keys.joins_key(run_id),
+                keys.checks_key(run_id),
+            ],
+            [CHECKS_TTL],
+        )
+        arrivals = _pairs(joins)
+        return CompletionView(
+            meta=_pairs(meta),
+            counter=None if counter is None else int(counter),
+            joins={k[: -len("#n")]: int(v) for k, v in arrivals.items() if k.endswith("#n")},
+        )
 
     def mark_dirty(self, run_id: str, ttl: float) -> bool:
         """Add the run to those due to be flushed; True when no flush_runs task is queued
