@@ -27,13 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from bench import infra, workflows
-from bench.infra import Database, EventCounter, PrivateRedis, RssSampler, Workers, WorkerSpec
+from bench.infra import (
+    BenchError,
+    Database,
+    EventCounter,
+    PrivateRedis,
+    RssSampler,
+    Workers,
+    WorkerSpec,
+)
 from bench.measure import (
     Side,
     celery_backlog,
     celery_latency,
     wfrunner_backlog,
     wfrunner_latency,
+    wfrunner_one,
 )
 from bench.plot import plot
 from bench.stats import (
@@ -41,6 +50,7 @@ from bench.stats import (
     markdown,
     messages_table,
     number,
+    percentile,
     ratio,
     ratio_table,
     results_table,
@@ -219,6 +229,70 @@ def run_wfrunner(
     return results
 
 
+#: (wfrunner scenario, Celery scenario) timed one run at a time in alternation
+PAIRS = (("chain-3", "chain-3"), ("diamond", "chord-diamond"))
+
+
+@dataclass
+class Paired:
+    """One run at a time of each side in turn, both workers up: the machine's slow minutes
+    fall on both sides alike (seconds per run)."""
+
+    wfrunner: str
+    celery: str
+    ours: list[float]
+    theirs: list[float]
+
+
+def run_paired(bench: Bench, names: tuple[str, ...], c: int) -> list[Paired]:
+    import wfrunner
+
+    count = bench.args.paired
+    senders = celery_senders()
+    found: list[Paired] = []
+    with bench.workers("celery", 1, c) as theirs, bench.workers("wfrunner", 1, c) as ours:
+        for ours_name, theirs_name in PAIRS:
+            if ours_name not in names:
+                continue
+            progress(f"{ours_name} and Celery {theirs_name}: {count} each, in turn")
+            scenario = next(s for s in WFRUNNER if s.name == ours_name)
+            workflow_id = wfrunner.register_workflow(scenario.definition)
+            send = senders[theirs_name]
+            pair = Paired(ours_name, theirs_name, [], [])
+            for i in range(count + 5):  # the first five warm both sides up
+                started = time.perf_counter()
+                send().get(timeout=theirs.timeout)
+                took = time.perf_counter() - started
+                seconds, doc = wfrunner_one(ours, workflow_id)
+                if doc["status"] != "COMPLETED":
+                    raise BenchError(f"wfrunner {ours_name}: a run ended {doc['status']}")
+                if i >= 5:
+                    pair.theirs.append(took)
+                    pair.ours.append(seconds)
+            found.append(pair)
+    return found
+
+
+def paired_table(pairs: list[Paired]) -> str:
+    rows = []
+    for p in pairs:
+        ours = [percentile(p.ours, q) * 1000 for q in (50, 95)]
+        theirs = [percentile(p.theirs, q) * 1000 for q in (50, 95)]
+        rows.append(
+            [
+                f"wfrunner {p.wfrunner} vs Celery {p.celery}",
+                str(len(p.ours)),
+                *(number(v) for v in ours),
+                *(number(v) for v in theirs),
+                f"{number(ratio(ours[0], theirs[0]), 2)}x",
+                f"{number(ratio(ours[1], theirs[1]), 2)}x",
+            ]
+        )
+    header = ["pair", "runs each", "wfrunner p50 ms", "wfrunner p95 ms", "Celery p50 ms",
+              "Celery p95 ms", "p50 ratio", "p95 ratio"]  # fmt: skip
+    return markdown(header, rows)
+
+
 def scaling_table(results: list[Result], configs: list[tuple[int, int]]) -> str:
     def find(side: str, name: str, note: str) -> Result | None:
         return next((r for r in results if (r.side, r.name, r.note) == (side, name, note)), None)
@@ -261,6 +335,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every run count")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument(
+        "--paired",
+        type=int,
+        default=100,
+        help="runs each of chain-3 and diamond timed in alternation with Celery's (0: none)",
+    )
+    parser.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/3",
         help="wfrunner's database; Celery's is the next one (3 and 4)",
@@ -281,7 +361,7 @@ def selected(args: argparse.Namespace, side: str, names: tuple[str, ...]) -> tup
     return tuple(n for n in names if not wanted or n in wanted)
 
 
-def measure(bench: Bench) -> tuple[list[Result], list[tuple[int, int]]]:
+def measure(bench: Bench) -> tuple[list[Result], list[tuple[int, int]], list[Paired]]:
     args = bench.args
     if args.scaling:
         configs = [(1, 1), (1, 2), (1, 3), (2, args.concurrency)]
@@ -299,10 +379,15 @@ def measure(bench: Bench) -> tuple[list[Result], list[tuple[int, int]]]:
         results += run_wfrunner(
             bench, selected(args, "wfrunner", names["wfrunner"]), count, c, note
         )
-    return results, configs
+    pairs = []
+    if args.paired and not args.scaling:
+        pairs = run_paired(bench, selected(args, "wfrunner", names["wfrunner"]), args.concurrency)
+    return results, configs, pairs
 
 
-def report(bench: Bench, results: list[Result], configs: list[tuple[int, int]]) -> str:
+def report(
+    bench: Bench, results: list[Result], configs: list[tuple[int, int]], pairs: list[Paired]
+) -> str:
     args = bench.args
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     redis_note = (
@@ -327,6 +412,17 @@ def report(bench: Bench, results: list[Result], configs: list[tuple[int, int]]) 
         lines += ["## Scaling", "", scaling_table(results, configs), ""]
     else:
         lines += ["## Ratios (wfrunner / Celery)", "", ratio_table(results), ""]
+    if pairs:
+        lines += [
+            "## One run at a time, in turn",
+            "",
+            "Each side's run after the other's, both workers up, so a slow minute of the "
+            "machine weighs on both alike (the p50/p95 above time each side in its own "
+            "minutes):",
+            "",
+            paired_table(pairs),
+            "",
+        ]
     lines += ["## Task messages per run, by task", "", messages_table(results), ""]
     if bench.stress_report:
         lines += ["## Stress", "", bench.stress_report, ""]
@@ -349,8 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     with ExitStack() as stack:
         bench = Bench(args, stack)
-        results, configs = measure(bench)
-        text = report(bench, results, configs)
+        results, configs, pairs = measure(bench)
+        text = report(bench, results, configs, pairs)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
