@@ -152,6 +152,8 @@ class Bench:
             self.sides[name] = Side(
                 name, app, client, queues, events, self.rss, db, self.args.timeout
             )
+            if self.private is not None:
+                self.sides[name].redis_pid = self.private.proc.pid
         return self.sides[name]
 
     @contextmanager
@@ -437,7 +439,9 @@ Per run: Redis commands (INFO commandstats delta, the benchmark's own look-ups t
 task messages (`task-received` events: messages the workers took off the queues), PostgreSQL
 transactions (pg_stat_database.xact_commit of the bench database, idle worker connections
 closed first so their counts are published; the benchmark's own polls taken out) and the
-peak RSS of the worker process trees. A ratio above 1 means more: faster for rates, slower
+peak RSS of the worker process trees; CPU ms per run of the backlog, by process kind (user +
+system: the workers' main processes and pools, the private Redis server, every PostgreSQL
+process). A ratio above 1 means more: faster for rates, slower
 or costlier for latencies and counts (the last column says which side is better)."""
 
 

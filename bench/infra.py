@@ -6,6 +6,7 @@ writes it deletes (``BenchEnvironment.close``)."""
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,6 +258,32 @@ class RssSampler:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
+
+
+def cpu_seconds(worker_pids: Sequence[int], redis_pid: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the worker process trees (main processes
+    and pools), the Redis server (only a private one: the shared server serves others too)
+    and every PostgreSQL server process (its backends and background work)."""
+    import psutil
+
+    def used(proc: psutil.Process) -> float:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            times = proc.cpu_times()
+            return float(times.user + times.system)
+        return 0.0
+
+    found = {"workers": 0.0, "redis": math.nan, "postgres": 0.0}
+    for pid in worker_pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            found["workers"] += sum(used(p) for p in [root, *root.children(recursive=True)])
+    if redis_pid is not None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found["redis"] = used(psutil.Process(redis_pid))
+    for proc in psutil.process_iter(["name"]):
+        if (proc.info.get("name") or "").startswith("postgres"):
+            found["postgres"] += used(proc)
+    return found
 
 
 class EventCounter:

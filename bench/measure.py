@@ -23,7 +23,14 @@ from typing import Any
 
 import redis
 
-from bench.infra import BenchError, Database, EventCounter, RssSampler, command_count
+from bench.infra import (
+    BenchError,
+    Database,
+    EventCounter,
+    RssSampler,
+    command_count,
+    cpu_seconds,
+)
 from bench.stats import Result
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -42,6 +49,7 @@ class Side:
     db: Database | None = None
     timeout: float = 600
     own_commands: int = 0  # commands this process sent that are not the engine's cost
+    redis_pid: int | None = None  # the private Redis server's (its CPU is measured)
 
     def idle(self) -> bool:
         pipe = self.redis.pipeline(transaction=False)
@@ -76,12 +84,15 @@ class Meter:
         self.received = side.events.received
         self.names = dict(side.events.names)
         self.since = side.rss.mark()
+        self.cpu = cpu_seconds(side.rss.pids, side.redis_pid)
 
     def stop(self, result: Result) -> None:
         side = self.side
         side.settle()
         runs = max(result.runs, 1)
         result.rss_mb = side.rss.peak_mb(self.since)
+        cpu = cpu_seconds(side.rss.pids, side.redis_pid)
+        result.cpu_ms = {kind: (cpu[kind] - self.cpu[kind]) * 1000 / runs for kind in cpu}
         result.messages = (side.events.received - self.received) / runs
         result.message_kinds = {
             name: (count - self.names.get(name, 0)) / runs

@@ -56,6 +56,8 @@ class Result:
     message_kinds: dict[str, float] = field(default_factory=dict)  # task name -> per run
     pg_transactions: float = math.nan  # per run
     rss_mb: float = math.nan  # peak of the worker process trees
+    #: CPU ms per run: "workers" (main processes and pools), "redis", "postgres"
+    cpu_ms: dict[str, float] = field(default_factory=dict)
     failed: int = 0  # runs that did not complete
     note: str = ""
 
@@ -87,6 +89,7 @@ COLUMNS = (
     "msgs/run",
     "PG xacts/run",
     "peak RSS MB",
+    "CPU ms/run: workers / Redis / PG",
     "failed",
 )
 
@@ -107,8 +110,18 @@ def row(r: Result) -> list[str]:
         number(r.messages),
         number(r.pg_transactions),
         number(r.rss_mb),
+        cpu_split(r),
         str(r.failed),
     ]
+
+
+def cpu_split(r: Result) -> str:
+    """The CPU a run cost, by process kind (PostgreSQL only for wfrunner: Celery's runs
+    touch it not)."""
+    if not r.cpu_ms:
+        return "-"
+    kinds = ["workers", "redis"] + (["postgres"] if r.side == "wfrunner" else [])
+    return " / ".join(number(r.cpu_ms.get(k, math.nan), 1) for k in kinds)
 
 
 def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.plot import plot
-from bench.stats import Result, percentile, ratio, ratio_table, results_table
+from bench.stats import Result, cpu_split, percentile, ratio, ratio_table, results_table
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -91,3 +91,12 @@ def test_no_plot_without_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     said = plot(celery_and_wfrunner(), tmp_path / "p.png")
     assert said.startswith("no plot: matplotlib is not installed")
     assert not (tmp_path / "p.png").exists()
+
+
+def test_cpu_split_shows_postgresql_for_wfrunner_only() -> None:
+    cpu = {"workers": 6.34, "redis": 1.5, "postgres": 2.0}
+    assert cpu_split(Result("wfrunner", "diamond", cpu_ms=cpu)) == "6.3 / 1.5 / 2.0"
+    assert cpu_split(Result("celery", "chord-diamond", cpu_ms=cpu)) == "6.3 / 1.5"
+    assert cpu_split(Result("celery", "noop")) == "-"
+    shared = {"workers": 6.3, "redis": math.nan, "postgres": 0.0}
+    assert cpu_split(Result("celery", "noop", cpu_ms=shared)) == "6.3 / -"
