@@ -35,14 +35,22 @@ log = logging.getLogger(__name__)
 _REDIS_TROUBLE = (redis.ConnectionError, redis.TimeoutError)
 
 
+def announcement(
+    run_id: str, status: RunStatus, document: dict[str, Any] | None = None
+) -> tuple[str, str]:
+    """The channel and the message that announce the run's end (its document when given,
+    else its status); a worker that finishes a run sends it with the run's last Redis
+    writes (:meth:`wfrunner.engine.runstate.RunState.drop`)."""
+    return keys.ended_channel(run_id), status.value if document is None else json.dumps(document)
+
+
 def announce(
     rt: Runtime, run_id: str, status: RunStatus, document: dict[str, Any] | None = None
 ) -> None:
     """Wake the run's waiters, with its document when given; call only after the end is
     committed in PostgreSQL."""
-    message = status.value if document is None else json.dumps(document)
     try:
-        rt.redis.publish(keys.ended_channel(run_id), message)
+        rt.redis.publish(*announcement(run_id, status, document))
     except _REDIS_TROUBLE as exc:  # the end is recorded; waiters find it at their interval
         log.warning("run %s ended %s; its waiters were not told (%s)", run_id, status, exc)
 

@@ -47,25 +47,40 @@ log = logging.getLogger(__name__)
 LOCK_TTL_MS = 30_000
 
 
+class Hold:
+    """A run's writer lock as :func:`writer` hands it out: true while held. A holder that
+    released it itself (with the run's keys, :meth:`RunState.drop`) says so, and the lock
+    is not released a second time."""
+
+    def __init__(self, holder: str, held: bool) -> None:
+        self.holder = holder
+        self.held = held
+        self.released = False
+
+    def __bool__(self) -> bool:
+        return self.held
+
+
 @contextmanager
-def writer(rt: Runtime, run_id: str, wait: float = 0.0, steal: bool = False) -> Iterator[bool]:
-    """Hold the run's writer lock; yields False when another writer kept it for ``wait`` s.
+def writer(rt: Runtime, run_id: str, wait: float = 0.0, steal: bool = False) -> Iterator[Hold]:
+    """Hold the run's writer lock; yields a false Hold when another writer kept it for
+    ``wait`` s.
 
     ``steal`` takes it whoever holds it: after Redis came back from a snapshot, a lock it
     restored may belong to a writer of the past. A live writer it is taken from cannot
     corrupt the run: its PostgreSQL write is fenced by the generation, and
     ``mark_flushed.lua`` ignores it once the run was rebuilt (new epoch)."""
-    holder = uuid.uuid4().hex
+    hold = Hold(uuid.uuid4().hex, False)
     deadline = time.monotonic() + wait
-    held = rt.state.lock(run_id, holder, LOCK_TTL_MS, steal)
-    while not held and time.monotonic() < deadline:
+    hold.held = rt.state.lock(run_id, hold.holder, LOCK_TTL_MS, steal)
+    while not hold and time.monotonic() < deadline:
         time.sleep(0.05)
-        held = rt.state.lock(run_id, holder, LOCK_TTL_MS)
+        hold.held = rt.state.lock(run_id, hold.holder, LOCK_TTL_MS)
     try:
-        yield held
+        yield hold
     finally:
-        if held:
-            rt.state.unlock(run_id, holder)
+        if hold and not hold.released:
+            rt.state.unlock(run_id, hold.holder)
 
 
 def generation(meta: dict[str, str]) -> int:

@@ -132,11 +132,12 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
         if verdict is not Fence.ACCEPTED or view is None:
             fencing.refused(rt, run_id, verdict, gen)
             return None
-        rt.state.delete(run_id)
-    document = None
-    if hot.waiters:  # they are handed the document, not sent to PostgreSQL for it
-        document = _document(view, nodes, written, payloads)
-    ended.announce(rt, run_id, status, document)
+        document = None
+        if hot.waiters:  # they are handed the document, not sent to PostgreSQL for it
+            document = _document(view, nodes, written, payloads)
+        # the hot keys, the lock and the announcement go in one round trip
+        rt.state.drop(run_id, held.holder, ended.announcement(run_id, status, document))
+        held.released = True
     log.info("run %s ended %s", run_id, status.value)
     return status
 

@@ -125,9 +125,9 @@ def test_an_end_nobody_waits_for_announces_its_status_alone(
 def test_a_status_alone_makes_the_waiter_read_the_document(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = ended.announce
+    real = ended.announcement
     monkeypatch.setattr(
-        ended, "announce", lambda rt, run_id, status, document=None: real(rt, run_id, status)
+        ended, "announcement", lambda run_id, status, document=None: real(run_id, status)
     )
     run_id, waiter, reads = waited(rt, monkeypatch)
     assert waiter.doc == client.get_run(run_id, rt)
@@ -138,7 +138,7 @@ def test_a_status_alone_makes_the_waiter_read_the_document(
 def test_a_lost_announcement_is_made_up_for_by_the_safety_poll(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ended, "announce", lambda *args: None)
+    monkeypatch.setattr(ended, "announcement", lambda *args: None)
     h = Harness(rt)
     run_id = h.start(chain())
     waiter = Waiter(rt, run_id, interval=0.2)

@@ -626,6 +626,17 @@ class RunState:
     def delete(self, run_id: str) -> None:
         self.client.delete(*keys.run_keys(run_id))
 
+    def drop(self, run_id: str, holder: str, announce: tuple[str, str] | None = None) -> None:
+        """Delete an ended run's hot keys, release its writer lock if ``holder`` still
+        holds it and, with ``announce`` (channel, message), PUBLISH its end: one round
+        trip (a pipeline, in this order) for what finishing a run does last."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(*keys.run_keys(run_id))
+        self._scripts["unlock"](keys=[keys.lock_key(run_id)], args=[holder], client=pipe)
+        if announce is not None:
+            pipe.publish(*announce)
+        _guarded("drop", run_id, pipe.execute)
+
 
 def _guarded(op: str, run_id: str, call: Callable[[], Any]) -> Any:
     try:
