@@ -246,7 +246,7 @@ def _drop_if_ended(rt: Runtime, run_id: str) -> None:
         status = RunStatus.CANCELLED  # purged: nothing may write for it any more
     if status in TERMINAL_RUN_STATES:
         log.warning("run %s ended (%s): dropping the hot state Redis brought back", run_id, status)
-        rt.state.delete(run_id)
+        rt.state.delete(run_id, lock=True)
 
 
 def _validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list[Token] | None:

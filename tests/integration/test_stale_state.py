@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import pytest
@@ -360,6 +360,24 @@ def test_a_queued_run_whose_start_message_was_lost_is_started(rt: Runtime) -> No
     assert [t.to_node for t in h.queue] == ["n0"]
     assert rt.store.get_run(h.run_id).status is RunStatus.RUNNING
     assert h.drain()["status"] == "COMPLETED"
+
+
+def test_a_restored_redis_loses_the_hot_state_and_lock_of_an_ended_run(rt: Runtime) -> None:
+    """The snapshot holds a run that has ended since, with a writer's lock of that time:
+    the pass after the restart drops both (the lock would otherwise stay up to its TTL)."""
+    settled(rt)
+    h = Harness(rt)
+    h.start(chain(2), {})
+    before = snapshot(rt, h.run_id)
+    assert h.drain()["status"] == "COMPLETED"
+    restore(rt, h.run_id, before)
+    rt.redis.set(keys.lock_key(h.run_id), "a-writer-of-the-past", px=30_000)
+    rt.redis.set(keys.SERVER_KEY, "a-server-of-the-past")
+    h.queue.clear()
+    h.reconcile()
+    assert rt.redis.keys(f"wfr:{{{h.run_id}}}:*") == []
+    assert h.queue == deque()
+    assert terminal_events(rt, h.run_id) == ["run_completed"]
 
 
 def test_a_restored_redis_is_noticed_and_its_runs_rebuilt_once(rt: Runtime) -> None:

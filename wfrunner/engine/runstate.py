@@ -623,14 +623,18 @@ class RunState:
         if run_ids:
             self.client.sadd(keys.FLUSH_DIRTY_KEY, *run_ids)
 
-    def delete(self, run_id: str) -> None:
-        self.client.delete(*keys.run_keys(run_id))
+    def delete(self, run_id: str, lock: bool = False) -> None:
+        """Delete the run's hot keys; ``lock``: its writer lock too (one Redis brought back
+        from a snapshot belongs to a writer of the past)."""
+        stale = [keys.lock_key(run_id)] if lock else []
+        self.client.delete(*keys.run_keys(run_id), *stale)
 
     def drop(self, run_id: str, holder: str, announce: tuple[str, str] | None = None) -> None:
         """Delete an ended run's hot keys, release its writer lock if ``holder`` still
         holds it and, with ``announce`` (channel, message), PUBLISH its end: one round
-        trip (a pipeline, in this order) for what finishing a run does last."""
-        pipe = self.client.pipeline(transaction=False)
+        trip for what finishing a run does last. A transaction: a snapshot Redis takes
+        (and may come back from) never holds the lock without the keys."""
+        pipe = self.client.pipeline(transaction=True)
         pipe.delete(*keys.run_keys(run_id))
         self._scripts["unlock"](keys=[keys.lock_key(run_id)], args=[holder], client=pipe)
         if announce is not None:
