@@ -13,6 +13,7 @@ from tests.harness import Harness
 from wfrunner import client, handlers, recovery
 from wfrunner.engine import keys
 from wfrunner.engine.executor import Outcome
+from wfrunner.errors import CounterError
 from wfrunner.runtime import Runtime
 
 FLAKY: dict[str, int] = {}
@@ -195,6 +196,42 @@ def test_ambiguous_commit_retried_by_the_client_applies_once(rt: Runtime) -> Non
     assert not again.changed and again.mine  # the retry still dispatches
     assert not other.changed and not other.mine  # another delivery does not
     assert rt.state.counter(h.run_id) == 1
+
+
+def test_a_commit_that_would_take_the_counter_below_zero_is_refused_whole(rt: Runtime) -> None:
+    """The counter is the run's only completion signal: a delta it cannot hold (a bug in
+    the caller's arithmetic) must fail loudly and leave every part of the commit undone."""
+    h = Harness(rt)
+    h.start(chain(2), {})
+    token = h.queue.popleft()
+    rt.state.begin(token, 0.0, None)
+    with pytest.raises(CounterError, match="negative"):
+        rt.state.commit(token, [], 1.0, [], nonce="n-1", epoch="1", output=("ref", "0"), delta=-2)
+    assert rt.state.counter(h.run_id) == 1
+    assert token.key in rt.state.pending(h.run_id)  # still owed: its redelivery can commit
+    assert not rt.redis.sismember(keys.applied_key(h.run_id), token.op_key("advance"))
+    assert rt.state.payloads(h.run_id, ["ref"]) == {}
+    fixed = rt.state.commit(token, [], 1.0, [], nonce="n-1", epoch="1", output=("ref", "0"))
+    assert fixed.changed and fixed.hit_zero
+
+
+@pytest.mark.parametrize("ended", ["failed", "cancelled", "completed"])
+def test_a_commit_into_an_ended_run_writes_nothing(rt: Runtime, ended: str) -> None:
+    """Between a run's end and the drop of its keys, a late delivery still finds them: it
+    must not consume its token, store its output or emit successors into the ended run."""
+    h = Harness(rt)
+    h.start(chain(2), {})
+    token = h.queue.popleft()
+    rt.state.begin(token, 0.0, None)
+    assert rt.state.end(h.run_id, ended, "stopped by the test", [])
+    late = rt.state.commit(
+        token, [token.child("n1", "ref")], 1.0, [], nonce="n-1", epoch="1", output=("ref", "0")
+    )
+    assert late.state == ended and not late.changed and late.emitted == []
+    assert rt.state.counter(h.run_id) == 1
+    assert token.key in rt.state.pending(h.run_id)
+    assert not rt.redis.sismember(keys.applied_key(h.run_id), token.op_key("advance"))
+    assert rt.state.payloads(h.run_id, ["ref"]) == {}
 
 
 def test_redis_wiped_mid_run_is_rebuilt_and_completes(rt: Runtime) -> None:
