@@ -8,7 +8,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -106,7 +106,7 @@ def _carry_run(workflow_id: str, inline_ms: int, carried: list[str]) -> str:
     run_id = uuid.uuid4().hex
     carried.append(run_id)
     (entry,) = lifecycle.start(rt, run_id, workflow_id, {"v": 1})
-    execution.carry(rt, workflow_id, entry, nonce=uuid.uuid4().hex, inline_ms=inline_ms)
+    execution.carry(rt, workflow_id, [entry], nonce=uuid.uuid4().hex, inline_ms=inline_ms)
     return run_id
 
 
@@ -177,6 +177,99 @@ def test_a_slow_sibling_is_its_own_message(
     assert client.get_run(run_id)["nodes"]["B"]["status"] == "COMPLETED"
 
 
+def _start_run(workflow_id: str, inline_ms: int, carried: list[str]) -> str:
+    """Start a run and carry its entries as start_run does."""
+    rt = runtime.runtime()
+    run_id = uuid.uuid4().hex
+    carried.append(run_id)
+    entries = lifecycle.start(rt, run_id, workflow_id, {"v": 1})
+    execution.carry_entries(rt, workflow_id, entries, nonce=run_id, inline_ms=inline_ms)
+    return run_id
+
+
+def _quick(workflow_id: str, nodes: Iterable[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    durations = inline.Durations()
+    for node in nodes:
+        durations.record(workflow_id, node, 0.001)
+    monkeypatch.setattr(execution, "DURATIONS", durations)
+
+
+def test_a_start_runs_a_diamond_of_quick_nodes_itself(
+    queue: redis.Redis, carried: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workflow_id = _diamond()
+    _quick(workflow_id, "ABCD", monkeypatch)
+    run_id = _start_run(workflow_id, 60_000, carried)
+    assert _queued(queue) == []
+    doc = client.get_run(run_id)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["D"]["output"] == {"v": 1}
+
+
+def test_a_start_sends_an_entry_with_a_timeout_and_a_slow_one(
+    queue: redis.Redis, carried: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three entries: the quick one runs in the start's task; one with a timeout (its
+    limits belong to its own task) and one never seen here go out to run beside it."""
+    workflow_id = client.register_workflow(
+        {
+            "nodes": [_echo("quick"), _echo("limited", timeout_ms=5000), _echo("unseen")],
+            "edges": [],
+        }
+    )
+    _quick(workflow_id, ["quick", "limited"], monkeypatch)
+    run_id = _start_run(workflow_id, 60_000, carried)
+    assert sorted(_queued(queue)) == [
+        f"run={run_id} node=limited from=-",
+        f"run={run_id} node=unseen from=-",
+    ]
+    doc = client.get_run(run_id)
+    assert doc["nodes"]["quick"]["status"] == "COMPLETED"
+    assert doc["status"] == "RUNNING"
+
+
+def test_a_start_with_no_time_to_carry_sends_its_entries(
+    queue: redis.Redis, carried: list[str]
+) -> None:
+    run_id = _start_run(_chain(_echo("a"), _echo("b")), 0, carried)
+    assert _queued(queue) == [f"run={run_id} node=a from=-"]
+    assert client.get_run(run_id)["nodes"].get("a", {}).get("status") != "COMPLETED"
+
+
+def test_the_run_id_is_the_starts_result_before_its_nodes_run(worker: Any) -> None:
+    """start_run runs its entry node itself, but a caller of .get() has the run id
+    while that node is still running."""
+    gate = uuid.uuid4().hex
+    workflow_id = _chain(
+        {"id": "a", "type": "function", "config": {"function_name": "t.wait", "gate": gate}}
+    )
+    try:
+        run_id = wfrunner.start_run.delay(workflow_id, {"v": 1}).get(timeout=20)
+        assert client.get_run(run_id)["status"] == "RUNNING"
+    finally:
+        gates.setdefault(gate, threading.Event()).set()
+    assert client.wait_for_run(run_id, timeout=30)["status"] == "COMPLETED"
+
+
+def test_a_start_delivered_again_goes_on_from_what_its_first_delivery_left(
+    worker: Any,
+) -> None:
+    """The first delivery of start_run ran the entry node and died before going on: its
+    message comes back (same task id), finds the entry committed under that id and runs
+    what it emitted. Each node runs once."""
+    workflow_id = _chain(_echo("a"), _echo("b"), _echo("c"))
+    rt = runtime.runtime()
+    run_id = uuid.uuid4().hex
+    (entry,) = lifecycle.start(rt, run_id, workflow_id, {"v": 1})
+    outcome = rt.executor.process(rt.ir(workflow_id), entry, nonce=run_id)
+    assert [t.to_node for t in outcome.dispatch] == ["b"]  # ... and never published
+    wfrunner.start_run.apply_async(args=[workflow_id, {"v": 1}], task_id=run_id)
+    doc = client.wait_for_run(run_id, timeout=30)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["c"]["output"] == {"v": 1}
+    assert [doc["nodes"][n]["attempts"] for n in "abc"] == [1, 1, 1]
+
+
 def test_no_time_to_carry_on_sends_every_successor(queue: redis.Redis, carried: list[str]) -> None:
     run_id = _carry_run(_chain(_echo("a"), _echo("b"), _echo("c")), 0, carried)
     (sent,) = _queued(queue)
@@ -204,9 +297,18 @@ def test_a_worker_takes_node_work_before_another_start(engine_env: dict[str, str
     ]
 
 
-def test_the_task_of_a_node_that_failed_its_run_is_a_failure(worker: Any) -> None:
+@pytest.mark.parametrize(
+    ("b_extra", "task"),
+    [({}, "wfrunner.start_run"), ({"timeout_ms": 30_000}, "wfrunner.execute_node")],
+    ids=["run-by-the-start", "own-message"],
+)
+def test_the_task_of_a_node_that_failed_its_run_is_a_failure(
+    worker: Any, b_extra: dict[str, Any], task: str
+) -> None:
     """Flower and Celery see the task that ran the failing node as FAILURE (not SUCCESS),
-    with the node's error and the handler's traceback."""
+    with the node's error and the handler's traceback: start_run when it ran the node
+    itself (its result stays the run id), execute_node when the node had its own message
+    (a node with a timeout always does)."""
     from celery.signals import task_failure
 
     failures: list[tuple[str, BaseException]] = []
@@ -220,7 +322,7 @@ def test_the_task_of_a_node_that_failed_its_run_is_a_failure(worker: Any) -> Non
         wf = {
             "nodes": [
                 {"id": "a", "type": "function", "config": {"function_name": "t.echo"}},
-                {"id": "b", "type": "function", "config": {"function_name": "t.boom"}},
+                {"id": "b", "type": "function", "config": {"function_name": "t.boom"}, **b_extra},
             ],
             "edges": [{"from": "a", "to": "b"}],
         }
@@ -232,7 +334,9 @@ def test_the_task_of_a_node_that_failed_its_run_is_a_failure(worker: Any) -> Non
     finally:
         task_failure.disconnect(record)
     ((name, exc),) = failures
-    assert name == "wfrunner.execute_node"
+    assert name == task
     assert type(exc).__name__ == "NodeFailed"
     assert f"run {run_id} failed: node 'b' failed: ValueError: boom" in str(exc)
     assert "in boom" in str(exc) and "Traceback (most recent call last)" in str(exc)
+    # asked again once the node failed, the start's result is still the run id
+    assert wfrunner.app.AsyncResult(run_id).get(timeout=10) == run_id

@@ -124,8 +124,9 @@ def test_flower_with_basic_auth_asks_for_it(worker_env: dict[str, str], worker: 
 def test_flower_shows_a_node_by_name_and_a_failed_node_as_failure(
     worker_env: dict[str, str], worker: str, tmp_path: Path
 ) -> None:
-    """Through Flower's HTTP API: the task that ran a node is named after the workflow and
-    the node, and the one whose node failed the run is a FAILURE with the node's error."""
+    """Through Flower's HTTP API: a node's own task is named after the workflow and the
+    node, and the one whose node failed the run is a FAILURE with the node's error. (The
+    entry node runs in start_run's task; a node with a timeout always has its own.)"""
     from tests.entry_point import invoke
 
     path = tmp_path / "flower_demo.json"
@@ -135,7 +136,12 @@ def test_flower_shows_a_node_by_name_and_a_failed_node_as_failure(
                 "metadata": {"name": "flower-demo"},
                 "nodes": [
                     {"id": "first", "type": "transform", "config": {"expression": "input"}},
-                    {"id": "divide", "type": "transform", "config": {"expression": "1 / 0"}},
+                    {
+                        "id": "divide",
+                        "type": "transform",
+                        "config": {"expression": "1 / 0"},
+                        "timeout_ms": 30_000,
+                    },
                 ],
                 "edges": [{"from": "first", "to": "divide"}],
             }
@@ -157,9 +163,9 @@ def test_flower_shows_a_node_by_name_and_a_failed_node_as_failure(
                 break
             time.sleep(0.5)
     names = {t["name"] for t in tasks}
-    assert "wfrunner.node:flower-demo.first" in names, names
+    assert "wfrunner.start_run" in names, names
     (failure,) = failed
-    assert failure["name"].startswith("wfrunner.node:flower-demo.")
+    assert failure["name"] == "wfrunner.node:flower-demo.divide"
     assert "NodeFailed" in failure["exception"]
     assert "node 'divide' failed" in failure["exception"]
     assert failure["args"].startswith("run=")  # its argsrepr: run, node, predecessor

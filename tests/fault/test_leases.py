@@ -83,8 +83,8 @@ def test_node_running_longer_than_the_visibility_timeout_runs_once(
     cluster.start_beat()
     tag = uuid.uuid4().hex
     run_id = cluster.submit(workflow_id, {"tag": tag})
-    task_id, args = _active_delivery(cluster, run_id, "mid")
-    cluster.sender.send_task("wfrunner.execute_node", args=args, task_id=task_id, queue=TASK_QUEUE)
+    name, task_id, args = _active_delivery(cluster, run_id, "mid")
+    cluster.sender.send_task(name, args=args, task_id=task_id, queue=TASK_QUEUE)
     _finish(cluster, run_id, 60)
     assert _runs(cluster, tag, "mid") == "x"
     assert cluster.count_in_logs("another delivery is running it") >= 1  # the copy came
@@ -101,10 +101,11 @@ def _gave_up(cluster: Cluster) -> bool:
     assert cluster.count_in_logs("stalled tokens again") == 0
 
 
-def _active_delivery(cluster: Cluster, run_id: str, node_id: str) -> tuple[str, list[Any]]:
-    """The task id and arguments of the execute_node task running ``node_id``: the one
-    task of the run in flight once the node began (its own message, or the task of a
-    predecessor that ran it next, with no message of its own)."""
+def _active_delivery(cluster: Cluster, run_id: str, node_id: str) -> tuple[str, str, list[Any]]:
+    """The task name, id and arguments of the task running ``node_id``: the one task of
+    the run in flight once the node began (its own execute_node message, the task of a
+    predecessor that ran it next, or start_run, which runs the entry nodes and what follows
+    them; its task id is the run id)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         running = [
@@ -117,10 +118,11 @@ def _active_delivery(cluster: Cluster, run_id: str, node_id: str) -> tuple[str, 
             t
             for tasks in active.values()
             for t in tasks
-            if t["type"] == "wfrunner.execute_node" and t["args"][0] == run_id
+            if (t["type"] == "wfrunner.execute_node" and t["args"][0] == run_id)
+            or (t["type"] == "wfrunner.start_run" and t["id"] == run_id)
         ]
         if running == [node_id] and len(tasks) == 1:
-            return str(tasks[0]["id"]), list(tasks[0]["args"])
+            return str(tasks[0]["type"]), str(tasks[0]["id"]), list(tasks[0]["args"])
         time.sleep(0.2)
     raise AssertionError(f"no worker ran {node_id}\n{cluster.tails()}")
 

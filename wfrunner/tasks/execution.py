@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -121,24 +121,49 @@ def request_flush(run_id: str) -> None:
 )
 def execute_node(self: Task, run_id: str, workflow_id: str, token: dict[str, Any]) -> None:
     rt = runtime()
-    # a task with time limits (its node's timeout_ms) runs only its own node: the limits
-    # would cut a successor short
-    inline = rt.settings.inline_ms if not any(self.request.timelimit or ()) else 0
-    failed = carry(rt, workflow_id, Token.from_dict(token), str(self.request.id), inline)
+    first = Token.from_dict(token)
+    failed = carry(rt, workflow_id, [first], str(self.request.id), carry_budget_ms(self))
     if failed:
         raise NodeFailed(failed)  # the task shows as FAILURE, with the handler's traceback
+
+
+def carry_budget_ms(task: Task) -> int:
+    """How long ``task`` may go on with tokens its nodes emit: a task with time limits (its
+    node's timeout_ms, or limits set for every task) runs only its own node, since the
+    limits would cut a successor short."""
+    return runtime().settings.inline_ms if not any(task.request.timelimit or ()) else 0
 
 
 #: how long each node took in this process: which siblings a task keeps (tasks/inline.py)
 DURATIONS = inline.Durations()
 
 
-def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: int) -> str | None:
-    """Process ``token``, then, for up to ``inline_ms`` ms, tokens the nodes emitted, in
+def carry_entries(
+    rt: Runtime, workflow_id: str, entries: Sequence[Token], nonce: str, inline_ms: int
+) -> str | None:
+    """A run's entry tokens, from the task that started it: those it would keep of a
+    node's emits (:func:`wfrunner.tasks.inline.plan`) it runs itself (:func:`carry`), the
+    others are published first, so they run in parallel elsewhere. A diamond of quick
+    nodes is then one task in all, its start included."""
+    ir = rt.ir(workflow_id)
+    keep: list[Token] = []
+    rest = list(entries)
+    if inline_ms:
+        keep, rest = inline.plan(ir, workflow_id, entries, [], DURATIONS)
+    if rest:
+        with publishing() as producer:
+            dispatch(rest, workflow_id, ir, producer=producer)
+    return carry(rt, workflow_id, [follows(t) for t in keep], nonce, inline_ms) if keep else None
+
+
+def carry(
+    rt: Runtime, workflow_id: str, tokens: Sequence[Token], nonce: str, inline_ms: int
+) -> str | None:
+    """Process ``tokens``, then, for up to ``inline_ms`` ms, tokens the nodes emitted, in
     this same task: always one when it has nothing else to run, and siblings whose nodes
     are quick (:func:`wfrunner.tasks.inline.plan`); the others are published at once, so
     they run in parallel elsewhere. A chain costs one message per ``inline_ms`` instead of
-    one per node, a diamond of quick nodes one message.
+    one per node, a diamond of quick nodes none beyond its start.
 
     Every token is still emitted into the run's outbox and committed at most once, under
     the same delivery ``nonce`` (the message's task id): should the worker die on the way,
@@ -150,7 +175,7 @@ def carry(rt: Runtime, workflow_id: str, token: Token, nonce: str, inline_ms: in
     failed: str | None = None
     ir = rt.ir(workflow_id)
     until = time.monotonic() + inline_ms / 1000
-    queued: deque[Token] = deque([token])
+    queued: deque[Token] = deque(tokens)
     while queued:
         current = queued.popleft()
         began = time.monotonic()

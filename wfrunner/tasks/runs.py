@@ -11,14 +11,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import WorkerLostError
+from celery import Task, states
+from celery.worker.request import Request
+from celery.worker.state import task_ready
 
 from wfrunner import fencing, lifecycle, poison, recovery
-from wfrunner.errors import NotFoundError, StoreError, WfrunnerError
+from wfrunner.errors import NodeFailed, NotFoundError, StoreError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.tasks.app import app
 from wfrunner.tasks.config import COMPLETION_QUEUE
-from wfrunner.tasks.execution import FLUSH_QUEUED_TTL, RETRY_ON, dispatch, publishing
+from wfrunner.tasks.execution import (
+    FLUSH_QUEUED_TTL,
+    RETRY_ON,
+    carry_budget_ms,
+    carry_entries,
+    dispatch,
+    publishing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +45,53 @@ _RETRIED: dict[str, Any] = {
 FLUSH_BATCH = 200
 
 
+class StartRequest(Request):  # type: ignore[misc]
+    """start_run's request in the worker's main process. start_run stores its result, the
+    run id, before it runs any node; Celery acks, instead of sending again, the message of
+    a task whose pool child died after it stored SUCCESS (it takes the task for done).
+    start_run's children die in nodes, so its message is put back as any other task's
+    would be (``task_reject_on_worker_lost``): the start is idempotent and its redelivery
+    goes on from what the dead one left."""
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        task = self.task
+        if isinstance(exc, WorkerLostError) and task.acks_late and task.reject_on_worker_lost:
+            task_ready(self)  # what Request.on_failure does for a task that stored nothing
+            self.reject(requeue=True)
+            return
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
 @app.task(
     name="wfrunner.start_run",
     bind=True,
+    Request=StartRequest,
     **_RETRIED,
 )
 def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     """Start a run of a registered workflow; the result (and the task id) is the run id.
 
-    Its entry nodes are sent as messages, not run in this task as successors are (see
-    ``carry``): the run id must reach a caller of ``.get()`` before any node runs, and a
-    result stored early would keep Celery from sending the message again should the
-    worker die in a node (a task that stored SUCCESS is not redelivered)."""
+    The task then runs the entry nodes itself, and what they emit, as ``execute_node``
+    does (``carry_entries``): a message and a task less per run. The run id is stored as
+    the result first, so a caller of ``.get()`` has it before any node runs. A node
+    failing the run here shows the task as FAILURE in Flower and the worker log, while
+    ``.get()`` still answers with the run id: Celery's result backends never overwrite a
+    stored SUCCESS. Celery sends the message again should the worker die in a node (a
+    stored SUCCESS does not stop that unless worker_deduplicate_successful_tasks is set,
+    which wfrunner does not set): the start is idempotent, and the redelivery follows
+    what this task left pending (``RunState.left_behind``)."""
     run_id = str(self.request.id)
     rt = runtime()
     tokens = lifecycle.start(rt, run_id, workflow_id, inputs)
-    with publishing() as producer:
-        dispatch(tokens, workflow_id, rt.ir(workflow_id), producer=producer)
+    self.backend.store_result(run_id, run_id, states.SUCCESS, request=self.request)
+    failed = carry_entries(rt, workflow_id, tokens, run_id, carry_budget_ms(self))
+    if failed:
+        raise NodeFailed(failed)
     return run_id
 
 
