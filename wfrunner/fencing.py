@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -62,9 +62,16 @@ class Hold:
 
 
 @contextmanager
-def writer(rt: Runtime, run_id: str, wait: float = 0.0, steal: bool = False) -> Iterator[Hold]:
+def writer(
+    rt: Runtime,
+    run_id: str,
+    wait: float = 0.0,
+    steal: bool = False,
+    first: Callable[[str], bool] | None = None,
+) -> Iterator[Hold]:
     """Hold the run's writer lock; yields a false Hold when another writer kept it for
-    ``wait`` s.
+    ``wait`` s. ``first(holder)``, when given, makes the first attempt instead of
+    :meth:`RunState.lock` (one that reads what the holder needs in the same round trip).
 
     ``steal`` takes it whoever holds it: after Redis came back from a snapshot, a lock it
     restored may belong to a writer of the past. A live writer it is taken from cannot
@@ -72,7 +79,10 @@ def writer(rt: Runtime, run_id: str, wait: float = 0.0, steal: bool = False) -> 
     ``mark_flushed.lua`` ignores it once the run was rebuilt (new epoch)."""
     hold = Hold(uuid.uuid4().hex, False)
     deadline = time.monotonic() + wait
-    hold.held = rt.state.lock(run_id, hold.holder, LOCK_TTL_MS, steal)
+    if first is not None:
+        hold.held = first(hold.holder)
+    else:
+        hold.held = rt.state.lock(run_id, hold.holder, LOCK_TTL_MS, steal)
     while not hold and time.monotonic() < deadline:
         time.sleep(0.05)
         hold.held = rt.state.lock(run_id, hold.holder, LOCK_TTL_MS)

@@ -19,7 +19,7 @@ from wfrunner import ended, fencing, history
 from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
-from wfrunner.engine.runstate import GONE, RUNNING
+from wfrunner.engine.runstate import GONE, RUNNING, EndedState
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import PayloadError
 from wfrunner.runtime import Runtime
@@ -96,11 +96,18 @@ def finish(rt: Runtime, run_id: str) -> RunStatus | None:
     """Record an ended run's end and history in PostgreSQL and drop its hot keys; the
     status recorded, or None when this call recorded nothing (the run is not ended in
     Redis, another call finished it, or PostgreSQL refused stale hot state)."""
-    with fencing.writer(rt, run_id, wait=fencing.LOCK_TTL_MS / 1000) as held:
+    read: list[EndedState] = []
+
+    def lock_and_read(holder: str) -> bool:
+        read.append(rt.state.ended_state(run_id, lock=(holder, fencing.LOCK_TTL_MS)))
+        return read[-1].locked
+
+    with fencing.writer(rt, run_id, fencing.LOCK_TTL_MS / 1000, first=lock_and_read) as held:
         if not held:
             log.warning("run %s: another writer kept its lock; the reconciler finishes it", run_id)
             return None
-        hot = rt.state.ended_state(run_id)
+        # read with the lock, unless the lock came on a later attempt
+        hot = read[0] if read[0].locked else rt.state.ended_state(run_id)
         meta, tail, payloads = hot.meta, hot.tail, hot.payloads
         status = _END_STATES.get(meta.get("state", ""))
         if status is None:

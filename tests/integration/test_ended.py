@@ -104,8 +104,8 @@ def test_an_end_nobody_waits_for_announces_its_status_alone(
     listener = rt.redis.pubsub(ignore_subscribe_messages=True)
     original = rt.state.ended_state
 
-    def unwatched(run: str) -> Any:
-        state = original(run)  # nobody listens yet: the count it reads is 0
+    def unwatched(run: str, lock: Any = None) -> Any:
+        state = original(run, lock=lock)  # nobody listens yet: the count it reads is 0
         listener.subscribe(keys.ended_channel(run))
         subscribed(rt, run)
         return state
@@ -178,3 +178,28 @@ def test_waiting_for_a_run_that_already_ended_reads_it_once(
     reads = counting_reads(rt, monkeypatch)
     assert client.wait_for_run(run_id, timeout=5, interval=NEVER, rt=rt)["status"] == "COMPLETED"
     assert len(reads) == 2  # the status, then the document's own read
+
+
+def test_a_finish_that_gets_the_lock_late_reads_the_state_the_holder_left(rt: Runtime) -> None:
+    """A finish's first round trip takes the writer lock and reads the run. When another
+    writer holds the lock then, that read is stale by the time the lock comes: the finish
+    reads again, and records what the holder left (here, two more completion checks)."""
+    h = Harness(rt)
+    run_id = h.start(chain())
+    while h.queue:
+        h._publish(h.process(h.queue.popleft()).dispatch)
+    assert rt.state.end(run_id, "completed", None, [event("run_completed")])
+    rt.redis.set(keys.lock_key(run_id), "another-writer", px=30_000)
+    before = int(rt.redis.get(keys.checks_key(run_id)) or 0)
+
+    def holder() -> None:
+        time.sleep(0.3)
+        rt.redis.incrby(keys.checks_key(run_id), 2)  # what the holder did meanwhile
+        rt.redis.delete(keys.lock_key(run_id))
+
+    other = threading.Thread(target=holder)
+    other.start()
+    assert lifecycle.finish(rt, run_id) is not None
+    other.join()
+    assert rt.store.get_stats(run_id)["completion_checks"] == before + 2
+    assert rt.redis.get(keys.lock_key(run_id)) is None

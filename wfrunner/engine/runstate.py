@@ -158,6 +158,8 @@ class EndedState:
     checks: int
     #: clients subscribed to the run's end channel (``wait_for_run``, ``run --wait``)
     waiters: int
+    #: whether the read took the run's writer lock (asked for with the read)
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -469,22 +471,29 @@ class RunState:
         meta, raw = pipe.execute()
         return cast(dict[str, str], meta), [json.loads(e) for e in raw]
 
-    def ended_state(self, run_id: str) -> EndedState:
+    def ended_state(self, run_id: str, lock: tuple[str, int] | None = None) -> EndedState:
         """What finishing a run reads, in one round trip: :meth:`tail`, every output by
-        ref, the completion-check count, and how many waiters listen for its end."""
+        ref, the completion-check count, and how many waiters listen for its end. With
+        ``lock`` (holder, ttl ms), the writer lock is taken in the same transaction, as
+        :meth:`lock` takes it: a finish's first round trip is its last read too."""
         pipe = self.client.pipeline(transaction=True)
+        if lock is not None:
+            pipe.set(keys.lock_key(run_id), lock[0], nx=True, px=lock[1])
         pipe.hgetall(keys.meta_key(run_id))
         pipe.lrange(keys.events_key(run_id), 0, -1)
         pipe.hgetall(keys.payloads_key(run_id))
         pipe.get(keys.checks_key(run_id))
         pipe.pubsub_numsub(keys.ended_channel(run_id))
-        meta, raw, payloads, checks, listening = pipe.execute()
+        replies = pipe.execute()
+        locked = bool(replies.pop(0)) if lock is not None else False
+        meta, raw, payloads, checks, listening = replies
         return EndedState(
             meta=cast(dict[str, str], meta),
             tail=[json.loads(e) for e in raw],
             payloads={ref: json.loads(text) for ref, text in payloads.items()},
             checks=int(checks or 0),
             waiters=int(listening[0][1]) if listening else 0,
+            locked=locked,
         )
 
     def payloads(self, run_id: str, refs: Sequence[str]) -> dict[str, Any]:
