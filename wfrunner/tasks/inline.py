@@ -8,7 +8,7 @@ is kept only when waiting for this task costs it less than a message would: its 
 at most :data:`QUICK_S` the last times this process ran it, and the siblings kept wait at
 most :data:`HOLD_S` in all. A node never seen here, a slow one, or one with ``timeout_ms``
 (only its own task carries its time limits) is published at once. So ``A -> (B, C) -> D``
-with quick nodes is one task after ``start_run``; with slow ones, B and C still run side
+with quick nodes is one task, ``start_run``'s; with slow ones, B and C still run side
 by side.
 """
 
