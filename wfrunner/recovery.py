@@ -195,9 +195,11 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
     restarted = _redis_restarted(rt)
     restored = bool(restarted and restarted[1])
     generations = rt.store.active_generations()
-    if restarted:
-        for run_id in _hot_runs(rt) - set(generations):
-            _drop_if_ended(rt, run_id)
+    # hot state of a run PostgreSQL does not list as active: brought back by a restarted
+    # Redis, or left by a finisher killed between its PostgreSQL commit and its drop of the
+    # keys (no delivery looks at an ended run again): dropped once PostgreSQL says it ended
+    for run_id in _hot_runs(rt) - set(generations):
+        _drop_if_ended(rt, run_id)
     to_publish = _start_lost(rt, 0.0 if restarted else stall_after)
     for run_id, gen in generations.items():
         rebuilt = _validate(rt, run_id, gen, restored)
@@ -239,13 +241,14 @@ def _hot_runs(rt: Runtime) -> set[str]:
 
 
 def _drop_if_ended(rt: Runtime, run_id: str) -> None:
-    """Hot state of a run PostgreSQL does not list as active: stale once the run ended."""
+    """Hot state of a run PostgreSQL does not list as active: stale once the run ended
+    (a run started since the listing is RUNNING there, and left alone)."""
     try:
         status = rt.store.get_run(run_id).status
     except NotFoundError:
         status = RunStatus.CANCELLED  # purged: nothing may write for it any more
     if status in TERMINAL_RUN_STATES:
-        log.warning("run %s ended (%s): dropping the hot state Redis brought back", run_id, status)
+        log.warning("run %s ended (%s): dropping the hot state left in Redis", run_id, status)
         rt.state.delete(run_id, lock=True)
 
 

@@ -118,7 +118,7 @@ def test_redis_restarted_from_an_older_snapshot(
                         refused=cluster.count_in_logs("stale hot state refused"),
                         not_pending=cluster.count_in_logs("token is not pending"),
                         dropped=cluster.count_in_logs("stale hot keys dropped")
-                        + cluster.count_in_logs("dropping the hot state Redis brought back"),
+                        + cluster.count_in_logs("dropping the hot state left in Redis"),
                         detected_after=detected,
                         seconds_after_restart=round(time.monotonic() - lost_at, 1))  # fmt: skip
     assert not stuck, f"{report}\n{cluster.tails()}"

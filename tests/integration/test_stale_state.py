@@ -380,6 +380,26 @@ def test_a_restored_redis_loses_the_hot_state_and_lock_of_an_ended_run(rt: Runti
     assert terminal_events(rt, h.run_id) == ["run_completed"]
 
 
+def test_the_keys_a_finish_died_before_dropping_are_swept_by_the_next_pass(
+    rt: Runtime,
+) -> None:
+    """A worker killed between PostgreSQL's record of the end and the drop of the run's
+    keys leaves them, with its lock, in a Redis that never restarted: no delivery looks at
+    the run again (it has ended), so the reconciler's next pass drops them."""
+    settled(rt)
+    h = Harness(rt)
+    h.start(chain(2), {})
+    before = snapshot(rt, h.run_id)
+    assert h.drain()["status"] == "COMPLETED"
+    restore(rt, h.run_id, before)  # as the dead finisher left them
+    rt.redis.hset(keys.meta_key(h.run_id), "state", "completed")
+    rt.redis.set(keys.lock_key(h.run_id), "a-killed-finisher", px=30_000)
+    h.reconcile()
+    assert rt.redis.keys(f"wfr:{{{h.run_id}}}:*") == []
+    assert h.queue == deque()
+    assert terminal_events(rt, h.run_id) == ["run_completed"]
+
+
 def test_a_restored_redis_is_noticed_and_its_runs_rebuilt_once(rt: Runtime) -> None:
     """The server key names another Redis process (a snapshot brought it back) and a lock
     of a writer of the past came back with it: the next pass rebuilds the run anyway (new
