@@ -81,10 +81,9 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     the result first, so a caller of ``.get()`` has it before any node runs. A node
     failing the run here shows the task as FAILURE in Flower and the worker log, while
     ``.get()`` still answers with the run id: Celery's result backends never overwrite a
-    stored SUCCESS. Celery sends the message again should the worker die in a node (a
-    stored SUCCESS does not stop that unless worker_deduplicate_successful_tasks is set,
-    which wfrunner does not set): the start is idempotent, and the redelivery follows
-    what this task left pending (``RunState.left_behind``)."""
+    stored SUCCESS. Should the pool child die in a node, :class:`StartRequest` puts the
+    message back (Celery would ack it, seeing SUCCESS stored): the start is idempotent,
+    and the redelivery follows what this task left pending (``RunState.left_behind``)."""
     run_id = str(self.request.id)
     rt = runtime()
     tokens = lifecycle.start(rt, run_id, workflow_id, inputs)
