@@ -19,7 +19,7 @@ from wfrunner import ended, fencing, history
 from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
-from wfrunner.engine.runstate import GONE, RUNNING, EndedState
+from wfrunner.engine.runstate import GONE, RUNNING, EndedState, RunEnd
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import PayloadError
 from wfrunner.runtime import Runtime
@@ -86,20 +86,22 @@ def check_completion(rt: Runtime, run_id: str) -> str:
     view = rt.state.completion_view(run_id)  # counts the check: the run's end records it
     if not view.meta:
         return GONE
-    verdict = completion.check(rt.state, rt.ir(view.meta["workflow_id"]), run_id, view)
+    verdict, end = completion.decide(rt.ir(view.meta["workflow_id"]), view)
     if verdict in _END_STATES:
-        finish(rt, run_id)
+        finish(rt, run_id, end)
     return verdict
 
 
-def finish(rt: Runtime, run_id: str) -> RunStatus | None:
+def finish(rt: Runtime, run_id: str, end: RunEnd | None = None) -> RunStatus | None:
     """Record an ended run's end and history in PostgreSQL and drop its hot keys; the
     status recorded, or None when this call recorded nothing (the run is not ended in
-    Redis, another call finished it, or PostgreSQL refused stale hot state)."""
+    Redis, another call finished it, or PostgreSQL refused stale hot state). ``end``: the
+    completion check's verdict, recorded in Redis in the same round trip as the lock is
+    taken and the hot state read (it ends the run only while it is running)."""
     read: list[EndedState] = []
 
     def lock_and_read(holder: str) -> bool:
-        read.append(rt.state.ended_state(run_id, lock=(holder, fencing.LOCK_TTL_MS)))
+        read.append(rt.state.ended_state(run_id, lock=(holder, fencing.LOCK_TTL_MS), end=end))
         return read[-1].locked
 
     with fencing.writer(rt, run_id, fencing.LOCK_TTL_MS / 1000, first=lock_and_read) as held:

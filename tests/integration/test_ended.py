@@ -104,8 +104,8 @@ def test_an_end_nobody_waits_for_announces_its_status_alone(
     listener = rt.redis.pubsub(ignore_subscribe_messages=True)
     original = rt.state.ended_state
 
-    def unwatched(run: str, lock: Any = None) -> Any:
-        state = original(run, lock=lock)  # nobody listens yet: the count it reads is 0
+    def unwatched(run: str, lock: Any = None, end: Any = None) -> Any:
+        state = original(run, lock=lock, end=end)  # nobody listens yet: the count it reads is 0
         listener.subscribe(keys.ended_channel(run))
         subscribed(rt, run)
         return state
@@ -203,3 +203,50 @@ def test_a_finish_that_gets_the_lock_late_reads_the_state_the_holder_left(rt: Ru
     other.join()
     assert rt.store.get_stats(run_id)["completion_checks"] == before + 2
     assert rt.redis.get(keys.lock_key(run_id)) is None
+
+
+def _counter_at_zero(rt: Runtime) -> str:
+    """A run whose last token is committed and whose completion check has not run."""
+    h = Harness(rt)
+    run_id = h.start(chain())
+    while h.queue:
+        h._publish(h.process(h.queue.popleft()).dispatch)
+    assert rt.state.meta(run_id)["state"] == "running"
+    return run_id
+
+
+@pytest.mark.parametrize("scripts_lost", [False, True])
+def test_the_check_ends_the_run_in_the_round_trip_that_locks_and_reads_it(
+    rt: Runtime, scripts_lost: bool
+) -> None:
+    """The completion check's verdict is recorded in Redis in the same transaction as the
+    finish takes the lock and reads the run (runstate.ended_state); a Redis that lost its
+    scripts (SCRIPT FLUSH, a restart) still ends and records the run."""
+    run_id = _counter_at_zero(rt)
+    if scripts_lost:
+        rt.redis.script_flush()
+    assert lifecycle.check_completion(rt, run_id) == "completed"
+    doc = client.get_run(run_id, rt)
+    assert doc["status"] == "COMPLETED"
+    assert [e.type for e in rt.store.list_events(run_id)][-1] == "run_completed"
+    assert not rt.redis.exists(keys.meta_key(run_id), keys.lock_key(run_id))
+
+
+def test_a_check_that_finds_the_lock_held_still_ends_the_run_in_redis(rt: Runtime) -> None:
+    """The end goes with the first lock attempt, whatever that attempt gets: a finish that
+    waits for another writer's lock (a flush) records the run ended by then."""
+    run_id = _counter_at_zero(rt)
+    rt.redis.set(keys.lock_key(run_id), "another-writer", px=30_000)
+    seen: list[str] = []
+
+    def holder() -> None:
+        time.sleep(0.3)
+        seen.append(rt.state.meta(run_id).get("state", ""))
+        rt.redis.delete(keys.lock_key(run_id))
+
+    other = threading.Thread(target=holder)
+    other.start()
+    assert lifecycle.check_completion(rt, run_id) == "completed"
+    other.join()
+    assert seen == ["completed"]
+    assert client.get_run(run_id, rt)["status"] == "COMPLETED"

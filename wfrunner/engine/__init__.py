@@ -5,7 +5,7 @@ The hot path (what ``wfrunner.execute_node`` runs):
 * :mod:`~wfrunner.engine.executor`  one token through one node: begin, join, run, commit
 * :mod:`~wfrunner.engine.runstate`  :class:`RunState`, one method per ``lua/*.lua`` script
   (start_run, begin_node, join_arrive, commit_node, end_run, record_events, mark_flushed,
-  unlock)
+  unlock, drop_run, completion_view, renew_leases, claim_stalled)
 * :mod:`~wfrunner.engine.routing`   where a finished node's tokens go (pure)
 * :mod:`~wfrunner.engine.scope`     loop passes carried by tokens
 * :mod:`~wfrunner.engine.completion` the completion double-check

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.events import event
-from wfrunner.engine.runstate import GONE, RUNNING, CompletionView, RunState
+from wfrunner.engine.runstate import GONE, RUNNING, CompletionView, RunEnd
 
 NOT_DONE = "running"
 
 
-def check(state: RunState, ir: IR, run_id: str, view: CompletionView) -> str:
-    """The run's state after the check: running, completed, failed, cancelled or gone.
+def decide(ir: IR, view: CompletionView) -> tuple[str, RunEnd | None]:
+    """The run's state after the check (running, completed, failed, cancelled or gone),
+    and the end to record when this check ends the run (None otherwise). Pure: the caller
+    records the end with its first write of the run's finish (``lifecycle.finish``).
     ``view``: the run's hot state as the caller just read it."""
     meta = view.meta
     if not meta:
-        return GONE
+        return GONE, None
     if meta.get("state") != RUNNING:
-        return meta.get("state", GONE)
+        return meta.get("state", GONE), None
     if view.counter is None or view.counter > 0:
-        return NOT_DONE
+        return NOT_DONE, None
     waiting = [
         instance
         for instance, arrived in view.joins.items()
@@ -32,7 +34,5 @@ def check(state: RunState, ir: IR, run_id: str, view: CompletionView) -> str:
     if waiting:
         node = waiting[0].split("|", 1)[0]
         error = f"join {node!r} was left waiting for inputs that can no longer arrive"
-        state.end(run_id, "failed", error, [event("run_failed", None, error=error)])
-        return "failed"
-    state.end(run_id, "completed", None, [event("run_completed")])
-    return "completed"
+        return "failed", ("failed", error, [event("run_failed", None, error=error)])
+    return "completed", ("completed", None, [event("run_completed")])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import redis
@@ -162,6 +162,10 @@ class EndedState:
     locked: bool = False
 
 
+#: how a run ends: (state, error or None, the events that record it), see lua/end_run.lua
+RunEnd = tuple[str, str | None, Sequence[dict[str, Any]]]
+
+
 @dataclass(frozen=True)
 class CompletionView:
     """A run's hot state as the completion double-check reads it."""
@@ -199,6 +203,7 @@ class RunState:
                 "record_events",
                 "mark_flushed",
                 "unlock",
+                "drop_run",
                 "completion_view",
                 "renew_leases",
                 "claim_stalled",
@@ -417,13 +422,21 @@ class RunState:
         self, run_id: str, state: str, error: str | None, events: Sequence[dict[str, Any]]
     ) -> bool:
         """Stop the run (failed / cancelled / completed); True when this call stopped it."""
-        changed, _ = self._run(
-            "end_run",
-            run_id,
-            [keys.meta_key(run_id), keys.events_key(run_id)],
-            [state, error or "", *map(_dump, events)],
-        )
+        keys_and_args = self._end_args(run_id, (state, error, events))
+        changed, _ = self._run("end_run", run_id, keys_and_args[:2], keys_and_args[2:])
         return bool(changed)
+
+    @staticmethod
+    def _end_args(run_id: str, end: RunEnd) -> list[Any]:
+        """end_run.lua's keys, then its arguments."""
+        state, error, events = end
+        return [
+            keys.meta_key(run_id),
+            keys.events_key(run_id),
+            state,
+            error or "",
+            *map(_dump, events),
+        ]
 
     def record(
         self,
@@ -471,12 +484,24 @@ class RunState:
         meta, raw = pipe.execute()
         return cast(dict[str, str], meta), [json.loads(e) for e in raw]
 
-    def ended_state(self, run_id: str, lock: tuple[str, int] | None = None) -> EndedState:
+    def ended_state(
+        self,
+        run_id: str,
+        lock: tuple[str, int] | None = None,
+        end: RunEnd | None = None,
+    ) -> EndedState:
         """What finishing a run reads, in one round trip: :meth:`tail`, every output by
         ref, the completion-check count, and how many waiters listen for its end. With
         ``lock`` (holder, ttl ms), the writer lock is taken in the same transaction, as
-        :meth:`lock` takes it: a finish's first round trip is its last read too."""
+        :meth:`lock` takes it: a finish's first round trip is its last read too. With
+        ``end``, the run is first ended as :meth:`end` ends it (the completion check's
+        verdict), in that transaction too."""
         pipe = self.client.pipeline(transaction=True)
+        script = self._scripts["end_run"]
+        if end is not None:
+            # EVALSHA as a plain command: redis-py would ask SCRIPT EXISTS first for a
+            # Script in a pipeline, a round trip for a script loaded at the first end
+            pipe.evalsha(script.sha, 2, *self._end_args(run_id, end))
         if lock is not None:
             pipe.set(keys.lock_key(run_id), lock[0], nx=True, px=lock[1])
         pipe.hgetall(keys.meta_key(run_id))
@@ -484,8 +509,17 @@ class RunState:
         pipe.hgetall(keys.payloads_key(run_id))
         pipe.get(keys.checks_key(run_id))
         pipe.pubsub_numsub(keys.ended_channel(run_id))
-        replies = pipe.execute()
+        replies = pipe.execute(raise_on_error=False)
+        ended = replies.pop(0) if end is not None else None
         locked = bool(replies.pop(0)) if lock is not None else False
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        if isinstance(ended, redis.exceptions.NoScriptError):  # Redis lost its scripts
+            self.end(run_id, *end)  # type: ignore[misc]
+            return replace(self.ended_state(run_id), locked=locked)
+        if isinstance(ended, Exception):
+            raise CounterError(f"run {run_id!r}: Redis refused end_run: {ended}")
         meta, raw, payloads, checks, listening = replies
         return EndedState(
             meta=cast(dict[str, str], meta),
@@ -641,14 +675,15 @@ class RunState:
     def drop(self, run_id: str, holder: str, announce: tuple[str, str] | None = None) -> None:
         """Delete an ended run's hot keys, release its writer lock if ``holder`` still
         holds it and, with ``announce`` (channel, message), PUBLISH its end: one round
-        trip for what finishing a run does last. A transaction: a snapshot Redis takes
-        (and may come back from) never holds the lock without the keys."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(*keys.run_keys(run_id))
-        self._scripts["unlock"](keys=[keys.lock_key(run_id)], args=[holder], client=pipe)
-        if announce is not None:
-            pipe.publish(*announce)
-        _guarded("drop", run_id, pipe.execute)
+        trip for what finishing a run does last (lua/drop_run.lua). Atomic: a snapshot
+        Redis takes (and may come back from) never holds the lock without the keys."""
+        channel, message = announce or ("", "")
+        self._run(
+            "drop_run",
+            run_id,
+            [keys.lock_key(run_id), *keys.run_keys(run_id)],
+            [holder, channel, message],
+        )
 
 
 def _guarded(op: str, run_id: str, call: Callable[[], Any]) -> Any:

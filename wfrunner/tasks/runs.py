@@ -14,6 +14,7 @@ from typing import Any
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery import Task, states
+from celery.backends.base import BaseKeyValueStoreBackend
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
@@ -87,11 +88,32 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     run_id = str(self.request.id)
     rt = runtime()
     tokens = lifecycle.start(rt, run_id, workflow_id, inputs)
-    self.backend.store_result(run_id, run_id, states.SUCCESS, request=self.request)
+    _store_run_id(self, run_id)
     failed = carry_entries(rt, workflow_id, tokens, run_id, carry_budget_ms(self))
     if failed:
         raise NodeFailed(failed)
     return run_id
+
+
+def _store_run_id(task: Task, run_id: str) -> None:
+    """Store the run id as the task's result, before any node runs, in one round trip.
+
+    Celery's own store reads the key first (it never overwrites a SUCCESS) and, once the
+    task returns, stores the result again after a second read: three round trips on every
+    run for one value that a redelivered start would store unchanged. The key and its
+    document are Celery's (``AsyncResult.get`` reads them); the request is then marked as
+    ignoring its result, so Celery stores nothing more on success."""
+    backend = task.backend
+    request = task.request
+    if isinstance(backend, BaseKeyValueStoreBackend):
+        meta = backend._get_result_meta(
+            result=run_id, state=states.SUCCESS, traceback=None, request=request
+        )
+        meta["task_id"] = run_id
+        backend.set(backend.get_key_for_task(run_id), backend.encode(meta))
+    else:  # another backend a celeryconfig chose: its own way
+        backend.store_result(run_id, run_id, states.SUCCESS, request=request)
+    request.ignore_result = True
 
 
 @app.task(
