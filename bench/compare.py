@@ -70,8 +70,8 @@ class Scenario:
 
 
 WFRUNNER = (
-    Scenario("chain-3", 300, 50, (60, 15), definition=workflows.chain(3)),
-    Scenario("diamond", 300, 50, (60, 15), definition=workflows.diamond()),
+    Scenario("chain-3", 1000, 50, (300, 15), definition=workflows.chain(3)),
+    Scenario("diamond", 1000, 50, (300, 15), definition=workflows.diamond()),
     Scenario("chain-40", 30, 10, (8, 5), definition=workflows.chain(40)),
     Scenario("mixed-10", 100, 30, (30, 8), definition=workflows.mixed()),
     Scenario("fan-out-200", 5, 5, (2, 2), definition=workflows.fan_out(200)),
@@ -275,6 +275,66 @@ def run_paired(bench: Bench, names: tuple[str, ...], c: int) -> list[Paired]:
     return found
 
 
+@dataclass
+class Round:
+    """One backlog of each side in turn, both workers up, the same number of runs each
+    (runs/s): the per-round ratio is the machine's speed of those minutes taken out."""
+
+    wfrunner: str
+    celery: str
+    runs: int
+    ours: float
+    theirs: float
+
+
+def run_rounds(bench: Bench, names: tuple[str, ...], c: int) -> list[Round]:
+    import wfrunner
+
+    senders = celery_senders()
+    found: list[Round] = []
+    with bench.workers("celery", 1, c) as theirs, bench.workers("wfrunner", 1, c) as ours:
+        for ours_name, theirs_name in PAIRS:
+            if ours_name not in names:
+                continue
+            scenario = next(s for s in WFRUNNER if s.name == ours_name)
+            nodes = next(s for s in CELERY if s.name == theirs_name).nodes
+            backlog, _ = bench.sizes(scenario)
+            workflow_id = wfrunner.register_workflow(scenario.definition)
+            progress(f"{ours_name} and Celery {theirs_name}: {bench.args.rounds} backlogs of "
+                     f"{backlog} each, in turn")  # fmt: skip
+            for i in range(bench.args.rounds):
+                mine = Result("wfrunner", ours_name, runs=backlog)
+                other = Result("celery", theirs_name, runs=backlog, nodes_per_run=nodes)
+                phases = [
+                    lambda r=other: celery_backlog(theirs, r, senders[theirs_name]),
+                    lambda r=mine: wfrunner_backlog(ours, r, workflow_id),
+                ]
+                for phase in phases if i % 2 == 0 else phases[::-1]:  # who goes first alternates
+                    phase()
+                if mine.failed:
+                    raise BenchError(f"wfrunner {ours_name}: {mine.failed} runs did not complete")
+                found.append(
+                    Round(
+                        ours_name, theirs_name, backlog, mine.runs_per_second, other.runs_per_second
+                    )  # fmt: skip
+                )
+    return found
+
+
+def rounds_table(rounds: list[Round]) -> str:
+    rows = []
+    for pair in dict.fromkeys((r.wfrunner, r.celery) for r in rounds):
+        mine = [r for r in rounds if (r.wfrunner, r.celery) == pair]
+        ratios = [ratio(r.ours, r.theirs) for r in mine]
+        for i, (r, x) in enumerate(zip(mine, ratios, strict=True), 1):
+            rows.append([f"wfrunner {r.wfrunner} vs Celery {r.celery}", str(i), str(r.runs),
+                         number(r.ours), number(r.theirs), f"{number(x, 2)}x"])  # fmt: skip
+        rows.append([f"wfrunner {pair[0]} vs Celery {pair[1]}", "median", "", "", "",
+                     f"{number(percentile(ratios, 50), 2)}x"])  # fmt: skip
+    header = ["pair", "round", "runs each", "wfrunner runs/s", "Celery runs/s", "ratio"]
+    return markdown(header, rows)
+
+
 def paired_table(pairs: list[Paired]) -> str:
     rows = []
     for p in pairs:
@@ -343,6 +403,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="runs each of chain-3 and diamond timed in alternation with Celery's (0: none)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="backlogs of chain-3 and diamond, each in turn with Celery's, both workers up",
+    )
+    parser.add_argument(
         "--redis-url",
         default="redis://127.0.0.1:6379/3",
         help="wfrunner's database; Celery's is the next one (3 and 4)",
@@ -363,7 +429,9 @@ def selected(args: argparse.Namespace, side: str, names: tuple[str, ...]) -> tup
     return tuple(n for n in names if not wanted or n in wanted)
 
 
-def measure(bench: Bench) -> tuple[list[Result], list[tuple[int, int]], list[Paired]]:
+def measure(
+    bench: Bench,
+) -> tuple[list[Result], list[tuple[int, int]], list[Paired], list[Round]]:
     args = bench.args
     if args.scaling:
         configs = [(1, 1), (1, 2), (1, 3), (2, args.concurrency)]
@@ -384,11 +452,18 @@ def measure(bench: Bench) -> tuple[list[Result], list[tuple[int, int]], list[Pai
     pairs = []
     if args.paired and not args.scaling:
         pairs = run_paired(bench, selected(args, "wfrunner", names["wfrunner"]), args.concurrency)
-    return results, configs, pairs
+    rounds = []
+    if args.rounds and not args.scaling:
+        rounds = run_rounds(bench, selected(args, "wfrunner", names["wfrunner"]), args.concurrency)
+    return results, configs, pairs, rounds
 
 
 def report(
-    bench: Bench, results: list[Result], configs: list[tuple[int, int]], pairs: list[Paired]
+    bench: Bench,
+    results: list[Result],
+    configs: list[tuple[int, int]],
+    pairs: list[Paired],
+    rounds: list[Round],
 ) -> str:
     args = bench.args
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -425,6 +500,17 @@ def report(
             paired_table(pairs),
             "",
         ]
+    if rounds:
+        lines += [
+            "## Backlogs in turn",
+            "",
+            "Each side's backlog after the other's (who goes first alternates), both workers "
+            "up and the same number of runs each: the ratio of each round is free of the "
+            "machine's speed in those minutes, which the table above is not.",
+            "",
+            rounds_table(rounds),
+            "",
+        ]
     lines += ["## Task messages per run, by task", "", messages_table(results), ""]
     if bench.stress_report:
         lines += ["## Stress", "", bench.stress_report, ""]
@@ -449,8 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     with ExitStack() as stack:
         bench = Bench(args, stack)
-        results, configs, pairs = measure(bench)
-        text = report(bench, results, configs, pairs)
+        results, configs, pairs, rounds = measure(bench)
+        text = report(bench, results, configs, pairs, rounds)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
