@@ -305,19 +305,17 @@ def run_rounds(bench: Bench, names: tuple[str, ...], c: int) -> list[Round]:
             for i in range(bench.args.rounds):
                 mine = Result("wfrunner", ours_name, runs=backlog)
                 other = Result("celery", theirs_name, runs=backlog, nodes_per_run=nodes)
+                send, flow = senders[theirs_name], workflow_id
                 phases = [
-                    lambda r=other: celery_backlog(theirs, r, senders[theirs_name]),
-                    lambda r=mine: wfrunner_backlog(ours, r, workflow_id),
+                    lambda r=other, s=send: celery_backlog(theirs, r, s),
+                    lambda r=mine, f=flow: wfrunner_backlog(ours, r, f),
                 ]
                 for phase in phases if i % 2 == 0 else phases[::-1]:  # who goes first alternates
                     phase()
                 if mine.failed:
                     raise BenchError(f"wfrunner {ours_name}: {mine.failed} runs did not complete")
-                found.append(
-                    Round(
-                        ours_name, theirs_name, backlog, mine.runs_per_second, other.runs_per_second
-                    )  # fmt: skip
-                )
+                rates = (mine.runs_per_second, other.runs_per_second)
+                found.append(Round(ours_name, theirs_name, backlog, *rates))
     return found
 
 
