@@ -76,7 +76,7 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.database_url)
+        return Store(self.database_url, prepare=self.settings.pg_prepare)
 
     @cached_property
     def executor(self) -> Executor:

@@ -87,8 +87,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or "0").strip().lower()
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or ("1" if default else "0")).strip().lower()
     if raw in ("1", "true", "yes", "on"):
         return True
     if raw in ("0", "false", "no", "off"):
@@ -121,6 +121,7 @@ class Settings:
     max_loop_passes: int = 10_000
     task_events: bool = False
     inline_ms: int = 1000
+    pg_prepare: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -146,4 +147,5 @@ class Settings:
             max_loop_passes=_int(env, "WFRUNNER_MAX_LOOP_PASSES", 10_000),
             task_events=_flag(env, "WFRUNNER_TASK_EVENTS"),
             inline_ms=_int(env, "WFRUNNER_INLINE_MS", 1000, minimum=0),
+            pg_prepare=_flag(env, "WFRUNNER_PG_PREPARE", default=True),
         )

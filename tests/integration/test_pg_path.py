@@ -265,3 +265,59 @@ def test_a_document_read_while_the_run_finishes_has_every_output(
     assert {n: d["output"] is not None for n, d in doc["nodes"].items()} == dict.fromkeys(
         "ABCD", True
     )
+
+
+def _prepared_here(rt: Runtime) -> set[str]:
+    """The statements prepared in the server session of the store's pooled connection
+    (one connection: the tests drive the store from one thread)."""
+    with rt.store._sessions() as session:
+        rows = session.execute(sa.text("SELECT name FROM pg_prepared_statements"))
+        return {name for (name,) in rows}
+
+
+def test_a_runs_start_and_end_statements_are_prepared_once_per_connection(rt: Runtime) -> None:
+    """sql/start_run.sql and sql/end_run.sql are PREPAREd on a connection the first time
+    it runs them and EXECUTEd from then on (store/prepared.py): runs after the first
+    find them prepared and end as before."""
+    for _ in range(3):
+        h = Harness(rt)
+        h.start(diamond())
+        assert h.drain()["status"] == "COMPLETED"
+    assert {"wfrunner_start_run", "wfrunner_end_run"} <= _prepared_here(rt)
+
+
+def test_with_prepare_off_the_statements_go_as_text(
+    redis_url: str, database_url: str, redis_client: Any
+) -> None:
+    """WFRUNNER_PG_PREPARE=0, for a pooler that moves transactions between server
+    sessions: nothing is prepared, and runs end as before."""
+    from wfrunner.settings import Settings
+    from wfrunner.store import migrate
+
+    migrate.upgrade(database_url)
+    rt = Runtime(Settings(redis_url=redis_url, database_url=database_url, pg_prepare=False))
+    try:
+        h = Harness(rt)
+        h.start(diamond())
+        assert h.drain()["status"] == "COMPLETED"
+        assert not {n for n in _prepared_here(rt) if n.startswith("wfrunner_")}
+    finally:
+        rt.close()
+
+
+def test_a_connection_the_server_closed_prepares_its_statements_again(rt: Runtime) -> None:
+    """A prepared statement lives in one server session: the connection that replaces one
+    the server closed prepares the statements anew instead of EXECUTEing ones it lacks."""
+    h = Harness(rt)
+    h.start(diamond())
+    assert h.drain()["status"] == "COMPLETED"
+    with rt.store._engine.connect() as conn:
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    admin = sa.create_engine(rt.store.database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid}).scalar()
+    admin.dispose()
+    h = Harness(rt)
+    h.start(diamond())
+    assert h.drain()["status"] == "COMPLETED"
+    assert {"wfrunner_start_run", "wfrunner_end_run"} <= _prepared_here(rt)

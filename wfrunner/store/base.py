@@ -21,9 +21,11 @@ _MISSING_KEY = re.compile(
 class Repository:
     """Owns the engine; subclasses add one family of queries each."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, prepare: bool = True) -> None:
         self.database_url = database_url
         self._engine = create_engine(database_url)
+        #: the per-run statements run as prepared statements (store/prepared.py)
+        self._prepare = prepare
         self._sessions: sessionmaker[Session] = create_sessionmaker(self._engine)
 
     def close(self) -> None:

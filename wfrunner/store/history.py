@@ -31,6 +31,7 @@ from wfrunner.store.base import Repository
 from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
 from wfrunner.store.models import EventLog, Payload, Run
+from wfrunner.store.prepared import Statement
 from wfrunner.store.records import EventRecord, RunRecord, RunView
 from wfrunner.store.runs import STAT_COLUMNS
 from wfrunner.store.workflows import canonical_json
@@ -75,11 +76,11 @@ _PAYLOADS: sa.Table = Payload.__table__  # type: ignore[assignment]
 _INSERT_PAYLOADS = pg_insert(_PAYLOADS).on_conflict_do_nothing()
 
 
-def _statement(name: str) -> sa.TextClause:
+def _statement(name: str) -> Statement:
     """``sql/<name>.sql`` as a statement, its comments left out (they name the
     parameters, which would otherwise be read as parameters)."""
     lines = sql_source(name).splitlines()
-    return sa.text("\n".join(line for line in lines if not line.lstrip().startswith("--")))
+    return Statement.of(name, "\n".join(ln for ln in lines if not ln.lstrip().startswith("--")))
 
 
 #: one statement, one round trip each: the fixed cost of every run (see sql/*.sql)
@@ -262,8 +263,8 @@ class HistoryQueries(Repository):
         }
         entries = [{"type": t, "node_id": n, "data": d} for t, n, d in events]
         with self._tx() as session:
-            row = session.execute(
-                _START_RUN,
+            row = _START_RUN.execute(
+                session,
                 {
                     "run_id": run_id,
                     "workflow_id": workflow_id,
@@ -272,6 +273,7 @@ class HistoryQueries(Repository):
                     "inputs": _json(inputs),
                     "events": _json(entries),
                 },
+                self._prepare,
             ).first()
             if row is None:  # a QUEUED run the client recorded, or a start delivered again
                 row = session.execute(
@@ -349,8 +351,8 @@ class HistoryQueries(Repository):
             # tell the claim how far event_seq goes (no statement of its own for that)
             head = _stored_events(session, run_id, stored_through) if stored_through else []
             ended = history(head)
-            row = session.execute(
-                _END_RUN,
+            row = _END_RUN.execute(
+                session,
                 {
                     "run_id": run_id,
                     "gen": gen,
@@ -362,6 +364,7 @@ class HistoryQueries(Repository):
                     "checks": ended.completion_checks,
                     **_end_rows(ended),
                 },
+                self._prepare,
             ).one()
             if not row.claimed:
                 return _refused(session, run_id), None
