@@ -223,17 +223,23 @@ def test_flush_requests_of_many_runs_make_one_task_and_one_transaction(rt: Runti
         assert h.drain()["status"] == "COMPLETED"
 
 
-def test_a_connection_the_server_closed_is_replaced_without_an_error(rt: Runtime) -> None:
-    """No ping per transaction, yet a pooled connection the server closed (a restart, an
-    administrator) is not handed out: the next transaction runs on a fresh one."""
-    h = Harness(rt)
-    submit(rt, h)
+def close_server_session(rt: Runtime) -> None:
+    """Have the server close the session of the store's pooled connection (a restart, an
+    administrator), as PostgreSQL does it: the client learns only at its next use."""
     with rt.store._engine.connect() as conn:
         pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
     admin = sa.create_engine(rt.store.database_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         assert conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid}).scalar()
     admin.dispose()
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error(rt: Runtime) -> None:
+    """No ping per transaction, yet a pooled connection the server closed (a restart, an
+    administrator) is not handed out: the next transaction runs on a fresh one."""
+    h = Harness(rt)
+    submit(rt, h)
+    close_server_session(rt)
     assert rt.store.get_run(h.run_id).status is RunStatus.QUEUED
 
 
@@ -311,12 +317,7 @@ def test_a_connection_the_server_closed_prepares_its_statements_again(rt: Runtim
     h = Harness(rt)
     h.start(diamond())
     assert h.drain()["status"] == "COMPLETED"
-    with rt.store._engine.connect() as conn:
-        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-    admin = sa.create_engine(rt.store.database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid}).scalar()
-    admin.dispose()
+    close_server_session(rt)
     h = Harness(rt)
     h.start(diamond())
     assert h.drain()["status"] == "COMPLETED"
