@@ -100,3 +100,18 @@ def test_cpu_split_shows_postgresql_for_wfrunner_only() -> None:
     assert cpu_split(Result("celery", "noop")) == "-"
     shared = {"workers": 6.3, "redis": math.nan, "postgres": 0.0}
     assert cpu_split(Result("celery", "noop", cpu_ms=shared)) == "6.3 / -"
+
+
+def test_rounds_table_gives_each_rounds_ratio_and_their_median() -> None:
+    from bench.compare import Round, rounds_table
+
+    rates = ((150.0, 100.0), (120.0, 100.0), (200.0, 100.0))
+    table = rounds_table([Round("diamond", "chord-diamond", 1000, a, b) for a, b in rates])
+    rows = [line for line in table.splitlines() if line.startswith("| wfrunner diamond")]
+    assert [row.rsplit("|", 2)[-2].strip() for row in rows] == [
+        "1.50x",
+        "1.20x",
+        "2.00x",
+        "1.50x",  # the median of the three rounds, not their mean (1.57x)
+    ]
+    assert "median" in rows[-1]
