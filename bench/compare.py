@@ -246,32 +246,51 @@ class Paired:
     theirs: list[float]
 
 
-def run_paired(bench: Bench, names: tuple[str, ...], c: int) -> list[Paired]:
+@dataclass(frozen=True)
+class InTurn:
+    """One (wfrunner scenario, Celery scenario) pair of :data:`PAIRS`, both workers up."""
+
+    ours: Side
+    theirs: Side
+    wfrunner: str
+    celery: str
+    scenario: Scenario
+    workflow_id: str
+
+
+def in_turn(bench: Bench, names: tuple[str, ...], c: int) -> Iterator[InTurn]:
+    """Start one worker of each side and yield each selected pair, its workflow
+    registered; the workers stop once the pairs are consumed."""
     import wfrunner
 
-    count = bench.args.paired
-    senders = celery_senders()
-    found: list[Paired] = []
     with bench.workers("celery", 1, c) as theirs, bench.workers("wfrunner", 1, c) as ours:
         for ours_name, theirs_name in PAIRS:
             if ours_name not in names:
                 continue
-            progress(f"{ours_name} and Celery {theirs_name}: {count} each, in turn")
             scenario = next(s for s in WFRUNNER if s.name == ours_name)
             workflow_id = wfrunner.register_workflow(scenario.definition)
-            send = senders[theirs_name]
-            pair = Paired(ours_name, theirs_name, [], [])
-            for i in range(count + 5):  # the first five warm both sides up
-                started = time.perf_counter()
-                send().get(timeout=theirs.timeout)
-                took = time.perf_counter() - started
-                seconds, doc = wfrunner_one(ours, workflow_id)
-                if doc["status"] != "COMPLETED":
-                    raise BenchError(f"wfrunner {ours_name}: a run ended {doc['status']}")
-                if i >= 5:
-                    pair.theirs.append(took)
-                    pair.ours.append(seconds)
-            found.append(pair)
+            yield InTurn(ours, theirs, ours_name, theirs_name, scenario, workflow_id)
+
+
+def run_paired(bench: Bench, names: tuple[str, ...], c: int) -> list[Paired]:
+    count = bench.args.paired
+    senders = celery_senders()
+    found: list[Paired] = []
+    for p in in_turn(bench, names, c):
+        progress(f"{p.wfrunner} and Celery {p.celery}: {count} each, in turn")
+        send = senders[p.celery]
+        pair = Paired(p.wfrunner, p.celery, [], [])
+        for i in range(count + 5):  # the first five warm both sides up
+            started = time.perf_counter()
+            send().get(timeout=p.theirs.timeout)
+            took = time.perf_counter() - started
+            seconds, doc = wfrunner_one(p.ours, p.workflow_id)
+            if doc["status"] != "COMPLETED":
+                raise BenchError(f"wfrunner {p.wfrunner}: a run ended {doc['status']}")
+            if i >= 5:
+                pair.theirs.append(took)
+                pair.ours.append(seconds)
+        found.append(pair)
     return found
 
 
@@ -288,34 +307,27 @@ class Round:
 
 
 def run_rounds(bench: Bench, names: tuple[str, ...], c: int) -> list[Round]:
-    import wfrunner
-
     senders = celery_senders()
     found: list[Round] = []
-    with bench.workers("celery", 1, c) as theirs, bench.workers("wfrunner", 1, c) as ours:
-        for ours_name, theirs_name in PAIRS:
-            if ours_name not in names:
-                continue
-            scenario = next(s for s in WFRUNNER if s.name == ours_name)
-            nodes = next(s for s in CELERY if s.name == theirs_name).nodes
-            backlog, _ = bench.sizes(scenario)
-            workflow_id = wfrunner.register_workflow(scenario.definition)
-            progress(f"{ours_name} and Celery {theirs_name}: {bench.args.rounds} backlogs of "
-                     f"{backlog} each, in turn")  # fmt: skip
-            for i in range(bench.args.rounds):
-                mine = Result("wfrunner", ours_name, runs=backlog)
-                other = Result("celery", theirs_name, runs=backlog, nodes_per_run=nodes)
-                send, flow = senders[theirs_name], workflow_id
-                phases = [
-                    lambda r=other, s=send: celery_backlog(theirs, r, s),
-                    lambda r=mine, f=flow: wfrunner_backlog(ours, r, f),
-                ]
-                for phase in phases if i % 2 == 0 else phases[::-1]:  # who goes first alternates
-                    phase()
-                if mine.failed:
-                    raise BenchError(f"wfrunner {ours_name}: {mine.failed} runs did not complete")
-                rates = (mine.runs_per_second, other.runs_per_second)
-                found.append(Round(ours_name, theirs_name, backlog, *rates))
+    for p in in_turn(bench, names, c):
+        nodes = next(s for s in CELERY if s.name == p.celery).nodes
+        backlog, _ = bench.sizes(p.scenario)
+        progress(f"{p.wfrunner} and Celery {p.celery}: {bench.args.rounds} backlogs of "
+                 f"{backlog} each, in turn")  # fmt: skip
+        for i in range(bench.args.rounds):
+            mine = Result("wfrunner", p.wfrunner, runs=backlog)
+            other = Result("celery", p.celery, runs=backlog, nodes_per_run=nodes)
+            send = senders[p.celery]
+            phases = [
+                lambda r=other, s=send, p=p: celery_backlog(p.theirs, r, s),
+                lambda r=mine, p=p: wfrunner_backlog(p.ours, r, p.workflow_id),
+            ]
+            for phase in phases if i % 2 == 0 else phases[::-1]:  # who goes first alternates
+                phase()
+            if mine.failed:
+                raise BenchError(f"wfrunner {p.wfrunner}: {mine.failed} runs did not complete")
+            rates = (mine.runs_per_second, other.runs_per_second)
+            found.append(Round(p.wfrunner, p.celery, backlog, *rates))
     return found
 
 
