@@ -497,11 +497,10 @@ class RunState:
         ``end``, the run is first ended as :meth:`end` ends it (the completion check's
         verdict), in that transaction too."""
         pipe = self.client.pipeline(transaction=True)
-        script = self._scripts["end_run"]
         if end is not None:
             # EVALSHA as a plain command: redis-py would ask SCRIPT EXISTS first for a
             # Script in a pipeline, a round trip for a script loaded at the first end
-            pipe.evalsha(script.sha, 2, *self._end_args(run_id, end))
+            pipe.evalsha(self._scripts["end_run"].sha, 2, *self._end_args(run_id, end))
         if lock is not None:
             pipe.set(keys.lock_key(run_id), lock[0], nx=True, px=lock[1])
         pipe.hgetall(keys.meta_key(run_id))
