@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from tests.harness import Harness
 from wfrunner import client, fencing, lifecycle, recovery
 from wfrunner.engine import keys
-from wfrunner.errors import CounterError
+from wfrunner.errors import CounterError, NotFoundError, StoreError
 from wfrunner.runtime import Runtime
 from wfrunner.states import RunStatus
+from wfrunner.store import prepared
 from wfrunner.store.models import Run
 
 
@@ -322,3 +323,45 @@ def test_a_connection_the_server_closed_prepares_its_statements_again(rt: Runtim
     h.start(diamond())
     assert h.drain()["status"] == "COMPLETED"
     assert {"wfrunner_start_run", "wfrunner_end_run"} <= _prepared_here(rt)
+
+
+def _backend_pid(connection: sa.Connection) -> int:
+    return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def test_a_server_lost_during_a_runs_start_statement_is_a_store_error(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start and end statements are read from the driver's cursor, not through
+    SQLAlchemy's result (store/prepared.py): a server lost while one runs is still the
+    StoreError the tasks retry on, never a driver error, and the retry gets a fresh
+    connection that records the run."""
+    workflow_id = client.register_workflow(diamond(), rt)
+    events = [("run_started", None, {"workflow_id": workflow_id})]
+    rt.store.persist_start("warm", workflow_id, None, 1, events)  # prepares it on this connection
+    first_row = prepared._first_row
+    killed: list[int] = []
+
+    def server_gone(connection: sa.Connection, sql: str, values: tuple[Any, ...]) -> Any:
+        killed.append(_backend_pid(connection))
+        admin = sa.create_engine(rt.store.database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": killed[-1]})
+        admin.dispose()
+        return first_row(connection, sql, values)
+
+    monkeypatch.setattr(prepared, "_first_row", server_gone)
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
+        rt.store.persist_start("lost", workflow_id, None, 1, events)
+    monkeypatch.setattr(prepared, "_first_row", first_row)
+    run, created = rt.store.persist_start("lost", workflow_id, None, 1, events)
+    assert created and run.status is RunStatus.RUNNING
+    with rt.store._hot_tx() as connection:
+        assert _backend_pid(connection) not in killed
+
+
+def test_a_start_of_an_unknown_workflow_names_it(rt: Runtime) -> None:
+    """A driver error from the start statement still becomes the store's errors: the
+    missing workflow is named, as when the statement went through SQLAlchemy."""
+    with pytest.raises(NotFoundError, match="no workflow with id 'nope'"):
+        rt.store.persist_start("r", "nope", None, 1, [])

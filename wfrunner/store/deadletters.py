@@ -9,10 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
 
 from wfrunner.errors import NotFoundError
-from wfrunner.store.base import Repository
+from wfrunner.store.base import Repository, Tx
 from wfrunner.store.models import DeadLetter
 from wfrunner.store.records import DeadLetterRecord
 
@@ -32,7 +31,7 @@ class NewDeadLetter:
     attempts: int
 
 
-def insert_dead_letters(session: Session, run_id: str, letters: Sequence[NewDeadLetter]) -> None:
+def insert_dead_letters(session: Tx, run_id: str, letters: Sequence[NewDeadLetter]) -> None:
     """Record letters; a token that fails again after a retry reopens its letter."""
     if not letters:
         return

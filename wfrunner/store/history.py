@@ -22,12 +22,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
 
 from wfrunner.errors import NotFoundError
 from wfrunner.resources import sql_source
 from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
-from wfrunner.store.base import Repository
+from wfrunner.store.base import Repository, Tx
 from wfrunner.store.deadletters import NewDeadLetter, insert_dead_letters
 from wfrunner.store.events import NewEvent
 from wfrunner.store.models import EventLog, Payload, Run
@@ -94,7 +93,7 @@ def _json(value: Any) -> str:
 
 
 def insert_events(
-    session: Session,
+    session: Tx,
     run_id: str,
     first_seq: int,
     events: Sequence[NewEvent],
@@ -128,7 +127,7 @@ def insert_events(
 
 
 def _diverged(
-    session: Session,
+    session: Tx,
     run_id: str,
     first_seq: int,
     events: Sequence[NewEvent],
@@ -169,7 +168,7 @@ def _seq_through(last: int) -> Any:
 
 
 def claim_generation(
-    session: Session, run_id: str, gen: int, values: Mapping[str, Any] | None = None
+    session: Tx, run_id: str, gen: int, values: Mapping[str, Any] | None = None
 ) -> Fence:
     """Move ``runs.hot_gen`` from ``gen`` to ``gen + 1`` (with ``values``) if PostgreSQL
     still holds ``gen`` and the run is active; the row lock orders concurrent writers."""
@@ -185,7 +184,7 @@ def claim_generation(
     return _refused(session, run_id)
 
 
-def _refused(session: Session, run_id: str) -> Fence:
+def _refused(session: Tx, run_id: str) -> Fence:
     """Why a fenced write of the run found no row to claim."""
     row = session.execute(sa.select(Run.status).where(Run.id == run_id)).first()
     if row is None:
@@ -193,7 +192,7 @@ def _refused(session: Session, run_id: str) -> Fence:
     return Fence.ENDED if RunStatus(row.status) in TERMINAL_RUN_STATES else Fence.STALE
 
 
-def insert_payloads(session: Session, run_id: str, payloads: Mapping[str, Any]) -> None:
+def insert_payloads(session: Tx, run_id: str, payloads: Mapping[str, Any]) -> None:
     if not payloads:
         return
     session.execute(
@@ -262,9 +261,9 @@ class HistoryQueries(Repository):
             "last_activity_at": sa.func.now(),
         }
         entries = [{"type": t, "node_id": n, "data": d} for t, n, d in events]
-        with self._tx() as session:
-            row = _START_RUN.execute(
-                session,
+        with self._hot_tx() as connection:
+            row = _START_RUN.first(
+                connection,
                 {
                     "run_id": run_id,
                     "workflow_id": workflow_id,
@@ -274,24 +273,25 @@ class HistoryQueries(Repository):
                     "events": _json(entries),
                 },
                 self._prepare,
+            )
+            if row is not None:
+                return RunRecord.from_row(row), True
+            # a QUEUED run the client recorded, or a start delivered again
+            queued = connection.execute(
+                sa.update(Run)
+                .where(
+                    Run.id == run_id,
+                    Run.status == RunStatus.QUEUED.value,
+                    Run.hot_gen == 0,
+                )
+                .values(started)
+                .returning(*Run.__table__.c)
             ).first()
-            if row is None:  # a QUEUED run the client recorded, or a start delivered again
-                row = session.execute(
-                    sa.update(Run)
-                    .where(
-                        Run.id == run_id,
-                        Run.status == RunStatus.QUEUED.value,
-                        Run.hot_gen == 0,
-                    )
-                    .values(started)
-                    .returning(*Run.__table__.c)
-                ).first()
-                if row is not None:
-                    insert_events(session, run_id, 1, events, counted=True)
-                    return RunRecord.from_row(row._mapping), True
-                row = session.execute(sa.select(Run.__table__).where(Run.id == run_id)).one()
-                return RunRecord.from_row(row._mapping), False
-            return RunRecord.from_row(row._mapping), True
+            if queued is not None:
+                insert_events(connection, run_id, 1, events, counted=True)
+                return RunRecord.from_row(queued._mapping), True
+            found = connection.execute(sa.select(Run.__table__).where(Run.id == run_id)).one()
+            return RunRecord.from_row(found._mapping), False
 
     def persist_progress_many(self, batch: Sequence[Progress]) -> dict[str, Fence]:
         """Copy running runs' new events and the outputs they name, in one transaction (one
@@ -346,13 +346,13 @@ class HistoryQueries(Repository):
         ``stored_through`` (those Redis trimmed), read in this transaction: a run's end
         is one transaction whether or not it was flushed. With the verdict comes, when it
         is ACCEPTED, the ended run and its statistics as PostgreSQL now holds them."""
-        with self._tx() as session:
+        with self._hot_tx() as connection:
             # stored events never change under their numbers: read before the claim, they
             # tell the claim how far event_seq goes (no statement of its own for that)
-            head = _stored_events(session, run_id, stored_through) if stored_through else []
+            head = _stored_events(connection, run_id, stored_through) if stored_through else []
             ended = history(head)
-            row = _END_RUN.execute(
-                session,
+            row = _END_RUN.first(
+                connection,
                 {
                     "run_id": run_id,
                     "gen": gen,
@@ -365,14 +365,13 @@ class HistoryQueries(Repository):
                     **_end_rows(ended),
                 },
                 self._prepare,
-            ).one()
-            if not row.claimed:
-                return _refused(session, run_id), None
-            _diverged(session, run_id, ended.first_seq, ended.events, set(row.inserted))
-            insert_dead_letters(session, run_id, ended.dead_letters)
-            fields = row._mapping
-            stats = {name: int(fields[name] or 0) for name in STAT_COLUMNS}
-            return Fence.ACCEPTED, RunView(RunRecord.from_row(fields), stats, None)
+            )
+            if row is None or not row["claimed"]:  # (its SELECT returns one row)
+                return _refused(connection, run_id), None
+            _diverged(connection, run_id, ended.first_seq, ended.events, set(row["inserted"]))
+            insert_dead_letters(connection, run_id, ended.dead_letters)
+            stats = {name: int(row[name] or 0) for name in STAT_COLUMNS}
+            return Fence.ACCEPTED, RunView(RunRecord.from_row(row), stats, None)
 
 
 def _end_rows(ended: EndedHistory) -> dict[str, str]:
@@ -403,7 +402,7 @@ def _end_rows(ended: EndedHistory) -> dict[str, str]:
     }
 
 
-def _stored_events(session: Session, run_id: str, through: int) -> list[dict[str, Any]]:
+def _stored_events(session: Tx, run_id: str, through: int) -> list[dict[str, Any]]:
     rows = session.execute(
         sa.select(EventLog.__table__)
         .where(EventLog.run_id == run_id, EventLog.seq <= through)

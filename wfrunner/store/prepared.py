@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
 
 #: a ``:name`` parameter of a text statement (not a ``::type`` cast)
 _PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
@@ -51,19 +49,52 @@ class Statement:
         body = _PARAMETER.sub(positional, sql)
         return cls(f"wfrunner_{name}", sa.text(sql), body, tuple(order))
 
-    def execute(
-        self, session: Session, params: Mapping[str, Any], prepared: bool = True
-    ) -> CursorResult[Any]:
-        """Run it in the session's transaction; ``prepared``: as a prepared statement
-        (PREPAREd on this connection first if it was not yet)."""
+    def first(
+        self, connection: sa.Connection, params: Mapping[str, Any], prepared: bool = True
+    ) -> dict[str, Any] | None:
+        """Run it in the connection's transaction; its first row by column name, None when
+        it returns none. ``prepared``: as a prepared statement (PREPAREd on this connection
+        first if it was not yet), read from the driver's cursor: SQLAlchemy's result object
+        would build the column metadata of a text statement anew for every run."""
         if not prepared:
-            return session.execute(self.text, dict(params))  # type: ignore[return-value]
-        connection = session.connection()
+            row = connection.execute(self.text, dict(params)).mappings().first()
+            return dict(row) if row is not None else None
         done = connection.connection.info.setdefault(_PREPARED, set())
         if self.name not in done:
             # not transactional: a rollback of this transaction keeps it prepared
             connection.exec_driver_sql(f"PREPARE {self.name} AS {self.body}")
             done.add(self.name)
         slots = ", ".join(["%s"] * len(self.order))
+        sql = f"EXECUTE {self.name} ({slots})"
         values = tuple(params[key] for key in self.order)
-        return connection.exec_driver_sql(f"EXECUTE {self.name} ({slots})", values)
+        return _first_row(connection, sql, values)
+
+
+def _first_row(
+    connection: sa.Connection, sql: str, values: tuple[Any, ...]
+) -> dict[str, Any] | None:
+    """``sql`` on the driver's cursor; a driver error is raised as SQLAlchemy raises it
+    (an ``sqlalchemy.exc.DBAPIError`` subclass), and a lost server invalidates the
+    connection, so the pool opens a fresh one and the store's error translation applies."""
+    dialect = connection.dialect
+    dbapi_connection = connection.connection
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+        names = [column[0] for column in cursor.description or ()]
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(error)
+        raise sa.exc.DBAPIError.instance(
+            sql,
+            values,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from error
+    finally:
+        cursor.close()
+    return dict(zip(names, row, strict=True)) if row is not None else None
