@@ -11,6 +11,8 @@ KEYS[6]  emits     wfr:{<run_id>}:emits
 KEYS[7]  events    wfr:{<run_id>}:events
 KEYS[8]  pending   wfr:{<run_id>}:pending   token key -> JSON token (emitted, not consumed)
 KEYS[9]  running   wfr:{<run_id>}:running   token key -> when its delivery began
+KEYS[10] joins     wfr:{<run_id>}:joins
+KEYS[11] checks    wfr:{<run_id>}:checks    completion checks counted (see completion_view.lua)
 
 ARGV[1]  op_key       the consumed token's op key
 ARGV[2]  delta        emitted tokens (arrivals included) - 1; a join arrival consumed by
@@ -34,12 +36,13 @@ ARGV[13] arrivals     JSON list of join arrivals: first the dead ones (paths not
                       join, each {"token": key, "op": its advance op key, "instance",
                       "from", "value": payload ref, "expected", "event": its JSON
                       join_arrived event}
-ARGV[14..] events     JSON events to append
+ARGV[14] checks_ttl   seconds the check count outlives its last check
+ARGV[15..] events     JSON events to append
 
 A dead arrival's consequences (a fire token for the join it completes, or the join
 skipped and the paths beyond it) were decided by the caller from the join's arrivals as
 it read them: they are recorded only while the join still holds "observed" arrivals and
-not this one, else nothing is written and the reply is {-1, 0, 0, "", "conflict", 0, 0}
+not this one, else nothing is written and the reply is {-1, 0, 0, "", "conflict", 0, 0, {}}
 (another commit recorded an arrival there meanwhile: the caller reads and decides again).
 An emitted token's arrival is recorded here, with the commit that emits it, as
 join_arrive.lua would record it. Only the arrival that completes its join (its finisher) stays an emitted
@@ -50,17 +53,17 @@ join_arrived event appended after the given events, the delta lowered by one) an
 sent: no task runs for it. An arrival whose predecessor already arrived at that instance records nothing
 and is consumed the same way (it can never fire the join a second time).
 
-Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
-  the run is not running   {-1, 0, 0, "", state or "gone", 0, 0}: nothing written
-  the run was rebuilt      {-1, 0, 0, "", "stale", 0, 0}: nothing written (the rebuilt
+Returns {value, changed, hit_zero, emits_json, state, mine, flush_due, joins}:
+  the run is not running   {-1, 0, 0, "", state or "gone", 0, 0, {}}: nothing written
+  the run was rebuilt      {-1, 0, 0, "", "stale", 0, 0, {}}: nothing written (the rebuilt
                            outbox holds the token again; its new delivery does the work)
-  a join moved on          {-1, 0, 0, "", "conflict", 0, 0}: nothing written (see above)
-  token not pending        {-1, 0, 0, "", "not_pending", 0, 0}: nothing written. The
+  a join moved on          {-1, 0, 0, "", "conflict", 0, 0, {}}: nothing written (see above)
+  token not pending        {-1, 0, 0, "", "not_pending", 0, 0, {}}: nothing written. The
                            outbox does not hold the token: Redis came back from a
                            snapshot taken before it was emitted (its emitter runs again
                            and emits it anew), so consuming it would count a token the
                            counter never had
-  token already committed  {counter, 0, 0, the emits first recorded, "running", mine, 0}
+  token already committed  {counter, 0, 0, the emits first recorded, "running", mine, 0, {}}
                            mine is 1 when the recorded commit carries this call's nonce
                            and lease holder: a client retry of this very call after a
                            lost reply, which should still dispatch (a second delivery of
@@ -68,16 +71,20 @@ Returns {value, changed, hit_zero, emits_json, state, mine, flush_due}:
                            the nonce but not the holder: it is not mine)
   committed                {new counter, 1, 1 if it reached 0, the emits recorded (the
                             tokens actually emitted: ARGV[4] less consumed arrivals),
-                            "running", 1, 1 when the run's history is due to be flushed}
+                            "running", 1, 1 when the run's history is due to be flushed,
+                            and when it reached 0 the arrivals at each join instance as a
+                            flat list {instance, count, ...}: what the completion check
+                            reads (completion_view.lua), counted as a check as it counts
+                            one, so the check needs no round trip of its own}
 Errors: the counter would go negative (nothing applied).
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
 if state ~= "running" then
-    return {-1, 0, 0, "", state or "gone", 0, 0}
+    return {-1, 0, 0, "", state or "gone", 0, 0, {}}
 end
 if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[12] then
-    return {-1, 0, 0, "", "stale", 0, 0}
+    return {-1, 0, 0, "", "stale", 0, 0, {}}
 end
 
 local current = tonumber(redis.call("GET", KEYS[2]) or "0")
@@ -88,11 +95,11 @@ if redis.call("SISMEMBER", KEYS[3], ARGV[1]) == 1 then
     if before["by"] == now_["by"] and before["holder"] == now_["holder"] then
         mine = 1
     end
-    return {current, 0, 0, recorded, state, mine, 0}
+    return {current, 0, 0, recorded, state, mine, 0, {}}
 end
 
 if redis.call("HEXISTS", KEYS[8], ARGV[3]) == 0 then
-    return {-1, 0, 0, "", "not_pending", 0, 0}
+    return {-1, 0, 0, "", "not_pending", 0, 0, {}}
 end
 
 --- the commit record of an arrival consumed here: a copy of it is "already committed"
@@ -109,7 +116,7 @@ for _, a in ipairs(arrivals) do
         + (added[a["instance"]] or 0)
     if a["observed"] then
         if before ~= tonumber(a["observed"]) or redis.call("HEXISTS", KEYS[10], field) == 1 then
-            return {-1, 0, 0, "", "conflict", 0, 0}
+            return {-1, 0, 0, "", "conflict", 0, 0, {}}
         end
         if before + 1 >= tonumber(a["expected"]) then
             fins[#fins + 1] = a
@@ -164,7 +171,7 @@ redis.call("HDEL", KEYS[9], ARGV[3])
 for key, token in pairs(record["tokens"]) do
     redis.call("HSET", KEYS[8], key, token)
 end
-for i = 14, #ARGV do
+for i = 15, #ARGV do
     redis.call("RPUSH", KEYS[7], ARGV[i])
 end
 for _, a in ipairs(consumed) do
@@ -180,8 +187,18 @@ if now >= tonumber(redis.call("HGET", KEYS[1], "flush_at") or "0") then
 end
 
 local hit_zero = 0
+local joins = {}
 if value == 0 and delta < 0 then
     hit_zero = 1
     redis.call("PUBLISH", ARGV[6], ARGV[5])
+    redis.call("INCR", KEYS[11])
+    redis.call("EXPIRE", KEYS[11], ARGV[14])
+    local fields = redis.call("HGETALL", KEYS[10])
+    for i = 1, #fields, 2 do
+        if string.sub(fields[i], -2) == "#n" then
+            joins[#joins + 1] = string.sub(fields[i], 1, -3)
+            joins[#joins + 1] = fields[i + 1]
+        end
+    end
 end
-return {value, 1, hit_zero, recorded, state, 1, flush_due}
+return {value, 1, hit_zero, recorded, state, 1, flush_due, joins}

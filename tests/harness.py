@@ -16,6 +16,7 @@ from typing import Any
 from wfrunner import client, lifecycle, recovery
 from wfrunner.engine import keys
 from wfrunner.engine.executor import Outcome
+from wfrunner.engine.runstate import seen_at_zero
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
 
@@ -56,7 +57,8 @@ class Harness:
             recovery.flush(self.rt, token.run_id)
         if outcome.check_completion:
             self.completion_checks += 1
-            lifecycle.check_completion(self.rt, token.run_id)
+            seen = seen_at_zero(self.workflow_id, outcome.joins_at_zero)
+            lifecycle.check_completion(self.rt, token.run_id, seen)
 
     def deliver(self, pick: Callable[[deque[Token]], Token] | None = None) -> Outcome:
         token = pick(self.queue) if pick else self.queue.popleft()

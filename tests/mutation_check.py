@@ -89,8 +89,8 @@ MUTATIONS = [
     Mutation(
         "ended_run_accepts_commits",
         "lua/commit_node.lua",
-        'if state ~= "running" then\n    return {-1, 0, 0, "", state or "gone", 0, 0}',
-        'if state == nil then\n    return {-1, 0, 0, "", state or "gone", 0, 0}',
+        'if state ~= "running" then\n    return {-1, 0, 0, "", state or "gone", 0, 0, {}}',
+        'if state == nil then\n    return {-1, 0, 0, "", state or "gone", 0, 0, {}}',
         "commit_node.lua: a failed or cancelled run still accepts commits",
     ),
     Mutation(

@@ -19,7 +19,7 @@ from wfrunner import ended, fencing, history
 from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
-from wfrunner.engine.runstate import GONE, RUNNING, EndedState, RunEnd
+from wfrunner.engine.runstate import GONE, RUNNING, CompletionView, EndedState, RunEnd
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import PayloadError
 from wfrunner.runtime import Runtime
@@ -81,9 +81,12 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
     return entries if state == RUNNING else []
 
 
-def check_completion(rt: Runtime, run_id: str) -> str:
-    """The completion double-check, finishing the run when it has ended."""
-    view = rt.state.completion_view(run_id)  # counts the check: the run's end records it
+def check_completion(rt: Runtime, run_id: str, seen: CompletionView | None = None) -> str:
+    """The completion double-check, finishing the run when it has ended. ``seen``: the
+    view the commit that took the counter to 0 read and counted as a check (the check
+    then makes no read of its own)."""
+    # completion_view counts the check: the run's end records it
+    view = seen or rt.state.completion_view(run_id)
     if not view.meta:
         return GONE
     verdict, end = completion.decide(rt.ir(view.meta["workflow_id"]), view)

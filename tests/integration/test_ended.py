@@ -14,6 +14,7 @@ from tests.harness import Harness
 from wfrunner import client, ended, lifecycle
 from wfrunner.engine import keys
 from wfrunner.engine.events import event
+from wfrunner.engine.runstate import RunState
 from wfrunner.runtime import Runtime
 
 #: a polling interval no test waits for: a waiter that returns woke on the announcement
@@ -250,3 +251,61 @@ def test_a_check_that_finds_the_lock_held_still_ends_the_run_in_redis(rt: Runtim
     other.join()
     assert seen == ["completed"]
     assert client.get_run(run_id, rt)["status"] == "COMPLETED"
+
+
+def diamond() -> dict[str, Any]:
+    def node(node_id: str) -> dict[str, Any]:
+        return {"id": node_id, "type": "transform", "config": {"expression": f"['{node_id}']"}}
+
+    edges = [("A", "B"), ("A", "C"), ("B", "D"), ("C", "D")]
+    return {
+        "nodes": [node(n) for n in "ABCD"],
+        "edges": [{"from": a, "to": b} for a, b in edges],
+    }
+
+
+def no_completion_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(self: Any, run_id: str) -> Any:
+        raise AssertionError("the completion check read the run again")
+
+    monkeypatch.setattr(RunState, "completion_view", refused)
+
+
+def test_the_commit_that_ends_a_run_reads_what_its_completion_check_needs(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit that takes the counter to 0 reads the arrivals at the run's joins and
+    counts the completion check (lua/commit_node.lua): the check decides on that read,
+    with no round trip of its own, and the run's statistics still count one check."""
+    h = Harness(rt)
+    h.start(diamond())
+    no_completion_view(monkeypatch)
+    last: list[Any] = []
+    while h.queue:
+        token = h.queue.popleft()
+        outcome = h.process(token)
+        last.append(outcome)
+        h.act(token, outcome)
+    assert last[-1].joins_at_zero == {"D|": 2}
+    doc = client.get_run(h.run_id, rt)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["stats"]["completion_checks"] == 1
+
+
+def test_a_join_left_waiting_when_the_counter_reaches_0_fails_the_run(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault that loses an arrival at a join leaves it waiting when the counter reaches
+    0: the commit's read of the joins shows it, and the run fails naming the join instead
+    of ending COMPLETED (or staying RUNNING)."""
+    h = Harness(rt)
+    h.start(diamond())
+    no_completion_view(monkeypatch)
+    while h.queue:
+        token = h.queue.popleft()
+        if token.to_node in "BC" and rt.redis.hget(keys.joins_key(h.run_id), "D|#n") == "1":
+            rt.redis.hincrby(keys.joins_key(h.run_id), "D|#n", -1)  # the first arrival lost
+        h.act(token, h.process(token))
+    doc = client.get_run(h.run_id, rt)
+    assert doc["status"] == "FAILED"
+    assert "join 'D' was left waiting" in doc["error"]

@@ -61,6 +61,9 @@ class Outcome:
     dispatch: list[Token] = field(default_factory=list)
     #: whether to send check_completion for the run
     check_completion: bool = False
+    #: with check_completion, the arrivals at each join instance the commit that took the
+    #: counter to 0 read (None: the check reads them itself)
+    joins_at_zero: dict[str, int] | None = None
     #: why the token was dropped (the run ended, the token was already committed)
     ignored: str | None = None
     #: the error that failed the run
@@ -235,7 +238,11 @@ class Executor:
             epoch=begin.epoch,
             delta=-1,
         )
-        return Outcome(check_completion=commit.mine and _ends(commit), flush=commit.flush_due)
+        return Outcome(
+            check_completion=commit.mine and _ends(commit),
+            joins_at_zero=commit.joins,
+            flush=commit.flush_due,
+        )
 
     def _execute(
         self,
@@ -309,7 +316,10 @@ class Executor:
         if not commit.mine:
             return Outcome(ignored="another delivery of this token committed first")
         return Outcome(
-            dispatch=commit.emitted, check_completion=_ends(commit), flush=commit.flush_due
+            dispatch=commit.emitted,
+            check_completion=_ends(commit),
+            joins_at_zero=commit.joins,
+            flush=commit.flush_due,
         )
 
     def _run(self, node: IRNode, node_input: Any, variables: dict[str, Any]) -> Any:

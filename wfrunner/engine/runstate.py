@@ -128,6 +128,9 @@ class Commit:
     mine: bool
     #: True when the run's history should now be copied to PostgreSQL
     flush_due: bool
+    #: when this commit took the counter to 0: the arrivals at each join instance, read
+    #: in the commit (the completion check needs no read of its own); None otherwise
+    joins: dict[str, int] | None = None
 
 
 def _dump(value: Any) -> str:
@@ -176,6 +179,16 @@ class CompletionView:
     counter: int | None
     #: join instance -> arrivals so far
     joins: dict[str, int]
+
+
+def seen_at_zero(workflow_id: str, joins: dict[str, int] | None) -> CompletionView | None:
+    """The completion view a commit that took the counter to 0 read (``Commit.joins``),
+    or None when the commit read none."""
+    if joins is None:
+        return None
+    return CompletionView(
+        meta={"state": RUNNING, "workflow_id": workflow_id}, counter=0, joins=joins
+    )
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
@@ -389,6 +402,7 @@ class RunState:
                 keys.pending_key(run_id),
                 keys.running_key(run_id),
                 keys.joins_key(run_id),
+                keys.checks_key(run_id),
             ],
             [
                 token.op_key("advance"),
@@ -404,10 +418,11 @@ class RunState:
                 self.flush_every,
                 epoch,
                 _dump([a.to_json() for a in arrivals]),
+                CHECKS_TTL,
                 *map(_dump, events),
             ],
         )
-        value, changed, hit_zero, recorded, state, mine, flush_due = reply
+        value, changed, hit_zero, recorded, state, mine, flush_due, joins = reply
         return Commit(
             state=state,
             value=int(value),
@@ -416,6 +431,7 @@ class RunState:
             emitted=_emitted(recorded),
             mine=bool(mine),
             flush_due=bool(flush_due),
+            joins={k: int(v) for k, v in _pairs(joins).items()} if hit_zero else None,
         )
 
     def end(

@@ -17,6 +17,7 @@ from kombu.messaging import Producer
 from wfrunner import lifecycle
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.executor import Outcome
+from wfrunner.engine.runstate import seen_at_zero
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError, NodeFailed, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
@@ -199,7 +200,9 @@ def carry(
         # with time to spare the run's end is recorded here, not by a task on the
         # completion queue (a message and a task less per run); that queue stays the
         # fallback should PostgreSQL or Redis be away
-        queue_check = outcome.check_completion and not (inline_ms and _finished_here(rt, current))
+        queue_check = outcome.check_completion and not (
+            inline_ms and _finished_here(rt, workflow_id, current, outcome.joins_at_zero)
+        )
         if rest or outcome.retry_in is not None or queue_check:
             with publishing() as producer:
                 if outcome.retry_in is not None:
@@ -225,10 +228,13 @@ def _trace(outcome: Outcome) -> str:
     return f"\n{outcome.traceback.rstrip()}" if outcome.traceback else ""
 
 
-def _finished_here(rt: Runtime, token: Token) -> bool:
-    """Run the completion check in this task; False when it could not (it is queued)."""
+def _finished_here(
+    rt: Runtime, workflow_id: str, token: Token, joins: dict[str, int] | None
+) -> bool:
+    """Run the completion check in this task, on the joins its commit read when it took
+    the counter to 0 (if it did); False when it could not (it is queued)."""
     try:
-        lifecycle.check_completion(rt, token.run_id)
+        lifecycle.check_completion(rt, token.run_id, seen_at_zero(workflow_id, joins))
     except (WfrunnerError, redis.RedisError) as exc:
         log.warning("run %s: completion check queued (%s)", token.run_id, exc)
         return False
