@@ -19,22 +19,37 @@ from tests.fault.workflows import chaos_dag
 
 
 def run_chaos(
-    cluster: Cluster, runs: int, kills: int, every: float, workers: int, timeout: float
+    cluster: Cluster,
+    runs: int,
+    kills: int,
+    every: float,
+    workers: int,
+    timeout: float,
+    top_up: int = 0,
 ) -> None:
+    """``top_up``: runs submitted again before each kill, so the last kills still find
+    nodes in flight however fast the workers drain the first ones."""
     workflow_id = cluster.register(chaos_dag())
     cluster.start_workers(workers)
     cluster.start_beat()
     began = time.monotonic()
     with CounterSampler(cluster.redis_server.url) as sampler:
-        run_ids = [
-            cluster.submit(workflow_id, {"tag": uuid.uuid4().hex, "score": (i * 37) % 100})
-            for i in range(runs)
-        ]
+        run_ids: list[str] = []
+
+        def submit(count: int) -> None:
+            for _ in range(count):
+                score = (len(run_ids) * 37) % 100
+                run_ids.append(
+                    cluster.submit(workflow_id, {"tag": uuid.uuid4().hex, "score": score})
+                )
+
+        submit(runs)
         hit = 0
         #: where each worker's current incarnation begins in its (appended) log
         since = {w.name: 0 for w in cluster.workers}
         for k in range(kills):
             time.sleep(every)
+            submit(top_up)
             victim = cluster.workers[k % workers]
             hit += bool(wait_for_work_in_flight(victim, since[victim.name]))
             victim.kill()
@@ -54,7 +69,7 @@ def run_chaos(
     )
     assert not stuck, f"{report}\n{cluster.tails()}"
     assert_clean(report, cluster.tails())
-    assert report.statuses == {"COMPLETED": runs}, report
+    assert report.statuses == {"COMPLETED": len(run_ids)}, report
     # every kill took a node's delivery down mid-flight (received, not finished), and its
     # work was done again: more node_started than node_completed events
     assert hit == kills, report
@@ -97,6 +112,6 @@ def test_worker_kill_chaos_quick(make_cluster: Callable[..., Cluster]) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_worker_kill_chaos_long(make_cluster: Callable[..., Cluster]) -> None:
-    # enough runs that the twelfth kill still finds nodes in flight: with join arrivals
-    # recorded by their emitter's commit (issue 9), 120 runs drained in about 25 s here
-    run_chaos(make_cluster(), runs=360, kills=12, every=4.0, workers=3, timeout=600)
+    # runs are topped up before every kill, so the twelfth still finds nodes in flight:
+    # a fixed 360 runs drained before it once a run's end took fewer round trips
+    run_chaos(make_cluster(), runs=120, kills=12, every=4.0, workers=3, timeout=600, top_up=30)
