@@ -15,6 +15,7 @@ import wfrunner
 from tests.e2e.handlers import calls, gates
 from wfrunner import client, lifecycle
 from wfrunner.engine import keys
+from wfrunner.errors import StoreError
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
 
@@ -222,3 +223,60 @@ def test_hundred_concurrent_diamonds_all_complete_with_each_join_once(worker: An
         d["nodes"]["D"]["output"] == {"B": {"i": d["inputs"]["i"]}, "C": {"i": d["inputs"]["i"]}}
         for d in docs
     )
+
+
+def test_a_runs_end_is_recorded_by_the_finisher_thread_after_its_task_returned(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task that brings the counter to 0 hands the run's end to its process's
+    finisher thread and returns (wfrunner/tasks/finisher.py): the task is no longer
+    active while the end is being recorded, and the run ends COMPLETED once it is."""
+    from celery.worker import state as worker_state
+
+    release = threading.Event()
+    seen: dict[str, list[str]] = {}
+    real = lifecycle.check_completion
+
+    def held(rt: Runtime, run_id: str, view: Any = None) -> str:
+        seen.setdefault(run_id, []).append(threading.current_thread().name)
+        release.wait(30)
+        return real(rt, run_id, view)
+
+    monkeypatch.setattr(lifecycle, "check_completion", held)
+    workflow_id = client.register_workflow(
+        {"nodes": [fn("A"), fn("B")], "edges": edges(("A", "B"))}
+    )
+    run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
+    deadline = time.monotonic() + 30
+    while not seen.get(run_id) or any(r.id == run_id for r in worker_state.active_requests):
+        assert time.monotonic() < deadline, "the task never returned with the end in hand"
+        time.sleep(0.01)
+    assert seen[run_id][0].startswith("wfrunner-finisher")
+    assert client.get_run(run_id)["status"] == "RUNNING"  # the end is still in hand
+    release.set()
+    assert client.wait_for_run(run_id, timeout=30)["status"] == "COMPLETED"
+
+
+def test_an_end_the_finisher_cannot_record_is_checked_from_the_completion_queue(
+    worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An end the finisher thread fails to record (PostgreSQL or Redis away) sends the
+    completion check to the completion queue, whose task ends the run."""
+    seen: dict[str, list[str]] = {}
+    real = lifecycle.check_completion
+
+    def flaky(rt: Runtime, run_id: str, view: Any = None) -> str:
+        seen.setdefault(run_id, []).append(threading.current_thread().name)
+        if len(seen[run_id]) == 1:
+            raise StoreError("cannot connect to PostgreSQL (the test's)")
+        return real(rt, run_id, view)
+
+    monkeypatch.setattr(lifecycle, "check_completion", flaky)
+    workflow_id = client.register_workflow(
+        {"nodes": [fn("A"), fn("B")], "edges": edges(("A", "B"))}
+    )
+    run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
+    assert client.wait_for_run(run_id, timeout=30)["status"] == "COMPLETED"
+    first, *rest = seen[run_id]
+    assert first.startswith("wfrunner-finisher")
+    assert rest and not rest[0].startswith("wfrunner-finisher")  # the queued check's task

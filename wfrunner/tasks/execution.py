@@ -17,7 +17,7 @@ from kombu.messaging import Producer
 from wfrunner import lifecycle
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.executor import Outcome
-from wfrunner.engine.runstate import seen_at_zero
+from wfrunner.engine.runstate import CompletionView, seen_at_zero
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError, NodeFailed, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
@@ -25,6 +25,7 @@ from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.tasks import inline
 from wfrunner.tasks.app import app
 from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
+from wfrunner.tasks.finisher import FINISHER
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +198,7 @@ def carry(
         else:  # time is up: what was kept goes out too
             keep, rest = [], [*outcome.dispatch, *queued]
             queued.clear()
-        # with time to spare the run's end is recorded here, not by a task on the
-        # completion queue (a message and a task less per run); that queue stays the
-        # fallback should PostgreSQL or Redis be away
-        queue_check = outcome.check_completion and not (
-            inline_ms and _finished_here(rt, workflow_id, current, outcome.joins_at_zero)
-        )
+        queue_check = _check_elsewhere(rt, workflow_id, current, outcome, inline_ms)
         if rest or outcome.retry_in is not None or queue_check:
             with publishing() as producer:
                 if outcome.retry_in is not None:
@@ -228,14 +224,37 @@ def _trace(outcome: Outcome) -> str:
     return f"\n{outcome.traceback.rstrip()}" if outcome.traceback else ""
 
 
-def _finished_here(
-    rt: Runtime, workflow_id: str, token: Token, joins: dict[str, int] | None
+def _check_elsewhere(
+    rt: Runtime, workflow_id: str, token: Token, outcome: Outcome, inline_ms: int
 ) -> bool:
-    """Run the completion check in this task, on the joins its commit read when it took
-    the counter to 0 (if it did); False when it could not (it is queued)."""
-    try:
-        lifecycle.check_completion(rt, token.run_id, seen_at_zero(workflow_id, joins))
-    except (WfrunnerError, redis.RedisError) as exc:
-        log.warning("run %s: completion check queued (%s)", token.run_id, exc)
+    """Whether the run's completion check goes to the completion queue. With time to
+    spare the run's end is recorded in this process (by its finisher thread, while the
+    task goes on), not by a task on that queue (a message and a task less per run); the
+    queue stays the fallback should PostgreSQL or Redis be away."""
+    if not outcome.check_completion:
         return False
-    return True
+    if not inline_ms:
+        return True
+    finish_here(rt, token.run_id, seen_at_zero(workflow_id, outcome.joins_at_zero))
+    return False
+
+
+def finish_here(rt: Runtime, run_id: str, seen: CompletionView | None) -> None:
+    """Hand the run's completion check to this process's finisher thread
+    (:mod:`wfrunner.tasks.finisher`); should it fail there, the check is queued."""
+
+    def work() -> None:
+        try:
+            lifecycle.check_completion(rt, run_id, seen)
+            return
+        except (WfrunnerError, redis.RedisError) as exc:
+            log.warning("run %s: completion check queued (%s)", run_id, exc)
+        except Exception:
+            log.exception("run %s: completion check queued after an error", run_id)
+        try:
+            with publishing() as producer:
+                request_completion_check(run_id, producer)
+        except Exception:  # the reconciler checks every run whose counter is 0
+            log.exception("run %s: completion check not queued: the reconciler makes it", run_id)
+
+    FINISHER.submit(work)
