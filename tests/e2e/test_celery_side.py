@@ -21,6 +21,7 @@ from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
 from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.tasks import execution, inline
+from wfrunner.tasks.finisher import FINISHER
 
 #: a queue no worker of the test session consumes
 QUEUE = "wfrunner.test-publishing"
@@ -107,6 +108,7 @@ def _carry_run(workflow_id: str, inline_ms: int, carried: list[str]) -> str:
     carried.append(run_id)
     (entry,) = lifecycle.start(rt, run_id, workflow_id, {"v": 1})
     execution.carry(rt, workflow_id, [entry], nonce=uuid.uuid4().hex, inline_ms=inline_ms)
+    FINISHER.drain()  # the run's end, recorded by this process's finisher thread
     return run_id
 
 
@@ -184,6 +186,7 @@ def _start_run(workflow_id: str, inline_ms: int, carried: list[str]) -> str:
     carried.append(run_id)
     entries = lifecycle.start(rt, run_id, workflow_id, {"v": 1})
     execution.carry_entries(rt, workflow_id, entries, nonce=run_id, inline_ms=inline_ms)
+    FINISHER.drain()  # the run's end, recorded by this process's finisher thread
     return run_id
 
 
