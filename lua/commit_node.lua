@@ -72,10 +72,10 @@ Returns {value, changed, hit_zero, emits_json, state, mine, flush_due, joins}:
   committed                {new counter, 1, 1 if it reached 0, the emits recorded (the
                             tokens actually emitted: ARGV[4] less consumed arrivals),
                             "running", 1, 1 when the run's history is due to be flushed,
-                            and when it reached 0 the arrivals at each join instance as a
-                            flat list {instance, count, ...}: what the completion check
-                            reads (completion_view.lua), counted as a check as it counts
-                            one, so the check needs no round trip of its own}
+                            and when it reached 0 the joins hash as a flat field/value
+                            list: what the completion check reads (completion_view.lua),
+                            counted as a check as it counts one, so the check needs no
+                            round trip of its own}
 Errors: the counter would go negative (nothing applied).
 ]]
 
@@ -193,12 +193,6 @@ if value == 0 and delta < 0 then
     redis.call("PUBLISH", ARGV[6], ARGV[5])
     redis.call("INCR", KEYS[11])
     redis.call("EXPIRE", KEYS[11], ARGV[14])
-    local fields = redis.call("HGETALL", KEYS[10])
-    for i = 1, #fields, 2 do
-        if string.sub(fields[i], -2) == "#n" then
-            joins[#joins + 1] = string.sub(fields[i], 1, -3)
-            joins[#joins + 1] = fields[i + 1]
-        end
-    end
+    joins = redis.call("HGETALL", KEYS[10])
 end
 return {value, 1, hit_zero, recorded, state, 1, flush_due, joins}

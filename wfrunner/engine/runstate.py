@@ -196,6 +196,13 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+def _arrival_counts(joins: Sequence[Any]) -> dict[str, int]:
+    """join instance -> arrivals so far, from the joins hash as a flat field/value list
+    (the ``<instance>#n`` counters; the other fields name the arrivals themselves)."""
+    fields = _pairs(joins)
+    return {k[: -len("#n")]: int(v) for k, v in fields.items() if k.endswith("#n")}
+
+
 class RunState:
     """Hot state of runs over one ``redis.Redis`` client (``decode_responses=True``)."""
 
@@ -431,7 +438,7 @@ class RunState:
             emitted=_emitted(recorded),
             mine=bool(mine),
             flush_due=bool(flush_due),
-            joins={k: int(v) for k, v in _pairs(joins).items()} if hit_zero else None,
+            joins=_arrival_counts(joins) if hit_zero else None,
         )
 
     def end(
@@ -650,11 +657,10 @@ class RunState:
             ],
             [CHECKS_TTL],
         )
-        arrivals = _pairs(joins)
         return CompletionView(
             meta=_pairs(meta),
             counter=None if counter is None else int(counter),
-            joins={k[: -len("#n")]: int(v) for k, v in arrivals.items() if k.endswith("#n")},
+            joins=_arrival_counts(joins),
         )
 
     def mark_dirty(self, run_id: str, ttl: float) -> bool:

@@ -16,15 +16,12 @@ that fails here (PostgreSQL or Redis away) sends the completion check to the
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from celery.signals import worker_process_shutdown
-
-log = logging.getLogger(__name__)
 
 
 class Finisher:
