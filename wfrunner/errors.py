@@ -12,6 +12,8 @@ change, naming the node, edge or setting at fault::
     ├── CounterError              the Redis token counter refused or lost an operation
     ├── StoreError                PostgreSQL is unreachable or holds no such record
     │   └── NotFoundError         no workflow / run with that id
+    ├── ConflictError             the run is not in a state that allows the request
+                                  (cancel an ended run, decide an approval twice)
     ├── PayloadError              a payload is missing, not JSON, or over the size limit
     ├── HandlerError              no handler registered under a node's function_name
     └── NodeError                 a node's handler or built-in failed; names the node
@@ -71,6 +73,11 @@ class StoreError(WfrunnerError):
 
 class NotFoundError(StoreError):
     """No record with the requested id."""
+
+
+class ConflictError(WfrunnerError):
+    """A request conflicts with the run's state (HTTP 409): cancelling a run that has
+    ended, deciding an approval that is not pending or was decided already."""
 
 
 class PayloadError(WfrunnerError):
