@@ -16,9 +16,13 @@ __all__ = [
     "WfrunnerError",
     "__version__",
     "app",
+    "approve",
+    "cancel_run",
+    "decide_approval",
     "get_run",
     "handler",
     "register_workflow",
+    "reject",
     "start_run",
     "submit_run",
     "wait_for_run",
@@ -32,6 +36,10 @@ _LAZY = {
     "get_run": ("wfrunner.client", "get_run"),
     "submit_run": ("wfrunner.client", "submit_run"),
     "wait_for_run": ("wfrunner.client", "wait_for_run"),
+    "cancel_run": ("wfrunner.control", "cancel_run"),
+    "decide_approval": ("wfrunner.control", "decide_approval"),
+    "approve": ("wfrunner.control", "approve"),
+    "reject": ("wfrunner.control", "reject"),
 }
 
 

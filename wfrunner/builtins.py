@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from wfrunner import conditions, http_node
-from wfrunner.compiler import checks
 from wfrunner.errors import NodeError
 
 #: JSON type names, for messages
@@ -88,8 +87,9 @@ def _pass_through(call: _Call) -> Any:
 
 
 def _human(call: _Call) -> Any:
-    # refused by the compiler; a definition stored before that must not approve itself
-    raise call.error(checks.HUMAN_NOT_BUILT)
+    # the executor decides human nodes from their approvals (engine/human.py); a human
+    # node reaching a built-in would approve itself
+    raise call.error("a human node is decided by an approval, never run as a built-in")
 
 
 def _function(call: _Call) -> Any:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfrunner.engine.tokens import Token
-from wfrunner.states import TERMINAL_RUN_STATES, NodeStatus
+from wfrunner.states import TERMINAL_RUN_STATES, NodeStatus, RunStatus
 from wfrunner.store import NewDeadLetter, RunRecord
 from wfrunner.store.history import ExecutionRow
 
@@ -33,6 +33,8 @@ class NodeProgress:
     seconds: float | None = None
     #: start time of each attempt not ended yet, by scope (loop pass)
     begun: dict[str, float] = field(default_factory=dict)
+    #: a human node waits for its approval
+    waiting: bool = False
 
     @property
     def open(self) -> int:
@@ -42,6 +44,8 @@ class NodeProgress:
     def status(self, ended: bool) -> NodeStatus:
         if self.failed:
             return NodeStatus.FAILED
+        if self.waiting and not ended:
+            return NodeStatus.WAITING
         if self.open > 0 and not ended:
             return NodeStatus.RUNNING
         if self.completed:
@@ -69,12 +73,23 @@ def _apply(node: NodeProgress, evt: Event) -> None:
         node.failed = False
     elif kind == "node_completed":
         node.completed += 1
+        node.waiting = False
         node.output_refs.append(str(evt.get("output_ref")))
+    elif kind == "approval_requested":
+        node.waiting = True
+    elif kind == "approval_decided":  # running again until its delivery commits
+        node.waiting = False
+    elif kind == "node_cancelled":  # cut short by the run's cancellation
+        node.errors += 1
+        node.failed = True
+        node.waiting = False
+        node.error = evt.get("error")
     elif kind == "node_retrying":
         node.errors += 1
     elif kind == "node_failed":
         node.errors += 1
         node.failed = True
+        node.waiting = False
         node.error = evt.get("error")
         node.traceback = evt.get("traceback")
     elif kind == "node_skipped":
@@ -88,8 +103,12 @@ def _time(node: NodeProgress, kind: str, evt: Event) -> None:
         return
     if kind == "node_started":
         node.begun[scope] = t
-    elif kind in ("node_completed", "node_retrying", "node_failed") and scope in node.begun:
+    elif kind in _ENDS and scope in node.begun:
         node.seconds = (node.seconds or 0.0) + max(0.0, t - node.begun.pop(scope))
+
+
+#: the events that end a node's attempt
+_ENDS = ("node_completed", "node_retrying", "node_failed", "node_cancelled")
 
 
 def node_documents(
@@ -195,6 +214,15 @@ def dead_letters(events: Sequence[Event]) -> list[NewDeadLetter]:
     return list(letters.values())
 
 
+def live_status(recorded: RunStatus, nodes: Mapping[str, NodeProgress]) -> RunStatus:
+    """A running run is WAITING while any of its approvals is undecided: decided from its
+    events, not from PostgreSQL's status (which follows them, by a write of its own)."""
+    if recorded not in (RunStatus.RUNNING, RunStatus.WAITING):
+        return recorded
+    waiting = any(p.waiting for p in nodes.values())
+    return RunStatus.WAITING if waiting else RunStatus.RUNNING
+
+
 def document(
     run: RunRecord,
     node_ids: Iterable[str],
@@ -211,7 +239,7 @@ def document(
     return {
         "run_id": run.id,
         "workflow_id": run.workflow_id,
-        "status": run.status.value,
+        "status": live_status(run.status, nodes).value,
         "error": run.error,
         "inputs": run.inputs,
         "nodes": node_docs,

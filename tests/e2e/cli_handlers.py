@@ -22,3 +22,14 @@ def fail_until_file(value: Any, config: dict[str, Any]) -> Any:
     if not Path(config["path"]).exists():
         raise RuntimeError(f"{config['path']} is missing")
     return {"fixed": True}
+
+
+@wfrunner.handler("cli.pid_sleep")
+def pid_sleep(value: Any, config: dict[str, Any]) -> Any:
+    """Writes its process id to the file in config, then sleeps: a handler a cancel stops."""
+    import os
+
+    Path(config["pid_file"]).write_text(str(os.getpid()))
+    time.sleep(float(config["seconds"]))
+    Path(config["pid_file"] + ".done").write_text("finished")
+    return value

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -331,3 +332,93 @@ def test_dead_letter_listed_and_retried(
     again = wfrunner(cli_env, "dlq", "retry", letter_id)
     assert again.returncode == 2
     assert "only dead letters of FAILED runs can be retried" in again.stderr
+
+
+def _wait_status(env: dict[str, str], run_id: str, check: Any, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        doc = json.loads(wfrunner(env, "status", run_id, "--json").stdout)
+        if check(doc):
+            return doc
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never got there: {doc['status']} {doc['nodes']}")
+
+
+def test_approve_and_reject_from_the_command_line(
+    cli_env: dict[str, str], celery_worker: object, tmp_path: Path
+) -> None:
+    definition = {
+        "nodes": [
+            {"id": "gate", "type": "human", "config": {"prompt": "go?"}},
+            {"id": "after", "type": "transform", "config": {"expression": "input.data"}},
+        ],
+        "edges": [{"from": "gate", "to": "after"}],
+    }
+    path = tmp_path / "gate.json"
+    path.write_text(json.dumps(definition))
+    approved = wfrunner(cli_env, "run", str(path)).stdout.strip()
+    rejected = wfrunner(cli_env, "run", str(path)).stdout.strip()
+    for run_id in (approved, rejected):
+        _wait_status(cli_env, run_id, lambda d: d["status"] == "WAITING")
+
+    ok = wfrunner(cli_env, "approve", approved, "gate", "-m", "fine", "--data", '{"n": 3}')
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"{approved} RUNNING"
+    no = wfrunner(cli_env, "reject", rejected, "gate", "--comment", "not today", "--by", "dan")
+    assert no.returncode == 0, no.stderr
+    done = _wait_status(cli_env, approved, lambda d: d["status"] == "COMPLETED")
+    assert done["nodes"]["after"]["output"] == {"n": 3}
+    failed = _wait_status(cli_env, rejected, lambda d: d["status"] == "FAILED")
+    assert failed["error"] == "node 'gate' failed: rejected by dan: not today"
+
+    again = wfrunner(cli_env, "approve", rejected, "gate")
+    assert again.returncode == 2
+    assert again.stderr.startswith(f"error: run '{rejected}' has ended (FAILED)")
+    bad = wfrunner(cli_env, "approve", approved, "gate", "--data", "{nope")
+    assert bad.returncode == 2 and "--data" in bad.stderr
+
+
+def test_cancel_terminates_the_running_handler_of_a_prefork_worker(
+    cli_env: dict[str, str], celery_worker: object, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "handler.pid"
+    definition = {
+        "nodes": [
+            {"id": "long", "type": "function",
+             "config": {"function_name": "cli.pid_sleep", "seconds": 60,
+                        "pid_file": str(pid_file)}},
+            {"id": "after", "type": "function",
+             "config": {"function_name": "cli.sleep", "seconds": 0}},
+        ],
+        "edges": [{"from": "long", "to": "after"}],
+    }  # fmt: skip
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(definition))
+    run_id = wfrunner(cli_env, "run", str(path)).stdout.strip()
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+
+    cancelled = wfrunner(cli_env, "cancel", run_id, "--reason", "wrong input", "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    doc = json.loads(cancelled.stdout)
+    assert doc["status"] == "CANCELLED"
+    assert doc["nodes"]["long"]["error"].startswith("cancelled while running")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the pool process running the handler is gone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the handler's process {pid} still runs after the cancel")
+    assert not Path(f"{pid_file}.done").exists()
+    again = wfrunner(cli_env, "cancel", run_id)
+    assert again.returncode == 2
+    assert "has already ended (CANCELLED)" in again.stderr
+    # the worker goes on serving runs after losing a pool process
+    after = wfrunner(cli_env, "run", "examples/sequential.json", "--input", '{"x": 1}',
+                     "--wait", "--timeout", "60")  # fmt: skip
+    assert after.returncode == 0, after.stderr

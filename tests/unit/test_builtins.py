@@ -237,8 +237,8 @@ def test_pass_through_types(node_type: str) -> None:
     assert run(node_type, {}, value) is value
 
 
-def test_a_stored_human_node_fails_instead_of_approving_itself() -> None:
-    with pytest.raises(NodeError, match=r"^node 'n1': human approval nodes are not built yet"):
+def test_a_human_node_never_approves_itself_as_a_built_in() -> None:
+    with pytest.raises(NodeError, match=r"^node 'n1': a human node is decided by an approval"):
         run("human", {}, {"amount": 10_000})
 
 

@@ -163,16 +163,34 @@ def test_type_mapping_plain_nodes(node_type: str, config: dict[str, Any]) -> Non
     assert node.is_terminal
 
 
-@pytest.mark.parametrize("config", [{}, {"function_name": "ask_the_cfo"}])
-def test_human_nodes_are_refused_until_approvals_exist(config: dict[str, Any]) -> None:
-    """Its built-in would pass the input on: an approval approving itself."""
+def test_a_human_node_compiles_with_its_timeout_and_policy() -> None:
+    doc = wf(
+        [
+            fn("start"),
+            {
+                "id": "cfo",
+                "type": "human",
+                "timeout_ms": 5000,
+                "config": {"on_timeout": "approve", "prompt": "ok?"},
+            },
+        ],
+        [("start", "cfo")],
+    )
+    node = compile_workflow(doc).nodes["cfo"]
+    assert (node.type, node.timeout_ms, node.config["on_timeout"]) == ("human", 5000, "approve")
+
+
+def test_a_human_node_with_a_handler_or_an_unknown_policy_is_refused() -> None:
+    """A handler would make the approval approve itself."""
+    config = {"function_name": "ask_the_cfo", "on_timeout": "escalate", "prompt": 3}
     found = problems(
         wf([fn("start"), {"id": "cfo", "type": "human", "config": config}], [("start", "cfo")])
     )
     assert found == [
-        "node 'cfo': human approval nodes are not built yet: the run would go on without "
-        "anyone approving; remove the node, or use a 'function' node whose handler asks for "
-        "the approval"
+        "node 'cfo': a human node is decided with 'wfrunner approve|reject', not by a "
+        "handler: remove config.function_name (or make it a 'function' node)",
+        "node 'cfo': config.on_timeout \"escalate\" is not one of reject, approve",
+        "node 'cfo': config.prompt must be a string, not 3",
     ]
 
 

@@ -21,6 +21,9 @@ MAX_ID_CHARS = 200
 MAX_LETTER_DIGITS = 18
 
 
+_EMPTY = object()
+
+
 def text_id(value: str) -> str:
     """An id as typed: UTF-8, printable, short. Raises typer.BadParameter otherwise."""
     try:
@@ -45,15 +48,16 @@ def letter_id(value: str) -> int:
     return int(value)
 
 
-def json_input(raw: str | None) -> Any:
-    """``--input``: strict JSON (no NaN, no lone surrogates, bounded depth and size)."""
+def json_input(raw: str | None, option: str = "--input", absent: Any = _EMPTY) -> Any:
+    """``--input`` (or ``option``): strict JSON (no NaN, no lone surrogates, bounded depth
+    and size); ``absent`` (default ``{}``) when not given."""
     if raw is None:
-        return {}
+        return {} if absent is _EMPTY else absent
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        raise typer.BadParameter("the text is not UTF-8", param_hint="'--input'") from None
-    return parse_json(raw, "--input")
+        raise typer.BadParameter("the text is not UTF-8", param_hint=f"'{option}'") from None
+    return parse_json(raw, option)
 
 
 RunId = Annotated[str, typer.Argument(metavar="RUN_ID", parser=text_id, show_default=False)]

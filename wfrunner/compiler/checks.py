@@ -105,19 +105,35 @@ _BUILTIN_CHECKS = {
 }
 
 
-#: why a ``human`` node is refused: its built-in would pass the input on, an approval
-#: approving itself, until approvals (WAITING runs, ``approve``/``reject``) exist
-HUMAN_NOT_BUILT = (
-    "human approval nodes are not built yet: the run would go on without anyone approving; "
-    "remove the node, or use a 'function' node whose handler asks for the approval"
-)
+#: a ``human`` node's ``config.on_timeout``: what its timeout_ms decides
+HUMAN_ON_TIMEOUT = ("reject", "approve")
+
+
+def _human(where: str, config: dict[str, Any]) -> list[str]:
+    """A human node is decided by a person (``wfrunner approve|reject``), never by code:
+    a handler would make the approval approve itself."""
+    problems = []
+    if "function_name" in config:
+        problems.append(
+            f"{where}: a human node is decided with 'wfrunner approve|reject', not by a "
+            "handler: remove config.function_name (or make it a 'function' node)"
+        )
+    policy = config.get("on_timeout")
+    if policy is not None and policy not in HUMAN_ON_TIMEOUT:
+        problems.append(
+            f"{where}: config.on_timeout {show(policy)} is not one of {', '.join(HUMAN_ON_TIMEOUT)}"
+        )
+    prompt = config.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        problems.append(f"{where}: config.prompt must be a string, not {show(prompt)}")
+    return problems
 
 
 def node_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[str]:
     """Config problems of one node (loops are checked by :func:`loop_config`)."""
     where = f"node {node_id!r}"
-    if node_type == "human":  # even with a handler: the type promises a wait it cannot keep
-        return [f"{where}: {HUMAN_NOT_BUILT}"]
+    if node_type == "human":
+        return _human(where, config)
     name = config.get("function_name")
     if name is not None:
         if not isinstance(name, str) or not name.strip():

@@ -35,6 +35,7 @@ from typing import Any
 
 from wfrunner import builtins, handlers
 from wfrunner.compiler.ir import IR, IRNode
+from wfrunner.engine import human
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.events import event
 from wfrunner.engine.leases import LeaseKeeper
@@ -77,6 +78,8 @@ class Outcome:
     retrying: str | None = None
     #: the handler's traceback, when a handler error retried or failed the node
     traceback: str | None = None
+    #: a human node's approval is waiting: the run's undecided approvals
+    waiting: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,11 +141,14 @@ class Executor:
             return Outcome(ignored=f"workflow has no node {token.to_node!r}")
         joining = _joins(node, token)
         started = event("node_started", node.id, scope=token.scope)
-        holder = uuid.uuid4().hex
+        # the lease holder names the Celery task (the nonce), so a cancel can revoke it
+        holder = f"{uuid.uuid4().hex}@{nonce}"
         begin = self.state.begin(
             token,
             time.time(),
-            None if joining else started,
+            # a human node starts once, when its approval is requested, whatever the
+            # deliveries (the request, the decision, the deadline)
+            None if joining or _waits(node) else started,
             holder,
             inputs=_reads(node, "inputs") or (token.payload_ref is None and not joining),
             context=_reads(node, "ctx"),
@@ -179,7 +185,7 @@ class Executor:
         nonce: str,
     ) -> Outcome:
         """The rest of a delivery that holds the token's lease."""
-        if begin.attempt > _delivery_cap(node, self.limits):
+        if begin.attempt > _delivery_cap(node, self.limits) and not _waits(node):
             reason = (
                 f"delivered {begin.attempt} times and its worker died each time "
                 "(out of memory? raise retry.max_attempts or WFRUNNER_MAX_DELIVERIES)"
@@ -195,10 +201,62 @@ class Executor:
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
-            events.append({**started, "attempt": begin.attempt})
+            if not _waits(node):
+                events.append({**started, "attempt": begin.attempt})
         else:
             node_input = begin.input if token.payload_ref else begin.inputs
+        if _waits(node):
+            return self._approval(ir, node, token, node_input, begin, started, nonce)
         return self._execute(ir, node, token, node_input, begin, events, nonce)
+
+    def _approval(
+        self,
+        ir: IR,
+        node: IRNode,
+        token: Token,
+        node_input: Any,
+        begin: Begin,
+        started: dict[str, Any],
+        nonce: str,
+    ) -> Outcome:
+        """A human node's delivery (see :mod:`wfrunner.engine.human`): ask for the decision
+        and let the token wait, or act on the decision made (or on the deadline passed)."""
+        now = time.time()
+        req = human.request(node, token.scope, now)
+        asked = event(
+            "approval_requested",
+            node.id,
+            scope=token.scope,
+            token=token.to_dict(),
+            deadline=req["deadline"],
+            prompt=req["prompt"],
+        )
+        got = self.state.request_approval(
+            token, req, human.until(req), begin.epoch, [{**started, "attempt": 1}, asked]
+        )
+        if got.state != RUNNING or got.request is None:
+            return Outcome(ignored=_dropped(got.state))
+        verdict = human.verdict(got.request, got.decision, now)
+        if verdict.timed_out is not None:  # recorded as a decision: a late one is refused
+            decided = self.state.decide_approval(
+                token.run_id,
+                token.key,
+                verdict.timed_out,
+                event("approval_decided", node.id, scope=token.scope, **verdict.timed_out),
+                now,
+            )
+            if decided.state != RUNNING:
+                return Outcome(ignored=_dropped(decided.state))
+            if decided.earlier is not None:  # a person decided just before the deadline
+                verdict = human.verdict(got.request, decided.earlier, now)
+        if verdict.action == "wait":
+            return Outcome(
+                ignored=f"waiting for approval (wfrunner approve {token.run_id} {node.id})",
+                waiting=got.waiting,
+            )
+        if verdict.action == "reject":
+            return self._fail(node, token, verdict.reason, begin.attempt)
+        return self._execute(ir, node, token, node_input, begin, [], nonce, verdict.output)
 
     def _arrive(
         self, node: IRNode, token: Token, nonce: str, begin: Begin
@@ -253,7 +311,10 @@ class Executor:
         begin: Begin,
         events: list[dict[str, Any]],
         nonce: str,
+        given: Any = None,
     ) -> Outcome:
+        """Run the node (or take ``given``, a human node's decided output), route and
+        commit."""
         variables: dict[str, Any] = {
             "input": node_input,
             "inputs": begin.inputs,
@@ -263,7 +324,7 @@ class Executor:
             "ctx": begin.context or {},
         }
         try:
-            output = self._run(node, node_input, variables)
+            output = self._run(node, node_input, variables) if given is None else given
             variables["output"] = output
             ref, text = encode_payload(
                 output, self.limits.max_payload_bytes, warn_bytes=self.limits.payload_warn_bytes
@@ -518,6 +579,11 @@ def _ends(commit: Commit) -> bool:
     for the completion check). A retry of this very commit (its reply was lost) is
     answered unchanged, with the counter it left: 0 still asks."""
     return commit.hit_zero or (not commit.changed and commit.value == 0)
+
+
+def _waits(node: IRNode) -> bool:
+    """Whether the node is an approval step (decided by a person, not run)."""
+    return node.type == "human" and not node.function_name
 
 
 def _joins(node: IRNode, token: Token) -> bool:

@@ -16,6 +16,8 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:running    hash    token key -> lease "<until>|<holder>" (engine/leases.py)
     wfr:{<run_id>}:attempts   hash    token key -> deliveries that began it
     wfr:{<run_id>}:lock       string  held by the one writer copying the run to PostgreSQL
+    wfr:{<run_id>}:approvals  hash    token key -> a human node's request; "<key>#d" -> its
+                                      decision (lua/request_approval.lua)
     wfr:{<run_id>}:checks     string  completion double-checks so far (a statistic the
                                       run's end records, not one PostgreSQL write per check)
 
@@ -125,6 +127,11 @@ def attempts_key(run_id: str) -> str:
     return f"{_tag(run_id)}:attempts"
 
 
+def approvals_key(run_id: str) -> str:
+    """Approval requests of the run's human nodes, and their decisions."""
+    return f"{_tag(run_id)}:approvals"
+
+
 def checks_key(run_id: str) -> str:
     """Completion double-checks of the run so far."""
     return f"{_tag(run_id)}:checks"
@@ -160,6 +167,7 @@ def run_keys(run_id: str) -> list[str]:
         running_key(run_id),
         attempts_key(run_id),
         checks_key(run_id),
+        approvals_key(run_id),
     ]
 
 

@@ -16,7 +16,10 @@ agree. The ``running`` hash (``wfr:{run}:running``) holds one entry per token,
 Celery task ids repeat when a message comes back), or one of
 
 - ``retry``: the token's next delivery is due at ``until`` (a retry after its backoff);
-- ``republished``: the reconciler published it again and leaves it alone until ``until``.
+- ``republished``: the reconciler published it again and leaves it alone until ``until``;
+- ``approval``: a human node waits for its decision until ``until`` (its deadline): no
+  delivery holds it, the reconciler publishes it once the deadline passes, and the run is
+  not idle meanwhile (lua/request_approval.lua).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 RETRY = "retry"
 REPUBLISHED = "republished"
+APPROVAL = "approval"
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Lease:
     @property
     def held(self) -> bool:
         """True for a delivery's lease (not a retry's due time or a republish mark)."""
-        return self.holder not in (RETRY, REPUBLISHED, "")
+        return self.holder not in (RETRY, REPUBLISHED, APPROVAL, "")
 
     @classmethod
     def parse(cls, entry: str) -> Lease | None:

@@ -116,6 +116,29 @@ class Arrival:
 
 
 @dataclass(frozen=True)
+class ApprovalState:
+    """A human node's approval as request_approval.lua left it."""
+
+    state: str
+    request: dict[str, Any] | None
+    decision: dict[str, Any] | None
+    #: the run's undecided approvals
+    waiting: int
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What decide_approval.lua did: ``outcome`` decided (``token`` is now due), already
+    (``earlier`` is the decision made before) or none (no request for the token)."""
+
+    state: str
+    outcome: str
+    token: Token | None
+    earlier: dict[str, Any] | None
+    waiting: int
+
+
+@dataclass(frozen=True)
 class Commit:
     state: str
     value: int
@@ -131,6 +154,10 @@ class Commit:
     #: when this commit took the counter to 0: the arrivals at each join instance, read
     #: in the commit (the completion check needs no read of its own); None otherwise
     joins: dict[str, int] | None = None
+
+
+def _loaded(text: str | None) -> Any:
+    return json.loads(text) if text else None
 
 
 def _dump(value: Any) -> str:
@@ -227,6 +254,9 @@ class RunState:
                 "completion_view",
                 "renew_leases",
                 "claim_stalled",
+                "request_approval",
+                "decide_approval",
+                "cancel_run",
             )
         }
 
@@ -461,6 +491,22 @@ class RunState:
             *map(_dump, events),
         ]
 
+    def cancel(self, run_id: str, error: str, evt: dict[str, Any]) -> tuple[bool, str, list[str]]:
+        """End the run as cancelled with what it cut short (see cancel_run.lua): (changed,
+        state, lease holders of the deliveries that were running)."""
+        changed, state, *holders = self._run(
+            "cancel_run",
+            run_id,
+            [
+                keys.meta_key(run_id),
+                keys.events_key(run_id),
+                keys.pending_key(run_id),
+                keys.running_key(run_id),
+            ],
+            [error, evt["t"], _dump(evt)],
+        )
+        return bool(changed), str(state), [str(h) for h in holders]
+
     def record(
         self,
         run_id: str,
@@ -477,6 +523,68 @@ class RunState:
             [token.key if token else "", due, epoch, *map(_dump, events)],
         )
         return bool(written)
+
+    def request_approval(
+        self,
+        token: Token,
+        request: Mapping[str, Any],
+        until: float,
+        epoch: str,
+        events: Sequence[dict[str, Any]],
+    ) -> ApprovalState:
+        """Ask for a human node's decision (once per token) and leave the token waiting
+        until ``until``; the request and decision stored (see request_approval.lua)."""
+        run_id = token.run_id
+        state, stored, decision, waiting = self._run(
+            "request_approval",
+            run_id,
+            self._approval_keys(run_id),
+            [token.key, _dump(request), f"{until:.3f}", epoch, *map(_dump, events)],
+        )
+        return ApprovalState(
+            state=state,
+            request=json.loads(stored) if stored else None,
+            decision=json.loads(decision) if decision else None,
+            waiting=int(waiting),
+        )
+
+    def decide_approval(
+        self,
+        run_id: str,
+        token_key: str,
+        decision: Mapping[str, Any],
+        evt: dict[str, Any],
+        now: float,
+    ) -> Decided:
+        """Record a decision on a waiting token at most once (see decide_approval.lua)."""
+        state, outcome, value, waiting = self._run(
+            "decide_approval",
+            run_id,
+            self._approval_keys(run_id),
+            [token_key, _dump(decision), _dump(evt), f"{now:.3f}"],
+        )
+        token = Token.from_dict(json.loads(value)) if outcome == "decided" and value else None
+        earlier = json.loads(value) if outcome == "already" and value else None
+        return Decided(state, outcome, token, earlier, int(waiting))
+
+    def approvals(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """token key -> its request, with its ``decision`` (None while undecided)."""
+        raw = self._hash(keys.approvals_key(run_id))
+        return {
+            key: {**json.loads(text), "decision": _loaded(raw.get(f"{key}#d"))}
+            for key, text in raw.items()
+            if not key.endswith("#d")
+        }
+
+    @staticmethod
+    def _approval_keys(run_id: str) -> list[str]:
+        return [
+            keys.meta_key(run_id),
+            keys.approvals_key(run_id),
+            keys.events_key(run_id),
+            keys.running_key(run_id),
+            keys.pending_key(run_id),
+        ]
 
     # -- reads (the client decodes responses, so every value is text) -------------------
 

@@ -22,6 +22,7 @@ from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError, NodeFailed, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import HARD_LIMIT_GRACE
+from wfrunner.states import RunStatus
 from wfrunner.tasks import inline
 from wfrunner.tasks.app import app
 from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
@@ -183,16 +184,9 @@ def carry(
         began = time.monotonic()
         outcome = rt.executor.process(ir, current, nonce=nonce)
         ran = time.monotonic()
-        if outcome.ignored:
-            log.info(
-                "run %s: token to %s ignored: %s", current.run_id, current.to_node, outcome.ignored
-            )
-        else:
+        if not outcome.ignored:
             DURATIONS.record(workflow_id, current.to_node, ran - began)
-        if outcome.failed:
-            failed = f"run {current.run_id} failed: {outcome.failed}{_trace(outcome)}"
-        if outcome.retrying:
-            log.warning("run %s: %s%s", current.run_id, outcome.retrying, _trace(outcome))
+        failed = _note(rt, current, outcome) or failed
         if ran < until:
             keep, rest = inline.plan(ir, workflow_id, outcome.dispatch, queued, DURATIONS)
         else:  # time is up: what was kept goes out too
@@ -212,6 +206,19 @@ def carry(
             request_flush(current.run_id)
         queued.extend(follows(t) for t in keep)
     return failed
+
+
+def _note(rt: Runtime, token: Token, outcome: Outcome) -> str | None:
+    """Log what became of a token; why the run failed, when the token's node failed it."""
+    if outcome.ignored:
+        log.info("run %s: token to %s ignored: %s", token.run_id, token.to_node, outcome.ignored)
+    if outcome.retrying:
+        log.warning("run %s: %s%s", token.run_id, outcome.retrying, _trace(outcome))
+    if outcome.waiting:  # PostgreSQL's status follows (runs --status WAITING)
+        rt.store.transition_run(token.run_id, RunStatus.WAITING, from_states=[RunStatus.RUNNING])
+    if outcome.failed:
+        return f"run {token.run_id} failed: {outcome.failed}{_trace(outcome)}"
+    return None
 
 
 def follows(token: Token) -> Token:

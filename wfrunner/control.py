@@ -1,0 +1,75 @@
+"""The operator's Python API: cancel a run, decide a human node's approval.
+
+Each returns the run's document after the change (what ``wfrunner.get_run`` reads), and
+raises :class:`~wfrunner.errors.NotFoundError` for an unknown run or node and
+:class:`~wfrunner.errors.ConflictError` when the run's state does not allow it (it has
+ended; the approval is not waiting or was decided). The CLI and the REST API call these.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from wfrunner import approvals, cancellation
+from wfrunner.client import get_run
+from wfrunner.runtime import Runtime, runtime
+from wfrunner.states import RunStatus
+
+log = logging.getLogger(__name__)
+
+
+def cancel_run(
+    run_id: str,
+    reason: str | None = None,
+    *,
+    by: str | None = None,
+    terminate: bool = True,
+    rt: Runtime | None = None,
+) -> dict[str, Any]:
+    """Cancel the run: no node of it starts again, it ends CANCELLED (once), and with
+    ``terminate`` the Celery tasks running its nodes are revoked with terminate (prefork:
+    their pool processes get SIGTERM)."""
+    rt = rt or runtime()
+    done = cancellation.cancel(rt, run_id, reason, by)
+    if terminate and done.running_tasks:
+        from wfrunner.tasks.app import app
+
+        try:
+            app.control.revoke(list(done.running_tasks), terminate=True, signal="SIGTERM")
+        except Exception as exc:  # the run is cancelled: its handlers' commits are refused
+            log.warning("run %s: running tasks not revoked (%s)", run_id, exc)
+    return get_run(run_id, rt)
+
+
+def decide_approval(
+    run_id: str,
+    node_id: str,
+    decision: str,
+    *,
+    comment: str | None = None,
+    by: str | None = None,
+    data: Any = None,
+    rt: Runtime | None = None,
+) -> dict[str, Any]:
+    """Approve (``decision="approve"``) or reject a waiting human node; ``data`` (JSON)
+    becomes part of the node's output (``output.data``)."""
+    from wfrunner.tasks.execution import dispatch
+
+    rt = rt or runtime()
+    made = approvals.decide(rt, run_id, node_id, decision, comment=comment, by=by, data=data)
+    if made.waiting <= 0:
+        rt.store.transition_run(run_id, RunStatus.RUNNING, from_states=[RunStatus.WAITING])
+    # should this publish be lost, the reconciler publishes the token (it is due now)
+    dispatch([made.token], made.workflow_id, rt.ir(made.workflow_id))
+    return get_run(run_id, rt)
+
+
+def approve(run_id: str, node_id: str, **options: Any) -> dict[str, Any]:
+    """Approve a waiting human node: its successors run with the decision as its output."""
+    return decide_approval(run_id, node_id, "approve", **options)
+
+
+def reject(run_id: str, node_id: str, **options: Any) -> dict[str, Any]:
+    """Reject a waiting human node: the node and its run fail with the comment."""
+    return decide_approval(run_id, node_id, "reject", **options)
