@@ -42,6 +42,11 @@ def test_a_zero_counter_with_every_join_complete_completes_the_run() -> None:
     assert [e["type"] for e in events] == ["run_completed"]
 
 
+def test_a_pending_approval_keeps_a_run_with_a_zero_counter_running() -> None:
+    waiting = CompletionView(meta={"state": "running", "waiting": "1"}, counter=0, joins={"D|": 2})
+    assert decide(diamond(), waiting) == (NOT_DONE, None)
+
+
 def test_a_zero_counter_with_a_join_left_waiting_fails_the_run_naming_the_join() -> None:
     verdict, end = decide(diamond(), view(0, {"D|": 1}))
     assert verdict == "failed"

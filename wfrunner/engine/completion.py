@@ -1,7 +1,8 @@
 """The completion double-check run by ``wfrunner.check_completion``.
 
 A zero counter says no token is in flight. Before declaring the run COMPLETED the check
-also confirms no join is still waiting for an arrival (with dead-path elimination none can
+also confirms no human node's approval is pending (their tokens are in flight, so the
+counter counts them as well) and no join is still waiting for an arrival (with dead-path elimination none can
 be, so one that is reveals a fault and fails the run rather than leaving it RUNNING).
 """
 
@@ -25,6 +26,9 @@ def decide(ir: IR, view: CompletionView) -> tuple[str, RunEnd | None]:
     if meta.get("state") != RUNNING:
         return meta.get("state", GONE), None
     if view.counter is None or view.counter > 0:
+        return NOT_DONE, None
+    # pending approvals: their tokens are counted too; this guards against a lost one
+    if int(meta.get("waiting") or 0) > 0:
         return NOT_DONE, None
     waiting = [
         instance

@@ -15,9 +15,15 @@ node_skipped       dead-path elimination              scope
 join_arrived       a join's predecessor arrived       from, scope, live
 loop_decided       a loop node's commit               pass, outcome (back|break|timeout)
 node_failed        a handler or built-in raised       scope, error
+approval_requested a human node's first delivery       scope, token, deadline, prompt
+approval_decided   approve / reject / the deadline    scope, decision, by, comment, data, at
+node_cancelled     cancellation, for a node cut short scope, token, was (running, waiting
+                                                      for approval, waiting for its retry),
+                                                      error
 run_completed      check_completion                   -
 run_failed         a node failed / timed out          error
-run_cancelled      cancellation                       error
+run_cancelled      cancellation                       error, by, reason, cut_short
+                                                      [{node, scope, was}]
 """
 
 from __future__ import annotations
