@@ -18,6 +18,7 @@ __all__ = [
     "app",
     "get_run",
     "handler",
+    "list_runs",
     "register_workflow",
     "start_run",
     "submit_run",
@@ -30,6 +31,7 @@ _LAZY = {
     "start_run": ("wfrunner.tasks.runs", "start_run"),
     "register_workflow": ("wfrunner.client", "register_workflow"),
     "get_run": ("wfrunner.client", "get_run"),
+    "list_runs": ("wfrunner.client", "list_runs"),
     "submit_run": ("wfrunner.client", "submit_run"),
     "wait_for_run": ("wfrunner.client", "wait_for_run"),
 }

@@ -82,7 +82,11 @@ class ConflictError(WfrunnerError):
 
 
 class QueryError(WfrunnerError):
-    """A list request's filter, limit or page cursor cannot be used (HTTP 400)."""
+    """A list request's filter, limit or page cursor cannot be used; ``field`` names it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class PayloadError(WfrunnerError):

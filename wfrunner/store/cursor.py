@@ -35,7 +35,9 @@ class Keyset:
     @classmethod
     def decode(cls, cursor: str) -> Keyset:
         """The keyset of a cursor this module made; QueryError for anything else."""
-        bad = QueryError(f"cursor {cursor[:40]!r} is not a cursor a previous page returned")
+        bad = QueryError(
+            f"cursor {cursor[:40]!r} is not a cursor a previous page returned", "cursor"
+        )
         if len(cursor) > MAX_CURSOR_CHARS or not cursor.isascii():
             raise bad
         try:

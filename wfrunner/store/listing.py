@@ -42,7 +42,7 @@ _RUN_COLUMNS = (
 
 def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
-        raise QueryError(f"limit {limit} is out of range: 1 to {MAX_LIMIT}")
+        raise QueryError(f"limit {limit} is out of range: 1 to {MAX_LIMIT}", "limit")
     return limit
 
 

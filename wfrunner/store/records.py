@@ -163,6 +163,14 @@ class RunSummary(_Record):
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", RunStatus(self.status))
 
+    def as_json(self) -> dict[str, Any]:
+        """The summary as JSON values: times in ISO-8601, the status as its name."""
+        fields_ = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in {**fields_, "status": self.status.value}.items()
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowSummary(_Record):
