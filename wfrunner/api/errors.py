@@ -1,7 +1,9 @@
 """The one mapping from wfrunner's errors to HTTP responses.
 
-- :class:`NotFoundError` -> 404; :class:`StoreError` otherwise (PostgreSQL unreachable)
-  and a Redis connection error -> 503, a server is down, not the request wrong;
+- :class:`NotFoundError` -> 404; :class:`StoreError` otherwise (PostgreSQL unreachable),
+  a Redis connection error and :class:`ConfigurationError` (a configured server that did
+  not answer when first reached, or a setting the server cannot use) -> 503: the server
+  side is at fault, not the request;
 - :class:`ConflictError` -> 409 (the run's state does not allow the request);
 - :class:`WorkflowError` (and :class:`CompileError`, one entry per problem, naming its
   node or edge), :class:`PayloadError`, :class:`ConditionError`, :class:`QueryError` ->
@@ -24,6 +26,7 @@ from fastapi.responses import JSONResponse
 from wfrunner.errors import (
     CompileError,
     ConditionError,
+    ConfigurationError,
     ConflictError,
     NotFoundError,
     PayloadError,
@@ -68,6 +71,9 @@ async def _wfrunner_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, StoreError):
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": f"PostgreSQL: {exc}"}, status_code=503)
+    if isinstance(exc, ConfigurationError):
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=503)
     if isinstance(exc, ConflictError):
         return JSONResponse({"detail": str(exc)}, status_code=409)
     if isinstance(exc, UNPROCESSABLE):

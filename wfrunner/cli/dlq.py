@@ -11,17 +11,12 @@ from typing import Annotated
 
 import typer
 
-from wfrunner.cli.app import dlq_cli, echo
+from wfrunner.cli.app import dlq_cli, echo, shorten
 from wfrunner.cli.connect import resolved_runtime
 from wfrunner.cli.params import letter_id
 
 #: characters of a poison message's raw text shown by ``dlq list``
 RAW_SHOWN = 120
-
-
-def _shorten(text: str, width: int = RAW_SHOWN) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 @dlq_cli.command("list")
@@ -39,7 +34,7 @@ def dlq_list(
         if d.kind == "poison":
             echo(f"{d.id:>6}  {d.status:<8} poison on {d.queue}")
             echo(f"        {d.error}")
-            echo(f"        raw: {_shorten(d.raw or '')}")
+            echo(f"        raw: {shorten(d.raw or '', RAW_SHOWN)}")
             continue
         echo(f"{d.id:>6}  {d.status:<8} run {d.run_id}  node {d.node_id}  attempts {d.attempts}")
         echo(f"        {d.error}")

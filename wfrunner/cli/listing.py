@@ -11,11 +11,8 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
-from wfrunner.cli.app import cli, echo
+from wfrunner.cli.app import cli, echo, shorten
 from wfrunner.cli.connect import resolved_runtime
 from wfrunner.cli.params import text_id
 from wfrunner.store import DEFAULT_LIMIT, MAX_LIMIT, RunSummary
@@ -69,20 +66,24 @@ def runs(
 
 
 def _print_table(items: list[RunSummary]) -> None:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in ("run", "workflow", "status", "created", "ended", "error"):
-        table.add_column(column, no_wrap=column != "error", overflow="fold")
-    for run in items:
-        error = run.error or ""
-        table.add_row(
+    """Plain columns, one run a line, never wrapped: ``grep`` and ``cut`` read it too."""
+    rows = [
+        (
             run.run_id,
             f"{run.workflow_name} v{run.workflow_version}",
             run.status.value,
             _time(run.created_at),
             _time(run.completed_at),
-            error if len(error) <= ERROR_SHOWN else error[: ERROR_SHOWN - 3] + "...",
+            shorten(run.error or "", ERROR_SHOWN),
         )
-    Console(highlight=False, soft_wrap=True).print(table)
+        for run in items
+    ]
+    header = ("run", "workflow", "status", "created", "ended", "error")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        )
 
 
 def _time(when: datetime | None) -> str:

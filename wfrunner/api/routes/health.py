@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from wfrunner.api.deps import RuntimeDep
 from wfrunner.api.models import Health
-from wfrunner.errors import StoreError
+from wfrunner.errors import ConfigurationError, StoreError
 from wfrunner.runtime import Runtime
 
 router = APIRouter(tags=["health"])
@@ -35,8 +35,12 @@ async def healthz(rt: RuntimeDep) -> Health | Response:
 
 def _redis(rt: Runtime) -> str:
     """A client of its own: the runtime's retries a lost connection for seconds."""
+    try:
+        url = rt.redis_url  # resolved (and checked) once, on the first request
+    except ConfigurationError as exc:
+        return f"down: {exc}"
     client = redis.Redis.from_url(
-        rt.redis_url, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT
+        url, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT
     )
     try:
         client.ping()
@@ -50,6 +54,6 @@ def _redis(rt: Runtime) -> str:
 def _postgres(rt: Runtime) -> str:
     try:
         rt.store.ping()
-    except StoreError as exc:
+    except (StoreError, ConfigurationError) as exc:
         return f"down: {exc}"
     return "ok"
