@@ -4,29 +4,47 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from wfrunner import ended, fencing, handlers, history
 from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
-from wfrunner.errors import PayloadError, WfrunnerError
+from wfrunner.compiler.source import split_definitions
+from wfrunner.errors import PayloadError, QueryError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
+from wfrunner.since import parse_since
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
-from wfrunner.store import RunRecord
+from wfrunner.store import DEFAULT_LIMIT, DeadLetterRecord, Page, RunRecord, RunSummary
 
 
 def _definition(
-    source: dict[str, Any] | str | Path, name: str | None = None
+    source: dict[str, Any] | str | Path, name: str | None = None, chooser: str = "--name"
 ) -> tuple[str, dict[str, Any], str]:
-    """(name, definition, where) of a dict, or of the workflow ``name`` of a file (which
-    may be left out when the file holds one workflow)."""
-    if isinstance(source, dict):
+    """(name, definition, where) of a dict, or of the workflow ``name`` of a file or of a
+    dict holding a named collection (which may be left out when it holds one workflow)."""
+    if isinstance(source, dict) and not _is_collection(source):
         meta = source.get("metadata")
         meta_name = meta.get("name") if isinstance(meta, dict) else None
         return (meta_name if isinstance(meta_name, str) else "workflow"), source, "workflow"
-    item = pick_definition(load_definitions(source), str(source), name)
+    if isinstance(source, dict):
+        item = pick_definition(
+            split_definitions(source, "workflow", "workflow"), "workflow", name, chooser
+        )
+    else:
+        item = pick_definition(load_definitions(source), str(source), name, chooser)
     return item.name, item.definition, item.source
+
+
+def _is_collection(value: dict[str, Any]) -> bool:
+    """Named workflows (``{"name": {"nodes": ...}, ...}``) rather than one workflow."""
+    return (
+        bool(value)
+        and "nodes" not in value
+        and all(isinstance(v, dict) and "nodes" in v for v in value.values())
+    )
 
 
 @dataclass(frozen=True)
@@ -43,12 +61,14 @@ def prepare_workflow(
     *,
     name: str | None = None,
     handler_modules: tuple[str, ...] | None = None,
+    chooser: str = "--name",
 ) -> PreparedWorkflow:
     """Validate and compile a workflow without touching a server, so a bad file fails
-    first; ``name`` picks one workflow of a file that holds a named collection. Handler
-    names are checked against those ``handler_modules`` register (default:
-    WFRUNNER_HANDLERS; none configured, none judged)."""
-    name, doc, where = _definition(definition, name)
+    first; ``name`` picks one workflow of a file or dict that holds a named collection
+    (``chooser`` says how, in the error when it is missing). Handler names are checked
+    against those ``handler_modules`` register (default: WFRUNNER_HANDLERS; none
+    configured, none judged)."""
+    name, doc, where = _definition(definition, name, chooser)
     ir = compile_workflow(doc, where, handlers=handlers.known_names(handler_modules))
     return PreparedWorkflow(name, doc, ir)
 
@@ -155,6 +175,87 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
         return None
 
 
+def list_runs(
+    workflow_id: str | None = None,
+    status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+    since: datetime | str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+    rt: Runtime | None = None,
+) -> Page[RunSummary]:
+    """Runs newest first: ``status`` one status or several, ``since`` a time or an age
+    ("1h", "2d"); pass the page's ``next_cursor`` back as ``cursor`` for the next page."""
+    rt = rt or runtime()
+    return rt.store.list_runs(
+        workflow_id=workflow_id,
+        statuses=run_statuses(status),
+        since=parse_since(since) if isinstance(since, str) else _aware(since),
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def run_statuses(status: RunStatus | str | Iterable[RunStatus | str] | None) -> list[RunStatus]:
+    """Statuses as given, in any case; QueryError naming an unknown one."""
+    given = [status] if isinstance(status, str) else list(status or [])
+    known = {s.value for s in RunStatus}
+    wanted = []
+    for item in given:
+        name = str(item.value if isinstance(item, RunStatus) else item).upper()
+        if name not in known:
+            raise QueryError(
+                f"status {str(item)[:40]!r} is not one of {', '.join(sorted(known))}", "status"
+            )
+        wanted.append(RunStatus(name))
+    return wanted
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    """A time without a zone is UTC, as every time the store keeps."""
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
+
+
+def events_after(
+    run_id: str, after: int = 0, limit: int | None = None, rt: Runtime | None = None
+) -> tuple[RunRecord, list[tuple[int, dict[str, Any]]]]:
+    """The run and its events numbered from 1, those after number ``after`` (at most
+    ``limit``): a live run's are read as :func:`run_events` does, an ended run's from
+    PostgreSQL by their number."""
+    rt = rt or runtime()
+    run = rt.store.get_run(run_id)
+    if is_live(run, rt):
+        numbered = list(enumerate(run_events(run, rt), 1))[after:]
+        return run, numbered[:limit] if limit is not None else numbered
+    stored = rt.store.list_events(run_id, after, limit)
+    return run, [(e.seq, e.as_event()) for e in stored]
+
+
+def list_dead_letters(
+    status: str | None = "open", rt: Runtime | None = None
+) -> list[DeadLetterRecord]:
+    """Dead letters (``status`` "open", "retried", or None for all), after moving the
+    poison messages workers parked in Redis into PostgreSQL, so none is missing."""
+    from wfrunner.poison import drain
+
+    rt = rt or runtime()
+    drain(rt)
+    return rt.store.list_dead_letters(status)
+
+
+def retry_dead_letter(letter_id: int, rt: Runtime | None = None) -> str:
+    """Resume the FAILED run of a node dead letter; returns the run id."""
+    from wfrunner.poison import drain
+    from wfrunner.recovery import retry_dead_letter as reopen
+    from wfrunner.tasks.execution import dispatch
+
+    rt = rt or runtime()
+    drain(rt)
+    run_id, tokens = reopen(rt, letter_id)
+    workflow_id = rt.store.get_run(run_id).workflow_id
+    dispatch(tokens, workflow_id, rt.ir(workflow_id))
+    return run_id
+
+
 def wait_for_run(
     run_id: str, timeout: float | None = None, interval: float = 2.0, rt: Runtime | None = None
 ) -> dict[str, Any]:
@@ -185,6 +286,7 @@ __all__ = [
     "RunStatus",
     "WfrunnerError",
     "get_run",
+    "list_runs",
     "register_workflow",
     "submit_run",
     "wait_for_run",

@@ -14,6 +14,7 @@ change, naming the node, edge or setting at fault::
     │   └── NotFoundError         no workflow / run with that id
     ├── ConflictError             the run is not in a state that allows the request
                                   (cancel an ended run, decide an approval twice)
+    ├── QueryError                a list's filter, limit or cursor is malformed
     ├── PayloadError              a payload is missing, not JSON, or over the size limit
     ├── HandlerError              no handler registered under a node's function_name
     └── NodeError                 a node's handler or built-in failed; names the node
@@ -78,6 +79,14 @@ class NotFoundError(StoreError):
 class ConflictError(WfrunnerError):
     """A request conflicts with the run's state (HTTP 409): cancelling a run that has
     ended, deciding an approval that is not pending or was decided already."""
+
+
+class QueryError(WfrunnerError):
+    """A list request's filter, limit or page cursor cannot be used; ``field`` names it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class PayloadError(WfrunnerError):

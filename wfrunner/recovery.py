@@ -31,7 +31,7 @@ from wfrunner.engine import keys
 from wfrunner.engine.events import event
 from wfrunner.engine.runstate import DEAD, RUNNING
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import NotFoundError, WfrunnerError
+from wfrunner.errors import ConflictError, NotFoundError, WfrunnerError
 from wfrunner.runtime import Runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 
@@ -299,11 +299,11 @@ def retry_dead_letter(rt: Runtime, letter_id: int) -> tuple[str, list[Token]]:
         )
     run = rt.store.get_run(letter.run_id)
     if run.status != RunStatus.FAILED:
-        raise WfrunnerError(
+        raise ConflictError(
             f"run {run.id} is {run.status.value}: only dead letters of FAILED runs can be retried"
         )
     if not rt.store.mark_dead_letter_retried(letter_id):
-        raise WfrunnerError(f"dead letter {letter_id} was already retried")
+        raise ConflictError(f"dead letter {letter_id} was already retried")
     rt.store.reopen_run(run.id)
     tokens = rebuild(rt, run.id, event("run_resumed", dead_letter=letter_id, node=letter.node_id))
     return run.id, tokens

@@ -63,6 +63,11 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "successor, and siblings whose nodes are quick; the others are published at once) "
         "before it publishes the rest; 0: every node is its own task",
     ),
+    "WFRUNNER_API_TOKEN": (
+        "(none)",
+        "bearer token every request to `wfrunner serve` must carry; without one, serve "
+        "listens only on a loopback address and asks for none",
+    ),
     "WFRUNNER_TASK_EVENTS": (
         "0",
         "1: workers always send Celery task events (Flower turns them on when it connects)",
@@ -122,6 +127,8 @@ class Settings:
     task_events: bool = False
     inline_ms: int = 1000
     pg_prepare: bool = True
+    #: kept out of the repr, so a logged Settings never shows it
+    api_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -148,4 +155,5 @@ class Settings:
             task_events=_flag(env, "WFRUNNER_TASK_EVENTS"),
             inline_ms=_int(env, "WFRUNNER_INLINE_MS", 1000, minimum=0),
             pg_prepare=_flag(env, "WFRUNNER_PG_PREPARE", default=True),
+            api_token=env.get("WFRUNNER_API_TOKEN") or None,
         )

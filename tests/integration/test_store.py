@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -14,18 +13,10 @@ from wfrunner import runtime as runtime_module
 from wfrunner.errors import NotFoundError, PayloadError, StoreError
 from wfrunner.runtime import Runtime
 from wfrunner.states import NodeStatus, RunStatus
-from wfrunner.store import Store, definition_hash, migrate
+from wfrunner.store import Store, definition_hash
 
 DEFINITION = {"name": "demo", "nodes": [{"id": "a", "type": "function"}], "edges": []}
 IR = {"nodes": {"a": {"id": "a"}}, "entry_nodes": ["a"]}
-
-
-@pytest.fixture()
-def store(database_url: str) -> Iterator[Store]:
-    migrate.upgrade(database_url)
-    store = Store(database_url)
-    yield store
-    store.close()
 
 
 @pytest.fixture()

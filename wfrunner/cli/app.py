@@ -82,14 +82,22 @@ def echo(text: str, err: bool = False) -> None:
     typer.echo(text, err=err)
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with "..." when longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one place turns errors into messages and exit codes."""
     from wfrunner.cli import (  # noqa: F401  (the commands)
         db,
         definitions,
         dlq,
+        listing,
         operate,
         runs,
+        serve,
         servers,
         show,
     )

@@ -7,16 +7,11 @@ Every command first moves poison messages parked in Redis into PostgreSQL
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from wfrunner.runtime import Runtime
-
 from typing import Annotated
 
 import typer
 
-from wfrunner.cli.app import dlq_cli, echo
+from wfrunner.cli.app import dlq_cli, echo, shorten
 from wfrunner.cli.connect import resolved_runtime
 from wfrunner.cli.params import letter_id
 
@@ -24,25 +19,14 @@ from wfrunner.cli.params import letter_id
 RAW_SHOWN = 120
 
 
-def _runtime() -> Runtime:
-    from wfrunner.poison import drain
-
-    rt = resolved_runtime()
-    drain(rt)
-    return rt
-
-
-def _shorten(text: str, width: int = RAW_SHOWN) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
-
-
 @dlq_cli.command("list")
 def dlq_list(
     show_all: Annotated[bool, typer.Option("--all", help="Include retried letters.")] = False,
 ) -> None:
     """List dead letters: id, run, node, attempts, error; poison: queue, reason, raw."""
-    letters = _runtime().store.list_dead_letters(None if show_all else "open")
+    from wfrunner.client import list_dead_letters
+
+    letters = list_dead_letters(None if show_all else "open", resolved_runtime())
     if not letters:
         echo("no dead letters")
         return
@@ -50,7 +34,7 @@ def dlq_list(
         if d.kind == "poison":
             echo(f"{d.id:>6}  {d.status:<8} poison on {d.queue}")
             echo(f"        {d.error}")
-            echo(f"        raw: {_shorten(d.raw or '')}")
+            echo(f"        raw: {shorten(d.raw or '', RAW_SHOWN)}")
             continue
         echo(f"{d.id:>6}  {d.status:<8} run {d.run_id}  node {d.node_id}  attempts {d.attempts}")
         echo(f"        {d.error}")
@@ -61,11 +45,6 @@ def dlq_retry(
     letter: Annotated[int, typer.Argument(metavar="LETTER_ID", parser=letter_id)],
 ) -> None:
     """Resume the failed run of a dead letter; prints the run id."""
-    from wfrunner.recovery import retry_dead_letter
-    from wfrunner.tasks.execution import dispatch
+    from wfrunner.client import retry_dead_letter
 
-    rt = _runtime()
-    run_id, tokens = retry_dead_letter(rt, letter)
-    workflow_id = rt.store.get_run(run_id).workflow_id
-    dispatch(tokens, workflow_id, rt.ir(workflow_id))
-    echo(run_id)
+    echo(retry_dead_letter(letter, resolved_runtime()))

@@ -101,9 +101,10 @@ def _named(name: str, source: str, definition: Any) -> NamedDefinition:
 
 
 def pick_definition(
-    definitions: list[NamedDefinition], source: str, name: str | None
+    definitions: list[NamedDefinition], source: str, name: str | None, chooser: str = "--name"
 ) -> NamedDefinition:
-    """The workflow called ``name`` in a file, or the file's only workflow."""
+    """The workflow called ``name`` in a file, or the file's only workflow; ``chooser`` is
+    how the caller's user names one (the CLI's option, the API's query parameter)."""
     names = ", ".join(d.name for d in definitions)
     if name is not None:
         for item in definitions:
@@ -111,7 +112,9 @@ def pick_definition(
                 return item
         raise WorkflowError(f"{source}: no workflow named {name!r} (it has: {names})")
     if len(definitions) > 1:
-        raise WorkflowError(f"{source} holds several workflows ({names}): choose one with --name")
+        raise WorkflowError(
+            f"{source} holds several workflows ({names}): choose one with {chooser}"
+        )
     return definitions[0]
 
 

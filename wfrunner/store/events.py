@@ -60,16 +60,22 @@ class EventQueries(Repository):
         with self._tx() as session:
             insert_events(session, run_id, first_seq, events)
 
-    def list_events(self, run_id: str, after_seq: int = 0) -> list[EventRecord]:
-        """Events in order; ``after_seq`` lets a follower fetch only what is new."""
+    def list_events(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        """Events in order; ``after_seq`` and ``limit`` let a follower or a page fetch only
+        what it shows."""
         with self._tx() as session:
-            return events_of(session, run_id, after_seq)
+            return events_of(session, run_id, after_seq, limit)
 
 
-def events_of(session: Session, run_id: str, after_seq: int = 0) -> list[EventRecord]:
+def events_of(
+    session: Session, run_id: str, after_seq: int = 0, limit: int | None = None
+) -> list[EventRecord]:
     rows = session.execute(
         sa.select(EventLog.__table__)
         .where(EventLog.run_id == run_id, EventLog.seq > after_seq)
         .order_by(EventLog.seq)
+        .limit(limit)
     ).all()
     return [EventRecord.from_row(row._mapping) for row in rows]

@@ -49,6 +49,7 @@ class Workflow(Base):
     __table_args__ = (
         sa.UniqueConstraint("name", "version"),
         sa.Index("ix_workflows_definition_hash", "definition_hash"),
+        sa.Index("ix_workflows_created_at_id", sa.desc("created_at"), sa.desc("id")),
     )
 
     id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
@@ -67,7 +68,13 @@ class Run(Base):
     __table_args__ = (
         sa.CheckConstraint(sa.column("status").in_([s.value for s in RunStatus]), name="status"),
         sa.Index("ix_runs_status_last_activity_at", "status", "last_activity_at"),
-        sa.Index("ix_runs_workflow_id", "workflow_id"),
+        # the run lists' orders (wfrunner/store/listing.py): newest first, with or without
+        # a workflow or a status; the workflow's also serves its foreign key
+        sa.Index("ix_runs_created_at_id", sa.desc("created_at"), sa.desc("id")),
+        sa.Index(
+            "ix_runs_workflow_id_created_at_id", "workflow_id", sa.desc("created_at"), sa.desc("id")
+        ),
+        sa.Index("ix_runs_status_created_at_id", "status", sa.desc("created_at"), sa.desc("id")),
     )
 
     id: Mapped[str] = mapped_column(sa.Text, primary_key=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 from wfrunner.states import NodeStatus, RunStatus
+
+T = TypeVar("T")
 
 
 class _Record:
@@ -142,3 +144,47 @@ class RunView:
     stats: dict[str, int]
     #: the whole history, when it was read with the run (once the run has ended)
     events: list[EventRecord] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary(_Record):
+    """A run as a list shows it: no inputs, outputs or events, which a list never needs."""
+
+    run_id: str
+    workflow_id: str
+    workflow_name: str
+    workflow_version: int
+    status: RunStatus
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", RunStatus(self.status))
+
+    def as_json(self) -> dict[str, Any]:
+        """The summary as JSON values: times in ISO-8601, the status as its name."""
+        fields_ = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in {**fields_, "status": self.status.value}.items()
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSummary(_Record):
+    """A workflow as a list shows it: its definition and IR are read one at a time."""
+
+    workflow_id: str
+    name: str
+    version: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a newest-first list; ``next_cursor`` reads the next one (None: the last)."""
+
+    items: list[T]
+    next_cursor: str | None

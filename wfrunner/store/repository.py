@@ -10,7 +10,9 @@ from __future__ import annotations
 from wfrunner.store.deadletters import DeadLetterQueries
 from wfrunner.store.events import EventQueries
 from wfrunner.store.execution import ExecutionQueries
+from wfrunner.store.health import HealthQueries
 from wfrunner.store.history import HistoryQueries
+from wfrunner.store.listing import ListingQueries
 from wfrunner.store.recovery import RecoveryQueries
 from wfrunner.store.runs import RunQueries
 from wfrunner.store.workers import WorkerQueries
@@ -26,5 +28,7 @@ class Store(
     RecoveryQueries,
     DeadLetterQueries,
     WorkerQueries,
+    ListingQueries,
+    HealthQueries,
 ):
     """All persistence of wfrunner, built from a database URL (``Store(url)``)."""

@@ -1,0 +1,93 @@
+"""``wfrunner runs``: the runs list, newest first, one page at a time.
+
+The next page's cursor goes to stderr, so ``--json`` output stays one JSON value a script
+can parse while a person still sees how to go on.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from wfrunner.cli.app import cli, echo, shorten
+from wfrunner.cli.connect import resolved_runtime
+from wfrunner.cli.params import text_id
+from wfrunner.store import DEFAULT_LIMIT, MAX_LIMIT, RunSummary
+
+#: characters of a run's error shown in the table (``--json`` has it whole)
+ERROR_SHOWN = 60
+
+
+@cli.command()
+def runs(
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow", metavar="WORKFLOW_ID", parser=text_id, help="One workflow's runs."
+        ),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", metavar="STATUS", help="Runs in this status (repeat for several)."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="TIME", help="Runs created since: ISO-8601, or an age (30m, 1h, 2d)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", help=f"Runs per page (1 to {MAX_LIMIT}).")
+    ] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="The next page, as the last one printed it.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array for scripts.")
+    ] = False,
+) -> None:
+    """List runs, newest first: id, workflow, status, times, error."""
+    from wfrunner.client import list_runs
+
+    page = list_runs(workflow, status, since, limit, cursor, resolved_runtime())
+    if as_json:
+        echo(json.dumps([run.as_json() for run in page.items], indent=2))
+    elif page.items:
+        _print_table(page.items)
+    else:
+        echo("no runs", err=True)
+    if page.next_cursor is not None:
+        echo(f"next page: --cursor {page.next_cursor}", err=True)
+
+
+def _print_table(items: list[RunSummary]) -> None:
+    """Plain columns, one run a line, never wrapped: ``grep`` and ``cut`` read it too."""
+    rows = [
+        (
+            run.run_id,
+            f"{run.workflow_name} v{run.workflow_version}",
+            run.status.value,
+            _time(run.created_at),
+            _time(run.completed_at),
+            shorten(run.error or "", ERROR_SHOWN),
+        )
+        for run in items
+    ]
+    header = ("run", "workflow", "status", "created", "ended", "error")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        )
+
+
+def _time(when: datetime | None) -> str:
+    return "-" if when is None else when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+__all__ = ["runs"]
