@@ -19,6 +19,7 @@ __all__ = [
     "get_run",
     "handler",
     "register_workflow",
+    "replay_run",
     "start_run",
     "submit_run",
     "wait_for_run",
@@ -30,6 +31,7 @@ _LAZY = {
     "start_run": ("wfrunner.tasks.runs", "start_run"),
     "register_workflow": ("wfrunner.client", "register_workflow"),
     "get_run": ("wfrunner.client", "get_run"),
+    "replay_run": ("wfrunner.replay", "replay_run"),
     "submit_run": ("wfrunner.client", "submit_run"),
     "wait_for_run": ("wfrunner.client", "wait_for_run"),
 }

@@ -84,7 +84,15 @@ def echo(text: str, err: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: one place turns errors into messages and exit codes."""
-    from wfrunner.cli import db, definitions, dlq, runs, servers, show  # noqa: F401  (the commands)
+    from wfrunner.cli import (  # noqa: F401  (the commands)
+        db,
+        definitions,
+        dlq,
+        replay,
+        runs,
+        servers,
+        show,
+    )
 
     command = typer.main.get_command(cli)
     try:
