@@ -184,3 +184,23 @@ def test_an_execution_row_changed_by_hand_is_the_one_difference(rt: Runtime) -> 
     assert report.differences == [
         Difference("node_executions[C iteration 1 attempt 1].status", "COMPLETED", "FAILED")
     ]
+
+
+def test_a_join_fired_by_its_dead_arrival_replays_mid_flight_and_rebuilt(rt: Runtime) -> None:
+    """A -> B, C; B -> D; C -> D never taken. B arrives first, so C's dead arrival
+    completes D and C's commit sends D a payload-less fire token."""
+    definition = {**DIAMOND, "edges": [*DIAMOND["edges"][:3], {**DIAMOND["edges"][3]}]}
+    definition["edges"][3]["condition"] = "false"
+    h = Harness(rt)
+    h.start(definition, {"x": 1})
+    for _ in range(3):
+        h.deliver()
+    report = replay_run(h.run_id, rt)
+    assert report.differences == [], "\n".join(report.lines())
+    (fire,) = report.state.pending.values()
+    assert (fire.from_node, fire.to_node, fire.payload_ref) == ("C", "D", None)
+    assert report.state.joins["D|#fin"] == "C"
+    h.lose_hot_state()
+    _replayed(rt, h.run_id, REDIS)
+    assert h.drain()["status"] == "COMPLETED"
+    _replayed(rt, h.run_id, POSTGRESQL)

@@ -78,13 +78,16 @@ def _same_output(ref: str | None, output: Any) -> bool:
 
 def run_row(state: ReplayedState, run: RunRecord, ended: bool) -> list[Difference]:
     """PostgreSQL's ``runs`` row: status, error, the starting counter and, once the run
-    ended (every event is stored then), the number of events."""
+    ended (every event is stored then), the number of events; a COMPLETED run ended with
+    no token in flight (no column holds that counter: completion requires it)."""
     found = _differ("runs.status", state.status.value, run.status.value)
     found += _differ("runs.error", state.error, run.error)
     if state.events:
         found += _differ("runs.counter_value", state.entry_tokens, run.counter_value)
     if ended:
         found += _differ("runs.event_seq", state.events, run.event_seq)
+    if run.status is RunStatus.COMPLETED:  # the completion check saw the counter at 0
+        found += _differ("runs.counter_at_end", state.counter, 0)
     return found
 
 
