@@ -13,6 +13,7 @@ import sqlalchemy as sa
 import wfrunner
 from tests.harness import Harness
 from tests.integration.test_dead_paths import branch_then_join
+from wfrunner import recovery
 from wfrunner.engine import keys
 from wfrunner.replay import Difference, replay_run
 from wfrunner.replay.run import POSTGRESQL, REDIS
@@ -204,3 +205,27 @@ def test_a_join_fired_by_its_dead_arrival_replays_mid_flight_and_rebuilt(rt: Run
     _replayed(rt, h.run_id, REDIS)
     assert h.drain()["status"] == "COMPLETED"
     _replayed(rt, h.run_id, POSTGRESQL)
+
+
+def test_a_run_resumed_from_a_dead_letter_replays_as_stored(rt: Runtime) -> None:
+    """F fails (no retry policy), its dead letter is retried, the run completes: the log
+    holds a failure, run_resumed, then the rest."""
+    tag = f"resume-{rt.database_url}"
+    flaky_node = {
+        "id": "F",
+        "type": "function",
+        "config": {"function_name": "t.replay_flaky", "tag": tag},
+    }
+    h = Harness(rt)
+    h.start({"nodes": [_transform("A", "input"), flaky_node], "edges": [{"from": "A", "to": "F"}]})
+    assert h.drain()["status"] == "FAILED"
+    _replayed(rt, h.run_id, POSTGRESQL)
+    (letter,) = rt.store.list_dead_letters()
+    _, tokens = recovery.retry_dead_letter(rt, letter.id)
+    _replayed(rt, h.run_id, REDIS)
+    h.queue.extend(tokens)
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED"
+    report = replay_run(h.run_id, rt)
+    assert report.differences == [], "\n".join(report.lines())
+    assert (report.state.status, report.state.error) == ("COMPLETED", None)

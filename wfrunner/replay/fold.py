@@ -13,8 +13,7 @@ Redis or PostgreSQL store. The correspondence (see ``lua/start_run.lua``,
   without a token is a dead arrival (a path not taken): no token moves.
 - ``node_failed`` does not consume its token: the run ends with it in flight.
 - ``run_recovered`` / ``run_resumed``: the run was rebuilt from PostgreSQL
-  (:mod:`wfrunner.recovery`), which sets the counter to the outbox's size and records
-  only the join arrivals that an event names.
+  (:mod:`wfrunner.recovery`), which records only the join arrivals that an event names.
 
 The workflow's shape (node ids, the predecessors of each join) comes from its IR, not the
 events: which emitted token is a join arrival depends on it, and an ended run shows the
@@ -122,8 +121,6 @@ class ReplayedState:
     passes: dict[str, int] = field(default_factory=dict)
     #: join fields known only from a token_emitted (a rebuild does not record them)
     implied_arrivals: set[str] = field(default_factory=set)
-    #: join instance -> the predecessor that sent it a payload-less (fire) token
-    fired_by: dict[str, str] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -227,8 +224,6 @@ def token_emitted(state: ReplayedState, evt: Event) -> None:
     state.pending[token.key] = token
     if _is_arrival(state, token):
         instance = f"{token.to_node}|{token.scope}"
-        if token.payload_ref is None:
-            state.fired_by[instance] = str(token.from_node)
         recorded = _arrive(state, instance, str(token.from_node), token.payload_ref or DEAD)
         if recorded:
             state.implied_arrivals.add(recorded)
@@ -307,10 +302,10 @@ def _ended(status: RunStatus) -> Handler:
 
 
 def run_rebuilt(state: ReplayedState, evt: Event) -> None:
-    """What :func:`wfrunner.recovery.rebuild` makes of the history: the counter is the
-    outbox's size, and the arrivals no event names (finishers not yet delivered) are not
-    recorded."""
-    state.counter = len(state.pending)
+    """What :func:`wfrunner.recovery.rebuild` makes of the history: the arrivals no event
+    names (finishers not yet delivered) are not recorded. (It sets the counter to the
+    outbox's size, which the fold's counter already is: every emitted token has its own
+    key.)"""
     for name in sorted(state.implied_arrivals):
         instance, _, from_node = name.rpartition("|")
         del state.joins[name]
@@ -321,9 +316,6 @@ def run_rebuilt(state: ReplayedState, evt: Event) -> None:
         if not count:
             del state.joins[f"{instance}#n"]
     state.implied_arrivals.clear()
-    # a payload-less token sent to a join names its finisher (a dead arrival completed it)
-    for instance, from_node in state.fired_by.items():
-        state.joins[f"{instance}#fin"] = from_node
 
 
 def run_resumed(state: ReplayedState, evt: Event) -> None:
