@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 import wfrunner
@@ -168,23 +169,35 @@ def test_a_counter_changed_by_hand_is_the_one_difference(rt: Runtime) -> None:
     assert str(report.differences[0]) == "redis.counter: replayed 2, stored 5"
 
 
-def test_an_execution_row_changed_by_hand_is_the_one_difference(rt: Runtime) -> None:
+@pytest.mark.parametrize(
+    "statement, difference",
+    [
+        (
+            "UPDATE node_executions SET status = 'FAILED' WHERE run_id = :run AND node_id = 'C'",
+            Difference("node_executions[C iteration 1 attempt 1].status", "COMPLETED", "FAILED"),
+        ),
+        (
+            "DELETE FROM node_executions WHERE run_id = :run AND node_id = 'B'",
+            Difference("node_executions[B iteration 1 attempt 1]", "COMPLETED", "absent"),
+        ),
+        (
+            "UPDATE run_statistics SET nodes_executed = 7 WHERE run_id = :run",
+            Difference("run_statistics.nodes_executed", 4, 7),
+        ),
+    ],
+    ids=["status-changed", "row-deleted", "statistic-changed"],
+)
+def test_a_stored_row_changed_by_hand_is_the_one_difference(
+    rt: Runtime, statement: str, difference: Difference
+) -> None:
     h = Harness(rt)
     h.start(DIAMOND, {"x": 1})
     h.drain()
     engine = sa.create_engine(rt.database_url)
     with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "UPDATE node_executions SET status = 'FAILED' WHERE run_id = :run AND node_id = 'C'"
-            ),
-            {"run": h.run_id},
-        )
+        connection.execute(sa.text(statement), {"run": h.run_id})
     engine.dispose()
-    report = replay_run(h.run_id, rt)
-    assert report.differences == [
-        Difference("node_executions[C iteration 1 attempt 1].status", "COMPLETED", "FAILED")
-    ]
+    assert replay_run(h.run_id, rt).differences == [difference]
 
 
 def test_a_join_fired_by_its_dead_arrival_replays_mid_flight_and_rebuilt(rt: Runtime) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from wfrunner.engine.payloads import canonical_json, payload_ref
 from wfrunner.engine.runstate import HotView
-from wfrunner.replay.fold import ReplayedState
+from wfrunner.replay.fold import ReplayedExecution, ReplayedState
 from wfrunner.states import RunStatus
 from wfrunner.store import CounterSnapshot, NodeExecutionRecord, RunRecord
 
@@ -117,8 +117,9 @@ def executions(state: ReplayedState, rows: Iterable[NodeExecutionRecord]) -> lis
     return found
 
 
-def _row(row: Any) -> str:
-    return ABSENT if row is None else str(row.status.value if hasattr(row, "status") else row)
+def _row(row: ReplayedExecution | NodeExecutionRecord | None) -> str:
+    """A row only one side holds, shown by its status."""
+    return ABSENT if row is None else row.status.value
 
 
 def _ref_shown(output: Any) -> str:
