@@ -36,6 +36,7 @@ COMMANDS = {
     "run": ["run", WORKFLOW],
     "status": ["status", "some-run"],
     "trace": ["trace", "some-run"],
+    "replay": ["replay", "some-run"],
     "dlq-list": ["dlq", "list"],
     "dlq-retry": ["dlq", "retry", "1"],
 }

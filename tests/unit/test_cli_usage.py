@@ -18,6 +18,8 @@ NOWHERE = {
     "WFRUNNER_REDIS_URL": "redis://127.0.0.1:1/0",
     "WFRUNNER_DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere",
     "PATH": "/usr/bin:/bin",
+    # the checkout under test, not whichever one the installed script was installed from
+    "PYTHONPATH": str(ROOT),
 }
 WORKFLOW = str(ROOT / "examples" / "sequential.json")
 
@@ -51,6 +53,12 @@ def test_help_exits_0() -> None:
     [
         (["status"], "Missing argument 'RUN_ID'.", "wfrunner status [OPTIONS] {RUN_ID}"),
         (["trace"], "Missing argument 'RUN_ID'.", "wfrunner trace [OPTIONS] {RUN_ID}"),
+        (["replay"], "Missing argument 'RUN_ID'.", "wfrunner replay [OPTIONS] {RUN_ID}"),
+        (
+            [b"replay", b"\xff"],
+            "Invalid value for 'RUN_ID': '\\xff' is not UTF-8 text",
+            "wfrunner replay [OPTIONS] {RUN_ID}",
+        ),
         (["--bogus"], "No such option: --bogus", "wfrunner [OPTIONS] COMMAND"),
         (["stats"], "No such command 'stats'.", "wfrunner [OPTIONS] COMMAND"),
         (["run", WORKFLOW, "--nmae", "x"], "No such option: --nmae", "wfrunner run [OPTIONS]"),

@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> Any:
         dlq,
         listing,
         operate,
+        replay,
         runs,
         serve,
         servers,

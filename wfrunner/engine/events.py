@@ -14,6 +14,7 @@ node_completed     a node's commit                    scope, output_ref
 node_skipped       dead-path elimination              scope
 join_arrived       a join's predecessor arrived       from, scope, live
 loop_decided       a loop node's commit               pass, outcome (back|break|timeout)
+node_retrying      a handler raised, a retry is due   scope, attempt, error, delay
 node_failed        a handler or built-in raised       scope, error
 approval_requested a human node's first delivery       scope, token, deadline, prompt
 approval_decided   approve / reject / the deadline    scope, decision, by, comment, data, at
@@ -24,6 +25,10 @@ run_completed      check_completion                   -
 run_failed         a node failed / timed out          error
 run_cancelled      cancellation                       error, by, reason, cut_short
                                                       [{node, scope, was}]
+run_recovered      rebuilt from PostgreSQL            pending
+run_resumed        a dead letter retried              dead_letter (node: the letter's)
+
+``wfrunner replay`` folds these back into the run's state (:mod:`wfrunner.replay.fold`).
 """
 
 from __future__ import annotations

@@ -192,6 +192,22 @@ class EndedState:
     locked: bool = False
 
 
+@dataclass(frozen=True)
+class HotView:
+    """A run's whole hot state as one transaction reads it (:meth:`RunState.hot_view`):
+    what ``wfrunner replay`` holds a replay of the run's events against."""
+
+    #: empty when the run has no hot state
+    meta: dict[str, str]
+    #: the events Redis holds (those after the ``trimmed`` ones PostgreSQL keeps)
+    tail: list[dict[str, Any]]
+    counter: int | None
+    applied: set[str]
+    pending: dict[str, Token]
+    joins: dict[str, str]
+    context: dict[str, str]
+
+
 #: how a run ends: (state, error or None, the events that record it), see lua/end_run.lua
 RunEnd = tuple[str, str | None, Sequence[dict[str, Any]]]
 
@@ -658,6 +674,28 @@ class RunState:
             checks=int(checks or 0),
             waiters=int(listening[0][1]) if listening else 0,
             locked=locked,
+        )
+
+    def hot_view(self, run_id: str) -> HotView:
+        """Meta, events, counter, applied op keys, outbox, joins and context of a run, in
+        one transaction: a consistent picture even while the run's tasks commit."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(keys.meta_key(run_id))
+        pipe.lrange(keys.events_key(run_id), 0, -1)
+        pipe.get(keys.counter_key(run_id))
+        pipe.smembers(keys.applied_key(run_id))
+        pipe.hgetall(keys.pending_key(run_id))
+        pipe.hgetall(keys.joins_key(run_id))
+        pipe.hgetall(keys.context_key(run_id))
+        meta, raw, counter, applied, pending, joins, context = pipe.execute()
+        return HotView(
+            meta=cast(dict[str, str], meta),
+            tail=[json.loads(e) for e in raw],
+            counter=None if counter is None else int(counter),
+            applied={str(k) for k in applied},
+            pending={k: Token.from_dict(json.loads(t)) for k, t in pending.items()},
+            joins=cast(dict[str, str], joins),
+            context=cast(dict[str, str], context),
         )
 
     def payloads(self, run_id: str, refs: Sequence[str]) -> dict[str, Any]:

@@ -151,6 +151,14 @@ class ExecutionQueries(Repository):
                 )
             )
 
+    def list_loop_states(self, run_id: str) -> dict[str, int]:
+        """Every loop node of the run with its recorded iteration."""
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(LoopState.node_id, LoopState.iteration).where(LoopState.run_id == run_id)
+            ).all()
+        return {node_id: iteration for node_id, iteration in rows}
+
     def get_loop_iteration(self, run_id: str, node_id: str) -> int:
         """The loop's current iteration; 0 when it has not started."""
         with self._tx() as session:
