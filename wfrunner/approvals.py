@@ -43,6 +43,34 @@ def pending(rt: Runtime, run_id: str) -> list[dict[str, Any]]:
     )
 
 
+def history(rt: Runtime, run_id: str) -> list[dict[str, Any]]:
+    """The run's approval requests in order, each with its decision (None while it
+    waits), from its events: live or ended alike."""
+    from wfrunner.client import run_events
+
+    made: list[dict[str, Any]] = []
+    for evt in run_events(rt.store.get_run(run_id), rt):
+        where = (evt.get("node"), evt.get("scope") or "")
+        if evt["type"] == "approval_requested":
+            made.append(
+                {
+                    "node": where[0],
+                    "scope": where[1],
+                    "requested_at": evt["t"],
+                    "deadline": evt.get("deadline"),
+                    "prompt": evt.get("prompt"),
+                    "decision": None,
+                }
+            )
+        elif evt["type"] == "approval_decided":
+            for req in made:
+                if (req["node"], req["scope"]) == where and req["decision"] is None:
+                    keep = ("decision", "by", "comment", "data", "at")
+                    req["decision"] = {k: evt.get(k) for k in keep}
+                    break
+    return made
+
+
 def decide(
     rt: Runtime,
     run_id: str,

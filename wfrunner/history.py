@@ -171,6 +171,7 @@ def execution_rows(events: Sequence[Event], outputs: Mapping[str, Any]) -> list[
         status = {
             "node_completed": NodeStatus.COMPLETED,
             "node_failed": NodeStatus.FAILED,
+            "node_cancelled": NodeStatus.FAILED,
             "node_skipped": NodeStatus.SKIPPED,
         }.get(kind)
         if status is None:

@@ -311,3 +311,61 @@ def test_dead_letter_listed_and_retried(api: httpx.Client) -> None:
     assert letter["id"] not in open_ids
     every = api.get("/dead-letters", params={"status": "all"}).json()["items"]
     assert next(d for d in every if d["id"] == letter["id"])["status"] == "retried"
+
+
+def _waiting(api: httpx.Client, run_id: str, node: str) -> None:
+    deadline = time.monotonic() + 30
+    while api.get(f"/runs/{run_id}").json()["nodes"][node]["status"] != "WAITING":
+        assert time.monotonic() < deadline, f"{node} never waited"
+        time.sleep(0.1)
+
+
+def test_approve_and_reject_over_http(api: httpx.Client) -> None:
+    flow = chain(
+        fn("A"),
+        {"id": "gate", "type": "human", "config": {"prompt": "go?"}},
+        {"id": "B", "type": "transform", "config": {"expression": "input.data.x + 1"}},
+    )
+    workflow_id = register(api, flow)
+    approved, rejected = start(api, workflow_id, {"x": 1}), start(api, workflow_id, {"x": 1})
+    for run_id in (approved, rejected):
+        _waiting(api, run_id, "gate")
+    assert api.get(f"/runs/{approved}").json()["status"] == "WAITING"
+    asked = api.get(f"/runs/{approved}/approvals").json()["approvals"]
+    assert [(a["node"], a["prompt"], a["decision"]) for a in asked] == [("gate", "go?", None)]
+
+    body = {"decision": "approve", "comment": "ok", "by": "erin", "data": {"x": 41}}
+    done = api.post(f"/runs/{approved}/approvals/gate", json=body)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "RUNNING"
+    assert api.post(f"/runs/{approved}/approvals/gate", json=body).status_code == 409
+    doc = wait_ended(api, approved)
+    assert doc["status"] == "COMPLETED"
+    assert doc["nodes"]["B"]["output"] == 42  # the approver's data, plus one
+    decided = api.get(f"/runs/{approved}/approvals").json()["approvals"][0]["decision"]
+    assert (decided["decision"], decided["by"], decided["comment"]) == ("approve", "erin", "ok")
+
+    no = api.post(f"/runs/{rejected}/approvals/gate", json={"decision": "reject"})
+    assert no.status_code == 200, no.text
+    doc = wait_ended(api, rejected)
+    assert (doc["status"], doc["error"]) == ("FAILED", "node 'gate' failed: rejected by api")
+    assert api.post(f"/runs/{rejected}/approvals/gate", json=body).status_code == 409
+    assert api.post(f"/runs/{rejected}/approvals/A", json=body).status_code == 404
+    assert api.post("/runs/nope/approvals/gate", json=body).status_code == 404
+    bad = api.post(f"/runs/{rejected}/approvals/gate", json={"decision": "maybe"})
+    assert bad.status_code == 422
+
+
+def test_cancel_over_http(api: httpx.Client) -> None:
+    workflow_id = register(api, chain(fn("A"), {"id": "gate", "type": "human"}, fn("B")))
+    run_id = start(api, workflow_id, {"x": 1})
+    _waiting(api, run_id, "gate")
+    done = api.post(f"/runs/{run_id}/cancel", json={"reason": "not needed", "by": "ops"})
+    assert done.status_code == 200, done.text
+    doc = done.json()
+    assert (doc["status"], doc["error"]) == ("CANCELLED", "cancelled by ops: not needed")
+    assert doc["nodes"]["gate"]["status"] == "FAILED"
+    again = api.post(f"/runs/{run_id}/cancel")
+    assert again.status_code == 409
+    assert "has already ended (CANCELLED)" in again.json()["detail"]
+    assert api.post("/runs/nope/cancel").status_code == 404

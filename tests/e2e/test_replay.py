@@ -110,6 +110,36 @@ def test_a_cancelled_run_replays_with_no_difference(gate: str) -> None:
     assert replay_run(run_id).state.error == "cancelled by test"
 
 
+def test_cancel_run_with_what_it_cut_short_replays_with_no_difference(gate: str) -> None:
+    run_id = _start(_gated_join(gate), {"x": 1})
+    _until(run_id, {"W": "RUNNING", "B": "COMPLETED"})
+    doc = wfrunner.cancel_run(run_id, "by test", terminate=False)
+    assert doc["nodes"]["W"]["status"] == "FAILED"
+    _identical(run_id, POSTGRESQL)
+    assert replay_run(run_id).state.node_statuses()["W"].value == "FAILED"
+
+
+def _approval() -> dict[str, Any]:
+    return {
+        "nodes": [_fn("A", "t.echo"), {"id": "ok", "type": "human"}, _fn("C", "t.echo")],
+        "edges": [{"from": "A", "to": "ok"}, {"from": "ok", "to": "C"}],
+    }
+
+
+def test_a_run_waiting_for_approval_replays_as_redis_holds_it_and_once_approved(
+    worker: Any,
+) -> None:
+    run_id = _start(_approval(), {"x": 1})
+    _until(run_id, {"ok": "WAITING"})
+    report = replay_run(run_id)
+    assert report.source == REDIS
+    assert report.differences == [], "\n".join(report.lines())
+    assert report.state.status.value == "WAITING" and report.state.counter == 1
+    wfrunner.approve(run_id, "ok", by="tester")
+    assert client.wait_for_run(run_id, timeout=30)["status"] == "COMPLETED"
+    _identical(run_id, POSTGRESQL)
+
+
 def test_a_run_mid_flight_replays_as_redis_holds_it(gate: str, engine_env: dict[str, str]) -> None:
     """W blocks in its handler while B has arrived at the join J: replay matches the
     counter, outbox, applied op keys, the join's arrival and ctx Redis holds."""

@@ -4,7 +4,7 @@ schema at ``/openapi.json``). Times are ISO-8601 with their zone."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,6 +74,40 @@ class RunDocument(BaseModel):
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+
+
+class CancelRequest(BaseModel):
+    """Why and by whom; ``terminate: false`` lets running handlers finish (their results
+    are refused)."""
+
+    reason: str | None = Field(default=None, max_length=2000)
+    by: str | None = Field(default=None, max_length=200, description="Default: api")
+    terminate: bool = True
+
+
+class ApprovalDecision(BaseModel):
+    decision: Literal["approve", "reject"]
+    comment: str | None = Field(default=None, max_length=2000)
+    by: str | None = Field(default=None, max_length=200, description="Default: api")
+    data: Any = Field(default=None, description="JSON the node's output carries (approve)")
+
+
+class Approval(BaseModel):
+    """A human node's request, with its decision once made."""
+
+    node: str
+    scope: str = Field(description="The loop passes it waits in ('' outside loops)")
+    requested_at: float
+    deadline: float | None
+    prompt: str | None = None
+    decision: dict[str, Any] | None = Field(
+        description="{decision, by, comment, data, at}; null while it waits"
+    )
+
+
+class ApprovalList(BaseModel):
+    run_id: str
+    approvals: list[Approval]
 
 
 class Event(BaseModel):

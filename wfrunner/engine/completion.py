@@ -2,8 +2,9 @@
 
 A zero counter says no token is in flight. Before declaring the run COMPLETED the check
 also confirms no human node's approval is pending (their tokens are in flight, so the
-counter counts them as well) and no join is still waiting for an arrival (with dead-path elimination none can
-be, so one that is reveals a fault and fails the run rather than leaving it RUNNING).
+counter counts them as well) and no join is still waiting for an arrival (with dead-path
+elimination none can be, so one that is reveals a fault and fails the run rather than
+leaving it RUNNING).
 """
 
 from __future__ import annotations

@@ -175,6 +175,7 @@ def counter_snapshot(state: ReplayedState, snapshot: CounterSnapshot) -> list[Di
 #: the ``state`` of a run's meta for each run status
 _META_STATE = {
     RunStatus.RUNNING: "running",
+    RunStatus.WAITING: "running",
     RunStatus.COMPLETED: "completed",
     RunStatus.FAILED: "failed",
     RunStatus.CANCELLED: "cancelled",

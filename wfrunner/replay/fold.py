@@ -59,6 +59,8 @@ class ReplayedNode:
     failed: bool = False
     skipped: bool = False
     error: str | None = None
+    #: a human node waits for its approval
+    waiting: bool = False
     #: output ref of each completed pass, in order
     output_refs: list[str] = field(default_factory=list)
 
@@ -67,6 +69,8 @@ class ReplayedNode:
         running = self.started > self.completed + self.errors
         if self.failed:
             return NodeStatus.FAILED
+        if self.waiting and not ended:
+            return NodeStatus.WAITING
         if running and not ended:
             return NodeStatus.RUNNING
         if self.completed:
@@ -272,6 +276,34 @@ def node_failed(state: ReplayedState, evt: Event) -> None:
     _pass(state, evt, NodeStatus.FAILED)
 
 
+def approval_requested(state: ReplayedState, evt: Event) -> None:
+    """A human node's request: no token moves (it stays in the outbox, counted)."""
+    state.node(str(evt["node"])).waiting = True
+    _waiting_status(state)
+
+
+def approval_decided(state: ReplayedState, evt: Event) -> None:
+    state.node(str(evt["node"])).waiting = False
+    _waiting_status(state)
+
+
+def _waiting_status(state: ReplayedState) -> None:
+    """A running run is WAITING while any approval is undecided (the document's rule)."""
+    if state.status in (RunStatus.RUNNING, RunStatus.WAITING):
+        waiting = any(n.waiting for n in state.nodes.values())
+        state.status = RunStatus.WAITING if waiting else RunStatus.RUNNING
+
+
+def node_cancelled(state: ReplayedState, evt: Event) -> None:
+    """A node the cancel cut short (lua/cancel_run.lua): its token stays in flight."""
+    node = state.node(str(evt["node"]))
+    node.errors += 1
+    node.failed = True
+    node.waiting = False
+    node.error = evt.get("error")
+    _pass(state, evt, NodeStatus.FAILED)
+
+
 def node_skipped(state: ReplayedState, evt: Event) -> None:
     state.node(str(evt["node"])).skipped = True
     _pass(state, evt, NodeStatus.SKIPPED)
@@ -334,6 +366,9 @@ HANDLERS: dict[str, Handler] = {
     "node_skipped": node_skipped,
     "join_arrived": join_arrived,
     "loop_decided": loop_decided,
+    "approval_requested": approval_requested,
+    "approval_decided": approval_decided,
+    "node_cancelled": node_cancelled,
     "run_completed": _ended(RunStatus.COMPLETED),
     "run_failed": _ended(RunStatus.FAILED),
     "run_cancelled": _ended(RunStatus.CANCELLED),

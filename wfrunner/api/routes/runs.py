@@ -7,7 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from wfrunner.api.deps import DEFAULT_LIMIT, CursorQuery, LimitQuery, RuntimeDep
-from wfrunner.api.models import RunAccepted, RunCreate, RunDocument, RunPage
+from wfrunner.api.models import (
+    Approval,
+    ApprovalDecision,
+    ApprovalList,
+    CancelRequest,
+    RunAccepted,
+    RunCreate,
+    RunDocument,
+    RunPage,
+)
 from wfrunner.api.responses import errors
 from wfrunner.states import RunStatus
 
@@ -52,3 +61,49 @@ def get_run(run_id: str, rt: RuntimeDep) -> RunDocument:
     from wfrunner.client import get_run
 
     return RunDocument.model_validate(get_run(run_id, rt))
+
+
+#: who an API call that names no one is recorded as (the token is shared)
+API_CALLER = "api"
+
+
+@router.post("/{run_id}/cancel", responses=errors(401, 404, 409, 503))
+def cancel_run(run_id: str, rt: RuntimeDep, body: CancelRequest | None = None) -> RunDocument:
+    """Cancel the run: no node starts again, running handlers' tasks are revoked (with
+    terminate unless ``terminate`` is false), it ends CANCELLED with what it cut short.
+    409 when it has ended already."""
+    from wfrunner.control import cancel_run
+
+    body = body or CancelRequest()
+    doc = cancel_run(run_id, body.reason, by=body.by or API_CALLER, terminate=body.terminate, rt=rt)
+    return RunDocument.model_validate(doc)
+
+
+@router.post("/{run_id}/approvals/{node_id}", responses=errors(401, 404, 409, 503))
+def decide_approval(
+    run_id: str, node_id: str, body: ApprovalDecision, rt: RuntimeDep
+) -> RunDocument:
+    """Approve (the run goes on, the decision as the node's output) or reject (the run
+    fails) a waiting human node. 409 when it is not waiting, was decided, or the run
+    ended; 404 for a run without that human node."""
+    from wfrunner.control import decide_approval
+
+    doc = decide_approval(
+        run_id,
+        node_id,
+        body.decision,
+        comment=body.comment,
+        by=body.by or API_CALLER,
+        data=body.data,
+        rt=rt,
+    )
+    return RunDocument.model_validate(doc)
+
+
+@router.get("/{run_id}/approvals", responses=errors(401, 404, 503))
+def list_approvals(run_id: str, rt: RuntimeDep) -> ApprovalList:
+    """The run's approval requests in order, each with its decision once made."""
+    from wfrunner.approvals import history
+
+    made = [Approval.model_validate(a) for a in history(rt, run_id)]
+    return ApprovalList(run_id=run_id, approvals=made)
