@@ -53,6 +53,15 @@ def test_flower_gets_its_password_from_the_environment() -> None:
     assert flower["ports"] == ["127.0.0.1:5555:5555"]
 
 
+def test_the_api_gets_its_token_from_the_environment_and_answers_its_healthcheck() -> None:
+    api = services()["api"]
+    assert api["command"][:2] == ["wfrunner", "serve"]
+    assert not any("token" in part.lower() for part in api["command"])
+    assert api["environment"]["WFRUNNER_API_TOKEN"] == "${WFRUNNER_API_TOKEN:-}"
+    assert api["ports"] == ["127.0.0.1:8000:8000"]
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+
+
 def test_workers_have_a_healthcheck_and_a_grace_period_longer_than_a_node() -> None:
     found = workers()
     assert set(found) == {"worker", "completion-worker"}
