@@ -14,7 +14,7 @@ from celery import Task
 from kombu.exceptions import BatchPublishError
 from kombu.messaging import Producer
 
-from wfrunner import lifecycle
+from wfrunner import lifecycle, telemetry
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.executor import Outcome
 from wfrunner.engine.runstate import CompletionView, seen_at_zero
@@ -183,6 +183,7 @@ def carry(
         began = time.monotonic()
         outcome = rt.executor.process(ir, current, nonce=nonce)
         ran = time.monotonic()
+        telemetry.node_done(rt, workflow_id, current, outcome, ran - began)
         if outcome.ignored:
             log.info(
                 "run %s: token to %s ignored: %s", current.run_id, current.to_node, outcome.ignored
