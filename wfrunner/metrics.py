@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+import redis
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -91,35 +92,50 @@ def queue_keys(queue: str, steps: tuple[int, ...], sep: str) -> list[str]:
 class QueueDepth(Collector):
     """``wfrunner_queue_depth{queue}``: messages waiting in each queue, one LLEN per
     priority list, read when scraped (a Redis round trip per scrape, none per task).
-    Reserved messages (taken by a worker, not acked) are not counted."""
+    Reserved messages (taken by a worker, not acked) are not counted.
 
-    def collect(self) -> Iterator[Metric]:
+    A worker's collector has a Redis client of its own, made before the pool forks: a
+    scrape in the main process must not hold a lock of the runtime (``cached_property``
+    locks are shared by all instances) while a child is forked, or that child would wait
+    on it forever. Without ``client`` the process's runtime is used (the REST API)."""
+
+    def __init__(self, queues: tuple[str, ...] = QUEUES, client: redis.Redis | None = None) -> None:
         from kombu.transport.redis import PRIORITY_STEPS, Channel
 
-        from wfrunner.runtime import runtime
         from wfrunner.tasks.app import app
 
         options = app.conf.broker_transport_options or {}
-        steps = tuple(options.get("priority_steps", PRIORITY_STEPS))
-        sep = str(options.get("sep", Channel.sep))
+        self.queues = queues
+        self.client = client
+        self.steps = tuple(int(s) for s in options.get("priority_steps", PRIORITY_STEPS))
+        self.sep = str(options.get("sep", Channel.sep))
+
+    def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "wfrunner_queue_depth",
             "Messages waiting in a queue (all priorities).",
             labels=["queue"],
         )
         try:
-            with runtime().redis.pipeline(transaction=False) as pipe:
-                for queue in QUEUES:
-                    for key in queue_keys(queue, steps, sep):
+            client = self.client if self.client is not None else _runtime_redis()
+            with client.pipeline(transaction=False) as pipe:
+                for queue in self.queues:
+                    for key in queue_keys(queue, self.steps, self.sep):
                         pipe.llen(key)
                 sizes = pipe.execute()
         except Exception as exc:  # a scrape reports what it has; Redis away is logged
             log.warning("queue depth not read: %s", exc)
             return
-        per_queue = len(steps)
-        for number, queue in enumerate(QUEUES):
+        per_queue = len(self.steps)
+        for number, queue in enumerate(self.queues):
             family.add_metric([queue], sum(sizes[number * per_queue : (number + 1) * per_queue]))
         yield family
+
+
+def _runtime_redis() -> redis.Redis:
+    from wfrunner.runtime import runtime
+
+    return runtime().redis
 
 
 def multiprocess_dir() -> str | None:
@@ -134,16 +150,16 @@ def use_multiprocess_dir(folder: str) -> None:
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
-def registry() -> CollectorRegistry:
+def registry(client: redis.Redis | None = None) -> CollectorRegistry:
     """What a scrape reads: every process's samples in multiprocess mode, this process's
-    otherwise, and the queue depths."""
+    otherwise, and the queue depths (read with ``client``, else the runtime's)."""
     folder = multiprocess_dir()
     if folder:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
     else:
         merged = _Both(REGISTRY)
-    merged.register(QueueDepth())
+    merged.register(QueueDepth(client=client))
     return merged
 
 

@@ -5,7 +5,9 @@ Redis or PostgreSQL round trip."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from wfrunner import metrics, tracing
 
@@ -15,6 +17,18 @@ if TYPE_CHECKING:
     from wfrunner.runtime import Runtime
     from wfrunner.states import RunStatus
     from wfrunner.store import RunRecord
+
+
+log = logging.getLogger(__name__)
+
+
+def _span(emit: Callable[..., None], *args: Any) -> None:
+    """Emit a span; a tracer or exporter that raises costs a log line, never the run's
+    end or a node's commit (which it follows)."""
+    try:
+        emit(*args)
+    except Exception:
+        log.exception("OpenTelemetry span not emitted")
 
 
 def run_started(rt: Runtime, workflow_id: str) -> None:
@@ -32,7 +46,7 @@ def run_ended(rt: Runtime, run: RunRecord, status: RunStatus, dead_letters: int 
         "started_at": run.started_at,
         "completed_at": run.completed_at,
     }
-    tracing.run_span(rt, run.id, workflow, status.value, times, run.error)
+    _span(tracing.run_span, rt, run.id, workflow, status.value, times, run.error)
 
 
 def node_done(
@@ -49,7 +63,9 @@ def node_done(
         return
     metrics.NODE_SECONDS.labels(workflow, node).observe(seconds)
     metrics.NODE_EXECUTIONS.labels(workflow, node, outcome.ran).inc()
-    tracing.node_span(rt, token.run_id, workflow, node, outcome.attempt, outcome.ran, seconds)
+    _span(
+        tracing.node_span, rt, token.run_id, workflow, node, outcome.attempt, outcome.ran, seconds
+    )
 
 
 def repaired(kind: str, count: int = 1) -> None:

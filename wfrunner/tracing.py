@@ -75,6 +75,12 @@ class _PinnedIds:
         pinned = getattr(self.local, "ids", None)
         return int(pinned[1]) if pinned else int(self.base.generate_span_id())
 
+    def is_trace_id_random(self) -> bool:
+        """A derived trace id is not random (W3C's random flag)."""
+        if getattr(self.local, "ids", None):
+            return False
+        return bool(getattr(self.base, "is_trace_id_random", lambda: False)())
+
 
 def _tracer(trace: ModuleType) -> Any:
     """wfrunner's tracer from the current global provider (cached per provider)."""

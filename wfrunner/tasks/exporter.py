@@ -16,10 +16,12 @@ import shutil
 import tempfile
 from typing import Any
 
+import redis
 from celery.signals import worker_init, worker_shutdown
 from prometheus_client import start_http_server
 
 from wfrunner import metrics
+from wfrunner.servers import resolve_redis_url
 from wfrunner.settings import Settings
 from wfrunner.tasks.safety import APP_NAME
 
@@ -32,13 +34,17 @@ _serving: dict[str, Any] = {}
 def _export(sender: Any = None, **_: Any) -> None:
     if getattr(getattr(sender, "app", None), "main", None) != APP_NAME:
         return
-    port = Settings.from_env().metrics_port
+    settings = Settings.from_env()
+    port = settings.metrics_port
     if not port or _serving:
         return
     folder = tempfile.mkdtemp(prefix="wfrunner-metrics-", dir=metrics.multiprocess_dir())
     metrics.use_multiprocess_dir(folder)
+    # the queue depths' own client: the scrapes, in a thread of this process, must share
+    # no lock with the runtime of the children it forks
+    client = redis.Redis.from_url(resolve_redis_url(settings.redis_url, settings.home))
     try:
-        server, thread = start_http_server(port, registry=metrics.registry())
+        server, thread = start_http_server(port, registry=metrics.registry(client))
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         message = f"WFRUNNER_METRICS_PORT={port}: cannot serve metrics there ({exc.strerror})"
