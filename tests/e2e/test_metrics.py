@@ -5,6 +5,7 @@ WFRUNNER_METRICS_PORT, after runs with a failing node and runs that complete."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection, Exchange, Producer, Queue
@@ -166,3 +168,38 @@ def test_queue_depth_reads_every_priority_list(engine_env: dict[str, str]) -> No
             assert depths == {queue.name: 4, "wfrunner.no-such-queue": 0}
         finally:
             queue(conn.channel()).purge()
+
+
+def test_render_for_the_api(run_workflow: Any) -> None:
+    """What the REST API's /metrics returns: this process's counters (the in-process
+    worker's) and the queue depths."""
+    doc = run_workflow({**OK, "metadata": {"name": "metrics_render"}})
+    assert doc["status"] == "COMPLETED"
+    body, content_type = metrics.render()
+    assert content_type.startswith("text/plain; version=")
+    found = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    assert value(found, "wfrunner_runs_started_total", workflow="metrics_render") == 1
+    labels = {"workflow": "metrics_render", "node": "B"}
+    assert value(found, "wfrunner_node_executions_total", **labels, outcome="completed") == 1
+    assert ("wfrunner_queue_depth", frozenset({("queue", "wfrunner.tasks")})) in found
+
+
+def test_a_taken_port_stops_the_worker(engine_env: dict[str, str]) -> None:
+    """(The worker stops before it consumes anything: the tests' Redis database will do.)"""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "WFRUNNER_METRICS_PORT": str(port), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "wfrunner", "worker", "-c", "1",
+             "-n", "metrics-port-taken@%h"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"WFRUNNER_METRICS_PORT={port}: cannot serve metrics there" in done.stderr
+    assert "Traceback" not in done.stderr
