@@ -87,6 +87,11 @@ def test_failed_run_through_the_cli(run_workflow: Any) -> None:
     assert nodes["high"]["fill"] == FILLS["SKIPPED"]
     assert edges[("evaluate", "low")]["stroke"] == TAKEN
     assert "stroke-dasharray" in edges[("evaluate", "high")]
+    mermaid = invoke("graph", doc["run_id"], env=os.environ, timeout=60)
+    assert mermaid.returncode == 0, mermaid.stderr
+    lines = mermaid.stdout.splitlines()
+    assert "    class low FAILED" in lines and "    class high,finalize SKIPPED" in lines
+    assert '    evaluate ==>|"output.score < 80"| low' in lines
 
 
 def test_workflow_svg_and_unknown_run(run_workflow: Any) -> None:
