@@ -86,3 +86,13 @@ def test_text_formats_need_no_dot(tmp_path: Path) -> None:
     result = invoke("graph", BRANCH, "--format", "dot", "-o", str(out), env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert '"evaluate" -> "high" [label="output.score >= 80"];' in out.read_text()
+
+
+def test_unwritable_output_is_a_usage_error(tmp_path: Path) -> None:
+    out = tmp_path / "no" / "such" / "folder" / "wf.mmd"
+    result = invoke("graph", BRANCH, "--output", str(out), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"error: Invalid value for '--output': cannot write {out}: No such file or directory"
+    )
+    assert "Traceback" not in result.stderr

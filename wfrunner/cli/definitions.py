@@ -79,9 +79,9 @@ def graph(
 ) -> None:
     """Draw a workflow file, or a run coloured by node status, as Mermaid, DOT, SVG or PNG.
 
-    A RUN_ID (an argument that is no file) draws the run's workflow: nodes filled by
-    status, the edges its tokens took bold, the others dashed. SVG and PNG need
-    Graphviz's dot."""
+    A RUN_ID (no file of that name) draws its run: nodes by status, taken edges bold.
+
+    SVG and PNG need Graphviz's dot (apt-get install graphviz / brew install graphviz)."""
     if fmt not in GRAPH_FORMATS:
         raise typer.BadParameter(
             f"{fmt!r} is not one of {', '.join(GRAPH_FORMATS)}", ctx=ctx, param_hint="'--format'"
@@ -95,7 +95,12 @@ def graph(
     dot, text = _drawing(target, fmt, name)
     picture = draw(dot, fmt) if fmt in IMAGE_FORMATS else text.encode("utf-8")
     if output is not None:
-        output.write_bytes(picture)
+        try:
+            output.write_bytes(picture)
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot write {output}: {exc.strerror}", ctx=ctx, param_hint="'--output'"
+            ) from None
     else:
         sys.stdout.flush()
         sys.stdout.buffer.write(picture)
