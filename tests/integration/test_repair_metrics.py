@@ -9,10 +9,21 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from tests.harness import Harness
-from tests.integration.test_recovery import chain
-from wfrunner import telemetry
+from wfrunner import handlers, telemetry
 from wfrunner.engine import keys
 from wfrunner.runtime import Runtime
+
+
+@handlers.handler("metrics.always_fails")
+def always_fails(value: Any, config: dict[str, Any]) -> Any:
+    raise RuntimeError("transient failure")
+
+
+def chain(n: int) -> dict[str, Any]:
+    nodes = [
+        {"id": f"n{i}", "type": "transform", "config": {"expression": f"{i}"}} for i in range(n)
+    ]
+    return {"nodes": nodes, "edges": [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(n - 1)]}
 
 
 def sample(name: str, **labels: str) -> float:
@@ -45,7 +56,7 @@ def test_retries_redeliveries_and_dead_letters(rt: Runtime) -> None:
                 "id": "F",
                 "type": "function",
                 "retry": {"max_attempts": 2, "backoff_ms": 1},
-                "config": {"function_name": "rt.flaky", "tag": "metrics", "fail_times": 5},
+                "config": {"function_name": "metrics.always_fails"},
             }
         ],
         "edges": [],
