@@ -17,7 +17,9 @@ change, naming the node, edge or setting at fault::
     ├── QueryError                a list's filter, limit or cursor is malformed
     ├── PayloadError              a payload is missing, not JSON, or over the size limit
     ├── HandlerError              no handler registered under a node's function_name
-    └── NodeError                 a node's handler or built-in failed; names the node
+    ├── NodeError                 a node's handler or built-in failed; names the node
+    └── GraphvizError             an SVG or PNG picture needs Graphviz's ``dot``, which is
+                                  missing, failed or took too long
 """
 
 from __future__ import annotations
@@ -110,3 +112,8 @@ class NodeFailed(WfrunnerError):
 class LoopLimitError(WfrunnerError):
     """A loop went round more often than a run may (``WFRUNNER_MAX_LOOP_PASSES``). It fails
     the run at once: another attempt would decide the same."""
+
+
+class GraphvizError(WfrunnerError):
+    """A picture in SVG or PNG could not be drawn: Graphviz's ``dot`` is not installed,
+    failed, or took too long. DOT and Mermaid text need no Graphviz."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from wfrunner import ended, fencing, history
+from wfrunner import ended, fencing, history, telemetry
 from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
@@ -52,7 +52,7 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
     except PayloadError as exc:
         rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes), run_id=run_id)
         if rt.store.transition_run(run_id, RunStatus.FAILED, error=f"run inputs rejected: {exc}"):
-            ended.announce(rt, run_id, RunStatus.FAILED)
+            _ended_outside(rt, run_id, RunStatus.FAILED)
         return []
     entries = [Token.entry(run_id, node_id) for node_id in ir.entry_nodes]
     events = [event("run_started", workflow_id=workflow_id)] + [
@@ -78,7 +78,10 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
     _, state = rt.state.start(
         run_id, workflow_id, inputs_json, entries, time.time(), events, gen=run.hot_gen
     )
-    return entries if state == RUNNING else []
+    if state != RUNNING:
+        return []
+    telemetry.run_started(rt, workflow_id)
+    return entries
 
 
 def check_completion(rt: Runtime, run_id: str, seen: CompletionView | None = None) -> str:
@@ -121,12 +124,15 @@ def finish(rt: Runtime, run_id: str, end: RunEnd | None = None) -> RunStatus | N
         gen = fencing.generation(meta)
         nodes = rt.ir(meta["workflow_id"]).nodes
         written: list[dict[str, Any]] = []
+        letters: list[int] = []
 
         def to_write(head: list[dict[str, Any]]) -> EndedHistory:
             """The history to write, from the events Redis trimmed (read in the same
             transaction) and those it holds: only events PostgreSQL lacks are sent."""
             events = head + tail
             written[:] = events
+            dead_letters = history.dead_letters(events)
+            letters[:] = [len(dead_letters)]
             return EndedHistory(
                 first_seq=flushed + 1,
                 events=[split(e) for e in events[flushed:]],
@@ -135,7 +141,7 @@ def finish(rt: Runtime, run_id: str, end: RunEnd | None = None) -> RunStatus | N
                 loops=history.loop_passes(events),
                 stats=history.statistics(events, history.progress(nodes, events), ended=True),
                 completion_checks=hot.checks,
-                dead_letters=history.dead_letters(events),
+                dead_letters=dead_letters,
             )
 
         verdict, view = rt.store.persist_end(
@@ -151,6 +157,7 @@ def finish(rt: Runtime, run_id: str, end: RunEnd | None = None) -> RunStatus | N
         rt.state.drop(run_id, held.holder, ended.announcement(run_id, status, document))
         held.released = True
     log.info("run %s ended %s", run_id, status.value)
+    telemetry.run_ended(rt, view.run, status, sum(letters))
     return status
 
 
@@ -179,8 +186,15 @@ def fail(rt: Runtime, run_id: str, error: str, kind: str = "failed") -> bool:
     status = RunStatus.CANCELLED if kind == "cancelled" else RunStatus.FAILED
     if not rt.store.transition_run(run_id, status, error=error):
         return False
-    ended.announce(rt, run_id, status)
+    _ended_outside(rt, run_id, status)
     return True
+
+
+def _ended_outside(rt: Runtime, run_id: str, status: RunStatus) -> None:
+    """A run ended with no hot state (it never started, or Redis lost it): announced,
+    and counted (a read of its record: this is no node's path)."""
+    ended.announce(rt, run_id, status)
+    telemetry.run_ended(rt, rt.store.get_run(run_id), status)
 
 
 def expire_idle_runs(rt: Runtime) -> list[str]:

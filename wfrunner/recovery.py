@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from wfrunner import fencing, lifecycle
+from wfrunner import fencing, lifecycle, telemetry
 from wfrunner.engine import keys
 from wfrunner.engine.events import event
 from wfrunner.engine.runstate import DEAD, RUNNING
@@ -199,25 +199,31 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
     # Redis, or left by a finisher killed between its PostgreSQL commit and its drop of the
     # keys (no delivery looks at an ended run again): dropped once PostgreSQL says it ended
     for run_id in _hot_runs(rt) - set(generations):
-        _drop_if_ended(rt, run_id)
+        if _drop_if_ended(rt, run_id):
+            telemetry.repaired("dropped")
     to_publish = _start_lost(rt, 0.0 if restarted else stall_after)
+    telemetry.repaired("started", len(to_publish))
     for run_id, gen in generations.items():
         rebuilt = _validate(rt, run_id, gen, restored)
         if rebuilt is not None:
             to_publish[run_id] = rebuilt
+            telemetry.repaired("rebuilt")
             continue
         meta = rt.state.meta(run_id)
         if not meta:
             continue  # it ended since the listing, or a writer is at work
         if meta.get("state") != RUNNING:
-            lifecycle.finish(rt, run_id)
+            if lifecycle.finish(rt, run_id) is not None:
+                telemetry.repaired("finished")
         elif rt.state.counter(run_id) == 0:
             lifecycle.check_completion(rt, run_id)
+            telemetry.repaired("completion_checked")
         else:
             stalled = stalled_tokens(rt, run_id, stall_after)
             if stalled:
                 log.warning("run %s: publishing %d stalled tokens again", run_id, len(stalled))
                 to_publish[run_id] = stalled
+                telemetry.repaired("republished")
     return to_publish
 
 
@@ -240,7 +246,7 @@ def _hot_runs(rt: Runtime) -> set[str]:
     return {keys.run_of_meta(k) for k in rt.redis.scan_iter(match=keys.META_PATTERN, count=500)}
 
 
-def _drop_if_ended(rt: Runtime, run_id: str) -> None:
+def _drop_if_ended(rt: Runtime, run_id: str) -> bool:
     """Hot state of a run PostgreSQL does not list as active: stale once the run ended
     (a run started since the listing is RUNNING there, and left alone)."""
     try:
@@ -250,6 +256,8 @@ def _drop_if_ended(rt: Runtime, run_id: str) -> None:
     if status in TERMINAL_RUN_STATES:
         log.warning("run %s ended (%s): dropping the hot state left in Redis", run_id, status)
         rt.state.delete(run_id, lock=True)
+        return True
+    return False
 
 
 def _validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list[Token] | None:

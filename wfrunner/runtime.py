@@ -31,7 +31,7 @@ IR_CACHE_SIZE = 128
 class Runtime:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self._irs: OrderedDict[str, IR] = OrderedDict()
+        self._irs: OrderedDict[str, tuple[IR, str]] = OrderedDict()
         self._lock = threading.Lock()
         handlers.load_modules(self.settings.handler_modules)
 
@@ -97,12 +97,21 @@ class Runtime:
         """The compiled workflow; workflows never change under an id, so it is cached, the
         ``IR_CACHE_SIZE`` most recently used ones: a worker that sees many workflows over
         its life must not keep every one of them."""
+        return self._workflow(workflow_id)[0]
+
+    def workflow_name(self, workflow_id: str) -> str:
+        """The name the workflow was registered under (the ``workflow`` label of metrics
+        and spans), cached with its IR: no read of its own."""
+        return self._workflow(workflow_id)[1]
+
+    def _workflow(self, workflow_id: str) -> tuple[IR, str]:
         with self._lock:
             cached = self._irs.get(workflow_id)
             if cached is not None:
                 self._irs.move_to_end(workflow_id)
                 return cached
-        cached = IR.from_dict(self.store.get_workflow(workflow_id).ir)
+        record = self.store.get_workflow(workflow_id)
+        cached = IR.from_dict(record.ir), record.name
         with self._lock:
             self._irs[workflow_id] = cached
             while len(self._irs) > IR_CACHE_SIZE:

@@ -72,6 +72,15 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "0",
         "1: workers always send Celery task events (Flower turns them on when it connects)",
     ),
+    "WFRUNNER_METRICS_PORT": (
+        "0",
+        "port on which a worker serves Prometheus metrics (all its pool processes summed); 0: off",
+    ),
+    "WFRUNNER_OTEL": (
+        "0",
+        "1: OpenTelemetry spans per run and node execution (needs the otel extra and a "
+        "configured tracer provider)",
+    ),
 }
 
 
@@ -89,6 +98,14 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int:
+    """A TCP port, or 0 for off."""
+    value = _int(env, name, 0, minimum=0)
+    if value > 65535:
+        raise ConfigurationError(f"{name}={value} is not a port (1-65535, or 0 for off)")
     return value
 
 
@@ -129,6 +146,8 @@ class Settings:
     pg_prepare: bool = True
     #: kept out of the repr, so a logged Settings never shows it
     api_token: str | None = field(default=None, repr=False)
+    metrics_port: int = 0
+    otel: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,4 +175,6 @@ class Settings:
             inline_ms=_int(env, "WFRUNNER_INLINE_MS", 1000, minimum=0),
             pg_prepare=_flag(env, "WFRUNNER_PG_PREPARE", default=True),
             api_token=env.get("WFRUNNER_API_TOKEN") or None,
+            metrics_port=_port(env, "WFRUNNER_METRICS_PORT"),
+            otel=_flag(env, "WFRUNNER_OTEL"),
         )

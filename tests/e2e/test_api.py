@@ -369,3 +369,22 @@ def test_cancel_over_http(api: httpx.Client) -> None:
     assert again.status_code == 409
     assert "has already ended (CANCELLED)" in again.json()["detail"]
     assert api.post("/runs/nope/cancel").status_code == 404
+
+
+def test_pictures_and_metrics_over_http(api: httpx.Client) -> None:
+    flow = chain(fn("A"), {"id": "B", "type": "function", "config": {"function_name": "t.boom"}})
+    workflow_id = register(api, flow)
+    run_id = start(api, workflow_id, {"x": 1})
+    assert wait_ended(api, run_id)["status"] == "FAILED"
+    picture = api.get(f"/runs/{run_id}/graph.svg")
+    assert picture.status_code == 200, picture.text
+    assert picture.headers["content-type"].startswith("image/svg+xml")
+    assert picture.text.lstrip().startswith(("<?xml", "<svg"))
+    assert "FAILED" in picture.text and "COMPLETED" in picture.text  # nodes by status
+    plain = api.get(f"/workflows/{workflow_id}/graph.svg")
+    assert plain.status_code == 200 and "<svg" in plain.text and "FAILED" not in plain.text
+    assert api.get("/runs/nope/graph.svg").status_code == 404
+    scraped = api.get("/metrics")
+    assert scraped.status_code == 200
+    assert "wfrunner_queue_depth" in scraped.text
+    assert httpx.get(api.base_url.join("/metrics")).status_code == 401  # behind the token

@@ -36,6 +36,9 @@ ROUTES = {
     ("POST", "/runs/{run_id}/cancel"),
     ("POST", "/runs/{run_id}/approvals/{node_id}"),
     ("GET", "/runs/{run_id}/approvals"),
+    ("GET", "/runs/{run_id}/graph.svg"),
+    ("GET", "/workflows/{workflow_id}/graph.svg"),
+    ("GET", "/metrics"),
     ("GET", "/dead-letters"),
     ("POST", "/dead-letters/{letter_id}/retry"),
     ("GET", "/healthz"),
@@ -126,7 +129,7 @@ def test_openapi_lists_every_route_with_its_response_model(base_url: str) -> Non
             ok = next(code for code in op["responses"] if code.startswith("2"))
             content = op["responses"][ok].get("content", {})
             assert "$ref" in content.get("application/json", {}).get("schema", {}) or (
-                "text/event-stream" in content
+                {"text/event-stream", "image/svg+xml", "text/plain"} & set(content)
             ), (method, path)
             if path != "/healthz":
                 assert "401" in op["responses"], (method, path)

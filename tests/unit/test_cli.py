@@ -93,9 +93,9 @@ def test_graph_formats() -> None:
     dot = wfrunner("graph", path, "--format", "dot")
     assert dot.returncode == 0
     assert '"evaluate" -> "high" [label="output.score >= 80"];' in dot.stdout
-    bad = wfrunner("graph", path, "--format", "svg")
+    bad = wfrunner("graph", path, "--format", "gif")
     assert bad.returncode == 2
-    assert "'svg' is not one of mermaid, dot" in bad.stderr
+    assert "'gif' is not one of mermaid, dot, svg, png" in bad.stderr
 
 
 def test_graph_shows_loop_edges() -> None:

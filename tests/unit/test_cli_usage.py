@@ -83,9 +83,9 @@ def test_help_exits_0() -> None:
             "wfrunner run [OPTIONS] {FILE_OR_WORKFLOW_ID}",
         ),
         (
-            ["graph", WORKFLOW, "--format", "svg"],
-            "Invalid value for '--format': 'svg' is not one of mermaid, dot",
-            "wfrunner graph [OPTIONS] {FILE}",
+            ["graph", WORKFLOW, "--format", "svg+xml"],
+            "Invalid value for '--format': 'svg+xml' is not one of mermaid, dot, svg, png",
+            "wfrunner graph [OPTIONS] {FILE|RUN_ID}",
         ),
     ],
 )

@@ -28,6 +28,7 @@ from wfrunner.errors import (
     ConditionError,
     ConfigurationError,
     ConflictError,
+    GraphvizError,
     NotFoundError,
     PayloadError,
     QueryError,
@@ -76,6 +77,8 @@ async def _wfrunner_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
     if isinstance(exc, ConflictError):
         return JSONResponse({"detail": str(exc)}, status_code=409)
+    if isinstance(exc, GraphvizError):  # the API's host lacks Graphviz: not the client's fault
+        return JSONResponse({"detail": str(exc)}, status_code=503)
     if isinstance(exc, UNPROCESSABLE):
         return JSONResponse({"detail": _unprocessable(exc)}, status_code=422)
     return JSONResponse({"detail": str(exc)}, status_code=400)

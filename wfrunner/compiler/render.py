@@ -18,28 +18,28 @@ FORMATS = ("mermaid", "dot")
 
 
 @dataclass(frozen=True)
-class _Arrow:
+class Arrow:
     source: str
     target: str
     label: str | None
     style: str  # "solid" | "dashed" (loop-back) | "dotted" (timeout)
 
 
-def _arrows(ir: IR) -> Iterator[_Arrow]:
+def arrows(ir: IR) -> Iterator[Arrow]:
     for node in ir.nodes.values():
         for target in node.dependents:
-            yield _Arrow(node.id, target, None, "solid")
+            yield Arrow(node.id, target, None, "solid")
         if node.branch:
             for rule in node.branch.rules:
                 for target in rule.next_nodes:
-                    yield _Arrow(node.id, target, rule.condition, "solid")
+                    yield Arrow(node.id, target, rule.condition, "solid")
         if node.loop:
             loop = node.loop
-            yield _Arrow(node.id, loop.loop_back_to, f"loop: {loop.condition}", "dashed")
+            yield Arrow(node.id, loop.loop_back_to, f"loop: {loop.condition}", "dashed")
             for target in loop.break_path:
-                yield _Arrow(node.id, target, "break", "solid")
+                yield Arrow(node.id, target, "break", "solid")
             for target in loop.timeout_path:
-                yield _Arrow(node.id, target, f"after {loop.max_iterations}", "dotted")
+                yield Arrow(node.id, target, f"after {loop.max_iterations}", "dotted")
 
 
 _MERMAID_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -50,7 +50,7 @@ _MERMAID_KEYWORDS = frozenset(
 )
 
 
-def _mermaid_ids(ir: IR) -> Mapping[str, str]:
+def mermaid_ids(ir: IR) -> Mapping[str, str]:
     """Node id -> Mermaid id: the node id itself when it is a plain name and no keyword,
     else ``node_<n>`` (numbered past any node id already of that form)."""
     plain = {n for n in ir.nodes if _MERMAID_NAME.match(n) and n.lower() not in _MERMAID_KEYWORDS}
@@ -71,7 +71,7 @@ def _mermaid_ids(ir: IR) -> Mapping[str, str]:
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
-def _mermaid_text(text: str) -> str:
+def mermaid_text(text: str) -> str:
     """Text for a quoted Mermaid label: entity codes for what would end or mark it up."""
     for char, code in (("#", "#35;"), ('"', "#quot;"), ("\n", " "), ("\r", " ")):
         text = text.replace(char, code)
@@ -80,17 +80,17 @@ def _mermaid_text(text: str) -> str:
 
 def to_mermaid(ir: IR) -> str:
     lines = ["flowchart TD"]
-    ids = _mermaid_ids(ir)
+    ids = mermaid_ids(ir)
     for node in ir.nodes.values():
-        lines.append(f'    {ids[node.id]}["{_mermaid_text(f"{node.id} ({node.type})")}"]')
-    for arrow in _arrows(ir):
+        lines.append(f'    {ids[node.id]}["{mermaid_text(f"{node.id} ({node.type})")}"]')
+    for arrow in arrows(ir):
         link = {"solid": "-->", "dashed": "-.->", "dotted": "-.->"}[arrow.style]
-        label = f'|"{_mermaid_text(arrow.label)}"|' if arrow.label else ""
+        label = f'|"{mermaid_text(arrow.label)}"|' if arrow.label else ""
         lines.append(f"    {ids[arrow.source]} {link}{label} {ids[arrow.target]}")
     return "\n".join(lines) + "\n"
 
 
-def _dot_text(text: str) -> str:
+def dot_text(text: str) -> str:
     """Text for a double-quoted DOT string (ids and labels)."""
     text = text.replace("\\", "\\\\").replace('"', '\\"')
     return text.replace("\r", "").replace("\n", "\\n")
@@ -100,14 +100,14 @@ def to_dot(ir: IR) -> str:
     lines = ["digraph workflow {", "    rankdir=TB;", "    node [shape=box];"]
     for node in ir.nodes.values():
         shape = ", shape=diamond" if node.branch or node.loop else ""
-        label = _dot_text(f"{node.id} ({node.type})")
-        lines.append(f'    "{_dot_text(node.id)}" [label="{label}"{shape}];')
-    for arrow in _arrows(ir):
+        label = dot_text(f"{node.id} ({node.type})")
+        lines.append(f'    "{dot_text(node.id)}" [label="{label}"{shape}];')
+    for arrow in arrows(ir):
         attrs = [] if arrow.style == "solid" else [f"style={arrow.style}"]
         if arrow.label:
-            attrs.append(f'label="{_dot_text(arrow.label)}"')
+            attrs.append(f'label="{dot_text(arrow.label)}"')
         suffix = f" [{', '.join(attrs)}]" if attrs else ""
-        source, target = _dot_text(arrow.source), _dot_text(arrow.target)
+        source, target = dot_text(arrow.source), dot_text(arrow.target)
         lines.append(f'    "{source}" -> "{target}"{suffix};')
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -80,6 +80,12 @@ class Outcome:
     traceback: str | None = None
     #: a human node's approval is waiting: the run's undecided approvals
     waiting: int | None = None
+    #: how the node's run ended when this delivery ran it: "completed", "failed" or
+    #: "retried" (None: nothing ran, e.g. a duplicate, or a join arrival recorded); what
+    #: metrics and spans count
+    ran: str | None = None
+    #: the delivery's attempt number at the token (begin's count; 0: not begun)
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,9 @@ class Executor:
                 retry_in=begin.busy_for + _LOOK_AGAIN_SLACK,
             )
         with self.leases.hold(token.run_id, token.key, holder):
-            return self._begun(ir, node, token, begin, joining, started, nonce)
+            outcome = self._begun(ir, node, token, begin, joining, started, nonce)
+        outcome.attempt = begin.attempt
+        return outcome
 
     def _begun(
         self,
@@ -381,6 +389,7 @@ class Executor:
             check_completion=_ends(commit),
             joins_at_zero=commit.joins,
             flush=commit.flush_due,
+            ran="completed",
         )
 
     def _run(self, node: IRNode, node_input: Any, variables: dict[str, Any]) -> Any:
@@ -481,7 +490,7 @@ class Executor:
         ):
             return Outcome(ignored="run is no longer running")
         note = f"node {node.id!r} attempt {attempt} failed ({reason}): retrying in {delay:g} s"
-        return Outcome(retry_in=delay, retrying=note, traceback=trace)
+        return Outcome(retry_in=delay, retrying=note, traceback=trace, ran="retried")
 
     def _fail(
         self, node: IRNode, token: Token, reason: str, attempt: int, trace: str | None = None
@@ -504,7 +513,7 @@ class Executor:
                 event("run_failed", None, error=error),
             ],
         )
-        return Outcome(failed=error, check_completion=True, traceback=trace)
+        return Outcome(failed=error, check_completion=True, traceback=trace, ran="failed")
 
 
 #: characters of a handler's traceback kept in the event log (its innermost frames)

@@ -58,5 +58,6 @@ app = WfrunnerCelery(
         "wfrunner.tasks.workers",
         "wfrunner.tasks.safety",
         "wfrunner.tasks.reachable",
+        "wfrunner.tasks.exporter",
     ],
 )

@@ -14,7 +14,7 @@ from celery import Task
 from kombu.exceptions import BatchPublishError
 from kombu.messaging import Producer
 
-from wfrunner import lifecycle
+from wfrunner import lifecycle, telemetry
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.executor import Outcome
 from wfrunner.engine.runstate import CompletionView, seen_at_zero
@@ -184,6 +184,7 @@ def carry(
         began = time.monotonic()
         outcome = rt.executor.process(ir, current, nonce=nonce)
         ran = time.monotonic()
+        telemetry.node_done(rt, workflow_id, current, outcome, ran - began)
         if not outcome.ignored:
             DURATIONS.record(workflow_id, current.to_node, ran - began)
         failed = _note(rt, current, outcome) or failed

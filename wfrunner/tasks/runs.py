@@ -18,7 +18,7 @@ from celery.backends.base import BaseKeyValueStoreBackend
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from wfrunner import fencing, lifecycle, poison, recovery
+from wfrunner import fencing, lifecycle, poison, recovery, telemetry
 from wfrunner.errors import NodeFailed, NotFoundError, StoreError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.tasks.app import app
@@ -175,7 +175,7 @@ def reconcile() -> dict[str, int]:
     parked poison messages to the dead letters, copy runs left due to be flushed (beat)."""
     rt = runtime()
     try:
-        poison.drain(rt)
+        telemetry.poison_letters(poison.drain(rt))
     except WfrunnerError as exc:  # PostgreSQL away: the records wait in Redis
         log.warning("poison letters not moved to PostgreSQL yet: %s", exc)
     try:  # a flush_runs message lost with its worker leaves runs marked: copy them

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from wfrunner.api.routes import deadletters, events, health, runs, workflows
+from wfrunner.api.routes import deadletters, events, health, pictures, runs, workflows
 
-GUARDED: tuple[APIRouter, ...] = (workflows.router, runs.router, events.router, deadletters.router)
+GUARDED: tuple[APIRouter, ...] = (
+    workflows.router,
+    runs.router,
+    events.router,
+    deadletters.router,
+    pictures.router,
+)
 OPEN: tuple[APIRouter, ...] = (health.router,)
