@@ -115,7 +115,10 @@ def _follow(run_id: str, timeout: float | None) -> dict[str, Any]:
                 info = doc["nodes"][node]
                 if info["status"] != "PENDING" and shown.get(node) != info["status"]:
                     shown[node] = info["status"]
-                    echo(f"  {node:<24} {info['status']}", err=True)
+                    hint = ""
+                    if info["status"] == "WAITING":
+                        hint = f"  (wfrunner approve|reject {run_id} {node})"
+                    echo(f"  {node:<24} {info['status']}{hint}", err=True)
             if doc["status"] in TERMINAL_RUN_STATES:
                 return doc
             if deadline is not None and time.monotonic() > deadline:
