@@ -7,12 +7,27 @@ pay for importing Celery.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wfrunner.errors import WfrunnerError
 from wfrunner.handlers import handler
 
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers (py.typed)
+    from wfrunner.client import get_run, register_workflow, submit_run, wait_for_run
+    from wfrunner.context import NodeContext
+    from wfrunner.documents import NodeDocument, PathStep, RunDocument, RunStats
+    from wfrunner.states import NodeStatus, RunStatus
+    from wfrunner.tasks.app import app
+    from wfrunner.tasks.runs import start_run
+
 __all__ = [
+    "NodeContext",
+    "NodeDocument",
+    "NodeStatus",
+    "PathStep",
+    "RunDocument",
+    "RunStats",
+    "RunStatus",
     "WfrunnerError",
     "__version__",
     "app",
@@ -32,6 +47,13 @@ _LAZY = {
     "get_run": ("wfrunner.client", "get_run"),
     "submit_run": ("wfrunner.client", "submit_run"),
     "wait_for_run": ("wfrunner.client", "wait_for_run"),
+    "NodeContext": ("wfrunner.context", "NodeContext"),
+    "RunDocument": ("wfrunner.documents", "RunDocument"),
+    "NodeDocument": ("wfrunner.documents", "NodeDocument"),
+    "PathStep": ("wfrunner.documents", "PathStep"),
+    "RunStats": ("wfrunner.documents", "RunStats"),
+    "RunStatus": ("wfrunner.states", "RunStatus"),
+    "NodeStatus": ("wfrunner.states", "NodeStatus"),
 }
 
 
