@@ -16,7 +16,8 @@ change, naming the node, edge or setting at fault::
                                   (cancel an ended run, decide an approval twice)
     ├── PayloadError              a payload is missing, not JSON, or over the size limit
     ├── HandlerError              no handler registered under a node's function_name
-    └── NodeError                 a node's handler or built-in failed; names the node
+    ├── NodeError                 a node's handler or built-in failed; names the node
+    └── RunTimeout                a test's run did not end in time (wfrunner.testing)
 """
 
 from __future__ import annotations
@@ -101,3 +102,8 @@ class NodeFailed(WfrunnerError):
 class LoopLimitError(WfrunnerError):
     """A loop went round more often than a run may (``WFRUNNER_MAX_LOOP_PASSES``). It fails
     the run at once: another attempt would decide the same."""
+
+
+class RunTimeout(WfrunnerError, AssertionError):
+    """A run a test started (``wfrunner.testing``'s ``run_workflow``) did not end in the
+    time it was given; an AssertionError too, so pytest reports a failed test."""
