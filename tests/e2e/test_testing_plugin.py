@@ -74,6 +74,18 @@ def _copy_example(pytester: pytest.Pytester) -> None:
         (pytester.path / name).write_text(code)
 
 
+def _run_user_suite(
+    pytester: pytest.Pytester, ini: str | None = None, **files: str
+) -> pytest.RunResult:
+    """pytest, in a subprocess, on a user's suite: a conftest enabling the plugin, the
+    ini options given and the test files."""
+    (pytester.path / "conftest.py").write_text('pytest_plugins = ["wfrunner.testing"]\n')
+    if ini is not None:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(**files)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+
 def test_a_users_suite_runs_its_workflows_on_its_handlers(
     pytester: pytest.Pytester, user_env: None
 ) -> None:
@@ -123,18 +135,6 @@ def test_second(run_workflow, wfrunner_database):
     with pytest.raises(NotFoundError):
         run_workflow(workflow_id, {})
 """
-
-
-def _run_user_suite(
-    pytester: pytest.Pytester, ini: str | None = None, **files: str
-) -> pytest.RunResult:
-    """pytest, in a subprocess, on a user's suite: a conftest enabling the plugin, the
-    ini options given and the test files."""
-    (pytester.path / "conftest.py").write_text('pytest_plugins = ["wfrunner.testing"]\n')
-    if ini is not None:
-        pytester.makeini(f"[pytest]\n{ini}\n")
-    pytester.makepyfile(**files)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider")
 
 
 def test_a_fresh_database_per_test_when_the_ini_asks(
