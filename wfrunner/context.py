@@ -67,7 +67,8 @@ class NodeContext:
     def heartbeat(self) -> bool:
         """Extend the node's lease now, for work that may hold the GIL longer than the
         lease (``WFRUNNER_LEASE_SECONDS``) lets the worker's own heartbeat thread run.
-        Calls closer together than a fifteenth of the lease are free no-ops. Returns
+        Calls closer together than a fifteenth of the lease are free no-ops that answer
+        what the last renewal did. Returns
         False once the lease is lost (the run was cancelled or ended, or the lease
         expired and another delivery took the token): the handler may stop early, its
         result will not be committed."""

@@ -159,3 +159,36 @@ def test_heartbeat_extends_the_lease_of_a_long_node_at_once(run_workflow: Any) -
     assert out["beats"] == [True] * steps
     untils = out["untils"]
     assert all(later > earlier for earlier, later in itertools.pairwise(untils))
+
+
+#: gates the cancelled-run test opens, and what the handler's heartbeat said after it
+cancel_gates: dict[str, threading.Event] = {}
+after_cancel: dict[str, bool] = {}
+
+
+@wfrunner.handler("ctx.outlive")
+def outlive(value: Any, config: dict[str, Any], ctx: NodeContext) -> Any:
+    """Works until the test lets it go, then asks whether its lease is still held (its
+    first heartbeat: a later one within the throttle would answer what this one did)."""
+    cancel_gates.setdefault(ctx.run_id, threading.Event()).wait(30)
+    after_cancel[ctx.run_id] = ctx.heartbeat()
+    return value
+
+
+def test_heartbeat_tells_a_handler_its_run_was_cancelled(worker: Any) -> None:
+    from wfrunner import client, lifecycle
+
+    workflow_id = client.register_workflow({"nodes": [_one("A", "ctx.outlive")], "edges": []})
+    run_id = client.submit_run(workflow_id, {})
+    rt = runtime.runtime()
+    deadline = time.monotonic() + 20
+    while not rt.state.leases(run_id) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the node runs
+    assert lifecycle.fail(rt, run_id, "cancelled by the test", kind="cancelled")
+    cancel_gates.setdefault(run_id, threading.Event()).set()
+    doc = client.wait_for_run(run_id, timeout=30)
+    assert doc.status is wfrunner.RunStatus.CANCELLED
+    deadline = time.monotonic() + 20
+    while run_id not in after_cancel and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert after_cancel[run_id] is False
