@@ -83,14 +83,22 @@ def _run_user_suite(
     if ini is not None:
         pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(**files)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    return _run(pytester)
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    # no embedded server was started in the user's WFRUNNER_HOME (~/.wfrunner: pytester
+    # makes the test's folder HOME), where it would outlive the session
+    assert not (pytester.path / ".wfrunner").exists()
+    return result
 
 
 def test_a_users_suite_runs_its_workflows_on_its_handlers(
     pytester: pytest.Pytester, user_env: None
 ) -> None:
     _copy_example(pytester)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result = _run(pytester, "-v")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [

@@ -36,6 +36,7 @@ from wfrunner.testing.plugin import (
     wfrunner_home,
     wfrunner_server_defaults,
     wfrunner_servers,
+    wfrunner_session_database,
     wfrunner_worker,
 )
 from wfrunner.testing.servers import TestServers
@@ -53,5 +54,6 @@ __all__ = [
     "wfrunner_home",
     "wfrunner_server_defaults",
     "wfrunner_servers",
+    "wfrunner_session_database",
     "wfrunner_worker",
 ]

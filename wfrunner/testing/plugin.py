@@ -67,22 +67,42 @@ def wfrunner_servers(
         pytest.exit(str(exc), returncode=2)
 
 
+@pytest.fixture(scope="session")
+def wfrunner_session_database(wfrunner_servers: TestServers) -> Iterator[str]:
+    """The session's migrated database: the engine's from the start, so a worker that
+    starts before any test's database (and records itself) never resolves another."""
+    with fresh_database(wfrunner_servers.postgres_admin_url, "wfr_test", migrated=True) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def wfrunner_app(wfrunner_servers: TestServers, wfrunner_session_database: str) -> Iterator[Any]:
+    """The Celery app, and this process's engine, on the session's servers."""
+    values = {
+        "WFRUNNER_REDIS_URL": wfrunner_servers.redis_url,
+        "WFRUNNER_DATABASE_URL": wfrunner_session_database,
+    }
+    with engine.environment(values):
+        yield engine.configure_app(wfrunner_servers.redis_url)
+
+
 @pytest.fixture(scope=_database_scope)
-def wfrunner_database(wfrunner_servers: TestServers) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database, the one the engine of this process uses;
-    per session or per test (ini option ``wfrunner_database_scope``); dropped after."""
+def wfrunner_database(
+    request: pytest.FixtureRequest,
+    wfrunner_servers: TestServers,
+    wfrunner_app: Any,
+    wfrunner_session_database: str,
+) -> Iterator[str]:
+    """The fresh migrated PostgreSQL database the engine of this process uses: the
+    session's, or one per test (ini option ``wfrunner_database_scope``), dropped after."""
+    if request.scope == "session":
+        yield wfrunner_session_database
+        return
     with (
         fresh_database(wfrunner_servers.postgres_admin_url, "wfr_test", migrated=True) as url,
         engine.environment({"WFRUNNER_DATABASE_URL": url}),
     ):
         yield url
-
-
-@pytest.fixture(scope="session")
-def wfrunner_app(wfrunner_servers: TestServers) -> Iterator[Any]:
-    """The Celery app, on the session's Redis."""
-    with engine.environment({"WFRUNNER_REDIS_URL": wfrunner_servers.redis_url}):
-        yield engine.configure_app(wfrunner_servers.redis_url)
 
 
 @pytest.fixture(scope="session")
