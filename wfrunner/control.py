@@ -13,6 +13,7 @@ from typing import Any
 
 from wfrunner import approvals, cancellation
 from wfrunner.client import get_run
+from wfrunner.documents import RunDocument
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.states import RunStatus
 
@@ -26,7 +27,7 @@ def cancel_run(
     by: str | None = None,
     terminate: bool = True,
     rt: Runtime | None = None,
-) -> dict[str, Any]:
+) -> RunDocument:
     """Cancel the run: no node of it starts again, it ends CANCELLED (once), and with
     ``terminate`` the Celery tasks running its nodes are revoked with terminate (prefork:
     their pool processes get SIGTERM)."""
@@ -51,7 +52,7 @@ def decide_approval(
     by: str | None = None,
     data: Any = None,
     rt: Runtime | None = None,
-) -> dict[str, Any]:
+) -> RunDocument:
     """Approve (``decision="approve"``) or reject a waiting human node; ``data`` (JSON)
     becomes part of the node's output (``output.data``)."""
     from wfrunner.tasks.execution import dispatch
@@ -65,11 +66,11 @@ def decide_approval(
     return get_run(run_id, rt)
 
 
-def approve(run_id: str, node_id: str, **options: Any) -> dict[str, Any]:
+def approve(run_id: str, node_id: str, **options: Any) -> RunDocument:
     """Approve a waiting human node: its successors run with the decision as its output."""
     return decide_approval(run_id, node_id, "approve", **options)
 
 
-def reject(run_id: str, node_id: str, **options: Any) -> dict[str, Any]:
+def reject(run_id: str, node_id: str, **options: Any) -> RunDocument:
     """Reject a waiting human node: the node and its run fail with the comment."""
     return decide_approval(run_id, node_id, "reject", **options)

@@ -18,8 +18,9 @@ change, naming the node, edge or setting at fault::
     ├── PayloadError              a payload is missing, not JSON, or over the size limit
     ├── HandlerError              no handler registered under a node's function_name
     ├── NodeError                 a node's handler or built-in failed; names the node
-    └── GraphvizError             an SVG or PNG picture needs Graphviz's ``dot``, which is
+    ├── GraphvizError             an SVG or PNG picture needs Graphviz's ``dot``, which is
                                   missing, failed or took too long
+    └── RunTimeout                a test's run did not end in time (wfrunner.testing)
 """
 
 from __future__ import annotations
@@ -117,3 +118,8 @@ class LoopLimitError(WfrunnerError):
 class GraphvizError(WfrunnerError):
     """A picture in SVG or PNG could not be drawn: Graphviz's ``dot`` is not installed,
     failed, or took too long. DOT and Mermaid text need no Graphviz."""
+
+
+class RunTimeout(WfrunnerError, AssertionError):
+    """A run a test started (``wfrunner.testing``'s ``run_workflow``) did not end in the
+    time it was given; an AssertionError too, so pytest reports a failed test."""

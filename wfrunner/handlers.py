@@ -7,14 +7,21 @@ registration happens as an import side effect, the way Celery discovers tasks.
 
 The registry is a plain module-level dict: it is filled once per process at start-up and
 only read afterwards, so it needs no lock and no persistence.
+
+A handler is ``fn(input, config)`` or ``fn(input, config, context)``: which one is decided
+from its signature once, when it is registered (:func:`takes_context`), and kept with it,
+so the executor's call costs one attribute read more than a bare call, not an
+``inspect.signature`` per node.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from wfrunner.errors import ConfigurationError, HandlerError
@@ -23,7 +30,17 @@ from wfrunner.errors import ConfigurationError, HandlerError
 Handler = Callable[[Any, dict[str, Any]], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered handler and how it is called."""
+
+    fn: Callable[..., Any]
+    #: True: ``fn(input, config, context)``; False: ``fn(input, config)``
+    takes_context: bool
+
+
+_REGISTRY: dict[str, Registration] = {}
 _LOADED: list[str] = []
 
 
@@ -33,8 +50,48 @@ def _qualified(fn: Callable[..., Any]) -> str:
     return f"{module}.{name}"
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def takes_context(name: str, fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is called with a third argument, the :class:`wfrunner.NodeContext`.
+
+    It is when it accepts three positional arguments (``fn(input, config, ctx)``, a third
+    one with a default too); two (or ``*args`` past two) keep the original call. Anything
+    that cannot be called either way (one positional parameter, four required, a required
+    keyword-only one) is refused here, naming the handler, rather than failing each node
+    that runs it with a ``TypeError``.
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: called as before
+        return False
+    positional = [p for p in params if p.kind in _POSITIONAL]
+    required = [p for p in positional if p.default is inspect.Parameter.empty]
+    star = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    keyword_only = [
+        p.name
+        for p in params
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+    ]
+    problem = None
+    if keyword_only:
+        problem = f"required keyword-only parameter {keyword_only[0]!r}"
+    elif len(required) > 3:
+        problem = f"{len(required)} required parameters"
+    elif len(positional) < 2 and not star:
+        problem = f"{len(positional)} positional parameter{'s' if len(positional) != 1 else ''}"
+    if problem is not None:
+        raise ConfigurationError(
+            f"handler {name!r} ({_qualified(fn)}) has {problem}: a handler is "
+            "fn(input, config) or fn(input, config, context)"
+        )
+    return len(positional) >= 3
+
+
 def handler(name: str) -> Callable[[H], H]:
-    """Register the decorated ``fn(input, config)`` under ``name``; returns it unchanged.
+    """Register the decorated ``fn(input, config)`` or ``fn(input, config, context)``
+    under ``name``; returns it unchanged.
 
     A second, different function under the same name is a configuration mistake that
     would otherwise make nodes run whichever module happened to be imported last, so it
@@ -46,12 +103,12 @@ def handler(name: str) -> Callable[[H], H]:
 
     def register(fn: H) -> H:
         existing = _REGISTRY.get(name)
-        if existing is not None and _qualified(existing) != _qualified(fn):
+        if existing is not None and _qualified(existing.fn) != _qualified(fn):
             raise ConfigurationError(
-                f"handler name {name!r} is already registered to {_qualified(existing)}; "
+                f"handler name {name!r} is already registered to {_qualified(existing.fn)}; "
                 f"cannot register {_qualified(fn)} under it too (rename one of them)"
             )
-        _REGISTRY[name] = fn
+        _REGISTRY[name] = Registration(fn, takes_context(name, fn))
         return fn
 
     return register
@@ -59,6 +116,12 @@ def handler(name: str) -> Callable[[H], H]:
 
 def get_handler(name: str) -> Callable[..., Any]:
     """The function registered under ``name``, or a :class:`HandlerError` saying how to fix it."""
+    return lookup(name).fn
+
+
+def lookup(name: str) -> Registration:
+    """The registration of ``name`` (the function and how to call it), or a
+    :class:`HandlerError` saying how to fix it."""
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -101,7 +164,7 @@ def loaded_modules() -> tuple[str, ...]:
 
 def registered() -> dict[str, Callable[..., Any]]:
     """A copy of the registry (name -> function), safe to inspect or iterate."""
-    return dict(_REGISTRY)
+    return {name: entry.fn for name, entry in _REGISTRY.items()}
 
 
 def known_names(modules: Iterable[str] | None = None) -> frozenset[str] | None:
@@ -118,10 +181,13 @@ def known_names(modules: Iterable[str] | None = None) -> frozenset[str] | None:
 
 __all__ = [
     "Handler",
+    "Registration",
     "get_handler",
     "handler",
     "known_names",
     "load_modules",
     "loaded_modules",
+    "lookup",
     "registered",
+    "takes_context",
 ]

@@ -1,8 +1,10 @@
 """A real Celery worker (in-process, thread pool) on the real Redis and PostgreSQL.
 
 One worker and one migrated database serve the whole e2e session: the Celery app is
-configured once per process. Each test registers its own workflows and starts its own
-runs, so tests stay independent without restarting the worker.
+configured once per process. They are the ``wfrunner.testing`` plugin's (what users'
+test suites get); the names below are this suite's. Each test registers its own
+workflows and starts its own runs, so tests stay independent without restarting the
+worker.
 """
 
 from __future__ import annotations
@@ -14,42 +16,26 @@ from typing import Any
 import pytest
 import redis
 
-import wfrunner
 from examples import handlers as _example_handlers  # noqa: F401  (registers them)
 from tests.conftest import OWNER_KEY
-from tests.databases import fresh_database
 from tests.e2e import handlers as _handlers  # noqa: F401  (registers the test handlers)
-from wfrunner import client, runtime
-from wfrunner.settings import Settings
-from wfrunner.tasks.config import celery_settings
-from wfrunner.tasks.local import local_worker
+from wfrunner.testing import TestServers
 
 
 @pytest.fixture(scope="session")
-def engine_database(postgres_admin_url: str) -> Iterator[str]:
-    with fresh_database(postgres_admin_url, "wfr_e2e", migrated=True) as url:
-        yield url
-        runtime.reset()
+def engine_database(wfrunner_database: str) -> str:
+    return wfrunner_database
 
 
 @pytest.fixture(scope="session")
-def engine_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]:
-    env = {
-        "WFRUNNER_REDIS_URL": redis_url,
-        "WFRUNNER_DATABASE_URL": engine_database,
-        "WFRUNNER_RUN_TIMEOUT": "300",
+def engine_env(
+    wfrunner_servers: TestServers, wfrunner_app: Any, wfrunner_database: str
+) -> dict[str, str]:
+    """The servers the in-process engine uses (set in this process's environment)."""
+    return {
+        "WFRUNNER_REDIS_URL": wfrunner_servers.redis_url,
+        "WFRUNNER_DATABASE_URL": wfrunner_database,
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    runtime.reset()
-    app = wfrunner.app
-    app.conf.update(celery_settings(Settings.from_env(), redis_url))
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +60,5 @@ def worker_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]
 
 
 @pytest.fixture(scope="session")
-def worker(engine_env: dict[str, str]) -> Iterator[Any]:
-    with local_worker(wfrunner.app) as w:
-        yield w
-
-
-@pytest.fixture()
-def run_workflow(worker: Any) -> Any:
-    """register + start + wait; returns the run document."""
-
-    def run(definition: dict[str, Any], inputs: Any = None, timeout: float = 60) -> dict[str, Any]:
-        workflow_id = client.register_workflow(definition)
-        result = wfrunner.start_run.delay(workflow_id, inputs)
-        assert result.get(timeout=timeout) == result.id
-        return client.wait_for_run(result.id, timeout=timeout)
-
-    return run
+def worker(wfrunner_worker: Any, engine_env: dict[str, str]) -> Any:
+    return wfrunner_worker

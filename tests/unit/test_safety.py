@@ -5,17 +5,29 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
 from celery.worker import WorkController
+from kombu.asynchronous import get_event_loop, set_event_loop
 
 from wfrunner.errors import ConfigurationError
 from wfrunner.settings import Settings
 from wfrunner.tasks.config import celery_settings
 from wfrunner.tasks.safety import check, unsafe_settings
+
+
+@pytest.fixture(autouse=True)
+def keep_event_loop() -> Iterator[None]:
+    """A WorkController made here sets kombu's process-wide event loop to its hub, which
+    never runs: the in-process worker a later test of the session starts would take it
+    over, and its countdown tasks (a node's retry) would never fire."""
+    loop = get_event_loop()
+    yield
+    set_event_loop(loop)
 
 
 def safe(**changes: Any) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def runs(
 
     page = list_runs(workflow, status, since, limit, cursor, resolved_runtime())
     if as_json:
-        echo(json.dumps([run.as_json() for run in page.items], indent=2))
+        echo(json.dumps([run.to_dict() for run in page.items], indent=2))
     elif page.items:
         _print_table(page.items)
     else:

@@ -29,12 +29,12 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wfrunner import builtins, handlers
+from wfrunner import builtins, context, handlers
 from wfrunner.compiler.ir import IR, IRNode
+from wfrunner.context import NodeContext
 from wfrunner.engine import human
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.events import event
@@ -332,7 +332,9 @@ class Executor:
             "ctx": begin.context or {},
         }
         try:
-            output = self._run(node, node_input, variables) if given is None else given
+            output = (
+                self._run(node, node_input, variables, token, begin) if given is None else given
+            )
             variables["output"] = output
             ref, text = encode_payload(
                 output, self.limits.max_payload_bytes, warn_bytes=self.limits.payload_warn_bytes
@@ -392,11 +394,16 @@ class Executor:
             ran="completed",
         )
 
-    def _run(self, node: IRNode, node_input: Any, variables: dict[str, Any]) -> Any:
+    def _run(
+        self, node: IRNode, node_input: Any, variables: dict[str, Any], token: Token, begin: Begin
+    ) -> Any:
         if node.function_name:
-            handler: Callable[[Any, dict[str, Any]], Any] = handlers.get_handler(node.function_name)
+            entry = handlers.lookup(node.function_name)
+            ctx = self._context(node, token, begin, variables) if entry.takes_context else None
             try:
-                return handler(node_input, node.config)
+                if ctx is None:
+                    return entry.fn(node_input, node.config)
+                return entry.fn(node_input, node.config, ctx)
             except Exception:
                 raise
             except BaseException as exc:  # SystemExit, KeyboardInterrupt: user code may
@@ -417,6 +424,22 @@ class Executor:
             timeout_s=timeout,
             max_bytes=self.limits.max_payload_bytes,
             join=node.wait_for_all,
+        )
+
+    def _context(
+        self, node: IRNode, token: Token, begin: Begin, variables: dict[str, Any]
+    ) -> NodeContext:
+        """The third argument of a handler that declares one (wfrunner/context.py)."""
+        return context.for_delivery(
+            self.leases,
+            run_id=token.run_id,
+            workflow_id=self.state.meta(token.run_id).get("workflow_id", ""),
+            node_id=node.id,
+            handler=str(node.function_name),
+            token_key=token.key,
+            holder=begin.holder,
+            attempt=begin.attempt,
+            iteration=int(variables["iteration"]),
         )
 
     def _propagate_dead(

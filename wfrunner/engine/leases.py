@@ -122,6 +122,23 @@ class LeaseKeeper:
         except Exception as exc:  # Redis may be what failed: the lease then expires
             log.warning("run %s: lease on %s not released (%s): it expires", run_id, token_key, exc)
 
+    def renew_one(self, run_id: str, token_key: str, holder: str) -> bool:
+        """Renew one lease at once (a handler's ``context.heartbeat()``); False when the
+        holder lost it, which also stops the thread renewing it. A Redis failure is
+        logged and reads as still held: the thread's next beat tries again."""
+        try:
+            lost = self.renewer.renew({run_id: {token_key: holder}}, self.lease_seconds)
+        except Exception as exc:
+            log.warning("run %s: heartbeat of %s not sent (%s)", run_id, token_key, exc)
+            return True
+        if lost:
+            with self._lock:
+                self._forget(run_id, token_key, holder)
+            log.warning(
+                "lease on %s lost while its node runs (run ended, or renewed late)", token_key
+            )
+        return not lost
+
     def renew_now(self) -> list[str]:
         """Renew every lease held now; returns the token keys whose lease was lost."""
         with self._lock:

@@ -24,6 +24,14 @@ class _Record:
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in row.items() if k in names})
 
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON values: times in ISO-8601, statuses by name."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in values.items()
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRecord(_Record):
@@ -163,13 +171,9 @@ class RunSummary(_Record):
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", RunStatus(self.status))
 
-    def as_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The summary as JSON values: times in ISO-8601, the status as its name."""
-        fields_ = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {
-            name: value.isoformat() if isinstance(value, datetime) else value
-            for name, value in {**fields_, "status": self.status.value}.items()
-        }
+        return {**_Record.to_dict(self), "status": self.status.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +192,10 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"items": [...], "next_cursor": ...}``, each item as its ``to_dict()``."""
+        return {
+            "items": [i.to_dict() if isinstance(i, _Record) else i for i in self.items],
+            "next_cursor": self.next_cursor,
+        }
