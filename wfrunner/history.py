@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from wfrunner.engine.tokens import Token
 from wfrunner.states import TERMINAL_RUN_STATES, NodeStatus, RunStatus
@@ -42,17 +42,30 @@ class NodeProgress:
         return max(0, self.started - self.completed - self.errors)
 
     def status(self, ended: bool) -> NodeStatus:
-        if self.failed:
-            return NodeStatus.FAILED
-        if self.waiting and not ended:
-            return NodeStatus.WAITING
-        if self.open > 0 and not ended:
-            return NodeStatus.RUNNING
-        if self.completed:
-            return NodeStatus.COMPLETED
-        if self.skipped or ended:
-            return NodeStatus.SKIPPED
-        return NodeStatus.PENDING
+        return node_status(self, self.open > 0, ended)
+
+
+class _NodeFlags(Protocol):
+    failed: bool
+    waiting: bool
+    completed: int
+    skipped: bool
+
+
+def node_status(node: _NodeFlags, running: bool, ended: bool) -> NodeStatus:
+    """A node's status in the run document (docs/run-document.md); ``running``: it has an
+    attempt begun and not ended. Replay (:mod:`wfrunner.replay.fold`) applies it too."""
+    if node.failed:
+        return NodeStatus.FAILED
+    if node.waiting and not ended:
+        return NodeStatus.WAITING
+    if running and not ended:
+        return NodeStatus.RUNNING
+    if node.completed:
+        return NodeStatus.COMPLETED
+    if node.skipped or ended:
+        return NodeStatus.SKIPPED
+    return NodeStatus.PENDING
 
 
 def progress(node_ids: Iterable[str], events: Sequence[Event]) -> dict[str, NodeProgress]:

@@ -41,6 +41,7 @@ from typing import Any
 from wfrunner.engine import keys
 from wfrunner.engine.runstate import DEAD
 from wfrunner.engine.tokens import Token
+from wfrunner.history import node_status
 from wfrunner.states import TERMINAL_RUN_STATES, NodeStatus, RunStatus
 
 Event = Mapping[str, Any]
@@ -66,16 +67,7 @@ class ReplayedNode:
 
     def status(self, ended: bool) -> NodeStatus:
         """The run document's rule (docs/run-document.md)."""
-        running = self.started > self.completed + self.errors
-        if self.failed:
-            return NodeStatus.FAILED
-        if self.waiting and not ended:
-            return NodeStatus.WAITING
-        if running and not ended:
-            return NodeStatus.RUNNING
-        if self.completed:
-            return NodeStatus.COMPLETED
-        return NodeStatus.SKIPPED if self.skipped or ended else NodeStatus.PENDING
+        return node_status(self, self.started > self.completed + self.errors, ended)
 
 
 @dataclass(frozen=True)
