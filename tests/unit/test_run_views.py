@@ -81,3 +81,25 @@ def test_workflow_order_keeps_the_definitions_order_of_ties() -> None:
     stored = replace(ir, nodes=dict(sorted(ir.nodes.items(), key=lambda kv: len(kv[0]))))
     assert workflow_order(stored, listed) == listed
     assert workflow_order(stored)[:2] == ["second", "first_entry"]
+
+
+def test_a_human_node_waits_until_decided_and_a_cancel_fails_what_it_cut_short() -> None:
+    from wfrunner.states import NodeStatus, RunStatus
+
+    def status(events: list[dict[str, Any]], ended: bool = False) -> dict[str, NodeStatus]:
+        return {n: p.status(ended) for n, p in history.progress(["a", "b"], events).items()}
+
+    asked = [evt("node_started", "a", 1.0), evt("approval_requested", "a", 1.0)]
+    assert status(asked) == {"a": NodeStatus.WAITING, "b": NodeStatus.PENDING}
+    nodes = history.progress(["a", "b"], asked)
+    assert history.live_status(RunStatus.RUNNING, nodes) is RunStatus.WAITING
+    decided = [*asked, evt("approval_decided", "a", 2.0)]
+    assert status(decided)["a"] is NodeStatus.RUNNING  # until its delivery commits
+    assert history.live_status(RunStatus.WAITING, history.progress(["a"], decided)) is (
+        RunStatus.RUNNING
+    )
+    cut = [*asked, {**evt("node_cancelled", "a", 3.0), "error": "cancelled while waiting"}]
+    assert status(cut, ended=True) == {"a": NodeStatus.FAILED, "b": NodeStatus.SKIPPED}
+    docs = history.node_documents(history.progress(["a"], cut), True, lambda r: [None] * len(r))
+    assert docs["a"]["error"] == "cancelled while waiting"
+    assert docs["a"]["seconds"] == 2.0
