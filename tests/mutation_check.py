@@ -143,6 +143,35 @@ MUTATIONS = [
         "WHERE id = :run_id AND status = ANY(:active)",
         "end_run.sql: PostgreSQL records a run's end from stale (restored) hot state",
     ),
+    Mutation(
+        "approval_decided_twice",
+        "lua/decide_approval.lua",
+        'if redis.call("HSETNX", KEYS[2], ARGV[1] .. "#d", ARGV[2]) == 0 then',
+        'if redis.call("HSET", KEYS[2], ARGV[1] .. "#d", ARGV[2]) == -1 then',
+        "decide_approval.lua: a second decision overwrites the first (two approvers both win)",
+    ),
+    Mutation(
+        "approval_held_as_a_lease",
+        "lua/begin_node.lua",
+        'and holder ~= "republished" and holder ~= "approval"',
+        'and holder ~= "republished"',
+        "begin_node.lua: a waiting approval counts as another delivery's lease (a redelivered "
+        "token is put off until the approval's deadline)",
+    ),
+    Mutation(
+        "approval_never_times_out",
+        "wfrunner/engine/human.py",
+        'if req.get("deadline") is None or now < float(req["deadline"]):',
+        "if True:",
+        "human.py: an approval past its deadline keeps waiting",
+    ),
+    Mutation(
+        "approval_request_repeated",
+        "lua/request_approval.lua",
+        'if redis.call("HSETNX", KEYS[2], ARGV[1], ARGV[2]) == 1 then',
+        'if redis.call("HSET", KEYS[2], ARGV[1], ARGV[2]) >= 0 then',
+        "request_approval.lua: every delivery of a waiting token asks again (events, count)",
+    ),
 ]
 
 TIERS = {
