@@ -63,8 +63,10 @@ def cancel(
     ] = False,
     as_json: _JsonOption = False,
 ) -> None:
-    """Cancel a run: no node of it starts again, running handlers are stopped (their
-    Celery tasks revoked with terminate), and it ends CANCELLED."""
+    """Cancel a run: no node starts again, running handlers are stopped, it ends CANCELLED.
+
+    Running handlers' Celery tasks are revoked with terminate (prefork pool) unless
+    --no-terminate is given; their results are refused either way."""
     from wfrunner.control import cancel_run
 
     doc = cancel_run(run_id, reason, by=_who(by), terminate=not no_terminate, rt=resolved_runtime())
@@ -106,8 +108,7 @@ def approve(
     ] = None,
     as_json: _JsonOption = False,
 ) -> None:
-    """Approve a human node that is waiting: the run goes on with the decision as the
-    node's output."""
+    """Approve a waiting human node: the run goes on, the decision as the node's output."""
     _decide("approve", run_id, node_id, comment, by, data, as_json)
 
 

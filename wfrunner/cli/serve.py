@@ -32,8 +32,10 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
 ) -> None:
-    """Serve the REST API (docs/api.md); every route but /healthz and /openapi.json asks
-    for Authorization: Bearer $WFRUNNER_API_TOKEN."""
+    """Serve the REST API (docs/api.md) with uvicorn.
+
+    Every route but /healthz and /openapi.json asks for Authorization: Bearer
+    $WFRUNNER_API_TOKEN; without the token only a loopback host is served."""
     if not Settings.from_env().api_token and not is_loopback(host):
         raise ConfigurationError(
             f"refusing to serve on {host} without WFRUNNER_API_TOKEN: anyone who reaches "
