@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from wfrunner import ended, lifecycle
 from wfrunner.engine.events import event
+from wfrunner.engine.leases import task_of
 from wfrunner.errors import ConflictError
 from wfrunner.runtime import Runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
@@ -50,7 +51,7 @@ def cancel(rt: Runtime, run_id: str, reason: str | None = None, by: str | None =
     )
     if changed:
         lifecycle.finish(rt, run_id)
-        tasks = tuple(h.partition("@")[2] for h in holders if "@" in h)
+        tasks = tuple(task for task in map(task_of, holders) if task)
         return Cancelled(run_id, error, tasks)
     if state != "gone":
         raise _ended(run_id, RunStatus(state.upper()))

@@ -38,7 +38,7 @@ from wfrunner.context import NodeContext
 from wfrunner.engine import human
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.events import event
-from wfrunner.engine.leases import LeaseKeeper
+from wfrunner.engine.leases import LeaseKeeper, delivery_holder
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide
 from wfrunner.engine.runstate import (
@@ -147,8 +147,7 @@ class Executor:
             return Outcome(ignored=f"workflow has no node {token.to_node!r}")
         joining = _joins(node, token)
         started = event("node_started", node.id, scope=token.scope)
-        # the lease holder names the Celery task (the nonce), so a cancel can revoke it
-        holder = f"{uuid.uuid4().hex}@{nonce}"
+        holder = delivery_holder(nonce)
         begin = self.state.begin(
             token,
             time.time(),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,19 @@ log = logging.getLogger(__name__)
 RETRY = "retry"
 REPUBLISHED = "republished"
 APPROVAL = "approval"
+
+
+def delivery_holder(task_id: str) -> str:
+    """A delivery's lease holder id: new for every delivery (two deliveries of one message
+    must not share a lease), naming the Celery task that runs it, so a cancel can revoke
+    that task (:func:`task_of`)."""
+    return f"{uuid.uuid4().hex}@{task_id}"
+
+
+def task_of(holder: str) -> str | None:
+    """The Celery task id a :func:`delivery_holder` names (None for any other entry)."""
+    _, at, task_id = holder.partition("@")
+    return task_id if at and task_id else None
 
 
 @dataclass(frozen=True)
