@@ -192,13 +192,13 @@ class Executor:
         nonce: str,
     ) -> Outcome:
         """The rest of a delivery that holds the token's lease."""
-        if begin.attempt > _delivery_cap(node, self.limits) and not _waits(node):
+        waits = _waits(node)  # a human node: no handler runs, so no delivery cap either
+        if begin.attempt > _delivery_cap(node, self.limits) and not waits:
             reason = (
                 f"delivered {begin.attempt} times and its worker died each time "
                 "(out of memory? raise retry.max_attempts or WFRUNNER_MAX_DELIVERIES)"
             )
             return self._fail(node, token, reason, begin.attempt)
-        events: list[dict[str, Any]] = []
         if joining:
             # begin gave the join's input when the emitter's commit found this arrival to
             # complete the join; else (a rebuilt run) the arrival is recorded here
@@ -208,12 +208,12 @@ class Executor:
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
-            if not _waits(node):
-                events.append({**started, "attempt": begin.attempt})
         else:
             node_input = begin.input if token.payload_ref else begin.inputs
-        if _waits(node):
+        if waits:
             return self._approval(ir, node, token, node_input, begin, started, nonce)
+        # a join's node_started is appended by its commit (begin appended no event for it)
+        events = [{**started, "attempt": begin.attempt}] if joining else []
         return self._execute(ir, node, token, node_input, begin, events, nonce)
 
     def _approval(
