@@ -86,9 +86,10 @@ def decide(
     if choice not in human.DECISIONS:
         raise WfrunnerError(f"decision {choice!r} is not one of {', '.join(human.DECISIONS)}")
     run = rt.store.get_run(run_id)
-    node = rt.ir(run.workflow_id).nodes.get(node_id)
+    nodes = rt.ir(run.workflow_id).nodes
+    node = nodes.get(node_id)
     if node is None or node.type != "human":
-        humans = [n.id for n in rt.ir(run.workflow_id).nodes.values() if n.type == "human"]
+        humans = [n.id for n in nodes.values() if n.type == "human"]
         listed = ", ".join(humans) if humans else "none"
         raise NotFoundError(
             f"run '{run_id}' has no human node '{node_id}' (its human nodes: {listed})"
