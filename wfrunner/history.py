@@ -35,6 +35,8 @@ class NodeProgress:
     begun: dict[str, float] = field(default_factory=dict)
     #: a human node waits for its approval
     waiting: bool = False
+    #: the failure was caught by the node's on_error node (the run went on)
+    caught: bool = False
 
     @property
     def open(self) -> int:
@@ -105,6 +107,7 @@ def _apply(node: NodeProgress, evt: Event) -> None:
         node.waiting = False
         node.error = evt.get("error")
         node.traceback = evt.get("traceback")
+        node.caught = bool(evt.get("caught"))
     elif kind == "node_skipped":
         node.skipped = True
 
@@ -141,6 +144,7 @@ def node_documents(
             "seconds": None if p.seconds is None else round(p.seconds, 6),
             **({"error": p.error} if p.failed else {}),
             **({"traceback": p.traceback} if p.failed and p.traceback else {}),
+            **({"caught": True} if p.failed and p.caught else {}),
         }
         for node_id, p in nodes.items()
     }
@@ -213,6 +217,8 @@ def dead_letters(events: Sequence[Event]) -> list[NewDeadLetter]:
     letters: dict[str, NewDeadLetter] = {}
     for evt in events:
         if not evt.get("token") or evt["type"] not in ("node_failed", "node_completed"):
+            continue
+        if evt.get("caught"):  # its on_error node took over: nothing to retry
             continue
         token = Token.from_dict(evt["token"])
         if evt["type"] == "node_completed":

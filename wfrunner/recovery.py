@@ -77,10 +77,11 @@ class _History:
             self._arrive(instance, str(evt["from"]), value or DEAD)
             if token:
                 self.consumed[Token.from_dict(token).key] = Token.from_dict(token)
-        elif kind == "node_completed" and token:
+        elif token and (kind == "node_completed" or evt.get("caught")):
+            # a caught node_failed is committed as a completion is (engine/catching.py)
             t = Token.from_dict(token)
             self.consumed[t.key] = t
-            self.context[str(evt["node"])] = str(evt["output_ref"])
+            self.context[str(evt["node"])] = str(evt.get("output_ref") or evt.get("error_ref"))
             if t.to_node in join_nodes and t.from_node in join_nodes[t.to_node]:
                 self._arrive(f"{t.to_node}|{t.scope}", str(t.from_node), t.payload_ref or DEAD)
 

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from wfrunner.compiler import checks, limits
+from wfrunner.compiler import checks, failures, limits
 from wfrunner.compiler.graph import cycle_path, strongly_connected, topological_order
 from wfrunner.compiler.ir import IR, Branch, BranchRule, IRNode, Loop, RetryPolicy
 from wfrunner.compiler.limits import edge_label
@@ -34,6 +34,8 @@ class _Draft:
     raw: dict[str, dict[str, Any]] = field(default_factory=dict)
     edges: list[_Edge] = field(default_factory=list)
     loops: dict[str, Loop] = field(default_factory=dict)
+    #: node id -> the node its on_error names
+    on_error: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     cyclic: bool = False
 
@@ -67,10 +69,17 @@ def compile_workflow(
     draft.problems += limits.degree_problems(edges)
     _read_edges(draft, edges)
     _read_configs(draft)
+    reached: dict[str, set[str]] = {n: set(lp.exits()) for n, lp in draft.loops.items()}
+    for edge in draft.edges:
+        reached.setdefault(edge.source, set()).add(edge.target)
+    draft.on_error, found = failures.on_error_targets(draft.raw, reached)
+    draft.problems += found
+    on_failure, found = failures.on_failure_handler(doc, handlers)
+    draft.problems += found
     successors = _forward_successors(draft)
     _check_cycles(draft, successors)
     _check_loop_targets(draft, successors)
-    ir = _assemble(draft, successors, doc.get("metadata"))
+    ir = replace(_assemble(draft, successors, doc.get("metadata")), on_failure=on_failure)
     if handlers is not None:
         named = [(n.id, n.function_name) for n in ir.nodes.values() if n.function_name]
         draft.problems += checks.handler_problems(named, handlers)
@@ -191,6 +200,8 @@ def _forward_successors(draft: _Draft) -> dict[str, list[str]]:
             succ[edge.source].append(edge.target)
     for node_id, loop in draft.loops.items():
         succ[node_id] = list(dict.fromkeys(loop.exits()))
+    for node_id, target in draft.on_error.items():  # a failure's path is a forward edge
+        succ[node_id].append(target)
     return succ
 
 
@@ -315,4 +326,5 @@ def _node(draft: _Draft, node_id: str, dependencies: list[str], edges: list[_Edg
         config=dict(raw["config"]) if isinstance(raw.get("config"), dict) else {},
         timeout_ms=raw["timeout_ms"] if isinstance(raw.get("timeout_ms"), int) else None,
         retry=RetryPolicy.from_dict(retry) if isinstance(retry, dict) else None,
+        on_error=draft.on_error.get(node_id),
     )

@@ -15,6 +15,7 @@ from wfrunner import conditions
 from wfrunner.compiler.ir import Loop
 from wfrunner.compiler.limits import label
 from wfrunner.compiler.schema import show
+from wfrunner.compiler.subworkflows import subworkflow_problems
 from wfrunner.errors import ConditionError
 
 AGGREGATE_STRATEGIES = ("merge", "union", "concat")
@@ -134,6 +135,8 @@ def node_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[
     where = f"node {node_id!r}"
     if node_type == "human":
         return _human(where, config)
+    if node_type == "subworkflow":
+        return subworkflow_problems(where, config)
     name = config.get("function_name")
     if name is not None:
         if not isinstance(name, str) or not name.strip():

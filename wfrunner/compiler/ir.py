@@ -125,6 +125,8 @@ class IRNode:
     config: dict[str, Any] = field(default_factory=dict)
     timeout_ms: int | None = None
     retry: RetryPolicy | None = None
+    #: the node that takes over when this one fails for good (docs/failures.md)
+    on_error: str | None = None
 
     @property
     def function_name(self) -> str | None:
@@ -139,6 +141,8 @@ class IRNode:
             out.update(dict.fromkeys(self.branch.targets()))
         if self.loop:
             out.update(dict.fromkeys(self.loop.exits()))
+        if self.on_error:
+            out[self.on_error] = None
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +164,8 @@ class IRNode:
             data["timeout_ms"] = self.timeout_ms
         if self.retry is not None:
             data["retry"] = self.retry.to_dict()
+        if self.on_error is not None:
+            data["on_error"] = self.on_error
         return data
 
     @classmethod
@@ -176,6 +182,7 @@ class IRNode:
             config=dict(data.get("config") or {}),
             timeout_ms=data.get("timeout_ms"),
             retry=RetryPolicy.from_dict(data["retry"]) if data.get("retry") else None,
+            on_error=data.get("on_error") or None,
         )
 
 
@@ -184,6 +191,8 @@ class IR:
     nodes: dict[str, IRNode]
     entry_nodes: tuple[str, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: the handler called once when a run ends FAILED (the workflow's ``on_failure``)
+    on_failure: str | None = None
 
     def node(self, node_id: str) -> IRNode:
         return self.nodes[node_id]
@@ -201,6 +210,7 @@ class IR:
             "entry_nodes": list(self.entry_nodes),
             "terminal_nodes": list(self.terminal_nodes()),
             "nodes": {node_id: node.to_dict() for node_id, node in self.nodes.items()},
+            **({"on_failure": {"function_name": self.on_failure}} if self.on_failure else {}),
         }
 
     @classmethod
@@ -210,4 +220,5 @@ class IR:
             nodes=nodes,
             entry_nodes=tuple(data["entry_nodes"]),
             metadata=dict(data.get("metadata") or {}),
+            on_failure=(data.get("on_failure") or {}).get("function_name") or None,
         )

@@ -15,7 +15,9 @@ node_skipped       dead-path elimination              scope
 join_arrived       a join's predecessor arrived       from, scope, live
 loop_decided       a loop node's commit               pass, outcome (back|break|timeout)
 node_retrying      a handler raised, a retry is due   scope, attempt, error, delay
-node_failed        a handler or built-in raised       scope, error
+node_failed        a handler or built-in raised       scope, error; caught, on_error,
+                   (for good)                         error_ref when the node's on_error
+                                                      node took over (the run goes on)
 approval_requested a human node's first delivery       scope, token, deadline, prompt
 approval_decided   approve / reject / the deadline    scope, decision, by, comment, data, at
 node_cancelled     cancellation, for a node cut short scope, token, was (running, waiting

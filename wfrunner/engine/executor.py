@@ -35,12 +35,13 @@ from typing import Any
 from wfrunner import builtins, context, handlers
 from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.context import NodeContext
-from wfrunner.engine import human
+from wfrunner.engine import catching, human
 from wfrunner.engine import scope as scopes
+from wfrunner.engine.catching import Catch
 from wfrunner.engine.events import event
 from wfrunner.engine.leases import LeaseKeeper, delivery_holder
 from wfrunner.engine.payloads import encode_payload
-from wfrunner.engine.routing import Decision, Route, dead_successors, decide
+from wfrunner.engine.routing import Decision, Route, dead_successors, decide, decide_failure
 from wfrunner.engine.runstate import (
     CONFLICT,
     DEAD,
@@ -86,6 +87,8 @@ class Outcome:
     ran: str | None = None
     #: the delivery's attempt number at the token (begin's count; 0: not begun)
     attempt: int = 0
+    #: the error of a node failure its on_error node caught (the run goes on)
+    caught: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,10 @@ class Executor:
                 f"delivered {begin.attempt} times and its worker died each time "
                 "(out of memory? raise retry.max_attempts or WFRUNNER_MAX_DELIVERIES)"
             )
-            return self._fail(node, token, reason, begin.attempt)
+            given = begin.input if token.payload_ref or joining else begin.inputs
+            return self._fail(
+                node, token, reason, begin.attempt, catch=Catch(ir, begin, given, nonce)
+            )
         if joining:
             # begin gave the join's input when the emitter's commit found this arrival to
             # complete the join; else (a rebuilt run) the arrival is recorded here
@@ -262,7 +268,8 @@ class Executor:
                 waiting=got.waiting,
             )
         if verdict.action == "reject":
-            return self._fail(node, token, verdict.reason, begin.attempt)
+            catch = Catch(ir, begin, node_input, nonce)
+            return self._fail(node, token, verdict.reason, begin.attempt, catch=catch)
         return self._execute(ir, node, token, node_input, begin, [], nonce, verdict.output)
 
     def _arrive(
@@ -349,29 +356,49 @@ class Executor:
                 token.child(r.target, ref, iteration=r.iteration, scope=r.scope, passes=r.passes)
                 for r in decision.live
             ]
-            live = [a for a in (_arrival(ir.nodes[t.to_node], t, token) for t in emitted) if a]
         except LoopLimitError as exc:  # deterministic: no retry would decide otherwise
-            return self._fail(node, token, str(exc), begin.attempt)
+            catch = Catch(ir, begin, node_input, nonce, events)
+            return self._fail(node, token, str(exc), begin.attempt, catch=catch)
         except Exception as exc:  # any handler error fails the node, never the worker
-            return self._handler_failed(
-                node, token, describe(exc, node), begin, _handler_traceback(node, exc)
-            )
+            trace = _handler_traceback(node, exc)
+            catch = Catch(ir, begin, node_input, nonce, events)
+            return self._handler_failed(node, token, describe(exc, node), begin, trace, catch)
         completed = event(
             "node_completed", node.id, scope=token.scope, output_ref=ref, token=token.to_dict()
         )
+        told = [*events, completed, *_loop_events(node, decision)]
+        return self._commit_routes(
+            ir, node, token, begin, nonce, (emitted, decision.dead), told, (ref, text)
+        )
+
+    def _commit_routes(
+        self,
+        ir: IR,
+        node: IRNode,
+        token: Token,
+        begin: Begin,
+        nonce: str,
+        routes: tuple[list[Token], tuple[Route, ...]],
+        told: list[dict[str, Any]],
+        output: tuple[str, str],
+        ran: str = "completed",
+    ) -> Outcome:
+        """Commit the token with the events ``told``: ``routes`` (the tokens emitted, the
+        routes not taken, whose paths are propagated as dead) and ``output`` stored."""
+        emitted, not_taken = routes
+        live = [a for a in (_arrival(ir.nodes[t.to_node], t, token) for t in emitted) if a]
         for _ in range(_JOIN_CONFLICTS):
-            fires, skipped, dead = self._propagate_dead(ir, token, node.id, decision.dead)
+            fires, skipped, dead = self._propagate_dead(ir, token, node.id, not_taken)
             sent = emitted + fires
-            told = [*events, completed, *_loop_events(node, decision), *skipped]
             commit = self.state.commit(
                 token,
                 sent,
                 time.time(),
-                told + _emitted_events(token, sent),
+                [*told, *skipped, *_emitted_events(token, sent)],
                 nonce=nonce,
                 holder=begin.holder,
                 epoch=begin.epoch,
-                output=(ref, text),
+                output=output,
                 arrivals=[*dead, *live],
             )
             if commit.state != CONFLICT:
@@ -390,7 +417,7 @@ class Executor:
             check_completion=_ends(commit),
             joins_at_zero=commit.joins,
             flush=commit.flush_due,
-            ran="completed",
+            ran=ran,
         )
 
     def _run(
@@ -492,11 +519,17 @@ class Executor:
         return fires, events, arrivals
 
     def _handler_failed(
-        self, node: IRNode, token: Token, reason: str, begin: Begin, trace: str | None = None
+        self,
+        node: IRNode,
+        token: Token,
+        reason: str,
+        begin: Begin,
+        trace: str | None = None,
+        catch: Catch | None = None,
     ) -> Outcome:
         delay = _retry_delay(node, begin.attempt)
         if delay is None:
-            return self._fail(node, token, reason, begin.attempt, trace)
+            return self._fail(node, token, reason, begin.attempt, trace, catch=catch)
         attempt = begin.attempt
         retrying = event(
             "node_retrying",
@@ -515,27 +548,68 @@ class Executor:
         return Outcome(retry_in=delay, retrying=note, traceback=trace, ran="retried")
 
     def _fail(
-        self, node: IRNode, token: Token, reason: str, attempt: int, trace: str | None = None
+        self,
+        node: IRNode,
+        token: Token,
+        reason: str,
+        attempt: int,
+        trace: str | None = None,
+        *,
+        catch: Catch | None = None,
     ) -> Outcome:
         error = f"node {node.id!r} failed: {reason.removeprefix(f'node {node.id!r}: ')}"
+        if node.on_error and catch is not None:
+            return self._caught(node, token, error, attempt, trace, catch)
         self.state.end(
             token.run_id,
             "failed",
             error,
             [
-                event(
-                    "node_failed",
-                    node.id,
-                    scope=token.scope,
-                    error=error,
-                    attempt=attempt,
-                    token=token.to_dict(),
-                    **({"traceback": trace} if trace else {}),
-                ),
+                _node_failed(node, token, error, attempt, trace),
                 event("run_failed", None, error=error),
             ],
         )
         return Outcome(failed=error, check_completion=True, traceback=trace, ran="failed")
+
+    def _caught(
+        self, node: IRNode, token: Token, error: str, attempt: int, trace: str | None, catch: Catch
+    ) -> Outcome:
+        """Commit the node's failure and send its token to its on_error node
+        (:mod:`wfrunner.engine.catching`); the run goes on."""
+        decision = decide_failure(node, token.scope, token.passes)
+        ref, text = catching.encoded_error_input(
+            error, node.id, catch.node_input, self.limits.max_payload_bytes
+        )
+        emitted = [
+            token.child(r.target, ref, iteration=r.iteration, scope=r.scope, passes=r.passes)
+            for r in decision.live
+        ]
+        failed = _node_failed(
+            node, token, error, attempt, trace, caught=True, on_error=node.on_error, error_ref=ref
+        )
+        routes = (emitted, decision.dead)
+        told = [*catch.events, failed]
+        outcome = self._commit_routes(
+            catch.ir, node, token, catch.begin, catch.nonce, routes, told, (ref, text), "failed"
+        )
+        if outcome.ignored is None:
+            outcome.caught, outcome.traceback = error, trace
+        return outcome
+
+
+def _node_failed(
+    node: IRNode, token: Token, error: str, attempt: int, trace: str | None, **extra: Any
+) -> dict[str, Any]:
+    return event(
+        "node_failed",
+        node.id,
+        scope=token.scope,
+        error=error,
+        attempt=attempt,
+        token=token.to_dict(),
+        **extra,
+        **({"traceback": trace} if trace else {}),
+    )
 
 
 #: characters of a handler's traceback kept in the event log (its innermost frames)

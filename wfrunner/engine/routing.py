@@ -93,7 +93,7 @@ def _decide_loop(
         return Decision(live=(back,), dead=(), loop=("back", number))
     outside = scopes.leave(scope, node.id)
     taken = loop.timeout_path if again else loop.break_path
-    dead = [t for t in loop.exits() if t not in taken]
+    dead = [t for t in _exits(node) if t not in taken]
     outcome = "timeout" if again else "break"
     return Decision(
         live=_routes(taken, outside, passes),
@@ -114,5 +114,21 @@ def loop_limit_message(loop_id: str, max_passes: int) -> str:
 def dead_successors(node: IRNode, scope: str) -> tuple[Route, ...]:
     """Where a dead path continues after ``node`` is skipped (a dead loop also exits)."""
     if node.loop is not None:
-        return _routes(node.loop.exits(), scopes.leave(scope, node.id))
+        return _routes(_exits(node), scopes.leave(scope, node.id))
     return _routes(node.successors, scope)
+
+
+def _exits(node: IRNode) -> tuple[str, ...]:
+    """A loop node's forward successors: its exits, and its on_error node."""
+    assert node.loop is not None
+    return node.loop.exits() + ((node.on_error,) if node.on_error else ())
+
+
+def decide_failure(node: IRNode, scope: str, passes: int = 0) -> Decision:
+    """The routing of a node that failed for good and has an ``on_error`` node: a token
+    to that node alone, every other successor dead (its paths skipped, its joins told).
+    A loop node's failure leaves the loop, as its exits do."""
+    assert node.on_error is not None
+    where = scopes.leave(scope, node.id) if node.loop is not None else scope
+    dead = [s for s in node.successors if s != node.on_error]
+    return Decision(live=_routes([node.on_error], where, passes), dead=_routes(dead, where, passes))

@@ -11,7 +11,9 @@ Redis or PostgreSQL store. The correspondence (see ``lua/start_run.lua``,
 - ``node_completed`` / ``join_arrived`` carrying a ``token``: the token is consumed, -1
   on the counter, its ``advance`` op key applied, out of the outbox. A ``join_arrived``
   without a token is a dead arrival (a path not taken): no token moves.
-- ``node_failed`` does not consume its token: the run ends with it in flight.
+- ``node_failed`` does not consume its token: the run ends with it in flight; unless it
+  was caught (``caught``: the node's ``on_error`` node took over), when its commit
+  consumed the token as a completion's does and ``error_ref`` is its ``ctx`` entry.
 - ``run_recovered`` / ``run_resumed``: the run was rebuilt from PostgreSQL
   (:mod:`wfrunner.recovery`), which records only the join arrivals that an event names.
 
@@ -242,9 +244,14 @@ def node_completed(state: ReplayedState, evt: Event) -> None:
     node.output_refs.append(ref)
     state.context[node_id] = ref
     _pass(state, evt, NodeStatus.COMPLETED)
+    _committed(state, evt)
+
+
+def _committed(state: ReplayedState, evt: Event) -> None:
+    """The event's token was consumed by its node's commit."""
     token = _token(evt)
     if token is None:
-        state.notes.append(f"event {state.events}: node_completed carries no token")
+        state.notes.append(f"event {state.events}: {evt['type']} carries no token")
         return
     if _is_arrival(state, token):  # the finisher, recorded before if not by a rebuilt run
         _arrive(state, f"{token.to_node}|{token.scope}", str(token.from_node), _value(token))
@@ -266,6 +273,9 @@ def node_failed(state: ReplayedState, evt: Event) -> None:
     node.failed = True
     node.error = evt.get("error")
     _pass(state, evt, NodeStatus.FAILED)
+    if evt.get("caught"):
+        state.context[str(evt["node"])] = str(evt.get("error_ref"))
+        _committed(state, evt)
 
 
 def approval_requested(state: ReplayedState, evt: Event) -> None:

@@ -215,6 +215,10 @@ def _note(rt: Runtime, token: Token, outcome: Outcome) -> str | None:
         log.info("run %s: token to %s ignored: %s", token.run_id, token.to_node, outcome.ignored)
     if outcome.retrying:
         log.warning("run %s: %s%s", token.run_id, outcome.retrying, _trace(outcome))
+    if outcome.caught:
+        log.warning(
+            "run %s: %s; on_error took over%s", token.run_id, outcome.caught, _trace(outcome)
+        )
     if outcome.waiting:  # PostgreSQL's status follows (runs --status WAITING)
         rt.store.transition_run(token.run_id, RunStatus.WAITING, from_states=[RunStatus.RUNNING])
     if outcome.failed:
