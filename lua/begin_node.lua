@@ -55,7 +55,8 @@ Nothing is written unless the run is running, the token is not yet committed and
 other delivery holds a live lease on it; the lease is then taken for ARGV[6] seconds, and
 the node_started event is appended with its "attempt" field set by this script. Entries
 of the running hash that are not delivery leases (a retry's due time, a republish mark,
-a human node's waiting approval) do not stop a delivery.
+a human node's waiting approval, a subworkflow node's waiting child) do not stop a
+delivery.
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
@@ -82,7 +83,7 @@ local lease = redis.call("HGET", KEYS[6], ARGV[1])
 if lease then
     local till, holder = string.match(lease, "^([^|]+)|(.*)$")
     local delivery = holder and holder ~= ARGV[5] and holder ~= "retry"
-        and holder ~= "republished" and holder ~= "approval"
+        and holder ~= "republished" and holder ~= "approval" and holder ~= "child"
     if delivery and tonumber(till) and tonumber(till) > now then
         return {state, "", "", "", 0, epoch, string.format("%.3f", tonumber(till) - now), ""}
     end

@@ -42,6 +42,8 @@ for i = 1, #pending, 2 do
     local was = "queued"
     if holder == "approval" then
         was = "waiting for approval"
+    elseif holder == "child" then
+        was = "waiting for its child run"
     elseif holder == "retry" and live then
         was = "waiting for its retry"
     elseif live and holder and holder ~= "retry" and holder ~= "republished" then

@@ -24,7 +24,8 @@ WITH claim AS (
         event_seq = GREATEST(event_seq, :last_seq)
     WHERE id = :run_id AND status = ANY(:active) AND hot_gen = :gen
     RETURNING id, workflow_id, status, counter_value, inputs, error, event_seq, hot_gen,
-              created_at, started_at, completed_at, last_activity_at
+              created_at, started_at, completed_at, last_activity_at, parent_run_id,
+              parent_node, parent_token
 ),
 new_events AS (
     INSERT INTO event_log (run_id, seq, type, node_id, data)

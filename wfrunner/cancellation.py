@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from wfrunner import ended, lifecycle
+from wfrunner import aftermath, ended, lifecycle
 from wfrunner.engine.events import event
 from wfrunner.engine.leases import task_of
 from wfrunner.errors import ConflictError
@@ -58,6 +58,7 @@ def cancel(rt: Runtime, run_id: str, reason: str | None = None, by: str | None =
     # no hot state: not started yet (QUEUED), or being rebuilt from PostgreSQL
     if rt.store.transition_run(run_id, RunStatus.CANCELLED, error=error):
         ended.announce(rt, run_id, RunStatus.CANCELLED)
+        aftermath.run_ended(rt, run, RunStatus.CANCELLED, rt.ir(run.workflow_id))
         return Cancelled(run_id, error, ())
     raise _ended(run_id, rt.store.get_run(run_id).status)
 

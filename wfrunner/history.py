@@ -37,6 +37,8 @@ class NodeProgress:
     waiting: bool = False
     #: the failure was caught by the node's on_error node (the run went on)
     caught: bool = False
+    #: a subworkflow node: the child run it started (its latest)
+    child_run_id: str | None = None
 
     @property
     def open(self) -> int:
@@ -110,6 +112,8 @@ def _apply(node: NodeProgress, evt: Event) -> None:
         node.caught = bool(evt.get("caught"))
     elif kind == "node_skipped":
         node.skipped = True
+    elif kind == "child_started":
+        node.child_run_id = evt.get("child_run_id")
 
 
 def _time(node: NodeProgress, kind: str, evt: Event) -> None:
@@ -145,6 +149,7 @@ def node_documents(
             **({"error": p.error} if p.failed else {}),
             **({"traceback": p.traceback} if p.failed and p.traceback else {}),
             **({"caught": True} if p.failed and p.caught else {}),
+            **({"child_run_id": p.child_run_id} if p.child_run_id else {}),
         }
         for node_id, p in nodes.items()
     }
@@ -268,4 +273,23 @@ def document(
         "created_at": run.created_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "completed_at": run.completed_at.isoformat() if run.completed_at else None,
+        **aftermath_fields(run, events),
     }
+
+
+def aftermath_fields(run: RunRecord, events: Sequence[Event]) -> dict[str, Any]:
+    """The document's ``parent`` (a sub-workflow's child run: the run and node that
+    started it) and ``failure_handler`` (what the workflow's on_failure handler did),
+    present only when there is one."""
+    fields: dict[str, Any] = {}
+    if run.parent_run_id:
+        fields["parent"] = {"run_id": run.parent_run_id, "node": run.parent_node}
+    for evt in events:
+        if evt["type"] in ("failure_handler_ran", "failure_handler_failed"):
+            ran = evt["type"] == "failure_handler_ran"
+            fields["failure_handler"] = {
+                "handler": evt.get("handler"),
+                "status": "ran" if ran else "failed",
+                **({"output": evt.get("output")} if ran else {"error": evt.get("error")}),
+            }
+    return fields

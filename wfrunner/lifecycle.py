@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from wfrunner import ended, fencing, history, telemetry
+from wfrunner import aftermath, ended, fencing, history, subflows, telemetry
 from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
@@ -122,7 +122,8 @@ def finish(rt: Runtime, run_id: str, end: RunEnd | None = None) -> RunStatus | N
             return None
         flushed, trimmed = fencing.position(meta)
         gen = fencing.generation(meta)
-        nodes = rt.ir(meta["workflow_id"]).nodes
+        ir = rt.ir(meta["workflow_id"])
+        nodes = ir.nodes
         written: list[dict[str, Any]] = []
         letters: list[int] = []
 
@@ -158,6 +159,9 @@ def finish(rt: Runtime, run_id: str, end: RunEnd | None = None) -> RunStatus | N
         held.released = True
     log.info("run %s ended %s", run_id, status.value)
     telemetry.run_ended(rt, view.run, status, sum(letters))
+    aftermath.run_ended(
+        rt, view.run, status, ir, lambda: subflows.child_output(ir, written, payloads)
+    )
     return status
 
 
@@ -194,7 +198,9 @@ def _ended_outside(rt: Runtime, run_id: str, status: RunStatus) -> None:
     """A run ended with no hot state (it never started, or Redis lost it): announced,
     and counted (a read of its record: this is no node's path)."""
     ended.announce(rt, run_id, status)
-    telemetry.run_ended(rt, rt.store.get_run(run_id), status)
+    run = rt.store.get_run(run_id)
+    telemetry.run_ended(rt, run, status)
+    aftermath.run_ended(rt, run, status, rt.ir(run.workflow_id))
 
 
 def expire_idle_runs(rt: Runtime) -> list[str]:

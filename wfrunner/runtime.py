@@ -10,16 +10,18 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from functools import cached_property
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from wfrunner import handlers
-from wfrunner.compiler.ir import IR
+from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.engine.executor import Executor, Limits
 from wfrunner.engine.leases import LeaseKeeper
 from wfrunner.engine.runstate import RunState
+from wfrunner.engine.tokens import Token
 from wfrunner.servers import resolve_database_url, resolve_redis_url
 from wfrunner.settings import Settings
 from wfrunner.store import Store
@@ -91,7 +93,14 @@ class Runtime:
                 max_loop_passes=settings.max_loop_passes,
             ),
             self.leases,
+            launch=self._launch,
         )
+
+    def _launch(self, token: Token, node: IRNode, node_input: Any, child_run_id: str) -> None:
+        """Start a subworkflow node's child run (:func:`wfrunner.subflows.launch`)."""
+        from wfrunner import subflows
+
+        subflows.launch(self, token, node, node_input, child_run_id)
 
     def ir(self, workflow_id: str) -> IR:
         """The compiled workflow; workflows never change under an id, so it is cached, the

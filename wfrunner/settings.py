@@ -57,6 +57,10 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "10000",
         "loop-backs a run's tokens may take along one path (nested loops multiply)",
     ),
+    "WFRUNNER_MAX_SUBWORKFLOW_DEPTH": (
+        "8",
+        "how deep subworkflow nodes may nest child runs (a child of a child ...)",
+    ),
     "WFRUNNER_INLINE_MS": (
         "1000",
         "milliseconds a task may go on running tokens its nodes emitted itself (one "
@@ -141,6 +145,7 @@ class Settings:
     http_allow: tuple[str, ...] = ()
     http_timeout: int = 30
     max_loop_passes: int = 10_000
+    max_subworkflow_depth: int = 8
     task_events: bool = False
     inline_ms: int = 1000
     pg_prepare: bool = True
@@ -171,6 +176,7 @@ class Settings:
             http_allow=_list(env, "WFRUNNER_HTTP_ALLOW"),
             http_timeout=_int(env, "WFRUNNER_HTTP_TIMEOUT", 30),
             max_loop_passes=_int(env, "WFRUNNER_MAX_LOOP_PASSES", 10_000),
+            max_subworkflow_depth=_int(env, "WFRUNNER_MAX_SUBWORKFLOW_DEPTH", 8, minimum=1),
             task_events=_flag(env, "WFRUNNER_TASK_EVENTS"),
             inline_ms=_int(env, "WFRUNNER_INLINE_MS", 1000, minimum=0),
             pg_prepare=_flag(env, "WFRUNNER_PG_PREPARE", default=True),

@@ -87,4 +87,70 @@ def test_without_on_error_the_failure_still_fails_the_run(worker: Any) -> None:
     doc = client.wait_for_run(run_id, timeout=60)
     assert doc["status"] == "FAILED"
     assert "caught" not in doc["nodes"]["X"]
-    until(lambda: True)
+
+
+def failing_with_handler(name: str, handler: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "on_failure": {"function_name": handler},
+        "nodes": [fn("A", "t.increment"), fn("X", "t.boom", config={"message": "no disk"})],
+        "edges": [{"from": "A", "to": "X"}],
+    }
+
+
+def handler_events(run_id: str) -> list[dict[str, Any]]:
+    return [
+        e.as_event()
+        for e in runtime().store.list_events(run_id)
+        if e.type.startswith("failure_handler_")
+    ]
+
+
+def test_on_failure_runs_once_for_a_failed_run(worker: Any) -> None:
+    from wfrunner.tasks.aftermath import on_run_failed
+
+    run_id = start(worker, failing_with_handler("notified", "t.notify_ops"), {"x": 1})
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "FAILED"
+    until(lambda: handler_events(run_id))
+    [call] = flow_handlers.failure_calls[run_id]
+    assert call["run_id"] == run_id and call["workflow_id"] == doc["workflow_id"]
+    assert call["node"] == "X" and call["inputs"] == {"x": 1}
+    assert call["error"] == doc["error"] and "no disk" in call["error"]
+    # delivered again (at least once): neither called nor recorded a second time
+    assert on_run_failed.run(run_id) == "already"
+    [recorded] = handler_events(run_id)
+    assert recorded["type"] == "failure_handler_ran" and recorded["handler"] == "t.notify_ops"
+    assert len(flow_handlers.failure_calls[run_id]) == 1
+    doc = client.get_run(run_id)
+    assert doc["status"] == "FAILED"
+    assert doc["failure_handler"] == {
+        "handler": "t.notify_ops",
+        "status": "ran",
+        "output": {"notified": True},
+    }
+
+
+def test_on_failure_is_not_called_for_a_caught_failure(worker: Any) -> None:
+    flow = caught_flow("caught-notify")
+    flow["on_failure"] = {"function_name": "t.notify_ops"}
+    run_id = start(worker, flow, {"x": 1})
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "COMPLETED"
+    # a failed run of the same worker gets its handler called: by then this one's would be
+    other = start(worker, failing_with_handler("notified-after", "t.notify_ops"), {"x": 1})
+    client.wait_for_run(other, timeout=60)
+    until(lambda: handler_events(other))
+    assert run_id not in flow_handlers.failure_calls
+    assert handler_events(run_id) == [] and "failure_handler" not in client.get_run(run_id)
+
+
+def test_a_failing_on_failure_handler_is_recorded_and_the_run_stays_failed(worker: Any) -> None:
+    run_id = start(worker, failing_with_handler("pager-down", "t.notify_broken"), {"x": 1})
+    client.wait_for_run(run_id, timeout=60)
+    [recorded] = until(lambda: handler_events(run_id))
+    assert recorded["type"] == "failure_handler_failed"
+    assert recorded["error"] == "RuntimeError: pager is down"
+    doc = client.get_run(run_id)
+    assert doc["status"] == "FAILED" and "no disk" in doc["error"]
+    assert doc["failure_handler"]["status"] == "failed"

@@ -11,7 +11,7 @@ from wfrunner.errors import StoreError
 from wfrunner.store import migrate
 from wfrunner.store.models import metadata
 
-HEAD = "0005"
+HEAD = "0006_parent_runs"
 
 TABLES = {
     "workflows",

@@ -85,6 +85,8 @@ def _print_status(doc: dict[str, Any], order: list[str]) -> None:
     echo(f"status    {doc['status']}")
     if doc["error"]:
         echo(f"error     {doc['error']}")
+    for line in _family_lines(doc):
+        echo(line)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("node", overflow="fold")
     table.add_column("status")
@@ -102,10 +104,25 @@ def _print_status(doc: dict[str, Any], order: list[str]) -> None:
         )
     Console(highlight=False, soft_wrap=False).print(table)
     for node_id in order:
+        if doc["nodes"][node_id].get("child_run_id"):
+            echo(f"{node_id}: child run {doc['nodes'][node_id]['child_run_id']}")
         if doc["nodes"][node_id].get("error"):
-            echo(f"{node_id}: {doc['nodes'][node_id]['error']}")
+            caught = " (caught: on_error took over)" if doc["nodes"][node_id].get("caught") else ""
+            echo(f"{node_id}: {doc['nodes'][node_id]['error']}{caught}")
         if doc["nodes"][node_id].get("traceback"):
             echo(textwrap.indent(doc["nodes"][node_id]["traceback"].rstrip(), "    "))
+
+
+def _family_lines(doc: dict[str, Any]) -> list[str]:
+    """The run's parent (a child run) and what its on_failure handler did."""
+    lines = []
+    if doc.get("parent"):
+        lines.append(f"parent    run {doc['parent']['run_id']} (node {doc['parent']['node']})")
+    handler = doc.get("failure_handler")
+    if handler:
+        said = handler.get("error") if handler["status"] == "failed" else "ran"
+        lines.append(f"on_failure {handler['handler']}: {said}")
+    return lines
 
 
 def _duration(seconds: float | None) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 from wfrunner import builtins, context, handlers
 from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.context import NodeContext
-from wfrunner.engine import catching, human
+from wfrunner.engine import catching, human, subflow
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.catching import Catch
 from wfrunner.engine.events import event
@@ -133,11 +133,17 @@ def _retry_delay(node: IRNode, attempt: int) -> float | None:
 
 class Executor:
     def __init__(
-        self, state: RunState, limits: Limits | None = None, leases: LeaseKeeper | None = None
+        self,
+        state: RunState,
+        limits: Limits | None = None,
+        leases: LeaseKeeper | None = None,
+        launch: subflow.Launch | None = None,
     ) -> None:
         self.state = state
         self.limits = limits or Limits()
         self.leases = leases or LeaseKeeper(state, state.lease_seconds)
+        #: starts a subworkflow node's child run (wfrunner/subflows.py)
+        self.launch = launch
 
     def process(self, ir: IR, token: Token, nonce: str | None = None) -> Outcome:
         """Process one delivery of ``token``. ``nonce`` identifies the delivery (the Celery
@@ -217,7 +223,8 @@ class Executor:
         else:
             node_input = begin.input if token.payload_ref else begin.inputs
         if waits:
-            return self._approval(ir, node, token, node_input, begin, started, nonce)
+            wait = subflow.deliver if node.type == "subworkflow" else Executor._approval
+            return wait(self, ir, node, token, node_input, begin, started, nonce)
         # a join's node_started is appended by its commit (begin appended no event for it)
         events = [{**started, "attempt": begin.attempt}] if joining else []
         return self._execute(ir, node, token, node_input, begin, events, nonce)
@@ -687,8 +694,9 @@ def _ends(commit: Commit) -> bool:
 
 
 def _waits(node: IRNode) -> bool:
-    """Whether the node is an approval step (decided by a person, not run)."""
-    return node.type == "human" and not node.function_name
+    """Whether the node waits for a decision made outside the worker: a person's (an
+    approval step), or a child run's end (a subworkflow node)."""
+    return (node.type == "human" and not node.function_name) or node.type == "subworkflow"
 
 
 def _joins(node: IRNode, token: Token) -> bool:

@@ -132,6 +132,12 @@ def approvals_key(run_id: str) -> str:
     return f"{_tag(run_id)}:approvals"
 
 
+def children_key(run_id: str) -> str:
+    """The child runs the run's subworkflow nodes started (token key -> child run id),
+    and how each ended (``<token key>#d`` -> the child's outcome)."""
+    return f"{_tag(run_id)}:children"
+
+
 def checks_key(run_id: str) -> str:
     """Completion double-checks of the run so far."""
     return f"{_tag(run_id)}:checks"
@@ -168,6 +174,7 @@ def run_keys(run_id: str) -> list[str]:
         attempts_key(run_id),
         checks_key(run_id),
         approvals_key(run_id),
+        children_key(run_id),
     ]
 
 

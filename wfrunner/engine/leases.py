@@ -19,7 +19,9 @@ Celery task ids repeat when a message comes back), or one of
 - ``republished``: the reconciler published it again and leaves it alone until ``until``;
 - ``approval``: a human node waits for its decision until ``until`` (its deadline): no
   delivery holds it, the reconciler publishes it once the deadline passes, and the run is
-  not idle meanwhile (lua/request_approval.lua).
+  not idle meanwhile (lua/request_approval.lua);
+- ``child``: a subworkflow node waits for its child run to end (lua/await_child.lua), as
+  an approval waits, without a deadline.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 RETRY = "retry"
 REPUBLISHED = "republished"
 APPROVAL = "approval"
+CHILD = "child"
 
 
 def delivery_holder(task_id: str) -> str:
@@ -61,7 +64,7 @@ class Lease:
     @property
     def held(self) -> bool:
         """True for a delivery's lease (not a retry's due time or a republish mark)."""
-        return self.holder not in (RETRY, REPUBLISHED, APPROVAL, "")
+        return self.holder not in (RETRY, REPUBLISHED, APPROVAL, CHILD, "")
 
     @classmethod
     def parse(cls, entry: str) -> Lease | None:

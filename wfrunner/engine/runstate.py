@@ -273,6 +273,8 @@ class RunState:
                 "request_approval",
                 "decide_approval",
                 "cancel_run",
+                "await_child",
+                "decide_child",
             )
         }
 
@@ -591,6 +593,54 @@ class RunState:
             for key, text in raw.items()
             if not key.endswith("#d")
         }
+
+    def await_child(
+        self, token: Token, child_run_id: str, until: float, epoch: str, events: Sequence[Any]
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Record the child run a subworkflow node started (once per token) and leave the
+        token waiting until ``until``: (state, the child's outcome when it has ended
+        already), see await_child.lua."""
+        run_id = token.run_id
+        state, outcome = self._run(
+            "await_child",
+            run_id,
+            self._child_keys(run_id),
+            [token.key, child_run_id, f"{until:.3f}", epoch, *map(_dump, events)],
+        )
+        return str(state), _loaded(outcome)
+
+    def decide_child(
+        self,
+        run_id: str,
+        token_key: str,
+        outcome: Mapping[str, Any],
+        evt: dict[str, Any],
+        now: float,
+    ) -> tuple[str, str, Token | None, str]:
+        """Record how a child run ended for its parent's waiting token, at most once
+        (see decide_child.lua): (state, "decided" or "already", the token now due, the
+        parent's workflow id)."""
+        state, decided, token, workflow_id = self._run(
+            "decide_child",
+            run_id,
+            self._child_keys(run_id),
+            [token_key, _dump(outcome), _dump(evt), f"{now:.3f}"],
+        )
+        due = Token.from_dict(json.loads(token)) if token else None
+        return str(state), str(decided), due, str(workflow_id)
+
+    def child_outcome(self, run_id: str, token_key: str) -> dict[str, Any] | None:
+        """How the child run of a subworkflow node's token ended (None: not yet)."""
+        text = cast(str | None, self.client.hget(keys.children_key(run_id), f"{token_key}#d"))
+        return cast(dict[str, Any] | None, _loaded(text))
+
+    @staticmethod
+    def _child_keys(run_id: str) -> list[str]:
+        """await_child.lua's and decide_child.lua's keys: the approvals' with the children
+        hash in place of the approvals hash."""
+        found = RunState._approval_keys(run_id)
+        found[1] = keys.children_key(run_id)
+        return found
 
     @staticmethod
     def _approval_keys(run_id: str) -> list[str]:

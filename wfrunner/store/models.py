@@ -75,6 +75,7 @@ class Run(Base):
             "ix_runs_workflow_id_created_at_id", "workflow_id", sa.desc("created_at"), sa.desc("id")
         ),
         sa.Index("ix_runs_status_created_at_id", "status", sa.desc("created_at"), sa.desc("id")),
+        sa.Index("ix_runs_parent_run_id", "parent_run_id"),
     )
 
     id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
@@ -91,6 +92,12 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_activity_at: Mapped[datetime] = _created()
+    #: a sub-workflow's child run: the run, node and waiting token that started it
+    parent_run_id: Mapped[str | None] = mapped_column(
+        sa.Text, sa.ForeignKey("runs.id", ondelete="CASCADE")
+    )
+    parent_node: Mapped[str | None] = mapped_column(sa.Text)
+    parent_token: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class EventLog(Base):

@@ -59,6 +59,10 @@ class RunRecord(_Record):
     last_activity_at: datetime
     #: generation of the last flush accepted from Redis (see wfrunner/fencing.py)
     hot_gen: int = 0
+    #: a sub-workflow's child run: the run, node and token key that started it
+    parent_run_id: str | None = None
+    parent_node: str | None = None
+    parent_token: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", RunStatus(self.status))

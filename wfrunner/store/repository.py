@@ -10,6 +10,7 @@ from __future__ import annotations
 from wfrunner.store.deadletters import DeadLetterQueries
 from wfrunner.store.events import EventQueries
 from wfrunner.store.execution import ExecutionQueries
+from wfrunner.store.families import FamilyQueries
 from wfrunner.store.health import HealthQueries
 from wfrunner.store.history import HistoryQueries
 from wfrunner.store.listing import ListingQueries
@@ -30,5 +31,6 @@ class Store(
     WorkerQueries,
     ListingQueries,
     HealthQueries,
+    FamilyQueries,
 ):
     """All persistence of wfrunner, built from a database URL (``Store(url)``)."""

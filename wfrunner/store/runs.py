@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -29,9 +29,16 @@ STAT_COLUMNS: tuple[str, ...] = (
 
 class RunQueries(Repository):
     def create_run(
-        self, workflow_id: str, inputs: Any, counter_value: int, *, run_id: str | None = None
+        self,
+        workflow_id: str,
+        inputs: Any,
+        counter_value: int,
+        *,
+        run_id: str | None = None,
+        parent: Mapping[str, str] | None = None,
     ) -> RunRecord:
         """Create a QUEUED run; with ``run_id`` given, an existing run is returned as is.
+        ``parent``: a child run's ``parent_run_id``, ``parent_node`` and ``parent_token``.
 
         Passing the id makes creation idempotent: a redelivered ``start_run`` (whose Celery
         task id is the run id) finds the run its first delivery made.
@@ -51,6 +58,7 @@ class RunQueries(Repository):
                     status=RunStatus.QUEUED.value,
                     counter_value=counter_value,
                     inputs=inputs,
+                    **(parent or {}),
                 )
                 .on_conflict_do_nothing(index_elements=[Run.id])
                 .returning(Run.id)

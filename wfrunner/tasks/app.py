@@ -59,5 +59,6 @@ app = WfrunnerCelery(
         "wfrunner.tasks.safety",
         "wfrunner.tasks.reachable",
         "wfrunner.tasks.exporter",
+        "wfrunner.tasks.aftermath",
     ],
 )

@@ -1,0 +1,85 @@
+"""Runs that start runs (sub-workflows), and the one-off records of an ended run's
+aftermath (its on_failure handler): docs/subworkflows.md, docs/failures.md."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from wfrunner.errors import NotFoundError
+from wfrunner.states import ACTIVE_RUN_STATES
+from wfrunner.store.base import Repository
+from wfrunner.store.models import EventLog, Run, Workflow
+from wfrunner.store.records import RunRecord, WorkflowRecord
+
+
+class FamilyQueries(Repository):
+    def find_workflow(self, ref: str, version: int | None = None) -> WorkflowRecord | None:
+        """The workflow ``ref`` names: its id, else its name (that ``version``, or the
+        latest); None when there is none."""
+        table = Workflow.__table__
+        with self._tx() as session:
+            if version is None:
+                row = session.execute(sa.select(table).where(Workflow.id == ref)).first()
+                if row is not None:
+                    return WorkflowRecord.from_row(row._mapping)
+            query = sa.select(table).where(Workflow.name == ref)
+            if version is not None:
+                query = query.where(Workflow.version == version)
+            row = session.execute(query.order_by(Workflow.version.desc()).limit(1)).first()
+        return None if row is None else WorkflowRecord.from_row(row._mapping)
+
+    def child_runs(self, run_id: str, active_only: bool = False) -> list[RunRecord]:
+        """The runs ``run_id``'s subworkflow nodes started, oldest first."""
+        query = sa.select(Run.__table__).where(Run.parent_run_id == run_id)
+        if active_only:
+            query = query.where(Run.status.in_([s.value for s in ACTIVE_RUN_STATES]))
+        with self._tx() as session:
+            rows = session.execute(query.order_by(Run.created_at, Run.id)).all()
+        return [RunRecord.from_row(row._mapping) for row in rows]
+
+    def ancestors(self, run_id: str) -> list[str]:
+        """The run's parent, its parent's parent, ... (empty for a top-level run)."""
+        tree = (
+            sa.select(Run.id, Run.parent_run_id, sa.literal(0).label("depth"))
+            .where(Run.id == run_id)
+            .cte("tree", recursive=True)
+        )
+        up = sa.select(Run.id, Run.parent_run_id, (tree.c.depth + 1).label("depth")).join(
+            tree, Run.id == tree.c.parent_run_id
+        )
+        tree = tree.union_all(up)
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(tree.c.id).where(tree.c.depth > 0).order_by(tree.c.depth)
+            ).all()
+        return [str(row[0]) for row in rows]
+
+    def append_event_once(
+        self, run_id: str, kind: str, node: str | None, data: Any, unless: Sequence[str]
+    ) -> bool:
+        """Append one event to the run's log unless it holds an event of a type in
+        ``unless`` already; True when this call appended it. The run's row lock orders
+        racing callers (two deliveries of one task): one of them appends."""
+        with self._tx() as session:
+            seq = session.execute(
+                sa.select(Run.event_seq).where(Run.id == run_id).with_for_update()
+            ).scalar_one_or_none()
+            if seq is None:
+                raise NotFoundError(f"no run with id '{run_id}'")
+            found = session.execute(
+                sa.select(EventLog.id)
+                .where(EventLog.run_id == run_id, EventLog.type.in_(list(unless)))
+                .limit(1)
+            ).first()
+            if found is not None:
+                return False
+            session.execute(sa.update(Run).where(Run.id == run_id).values(event_seq=seq + 1))
+            session.execute(
+                sa.insert(EventLog).values(
+                    run_id=run_id, seq=seq + 1, type=kind, node_id=node, data=data
+                )
+            )
+        return True
