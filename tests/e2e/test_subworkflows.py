@@ -1,0 +1,176 @@
+"""Sub-workflow nodes on a real worker, Redis and PostgreSQL: a child run started once,
+waited for holding nothing, its output taken; a failing child failing the node (which
+on_error catches); cancelling the parent cancelling the child; a redelivered token
+starting no second child; registration refusing what cannot run."""
+
+from __future__ import annotations
+
+import json
+import threading
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from tests.e2e import handlers
+from tests.e2e.test_approvals import start, until
+from tests.e2e.test_on_error import fn
+from wfrunner import client, control
+from wfrunner.engine import keys
+from wfrunner.engine.tokens import Token
+from wfrunner.errors import CompileError
+from wfrunner.runtime import runtime
+from wfrunner.states import RunStatus
+
+
+def chain(name: str, *nodes: dict[str, Any]) -> dict[str, Any]:
+    edges = [{"from": a["id"], "to": b["id"]} for a, b in pairwise(nodes)]
+    return {"metadata": {"name": name}, "nodes": list(nodes), "edges": edges}
+
+
+def sub(node_id: str, workflow: str, **extra: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": "subworkflow", "config": {"workflow": workflow}, **extra}
+
+
+def _open(gate: str) -> None:
+    handlers.gates.setdefault(gate, threading.Event()).set()
+
+
+def register(definition: dict[str, Any]) -> str:
+    return client.register_workflow(definition)
+
+
+def children(run_id: str) -> list[Any]:
+    return runtime().store.child_runs(run_id)
+
+
+def test_a_parent_completes_with_its_childs_output(worker: Any) -> None:
+    register(chain("child-add", fn("A", "t.increment"), fn("B", "t.increment")))
+    parent = chain(
+        "parent-add",
+        fn("P", "t.increment"),
+        sub("S", "child-add"),
+        {"id": "T", "type": "transform", "config": {"expression": "input.B.x * 10"}},
+    )
+    run_id = start(worker, parent, {"x": 1})
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    s = doc["nodes"]["S"]
+    assert s["status"] == "COMPLETED" and s["output"] == {"B": {"x": 4}}
+    assert doc["nodes"]["T"]["output"] == 40
+    [child] = children(run_id)
+    assert s["child_run_id"] == child.id and child.status is RunStatus.COMPLETED
+    assert child.parent_node == "S"
+    child_doc = client.get_run(child.id)
+    assert child_doc["parent"] == {"run_id": run_id, "node": "S"}
+    assert child_doc["inputs"] == {"x": 2}
+    kinds = [e.type for e in runtime().store.list_events(run_id)]
+    assert kinds.count("child_started") == 1 and kinds.count("child_ended") == 1
+    assert kinds.count("node_started") == 3  # P, S (once, for the child), T
+
+
+def test_a_failing_child_fails_the_node_and_on_error_catches_it(worker: Any) -> None:
+    register(chain("child-boom", fn("A", "t.boom", config={"message": "child broke"})))
+    caught = {
+        "metadata": {"name": "parent-catches"},
+        "nodes": [
+            sub("S", "child-boom", on_error="H"),
+            fn("T", "t.increment"),
+            fn("H", "t.recover"),
+        ],
+        "edges": [{"from": "S", "to": "T"}],
+    }
+    run_id = start(worker, caught, {"x": 1})
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    [child] = children(run_id)
+    s = doc["nodes"]["S"]
+    assert s["status"] == "FAILED" and s["caught"] is True
+    assert s["error"].startswith(f"node 'S' failed: child run {child.id} failed: node 'A'")
+    assert "child broke" in s["error"]
+    assert doc["nodes"]["T"]["status"] == "SKIPPED"
+    assert doc["nodes"]["H"]["output"]["recovered"] == "S"
+
+    uncaught = chain("parent-fails", sub("S", "child-boom"), fn("T", "t.increment"))
+    run_id = start(worker, uncaught, {"x": 1})
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "FAILED" and "child broke" in doc["error"]
+
+
+def test_cancelling_the_parent_cancels_its_child(worker: Any) -> None:
+    register(chain("child-slow", fn("A", "t.wait", config={"gate": "sub-cancel"})))
+    run_id = start(worker, chain("parent-slow", sub("S", "child-slow")), {"x": 1})
+    until(lambda: handlers.calls["t.wait:sub-cancel"] == 1)
+    [child] = children(run_id)
+    try:
+        doc = control.cancel_run(run_id, "no longer needed", by="test")
+        assert doc["status"] == "CANCELLED"
+        assert doc["nodes"]["S"]["status"] == "FAILED"
+        assert "waiting for its child run" in doc["nodes"]["S"]["error"]
+        gone = until(
+            lambda: runtime().store.get_run(child.id).status is RunStatus.CANCELLED or None
+        )
+        assert gone
+        assert f"parent run {run_id} ended CANCELLED" in str(
+            runtime().store.get_run(child.id).error
+        )
+    finally:
+        _open("sub-cancel")
+
+
+def test_a_redelivered_subworkflow_token_starts_no_second_child(worker: Any) -> None:
+    rt = runtime()
+    register(chain("child-gated", fn("A", "t.wait", config={"gate": "sub-redeliver"})))
+    definition = chain("parent-gated", sub("S", "child-gated"), fn("T", "t.increment"))
+    run_id = start(worker, definition, {"x": 1})
+    until(lambda: handlers.calls["t.wait:sub-redeliver"] == 1)
+    [child] = children(run_id)
+    [raw] = rt.state.client.hvals(keys.pending_key(run_id))
+    token = Token.from_dict(json.loads(raw))
+    assert token.to_node == "S"
+    assert rt.state.client.hget(keys.running_key(run_id), token.key).endswith("|child")
+    ir = rt.ir(client.get_run(run_id)["workflow_id"])
+    try:
+        for _ in range(2):  # the broker gives the message out again, twice
+            outcome = rt.executor.process(ir, token)
+            assert outcome.ignored == f"waiting for its child run {child.id}"
+        assert [c.id for c in children(run_id)] == [child.id]
+        kinds = [e["type"] for e in rt.state.events(run_id)]
+        assert kinds.count("child_started") == 1
+    finally:
+        _open("sub-redeliver")
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert handlers.calls["t.wait:sub-redeliver"] == 1  # the child ran once
+    assert [c.id for c in children(run_id)] == [child.id]
+
+
+def test_registration_refuses_an_unknown_child_and_a_workflow_including_itself(
+    worker: Any,
+) -> None:
+    with pytest.raises(CompileError) as unknown:
+        register(chain("needs-ghost", sub("S", "ghost-workflow")))
+    assert "node 'S': config.workflow 'ghost-workflow' is not a registered workflow" in str(
+        unknown.value
+    )
+    with pytest.raises(CompileError) as itself:
+        register(chain("selfish", sub("S", "selfish")))
+    assert "is not a registered workflow" in str(itself.value)  # not registered yet
+    register(chain("loop-a", fn("A", "t.increment")))
+    register(chain("loop-b", sub("S", "loop-a")))
+    with pytest.raises(CompileError) as indirect:  # a new version of loop-a including loop-b
+        register(chain("loop-a", sub("S", "loop-b")))
+    assert "would run workflow 'loop-a' inside itself (loop-a -> loop-b -> loop-a)" in str(
+        indirect.value
+    )
+    with pytest.raises(CompileError) as direct:
+        register(chain("loop-b", sub("S", "loop-b")))
+    assert "(loop-b -> loop-b)" in str(direct.value)
+
+
+def test_the_compiler_refuses_a_subworkflow_node_without_a_workflow() -> None:
+    from wfrunner.compiler import compile_workflow
+
+    with pytest.raises(CompileError) as refused:
+        compile_workflow(chain("no-child", {"id": "S", "type": "subworkflow", "config": {}}))
+    assert "node 'S': a subworkflow node needs config.workflow" in str(refused.value)
