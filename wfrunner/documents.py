@@ -68,6 +68,16 @@ class NodeDocument(dict[str, Any]):
         """The traceback of its handler's exception (only on a FAILED node)."""
         return self.get("traceback")
 
+    @property
+    def caught(self) -> bool:
+        """Whether its failure was caught by its ``on_error`` node (the run went on)."""
+        return bool(self.get("caught"))
+
+    @property
+    def child_run_id(self) -> str | None:
+        """A subworkflow node's child run."""
+        return self.get("child_run_id")
+
 
 class PathStep(dict[str, Any]):
     """One token of the run's path: ``{"from": node or None, "to": node}``."""
@@ -166,6 +176,17 @@ class RunDocument(dict[str, Any]):
         if self.status is not RunStatus.COMPLETED or not self.path:
             return None
         return self.nodes[self.path[-1].to_node].output
+
+    @property
+    def parent(self) -> dict[str, str] | None:
+        """A child run's parent: ``{"run_id", "node"}`` (None for a top-level run)."""
+        return self.get("parent")
+
+    @property
+    def failure_handler(self) -> dict[str, Any] | None:
+        """What the workflow's on_failure handler did (``handler``, ``status`` "ran" or
+        "failed", ``output`` or ``error``), once it ran."""
+        return self.get("failure_handler")
 
     @property
     def created_at(self) -> datetime:

@@ -122,29 +122,30 @@ def cancel_children(rt: Runtime, run_id: str, status: RunStatus) -> list[str]:
     return cancelled
 
 
-def reconcile_children(rt: Runtime, parents: Sequence[str]) -> int:
-    """Decide again the waiting nodes of ``parents`` whose child runs have ended: should
-    the process that recorded a child's end have died before deciding, its parent would
-    wait forever. A node decided already is left as it is. Returns the children seen."""
-    seen = 0
-    for parent in parents:
-        for child in rt.store.child_runs(parent):
-            if child.status not in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED):
-                continue
-            if rt.state.child_outcome(parent, str(child.parent_token)) is not None:
-                continue
-            from wfrunner.client import get_run
+def reconcile_children(rt: Runtime) -> int:
+    """Pass on the ends of child runs whose parent still waits for them: should the
+    process that recorded a child's end have died before deciding the parent's node, the
+    parent would wait forever (the reconciler calls this every pass). A node decided
+    already is left as it is. Returns how many were passed on."""
+    from wfrunner.client import get_run
 
-            doc = get_run(child.id, rt)
+    passed = 0
+    for child in rt.store.ended_children_of_active_parents():
+        parent, token_key = str(child.parent_run_id), str(child.parent_token)
+        if rt.state.child_outcome(parent, token_key) is not None:
+            continue
+        output = None
+        if child.status is RunStatus.COMPLETED:
             ir = rt.ir(child.workflow_id)
+            nodes = get_run(child.id, rt)["nodes"]
             output = {
                 n: d["output"]
-                for n, d in doc["nodes"].items()
+                for n, d in nodes.items()
                 if ir.nodes[n].is_terminal and d["status"] == NodeStatus.COMPLETED.value
             }
-            child_ended(rt, child, child.status, output)
-            seen += 1
-    return seen
+        child_ended(rt, child, child.status, output)
+        passed += 1
+    return passed
 
 
 def registration_problems(rt: Runtime, name: str, ir: IR) -> list[str]:

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from itertools import pairwise
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.e2e import handlers
 from tests.e2e.test_approvals import start, until
 from tests.e2e.test_on_error import fn
-from wfrunner import client, control
+from wfrunner import client, control, subflows
 from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CompileError
@@ -174,3 +176,36 @@ def test_the_compiler_refuses_a_subworkflow_node_without_a_workflow() -> None:
     with pytest.raises(CompileError) as refused:
         compile_workflow(chain("no-child", {"id": "S", "type": "subworkflow", "config": {}}))
     assert "node 'S': a subworkflow node needs config.workflow" in str(refused.value)
+
+
+def test_the_reconciler_passes_on_a_childs_end_its_parent_missed(worker: Any) -> None:
+    """The process that recorded the child's end died before telling the parent: here the
+    child's link names another token, so its end decides nothing; once the link is right
+    again, the reconciler's pass decides the waiting node."""
+    rt = runtime()
+    register(chain("child-missed", fn("A", "t.wait", config={"gate": "sub-missed"})))
+    run_id = start(worker, chain("parent-missed", sub("S", "child-missed")), {"x": 1})
+    until(lambda: handlers.calls["t.wait:sub-missed"] == 1)
+    [child] = children(run_id)
+    engine = sa.create_engine(rt.store.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE runs SET parent_token = 'elsewhere' WHERE id = :id"),
+                {"id": child.id},
+            )
+        _open("sub-missed")
+        until(lambda: runtime().store.get_run(child.id).status is RunStatus.COMPLETED)
+        time.sleep(0.5)
+        assert client.get_run(run_id)["nodes"]["S"]["status"] == "RUNNING"  # still waiting
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE runs SET parent_token = :token WHERE id = :id"),
+                {"id": child.id, "token": child.parent_token},
+            )
+    finally:
+        engine.dispose()
+    assert subflows.reconcile_children(rt) >= 1
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["S"]["output"] == {"A": {"x": 1}}

@@ -23,12 +23,17 @@ approval_decided   approve / reject / the deadline    scope, decision, by, comme
 node_cancelled     cancellation, for a node cut short scope, token, was (running, waiting
                                                       for approval, waiting for its retry),
                                                       error
+child_started      a subworkflow node's first         scope, child_run_id, workflow
+                   delivery
+child_ended        the child run's end                child_run_id, status, error
 run_completed      check_completion                   -
 run_failed         a node failed / timed out          error
 run_cancelled      cancellation                       error, by, reason, cut_short
                                                       [{node, scope, was}]
 run_recovered      rebuilt from PostgreSQL            pending
 run_resumed        a dead letter retried              dead_letter (node: the letter's)
+failure_handler_ran / the workflow's on_failure       handler, output / error (appended
+failure_handler_failed handler, after a FAILED end    to the ended run's log, once)
 
 ``wfrunner replay`` folds these back into the run's state (:mod:`wfrunner.replay.fold`).
 """

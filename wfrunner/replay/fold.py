@@ -358,6 +358,12 @@ def run_resumed(state: ReplayedState, evt: Event) -> None:
     run_rebuilt(state, evt)
 
 
+def _told(state: ReplayedState, evt: Event) -> None:
+    """An event that moves no token and changes no counter: a subworkflow node's child
+    started or ended (its token waits in the outbox, counted), the on_failure handler's
+    record on an ended run."""
+
+
 HANDLERS: dict[str, Handler] = {
     "run_started": run_started,
     "token_emitted": token_emitted,
@@ -376,6 +382,10 @@ HANDLERS: dict[str, Handler] = {
     "run_cancelled": _ended(RunStatus.CANCELLED),
     "run_recovered": run_rebuilt,
     "run_resumed": run_resumed,
+    "child_started": _told,
+    "child_ended": _told,
+    "failure_handler_ran": _told,
+    "failure_handler_failed": _told,
 }
 
 

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 
 from wfrunner.errors import NotFoundError
-from wfrunner.states import ACTIVE_RUN_STATES
+from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES
 from wfrunner.store.base import Repository
 from wfrunner.store.models import EventLog, Run, Workflow
 from wfrunner.store.records import RunRecord, WorkflowRecord
@@ -38,6 +39,23 @@ class FamilyQueries(Repository):
             query = query.where(Run.status.in_([s.value for s in ACTIVE_RUN_STATES]))
         with self._tx() as session:
             rows = session.execute(query.order_by(Run.created_at, Run.id)).all()
+        return [RunRecord.from_row(row._mapping) for row in rows]
+
+    def ended_children_of_active_parents(self, limit: int = 1000) -> list[RunRecord]:
+        """Child runs that have ended while their parent is still active: what the
+        reconciler checks was passed on to the parent (oldest end first)."""
+        parent = sa.orm.aliased(Run)
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(Run.__table__)
+                .join(parent, parent.id == Run.parent_run_id)
+                .where(
+                    parent.status.in_([s.value for s in ACTIVE_RUN_STATES]),
+                    Run.status.in_([s.value for s in TERMINAL_RUN_STATES]),
+                )
+                .order_by(Run.completed_at)
+                .limit(limit)
+            ).all()
         return [RunRecord.from_row(row._mapping) for row in rows]
 
     def ancestors(self, run_id: str) -> list[str]:
