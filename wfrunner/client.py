@@ -179,6 +179,14 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
         return None
 
 
+def list_children(run_id: str, rt: Runtime | None = None) -> list[RunRecord]:
+    """The child runs the run's subworkflow nodes started, oldest first (NotFoundError
+    for an unknown run)."""
+    rt = rt or runtime()
+    rt.store.get_run(run_id)
+    return rt.store.child_runs(run_id)
+
+
 def list_runs(
     workflow_id: str | None = None,
     status: RunStatus | str | Iterable[RunStatus | str] | None = None,

@@ -11,12 +11,15 @@ import time
 from itertools import pairwise
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
 from tests.e2e import handlers
+from tests.e2e.test_api import api  # noqa: F401  (the API client fixture)
 from tests.e2e.test_approvals import start, until
 from tests.e2e.test_on_error import fn
+from tests.harness import Harness
 from wfrunner import client, control, subflows
 from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
@@ -131,10 +134,10 @@ def test_a_redelivered_subworkflow_token_starts_no_second_child(worker: Any) -> 
     token = Token.from_dict(json.loads(raw))
     assert token.to_node == "S"
     assert rt.state.client.hget(keys.running_key(run_id), token.key).endswith("|child")
-    ir = rt.ir(client.get_run(run_id)["workflow_id"])
+    by_hand = Harness(rt, run_id=run_id, workflow_id=client.get_run(run_id)["workflow_id"])
     try:
         for _ in range(2):  # the broker gives the message out again, twice
-            outcome = rt.executor.process(ir, token)
+            outcome = by_hand.process(token)
             assert outcome.ignored == f"waiting for its child run {child.id}"
         assert [c.id for c in children(run_id)] == [child.id]
         kinds = [e["type"] for e in rt.state.events(run_id)]
@@ -209,3 +212,19 @@ def test_the_reconciler_passes_on_a_childs_end_its_parent_missed(worker: Any) ->
     doc = client.wait_for_run(run_id, timeout=60)
     assert doc["status"] == "COMPLETED", doc["error"]
     assert doc["nodes"]["S"]["output"] == {"A": {"x": 1}}
+
+
+def test_the_api_lists_a_runs_children_and_shows_the_link(
+    api: httpx.Client,  # noqa: F811  (the fixture imported above)
+) -> None:
+    register(chain("child-api", fn("A", "t.increment")))
+    run_id = start(None, chain("parent-api", sub("S", "child-api")), {"x": 1})
+    client.wait_for_run(run_id, timeout=60)
+    listed = api.get(f"/runs/{run_id}/children")
+    assert listed.status_code == 200, listed.text
+    [child] = listed.json()["items"]
+    assert child["node"] == "S" and child["status"] == "COMPLETED"
+    doc = api.get(f"/runs/{child['run_id']}").json()
+    assert doc["parent"] == {"run_id": run_id, "node": "S"}
+    assert api.get(f"/runs/{run_id}").json()["nodes"]["S"]["child_run_id"] == child["run_id"]
+    assert api.get("/runs/no-such-run/children").status_code == 404

@@ -175,3 +175,9 @@ def test_the_document_shows_a_caught_failure_and_a_child_run() -> None:
         )
         == []
     )
+
+
+def test_a_graph_draws_the_on_error_path_dotted() -> None:
+    from wfrunner.compiler.render import Arrow, arrows
+
+    assert Arrow("X", "H", "on error", "dotted") in list(arrows(caught()))

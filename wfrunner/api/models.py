@@ -76,6 +76,22 @@ class RunDocument(BaseModel):
     completed_at: datetime | None
 
 
+class ChildRun(BaseModel):
+    """A run a subworkflow node started (docs/subworkflows.md)."""
+
+    run_id: str
+    workflow_id: str
+    node: str | None
+    status: RunStatus
+    error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class ChildRunList(BaseModel):
+    items: list[ChildRun]
+
+
 class CancelRequest(BaseModel):
     """Why and by whom; ``terminate: false`` lets running handlers finish (their results
     are refused)."""

@@ -22,7 +22,7 @@ class Arrow:
     source: str
     target: str
     label: str | None
-    style: str  # "solid" | "dashed" (loop-back) | "dotted" (timeout)
+    style: str  # "solid" | "dashed" (loop-back) | "dotted" (timeout, on error)
 
 
 def arrows(ir: IR) -> Iterator[Arrow]:
@@ -40,6 +40,8 @@ def arrows(ir: IR) -> Iterator[Arrow]:
                 yield Arrow(node.id, target, "break", "solid")
             for target in loop.timeout_path:
                 yield Arrow(node.id, target, f"after {loop.max_iterations}", "dotted")
+        if node.on_error:
+            yield Arrow(node.id, node.on_error, "on error", "dotted")
 
 
 _MERMAID_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")

@@ -12,6 +12,8 @@ from wfrunner.api.models import (
     ApprovalDecision,
     ApprovalList,
     CancelRequest,
+    ChildRun,
+    ChildRunList,
     RunAccepted,
     RunCreate,
     RunDocument,
@@ -61,6 +63,28 @@ def get_run(run_id: str, rt: RuntimeDep) -> RunDocument:
     from wfrunner.client import get_run
 
     return RunDocument.model_validate(get_run(run_id, rt))
+
+
+@router.get("/{run_id}/children", responses=errors(401, 404, 503))
+def list_children(run_id: str, rt: RuntimeDep) -> ChildRunList:
+    """The child runs the run's subworkflow nodes started, oldest first, each with the
+    node that started it; 404 for an unknown run."""
+    from wfrunner.client import list_children
+
+    return ChildRunList(
+        items=[
+            ChildRun(
+                run_id=c.id,
+                workflow_id=c.workflow_id,
+                node=c.parent_node,
+                status=c.status,
+                error=c.error,
+                created_at=c.created_at,
+                completed_at=c.completed_at,
+            )
+            for c in list_children(run_id, rt)
+        ]
+    )
 
 
 #: who an API call that names no one is recorded as (the token is shared)
