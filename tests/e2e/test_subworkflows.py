@@ -24,6 +24,7 @@ from wfrunner import client, control, subflows
 from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CompileError
+from wfrunner.replay import replay_run
 from wfrunner.runtime import runtime
 from wfrunner.states import RunStatus
 
@@ -71,6 +72,9 @@ def test_a_parent_completes_with_its_childs_output(worker: Any) -> None:
     assert child_doc["inputs"] == {"x": 2}
     kinds = [e.type for e in runtime().store.list_events(run_id)]
     assert kinds.count("child_started") == 1 and kinds.count("child_ended") == 1
+    for replayed in (run_id, child.id):
+        report = replay_run(replayed)
+        assert report.identical, report.lines()
     assert kinds.count("node_started") == 3  # P, S (once, for the child), T
 
 
