@@ -158,3 +158,21 @@ def test_a_failing_on_failure_handler_is_recorded_and_the_run_stays_failed(worke
     doc = client.get_run(run_id)
     assert doc["status"] == "FAILED" and "no disk" in doc["error"]
     assert doc["failure_handler"]["status"] == "failed"
+
+
+def test_a_cel_error_in_the_nodes_routing_is_caught_too(worker: Any) -> None:
+    flow = {
+        "metadata": {"name": "caught-cel"},
+        "nodes": [
+            fn("X", "t.increment", on_error="H"),
+            fn("B", "t.increment"),
+            fn("H", "t.recover"),
+        ],
+        "edges": [{"from": "X", "to": "B", "condition": "output.nope == 1"}],
+    }
+    run_id = start(worker, flow, {"x": 1})
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["X"]["caught"] is True and "output.nope == 1" in doc["nodes"]["X"]["error"]
+    assert doc["nodes"]["B"]["status"] == "SKIPPED"
+    assert doc["nodes"]["H"]["output"]["was_given"] == {"x": 1}
