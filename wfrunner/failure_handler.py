@@ -42,6 +42,22 @@ def request(run_id: str) -> None:
     on_run_failed.apply_async(args=[run_id], task_id=task_id(run_id))
 
 
+#: seconds after a run's end before the reconciler sends its on_run_failed task again
+#: (the first may still be queued or running), and for how long it does
+RESEND_AFTER = 300.0
+RESEND_WITHIN = 24 * 3600.0
+
+
+def reconcile(rt: Runtime, after_s: float = RESEND_AFTER) -> list[str]:
+    """Send again the on_run_failed task of FAILED runs whose handler's outcome is still
+    not recorded ``after_s`` seconds after their end (its first message was lost: the
+    broker refused it, or it was purged); the reconciler calls this every pass."""
+    missing = rt.store.failed_without(KINDS, after_s, RESEND_WITHIN)
+    for run_id in missing:
+        request(run_id)
+    return missing
+
+
 def failed_node(events: Sequence[dict[str, Any]]) -> str | None:
     """The node whose failure failed the run (its last uncaught node_failed)."""
     for evt in reversed(events):

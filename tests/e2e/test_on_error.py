@@ -176,3 +176,25 @@ def test_a_cel_error_in_the_nodes_routing_is_caught_too(worker: Any) -> None:
     assert doc["nodes"]["X"]["caught"] is True and "output.nope == 1" in doc["nodes"]["X"]["error"]
     assert doc["nodes"]["B"]["status"] == "SKIPPED"
     assert doc["nodes"]["H"]["output"]["was_given"] == {"x": 1}
+
+
+def test_the_reconciler_sends_a_lost_on_failure_task_again(worker: Any) -> None:
+    """A run recorded FAILED whose on_run_failed message never came (here: its end was
+    recorded by hand, so nothing sent it) gets it from the reconciler's pass."""
+    from wfrunner import failure_handler
+    from wfrunner.states import RunStatus
+
+    rt = runtime()
+    notified = start(worker, failing_with_handler("lost-notify", "t.notify_ops"), {"x": 1})
+    client.wait_for_run(notified, timeout=60)
+    until(lambda: handler_events(notified))
+    workflow_id = client.get_run(notified)["workflow_id"]
+    lost = rt.store.create_run(workflow_id, {"x": 5}, 1).id
+    assert rt.store.transition_run(lost, RunStatus.FAILED, error="node 'X' failed: gone")
+    assert failure_handler.reconcile(rt, after_s=3600) == []  # too recent to be lost
+    resent = failure_handler.reconcile(rt, after_s=0)
+    assert lost in resent and notified not in resent
+    [recorded] = until(lambda: handler_events(lost))
+    assert recorded["type"] == "failure_handler_ran"
+    [call] = flow_handlers.failure_calls[lost]
+    assert call["error"] == "node 'X' failed: gone" and call["inputs"] == {"x": 5}

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm
 
 from wfrunner.errors import NotFoundError
-from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES
+from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store.base import Repository
 from wfrunner.store.models import EventLog, Run, Workflow
 from wfrunner.store.records import RunRecord, WorkflowRecord
@@ -57,6 +57,30 @@ class FamilyQueries(Repository):
                 .limit(limit)
             ).all()
         return [RunRecord.from_row(row._mapping) for row in rows]
+
+    def failed_without(
+        self, kinds: Sequence[str], after_s: float, within_s: float, limit: int = 1000
+    ) -> list[str]:
+        """FAILED runs of workflows with an on_failure handler that ended between
+        ``within_s`` and ``after_s`` seconds ago and whose log holds no event of ``kinds``
+        (their handler's outcome is not recorded)."""
+        now = sa.func.now()
+        recorded = sa.exists().where(EventLog.run_id == Run.id, EventLog.type.in_(list(kinds)))
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(Run.id)
+                .join(Workflow, Workflow.id == Run.workflow_id)
+                .where(
+                    Run.status == RunStatus.FAILED.value,
+                    Run.completed_at < now - sa.func.make_interval(0, 0, 0, 0, 0, 0, after_s),
+                    Run.completed_at > now - sa.func.make_interval(0, 0, 0, 0, 0, 0, within_s),
+                    Workflow.ir.has_key("on_failure"),
+                    ~recorded,
+                )
+                .order_by(Run.completed_at)
+                .limit(limit)
+            ).all()
+        return [str(row[0]) for row in rows]
 
     def ancestors(self, run_id: str) -> list[str]:
         """The run's parent, its parent's parent, ... (empty for a top-level run)."""

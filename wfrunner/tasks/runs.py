@@ -18,7 +18,7 @@ from celery.backends.base import BaseKeyValueStoreBackend
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from wfrunner import fencing, lifecycle, poison, recovery, subflows, telemetry
+from wfrunner import failure_handler, fencing, lifecycle, poison, recovery, subflows, telemetry
 from wfrunner.errors import NodeFailed, NotFoundError, StoreError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.tasks.app import app
@@ -185,8 +185,9 @@ def reconcile() -> dict[str, int]:
     published = recovery.reconcile(rt)
     try:  # a child run's end its parent was not told of (its recorder died)
         subflows.reconcile_children(rt)
+        failure_handler.reconcile(rt)  # an on_run_failed message that was lost
     except WfrunnerError as exc:
-        log.warning("child runs' ends wait for the next pass: %s", exc)
+        log.warning("the ends of runs wait for the next pass to be followed up: %s", exc)
     for run_id, tokens in published.items():
         workflow_id = rt.store.get_run(run_id).workflow_id
         with publishing() as producer:
