@@ -72,6 +72,8 @@ class FamilyQueries(Repository):
                 .join(Workflow, Workflow.id == Run.workflow_id)
                 .where(
                     Run.status == RunStatus.FAILED.value,
+                    # bounds the scan by the (status, created_at) index
+                    Run.created_at > now - sa.func.make_interval(0, 0, 0, 0, 0, 0, 2 * within_s),
                     Run.completed_at < now - sa.func.make_interval(0, 0, 0, 0, 0, 0, after_s),
                     Run.completed_at > now - sa.func.make_interval(0, 0, 0, 0, 0, 0, within_s),
                     Workflow.ir.has_key("on_failure"),
