@@ -103,7 +103,7 @@ MUTATIONS = [
     Mutation(
         "dead_paths_not_propagated",
         "wfrunner/engine/executor.py",
-        "fires, skipped, dead = self._propagate_dead(ir, token, node.id, decision.dead)",
+        "fires, skipped, dead = self._propagate_dead(ir, token, node.id, not_taken)",
         "fires, skipped, dead = [], [], []",
         "executor.py: paths not taken are not propagated (a join after a branch waits forever)",
     ),
@@ -171,6 +171,27 @@ MUTATIONS = [
         'if redis.call("HSETNX", KEYS[2], ARGV[1], ARGV[2]) == 1 then',
         'if redis.call("HSET", KEYS[2], ARGV[1], ARGV[2]) >= 0 then',
         "request_approval.lua: every delivery of a waiting token asks again (events, count)",
+    ),
+    Mutation(
+        "caught_failure_not_routed",
+        "wfrunner/engine/routing.py",
+        "dead = [s for s in node.successors if s != node.on_error]",
+        "dead: list[str] = []",
+        "routing.py: a caught failure leaves the node's other successors live (a join waits)",
+    ),
+    Mutation(
+        "on_error_ignored",
+        "wfrunner/engine/executor.py",
+        "if node.on_error and catch is not None:",
+        "if False:",
+        "executor.py: a node's on_error never catches its failure (the run fails)",
+    ),
+    Mutation(
+        "second_child_run",
+        "wfrunner/engine/subflow.py",
+        'return uuid.uuid5(_NAMESPACE, f"{token.run_id}/{token.key}").hex',
+        "return uuid.uuid4().hex",
+        "subflow.py: a redelivered subworkflow token starts a second child run",
     ),
 ]
 
