@@ -36,6 +36,7 @@ ROUTES = {
     ("POST", "/runs/{run_id}/cancel"),
     ("POST", "/runs/{run_id}/approvals/{node_id}"),
     ("GET", "/runs/{run_id}/approvals"),
+    ("GET", "/runs/{run_id}/children"),
     ("GET", "/runs/{run_id}/graph.svg"),
     ("GET", "/workflows/{workflow_id}/graph.svg"),
     ("GET", "/metrics"),

@@ -134,6 +134,29 @@ def _duration(seconds: float | None) -> str:
 
 
 @cli.command()
+def children(run_id: RunId, as_json: _JsonOption = False) -> None:
+    """List the child runs a run's subworkflow nodes started: node, run id, status."""
+    from wfrunner.client import list_children
+
+    found = [
+        {
+            "node": c.parent_node,
+            "run_id": c.id,
+            "workflow_id": c.workflow_id,
+            "status": c.status.value,
+            "error": c.error,
+        }
+        for c in list_children(run_id, resolved_runtime())
+    ]
+    if as_json:
+        echo(json.dumps(found, indent=2))
+        return
+    for child in found:
+        error = f"  {child['error']}" if child["error"] else ""
+        echo(f"{child['node']}  {child['run_id']}  {child['status']}{error}")
+
+
+@cli.command()
 def trace(run_id: RunId, as_json: _JsonOption = False) -> None:
     """Print a run's event log in order: seconds since the start, event, node, details."""
     from wfrunner.client import run_events
@@ -169,4 +192,4 @@ def _details(evt: dict[str, Any]) -> str:
     return " ".join(shown)
 
 
-__all__ = ["node_order", "status", "trace", "workflow_order"]
+__all__ = ["children", "node_order", "status", "trace", "workflow_order"]
