@@ -5,6 +5,7 @@ starting no second child; registration refusing what cannot run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -25,7 +26,8 @@ from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CompileError
 from wfrunner.replay import replay_run
-from wfrunner.runtime import runtime
+from wfrunner.runtime import Runtime, runtime
+from wfrunner.settings import Settings
 from wfrunner.states import RunStatus
 
 
@@ -175,6 +177,16 @@ def test_registration_refuses_an_unknown_child_and_a_workflow_including_itself(
     with pytest.raises(CompileError) as direct:
         register(chain("loop-b", sub("S", "loop-b")))
     assert "(loop-b -> loop-b)" in str(direct.value)
+    shallow = Runtime(dataclasses.replace(Settings.from_env(), max_subworkflow_depth=1))
+    try:
+        with pytest.raises(CompileError) as deep:  # loop-b already nests loop-a
+            client.register_workflow(chain("deep", sub("S", "loop-b")), shallow)
+        assert "nests sub-workflows 2 deep, more than WFRUNNER_MAX_SUBWORKFLOW_DEPTH (1)" in str(
+            deep.value
+        )
+        client.register_workflow(chain("shallow", sub("S", "loop-a")), shallow)
+    finally:
+        shallow.close()
 
 
 def test_the_compiler_refuses_a_subworkflow_node_without_a_workflow() -> None:
