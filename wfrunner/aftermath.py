@@ -1,6 +1,7 @@
 """What follows a run's end, once PostgreSQL has recorded it: the workflow's on_failure
 handler (a run that ended FAILED), the parent's waiting subworkflow node (a child run),
-and the children still running (a run that did not complete). Called from the places a
+the children still running (a run that did not complete), and the slot of its
+workflow's run limit (:mod:`wfrunner.runlimits`). Called from the places a
 run's end is recorded (:mod:`wfrunner.lifecycle`, :mod:`wfrunner.cancellation`); for a
 run with none of these it makes no call at all.
 
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from wfrunner import failure_handler, subflows
+from wfrunner import failure_handler, runlimits, subflows
 from wfrunner.compiler.ir import IR
 from wfrunner.runtime import Runtime
 from wfrunner.states import RunStatus
@@ -42,3 +43,5 @@ def run_ended(
             subflows.cancel_children(rt, run.id, status)
     except Exception:
         log.exception("run %s ended %s; what follows its end failed", run.id, status.value)
+    if ir.max_runs is not None:  # its slot of its workflow's run limit (or queue place)
+        runlimits.release(rt, run.id, run.workflow_id)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from wfrunner import ended, fencing, handlers, history
+from wfrunner import ended, fencing, handlers, history, waits
 from wfrunner.compiler import IR, compile_workflow, load_definitions, pick_definition
 from wfrunner.compiler.source import split_definitions
 from wfrunner.documents import RunDocument
@@ -174,9 +174,11 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
             return [found[ref] for ref in refs]
 
     try:
-        return history.document(run, ir.nodes, events, view.stats, load)
+        doc = history.document(run, ir.nodes, events, view.stats, load)
     except _Gone:
         return None
+    waits.explain(rt, doc, ir)
+    return doc
 
 
 def list_children(run_id: str, rt: Runtime | None = None) -> list[RunRecord]:

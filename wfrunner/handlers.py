@@ -38,6 +38,9 @@ class Registration:
     fn: Callable[..., Any]
     #: True: ``fn(input, config, context)``; False: ``fn(input, config)``
     takes_context: bool
+    #: nodes of this handler that may run at once across all workers (None: no limit;
+    #: see wfrunner/engine/handler_slots.py)
+    max_concurrency: int | None = None
 
 
 _REGISTRY: dict[str, Registration] = {}
@@ -89,9 +92,11 @@ def takes_context(name: str, fn: Callable[..., Any]) -> bool:
     return len(positional) >= 3
 
 
-def handler(name: str) -> Callable[[H], H]:
+def handler(name: str, *, max_concurrency: int | None = None) -> Callable[[H], H]:
     """Register the decorated ``fn(input, config)`` or ``fn(input, config, context)``
-    under ``name``; returns it unchanged.
+    under ``name``; returns it unchanged. ``max_concurrency``: at most that many nodes of
+    this handler run at once across the whole fleet (a rate-limited API); the others wait
+    for a slot (WFRUNNER_HANDLER_CONCURRENCY overrides it).
 
     A second, different function under the same name is a configuration mistake that
     would otherwise make nodes run whichever module happened to be imported last, so it
@@ -100,6 +105,11 @@ def handler(name: str) -> Callable[[H], H]:
     """
     if not isinstance(name, str) or not name.strip():
         raise ConfigurationError(f"handler name must be a non-empty string, not {name!r}")
+    if max_concurrency is not None and (type(max_concurrency) is not int or max_concurrency < 1):
+        raise ConfigurationError(
+            f"handler {name!r}: max_concurrency must be a whole number of at least 1, "
+            f"not {max_concurrency!r} (leave it out for no limit)"
+        )
 
     def register(fn: H) -> H:
         existing = _REGISTRY.get(name)
@@ -108,7 +118,7 @@ def handler(name: str) -> Callable[[H], H]:
                 f"handler name {name!r} is already registered to {_qualified(existing.fn)}; "
                 f"cannot register {_qualified(fn)} under it too (rename one of them)"
             )
-        _REGISTRY[name] = Registration(fn, takes_context(name, fn))
+        _REGISTRY[name] = Registration(fn, takes_context(name, fn), max_concurrency)
         return fn
 
     return register
@@ -130,6 +140,28 @@ def lookup(name: str) -> Registration:
             f"no handler registered under {name!r}; register it with "
             f"@wfrunner.handler({name!r}) in a module listed in WFRUNNER_HANDLERS ({loaded})"
         ) from None
+
+
+def max_concurrency(name: str) -> int | None:
+    """The limit ``name`` was registered with (None: none, or no such handler here)."""
+    entry = _REGISTRY.get(name)
+    return entry.max_concurrency if entry is not None else None
+
+
+def parse_concurrency(text: str) -> dict[str, int]:
+    """``WFRUNNER_HANDLER_CONCURRENCY``: ``"charge=2,refund=1"`` -> handler -> limit."""
+    limits: dict[str, int] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigurationError(
+                f"WFRUNNER_HANDLER_CONCURRENCY: {item.strip()!r} is not <handler>=<limit> "
+                "with a limit of at least 1 (e.g. charge=2,refund=1)"
+            )
+        limits[name.strip()] = int(value)
+    return limits
 
 
 def load_modules(modules: Iterable[str]) -> None:
@@ -188,6 +220,8 @@ __all__ = [
     "load_modules",
     "loaded_modules",
     "lookup",
+    "max_concurrency",
+    "parse_concurrency",
     "registered",
     "takes_context",
 ]

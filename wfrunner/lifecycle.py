@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from wfrunner import aftermath, ended, fencing, history, subflows, telemetry
+from wfrunner import aftermath, ended, fencing, history, runlimits, subflows, telemetry
 from wfrunner.engine import completion, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
@@ -54,6 +54,8 @@ def start(rt: Runtime, run_id: str, workflow_id: str, inputs: Any) -> list[Token
         if rt.store.transition_run(run_id, RunStatus.FAILED, error=f"run inputs rejected: {exc}"):
             _ended_outside(rt, run_id, RunStatus.FAILED)
         return []
+    if ir.max_runs is not None and not runlimits.admit(rt, run_id, workflow_id, inputs, ir):
+        return []  # QUEUED until a run of its workflow ends and frees a slot for it
     entries = [Token.entry(run_id, node_id) for node_id in ir.entry_nodes]
     events = [event("run_started", workflow_id=workflow_id)] + [
         event(
@@ -213,6 +215,9 @@ def expire_idle_runs(rt: Runtime) -> list[str]:
     failed = []
     for run_id in rt.store.find_idle_runs(timeout):
         meta = rt.state.meta(run_id)
+        if not meta and runlimits.waits(rt, run_id):  # QUEUED for a slot: not stuck
+            rt.store.touch_run(run_id)
+            continue
         idle_for = time.time() - float(meta.get("activity", 0) or 0)
         if meta.get("state") == RUNNING and (idle_for < timeout or _busy(rt, run_id)):
             rt.store.touch_run(run_id)

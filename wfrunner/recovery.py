@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from wfrunner import fencing, lifecycle, telemetry
+from wfrunner import fencing, lifecycle, runlimits, telemetry
 from wfrunner.engine import keys
 from wfrunner.engine.events import event
 from wfrunner.engine.runstate import DEAD, RUNNING
@@ -202,6 +202,7 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
     for run_id in _hot_runs(rt) - set(generations):
         if _drop_if_ended(rt, run_id):
             telemetry.repaired("dropped")
+    telemetry.repaired("slots_freed", runlimits.repair(rt))
     to_publish = _start_lost(rt, 0.0 if restarted else stall_after)
     telemetry.repaired("started", len(to_publish))
     for run_id, gen in generations.items():
@@ -292,8 +293,10 @@ def _start_lost(rt: Runtime, queued_for: float) -> dict[str, list[Token]]:
         if rt.state.meta(run_id):
             continue  # a start is under way
         run = rt.store.get_run(run_id)
-        log.warning("run %s is still QUEUED: its start message was lost; starting it", run_id)
-        started[run_id] = lifecycle.start(rt, run_id, run.workflow_id, run.inputs)
+        tokens = lifecycle.start(rt, run_id, run.workflow_id, run.inputs)
+        if tokens:  # (a run waiting for a slot of its workflow's limit stays QUEUED)
+            log.warning("run %s was still QUEUED: its start message was lost; started", run_id)
+        started[run_id] = tokens
     return started
 
 

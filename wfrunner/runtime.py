@@ -91,6 +91,7 @@ class Runtime:
                 max_deliveries=settings.max_deliveries,
                 http_timeout_s=float(settings.http_timeout),
                 max_loop_passes=settings.max_loop_passes,
+                handler_concurrency=dict(settings.handler_concurrency),
             ),
             self.leases,
             launch=self._launch,

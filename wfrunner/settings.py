@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wfrunner.errors import ConfigurationError
+from wfrunner.handlers import parse_concurrency
 
 #: name -> (default, help) for the CLI's --help and the README
 DOCUMENTED: dict[str, tuple[str, str]] = {
@@ -25,6 +26,10 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "data folder of the embedded servers (one pair per home, for one machine)",
     ),
     "WFRUNNER_HANDLERS": ("", "comma-separated modules that register handlers"),
+    "WFRUNNER_HANDLER_CONCURRENCY": (
+        "",
+        "fleet-wide limits of handlers, e.g. charge=2,refund=1 (over max_concurrency)",
+    ),
     "WFRUNNER_RUN_TIMEOUT": ("300", "seconds a RUNNING run may stay idle before it fails"),
     "WFRUNNER_TIMEOUT_CHECK_INTERVAL": ("30", "seconds between timeout-detector passes"),
     "WFRUNNER_MAX_PAYLOAD_BYTES": ("1048576", "largest JSON payload a node may produce"),
@@ -132,6 +137,8 @@ class Settings:
     database_url: str | None = None
     home: Path = field(default_factory=lambda: Path("~/.wfrunner").expanduser())
     handler_modules: tuple[str, ...] = ()
+    #: WFRUNNER_HANDLER_CONCURRENCY: handler -> nodes that may run at once fleet-wide
+    handler_concurrency: tuple[tuple[str, int], ...] = ()
     run_timeout: int = 300
     timeout_check_interval: int = 30
     max_payload_bytes: int = 1024 * 1024
@@ -163,6 +170,9 @@ class Settings:
             database_url=env.get("WFRUNNER_DATABASE_URL") or None,
             home=Path(env.get("WFRUNNER_HOME") or "~/.wfrunner").expanduser(),
             handler_modules=handlers,
+            handler_concurrency=tuple(
+                parse_concurrency(env.get("WFRUNNER_HANDLER_CONCURRENCY", "")).items()
+            ),
             run_timeout=_int(env, "WFRUNNER_RUN_TIMEOUT", 300),
             timeout_check_interval=_int(env, "WFRUNNER_TIMEOUT_CHECK_INTERVAL", 30),
             max_payload_bytes=_int(env, "WFRUNNER_MAX_PAYLOAD_BYTES", 1024 * 1024),

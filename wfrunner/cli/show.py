@@ -87,6 +87,8 @@ def _print_status(doc: dict[str, Any], order: list[str]) -> None:
         echo(f"error     {doc['error']}")
     for line in _family_lines(doc):
         echo(line)
+    if doc.get("waiting_for"):
+        echo(f"waiting   {doc['waiting_for']}")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("node", overflow="fold")
     table.add_column("status")
@@ -106,6 +108,8 @@ def _print_status(doc: dict[str, Any], order: list[str]) -> None:
     for node_id in order:
         if doc["nodes"][node_id].get("child_run_id"):
             echo(f"{node_id}: child run {doc['nodes'][node_id]['child_run_id']}")
+        if doc["nodes"][node_id].get("waiting_for"):
+            echo(f"{node_id}: waiting for {doc['nodes'][node_id]['waiting_for']}")
         if doc["nodes"][node_id].get("error"):
             caught = " (caught: on_error took over)" if doc["nodes"][node_id].get("caught") else ""
             echo(f"{node_id}: {doc['nodes'][node_id]['error']}{caught}")

@@ -79,7 +79,10 @@ def compile_workflow(
     successors = _forward_successors(draft)
     _check_cycles(draft, successors)
     _check_loop_targets(draft, successors)
-    ir = replace(_assemble(draft, successors, doc.get("metadata")), on_failure=on_failure)
+    ir = replace(
+        _assemble(draft, successors, doc.get("metadata"), doc.get("concurrency")),
+        on_failure=on_failure,
+    )
     if handlers is not None:
         named = [(n.id, n.function_name) for n in ir.nodes.values() if n.function_name]
         draft.problems += checks.handler_problems(named, handlers)
@@ -291,7 +294,9 @@ def _check_loop_joins(draft: _Draft, succ: dict[str, list[str]], ir: IR) -> None
                 )
 
 
-def _assemble(draft: _Draft, succ: dict[str, list[str]], metadata: Any) -> IR:
+def _assemble(
+    draft: _Draft, succ: dict[str, list[str]], metadata: Any, concurrency: Any = None
+) -> IR:
     preds: dict[str, list[str]] = {node_id: [] for node_id in draft.raw}
     for source, targets in succ.items():
         for target in targets:
@@ -301,8 +306,12 @@ def _assemble(draft: _Draft, succ: dict[str, list[str]], metadata: Any) -> IR:
         node_id: _node(draft, node_id, preds[node_id], outgoing[node_id]) for node_id in draft.raw
     }
     entries = tuple(node_id for node_id in draft.raw if not preds[node_id])
+    max_runs = concurrency.get("max_runs") if isinstance(concurrency, dict) else None
     return IR(
-        nodes=nodes, entry_nodes=entries, metadata=metadata if isinstance(metadata, dict) else {}
+        nodes=nodes,
+        entry_nodes=entries,
+        metadata=metadata if isinstance(metadata, dict) else {},
+        max_runs=max_runs if type(max_runs) is int and max_runs >= 1 else None,
     )
 
 

@@ -193,6 +193,9 @@ class IR:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: the handler called once when a run ends FAILED (the workflow's ``on_failure``)
     on_failure: str | None = None
+    #: ``concurrency.max_runs``: runs of the workflow's name that may run at once (None:
+    #: no limit, and no slot is taken; see wfrunner/runlimits.py)
+    max_runs: int | None = None
 
     def node(self, node_id: str) -> IRNode:
         return self.nodes[node_id]
@@ -211,6 +214,7 @@ class IR:
             "terminal_nodes": list(self.terminal_nodes()),
             "nodes": {node_id: node.to_dict() for node_id, node in self.nodes.items()},
             **({"on_failure": {"function_name": self.on_failure}} if self.on_failure else {}),
+            **({"concurrency": {"max_runs": self.max_runs}} if self.max_runs else {}),
         }
 
     @classmethod
@@ -221,4 +225,5 @@ class IR:
             entry_nodes=tuple(data["entry_nodes"]),
             metadata=dict(data.get("metadata") or {}),
             on_failure=(data.get("on_failure") or {}).get("function_name") or None,
+            max_runs=(data.get("concurrency") or {}).get("max_runs"),
         )

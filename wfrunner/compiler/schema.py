@@ -92,6 +92,10 @@ def _describe(error: ValidationError) -> str:
     if kind in ("minimum", "maximum"):
         word = "at least" if kind == "minimum" else "at most"
         return f"is {show(value)}; it must be {word} {error.validator_value}"
+    if kind == "additionalProperties":
+        known = ", ".join(repr(k) for k in error.schema.get("properties", {}))
+        extra = sorted(set(value or {}) - set(error.schema.get("properties", {})))
+        return f"has unknown field {', '.join(repr(e) for e in extra)}; expected: {known}"
     if kind == "minItems":
         return f"needs at least {error.validator_value} item(s)"
     return str(error.message)[:200]

@@ -29,13 +29,14 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from wfrunner import builtins, context, handlers
 from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.context import NodeContext
-from wfrunner.engine import catching, human, subflow
+from wfrunner.engine import catching, handler_slots, human, subflow
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.catching import Catch
 from wfrunner.engine.events import event
@@ -100,6 +101,9 @@ class Limits:
     http_timeout_s: float = 30.0
     #: loop-backs one token lineage may take (WFRUNNER_MAX_LOOP_PASSES)
     max_loop_passes: int = 10_000
+    #: handler -> fleet-wide limit, over the registered max_concurrency
+    #: (WFRUNNER_HANDLER_CONCURRENCY)
+    handler_concurrency: Mapping[str, int] = field(default_factory=dict)
 
 
 #: commits refused because a join moved on (see lua/commit_node.lua) before giving up
@@ -144,6 +148,7 @@ class Executor:
         self.leases = leases or LeaseKeeper(state, state.lease_seconds)
         #: starts a subworkflow node's child run (wfrunner/subflows.py)
         self.launch = launch
+        self.slots = handler_slots.HandlerSlots(state.client, self.leases)
 
     def process(self, ir: IR, token: Token, nonce: str | None = None) -> Outcome:
         """Process one delivery of ``token``. ``nonce`` identifies the delivery (the Celery
@@ -154,9 +159,21 @@ class Executor:
         node = ir.nodes.get(token.to_node)
         if node is None:
             return Outcome(ignored=f"workflow has no node {token.to_node!r}")
+        holder = delivery_holder(nonce)
+        limit = handler_slots.cap(node, self.limits.handler_concurrency)
+        if limit is None:
+            return self._deliver(ir, node, token, nonce, holder)
+        # a handler with a fleet-wide limit: a slot first, so a delivery put off for want
+        # of one has not begun (no attempt counted, no lease taken)
+        with self.slots.hold(str(node.function_name), limit, token, holder) as wait:
+            if wait is not None:
+                return Outcome(ignored=wait.reason, retry_in=wait.retry_in)
+            return self._deliver(ir, node, token, nonce, holder)
+
+    def _deliver(self, ir: IR, node: IRNode, token: Token, nonce: str, holder: str) -> Outcome:
+        """Begin the token, run its node and commit (the delivery ``holder``)."""
         joining = _joins(node, token)
         started = event("node_started", node.id, scope=token.scope)
-        holder = delivery_holder(nonce)
         begin = self.state.begin(
             token,
             time.time(),

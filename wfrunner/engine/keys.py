@@ -20,6 +20,17 @@ slot and a Lua script may touch several of them::
                                       decision (lua/request_approval.lua)
     wfr:{<run_id>}:checks     string  completion double-checks so far (a statistic the
                                       run's end records, not one PostgreSQL write per check)
+    wfr:{<run_id>}:waiting    hash    node id -> why its delivery waits for a handler slot
+                                      (lua/note_waiting.lua)
+
+The concurrency limits (wfrunner/runlimits.py, wfrunner/engine/handler_slots.py) have
+keys of their own, under a hash tag per workflow name or handler name::
+
+    wfr:{wf:<name>}:slots     set     runs of the workflow holding a slot
+    wfr:{wf:<name>}:queue     zset    runs waiting for a slot -> submission time (µs)
+    wfr:{wf:<name>}:max       string  the limit last applied
+    wfr:{h:<handler>}:slots   zset    delivery holder -> slot expiry (Redis's clock)
+    wfr:{h:<handler>}:max     string  the limit last applied
 
 Two global keys batch the flushes of all runs (see wfrunner/tasks/runs.py ``flush_runs``)::
 
@@ -158,6 +169,11 @@ def run_of_meta(key: str) -> str:
     return key[len(PREFIX) + 2 : -len("}:meta")]
 
 
+def waiting_key(run_id: str) -> str:
+    """Nodes whose deliveries wait for a slot of their handler, and why."""
+    return f"{_tag(run_id)}:waiting"
+
+
 def run_keys(run_id: str) -> list[str]:
     """Every hot key of a run, for cleanup once the run has ended."""
     return [
@@ -175,6 +191,7 @@ def run_keys(run_id: str) -> list[str]:
         checks_key(run_id),
         approvals_key(run_id),
         children_key(run_id),
+        waiting_key(run_id),
     ]
 
 

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -102,6 +102,12 @@ class LeaseKeeper:
         self._wake = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._closed = False
+        #: called with the lease length at every beat that renews leases: what lives as
+        #: long as a delivery's lease (its handler slot, engine/handler_slots.py)
+        self._beats: list[Callable[[float], None]] = []
+
+    def add_beat(self, renew: Callable[[float], None]) -> None:
+        self._beats.append(renew)
 
     @contextmanager
     def hold(self, run_id: str, token_key: str, holder: str) -> Iterator[None]:
@@ -163,6 +169,11 @@ class LeaseKeeper:
         if not held:
             return []
         lost = self.renewer.renew(held, self.lease_seconds)
+        for beat in self._beats:
+            try:
+                beat(self.lease_seconds)
+            except Exception as exc:  # the next beat tries again before anything expires
+                log.warning("handler slots not renewed: %s", exc)
         with self._lock:  # a lost lease cannot be renewed again: stop trying
             for run_id, tokens in held.items():
                 for key in set(lost) & set(tokens):

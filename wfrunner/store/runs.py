@@ -178,6 +178,15 @@ class RunQueries(Repository):
             ).scalars()
             return list(rows)
 
+    def statuses_of(self, run_ids: Iterable[str]) -> dict[str, RunStatus]:
+        """The status of each of these runs that exists (a purged run is absent)."""
+        wanted = list(run_ids)
+        if not wanted:
+            return {}
+        with self._tx() as session:
+            rows = session.execute(sa.select(Run.id, Run.status).where(Run.id.in_(wanted))).all()
+        return {run_id: RunStatus(status) for run_id, status in rows}
+
     def reopen_run(self, run_id: str) -> bool:
         """FAILED -> RUNNING for a dead-letter retry; clears the error and the end time."""
         with self._tx() as session:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from wfrunner.api.routes import deadletters, events, health, pictures, runs, workflows
+from wfrunner.api.routes import deadletters, events, health, limits, pictures, runs, workflows
 
 GUARDED: tuple[APIRouter, ...] = (
     workflows.router,
@@ -16,5 +16,6 @@ GUARDED: tuple[APIRouter, ...] = (
     events.router,
     deadletters.router,
     pictures.router,
+    limits.router,
 )
 OPEN: tuple[APIRouter, ...] = (health.router,)
