@@ -94,9 +94,7 @@ def opened() -> Iterator[list[str]]:
         gate(name).set()
 
 
-def test_n_runs_run_the_rest_wait_queued_and_start_in_order(
-    worker: Any, opened: list[str]
-) -> None:
+def test_n_runs_run_the_rest_wait_queued_and_start_in_order(worker: Any, opened: list[str]) -> None:
     name = f"etl-{uuid.uuid4().hex[:8]}"
     workflow_id = client.register_workflow(limited(name, 2))
     tags = [f"{name}-{i}" for i in range(5)]
@@ -236,9 +234,7 @@ def test_a_handler_limit_holds_across_runs_and_waiting_is_no_attempt(worker: Any
     }
 
 
-def test_a_copy_delivered_while_the_node_runs_leaks_no_slot(
-    worker: Any, opened: list[str]
-) -> None:
+def test_a_copy_delivered_while_the_node_runs_leaks_no_slot(worker: Any, opened: list[str]) -> None:
     """A second delivery of a token whose node runs (the broker gave it out again) takes a
     slot, finds the lease held, and gives the slot back at once."""
     key = f"limits:charge:{uuid.uuid4().hex[:8]}"
