@@ -69,7 +69,7 @@ REDELIVERIES = Counter(
 RECONCILER_REPAIRS = Counter(
     "wfrunner_reconciler_repairs",
     "What reconciler passes repaired, by kind: rebuilt, republished, finished, "
-    "completion_checked, started, dropped.",
+    "completion_checked, started, dropped, slots_freed.",
     ["kind"],
 )
 DEAD_LETTERS = Counter(

@@ -162,6 +162,7 @@ def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> l
         },
     )
     pipe.execute()
+    runlimits.reclaim(rt, run_id, run.workflow_id)
     log.warning("run %s rebuilt from PostgreSQL: %d tokens to publish again", run_id, len(pending))
     return list(pending.values())
 
@@ -203,8 +204,7 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
         if _drop_if_ended(rt, run_id):
             telemetry.repaired("dropped")
     telemetry.repaired("slots_freed", runlimits.repair(rt))
-    to_publish = _start_lost(rt, 0.0 if restarted else stall_after)
-    telemetry.repaired("started", len(to_publish))
+    to_publish: dict[str, list[Token]] = {}
     for run_id, gen in generations.items():
         rebuilt = _validate(rt, run_id, gen, restored)
         if rebuilt is not None:
@@ -226,7 +226,10 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
                 log.warning("run %s: publishing %d stalled tokens again", run_id, len(stalled))
                 to_publish[run_id] = stalled
                 telemetry.repaired("republished")
-    return to_publish
+    # after the active runs: a rebuilt run takes back its slot of a run limit first
+    started = _start_lost(rt, 0.0 if restarted else stall_after)
+    telemetry.repaired("started", len(started))
+    return {**started, **to_publish}
 
 
 def _redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
@@ -296,7 +299,7 @@ def _start_lost(rt: Runtime, queued_for: float) -> dict[str, list[Token]]:
         tokens = lifecycle.start(rt, run_id, run.workflow_id, run.inputs)
         if tokens:  # (a run waiting for a slot of its workflow's limit stays QUEUED)
             log.warning("run %s was still QUEUED: its start message was lost; started", run_id)
-        started[run_id] = tokens
+            started[run_id] = tokens
     return started
 
 

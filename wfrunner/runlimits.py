@@ -198,6 +198,19 @@ def release(rt: Runtime, run_id: str, workflow_id: str) -> None:
         log.warning("run %s: slot not released yet (%s): the reconciler frees it", run_id, exc)
 
 
+def reclaim(rt: Runtime, run_id: str, workflow_id: str) -> None:
+    """A run rebuilt from PostgreSQL (Redis lost its state, or a dead letter resumed it)
+    holds a slot of its workflow's limit again, full or not: it is running."""
+    ir = rt.ir(workflow_id)
+    if ir.max_runs is None:
+        return
+    slots_key, _, max_key = workflow_keys(rt.workflow_name(workflow_id))
+    pipe = rt.redis.pipeline(transaction=True)
+    pipe.sadd(slots_key, run_id)
+    pipe.set(max_key, ir.max_runs)
+    pipe.execute()
+
+
 def start_promoted(rt: Runtime, run_ids: tuple[str, ...] | list[str]) -> None:
     """Send ``start_run`` for runs moved into a slot; its admission finds the slot. A
     lost message leaves the run QUEUED while it holds a slot: the reconciler starts it."""

@@ -16,11 +16,12 @@ import pytest
 
 import wfrunner
 from tests.e2e.limit_handlers import gate
-from wfrunner import client, runlimits, waits
+from wfrunner import client, recovery, runlimits, waits
 from wfrunner.engine import handler_slots, keys
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
+from wfrunner.tasks.runs import reconcile
 
 
 def until(check: Callable[[], Any], timeout: float = 30) -> Any:
@@ -284,3 +285,28 @@ def test_limits_listing_shows_running_and_queued(worker: Any, opened: list[str])
         gate(tag).set()
     for run_id in runs:
         assert client.wait_for_run(run_id, timeout=30)["status"] in TERMINAL_RUN_STATES
+
+
+def test_a_run_rebuilt_after_redis_lost_it_takes_back_its_slot(
+    worker: Any, opened: list[str]
+) -> None:
+    """Redis loses a running run and its workflow's slots: the reconciler rebuilds the run
+    from PostgreSQL and it holds its slot again, so the queued run still waits."""
+    name = f"etl-{uuid.uuid4().hex[:8]}"
+    workflow_id = client.register_workflow(limited(name, 1))
+    tags = [f"{name}-{i}" for i in range(2)]
+    opened += tags
+    rt = runtime()
+    runs = [submit(workflow_id, tag) for tag in tags]
+    until(lambda: client.get_run(runs[1]).get("queued_position") == 1)
+    until(lambda: rt.store.get_run(runs[0]).status is RunStatus.RUNNING)
+    rt.redis.delete(*keys.run_keys(runs[0]), *runlimits.workflow_keys(name))
+    reconcile()  # rebuilds the running run (and publishes its token again)
+    assert runlimits.slots(rt).usage(name).running == (runs[0],)
+    assert recovery._start_lost(rt, 0.0) == {}  # the queued run's start: it queues again
+    assert runlimits.slots(rt).usage(name).queued == (runs[1],)
+    assert rt.store.get_run(runs[1]).status is RunStatus.QUEUED
+    gate(tags[0]).set()
+    assert client.wait_for_run(runs[0], timeout=60)["status"] == "COMPLETED"
+    gate(tags[1]).set()
+    assert client.wait_for_run(runs[1], timeout=60)["status"] == "COMPLETED"
