@@ -5,6 +5,7 @@ slots, a put-off delivery not counted as an attempt, no slot leaked)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -12,14 +13,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
 import wfrunner
 from tests.e2e.limit_handlers import gate
+from tests.http_server import serving
 from wfrunner import client, recovery, runlimits, waits
+from wfrunner.cli import limits as _limits_command  # noqa: F401  (registers it)
+from wfrunner.cli.app import cli
 from wfrunner.engine import handler_slots, keys
 from wfrunner.engine.tokens import Token
-from wfrunner.runtime import runtime
+from wfrunner.runtime import Runtime, runtime
+from wfrunner.settings import Settings
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 from wfrunner.tasks.runs import reconcile
 
@@ -266,14 +273,14 @@ def test_a_copy_delivered_while_the_node_runs_leaks_no_slot(worker: Any, opened:
 
 
 def test_limits_listing_shows_running_and_queued(worker: Any, opened: list[str]) -> None:
+    """``waits.limits`` (``wfrunner limits --json``), ``GET /limits`` and the CLI's lines."""
     name = f"etl-{uuid.uuid4().hex[:8]}"
     workflow_id = client.register_workflow(limited(name, 1))
     tags = [f"{name}-{i}" for i in range(2)]
     opened += tags
     runs = [submit(workflow_id, tag) for tag in tags]
     until(lambda: client.get_run(runs[1]).get("queued_position") == 1)
-    listed = {w["workflow"]: w for w in waits.limits(runtime())["workflows"]}
-    assert listed[name] == {
+    expected = {
         "workflow": name,
         "max_runs": 1,
         "running": 1,
@@ -281,6 +288,24 @@ def test_limits_listing_shows_running_and_queued(worker: Any, opened: list[str])
         "running_runs": [runs[0]],
         "queued_runs": [runs[1]],
     }
+    listed = {w["workflow"]: w for w in waits.limits(runtime())["workflows"]}
+    assert listed[name] == expected
+    rt = Runtime(dataclasses.replace(Settings.from_env(), api_token="limits-token"))
+    with (
+        serving(rt) as url,
+        httpx.Client(base_url=url, headers={"Authorization": "Bearer limits-token"}) as api,
+    ):
+        reply = api.get("/limits")
+        assert reply.status_code == 200
+        served = {w["workflow"]: w for w in reply.json()["workflows"]}
+        assert served[name] == expected
+        assert api.get("/limits", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    rt.close()
+    shown = CliRunner().invoke(cli, ["limits"])
+    assert shown.exit_code == 0, shown.output
+    assert f"workflow {name}: 1 of 1 runs running, 1 queued\n    next: {runs[1]}\n" in (
+        shown.output
+    )
     for tag in tags:
         gate(tag).set()
     for run_id in runs:

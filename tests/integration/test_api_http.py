@@ -41,6 +41,7 @@ ROUTES = {
     ("GET", "/workflows/{workflow_id}/graph.svg"),
     ("GET", "/metrics"),
     ("GET", "/dead-letters"),
+    ("GET", "/limits"),
     ("POST", "/dead-letters/{letter_id}/retry"),
     ("GET", "/healthz"),
 }
