@@ -22,6 +22,7 @@ from tests.e2e.limit_handlers import gate
 from tests.http_server import serving
 from wfrunner import client, recovery, runlimits, waits
 from wfrunner.cli import limits as _limits_command  # noqa: F401  (registers it)
+from wfrunner.cli import show as _show_command  # noqa: F401
 from wfrunner.cli.app import cli
 from wfrunner.engine import handler_slots, keys
 from wfrunner.engine.tokens import Token
@@ -301,6 +302,11 @@ def test_limits_listing_shows_running_and_queued(worker: Any, opened: list[str])
         assert served[name] == expected
         assert api.get("/limits", headers={"Authorization": "Bearer wrong"}).status_code == 401
     rt.close()
+    status = CliRunner().invoke(cli, ["status", runs[1]])
+    assert "status    QUEUED\n" in status.output
+    assert f"reason    waiting for a slot: 1 of 1 runs of {name!r} running; 1st in" in (
+        status.output
+    )
     shown = CliRunner().invoke(cli, ["limits"])
     assert shown.exit_code == 0, shown.output
     assert f"workflow {name}: 1 of 1 runs running, 1 queued\n    next: {runs[1]}\n" in (

@@ -88,7 +88,7 @@ def _print_status(doc: dict[str, Any], order: list[str]) -> None:
     for line in _family_lines(doc):
         echo(line)
     if doc.get("waiting_for"):
-        echo(f"waiting   {doc['waiting_for']}")
+        echo(f"reason    {doc['waiting_for']}")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("node", overflow="fold")
     table.add_column("status")

@@ -2,6 +2,9 @@
 
 The order of steps is what makes at-least-once delivery safe:
 
+0. A node whose handler has a fleet-wide limit (``max_concurrency``) first takes one of
+   its slots (engine/handler_slots.py); a delivery that finds none free has begun
+   nothing (no attempt, no lease) and is put off like a busy one. Other nodes skip this.
 1. ``begin``: is the run still running, and was this token already committed? A committed
    token is never run again (a duplicate or late delivery is ignored). The delivery takes
    the token's lease, which the process renews while the node runs (engine/leases.py); a
