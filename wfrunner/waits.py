@@ -6,6 +6,7 @@ the document is read, never on a node's path, and only for workflows that can wa
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from wfrunner import runlimits
@@ -32,10 +33,24 @@ def explain(rt: Runtime, doc: dict[str, Any], ir: IR) -> None:
     }
     if not pending:
         return
+    now = time.time()
     for node_id, note in handler_slots.waiting_notes(rt.redis, doc["run_id"]).items():
-        if node_id in pending:
+        if node_id in pending and current(note, now):
             doc["nodes"][node_id]["waiting_for"] = note.get("for")
             doc["nodes"][node_id]["waiting_since"] = note.get("since")
+
+
+#: seconds a node's waiting note is shown after its last put-off delivery (one waiting
+#: for a slot is put off again within a second, and notes it each time); an older note is
+#: one its node got past (the note is not cleared then: that would cost every delivery of
+#: a limited handler a round trip), shown again only if a later pass waits
+NOTE_SHOWN_FOR = 30.0
+
+
+def current(note: dict[str, Any], now: float) -> bool:
+    """Whether a waiting note is recent enough to say why its PENDING node waits now."""
+    since = note.get("since")
+    return isinstance(since, (int, float)) and now - since <= NOTE_SHOWN_FOR
 
 
 def limits(rt: Runtime) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import wfrunner
-from wfrunner import handlers
+from wfrunner import handlers, waits
 from wfrunner.compiler import compile_workflow
 from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.engine import handler_slots
@@ -134,3 +134,9 @@ def test_keys_and_replies() -> None:
     assert Admission.parse([0, 2, 2, 3, "r7", "r8"]) == Admission(False, 2, 2, 3, ("r7", "r8"))
     moment = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     assert submitted_score(moment) % 1_000_000 == 123456
+
+
+def test_a_waiting_note_is_shown_while_it_is_recent() -> None:
+    assert waits.current({"for": "x", "since": 100.0}, 100.0 + waits.NOTE_SHOWN_FOR)
+    assert not waits.current({"for": "x", "since": 100.0}, 100.1 + waits.NOTE_SHOWN_FOR)
+    assert not waits.current({"for": "x"}, 100.0)
