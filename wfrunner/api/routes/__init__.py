@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from wfrunner.api.routes import deadletters, events, health, pictures, runs, workflows
+from wfrunner.api.routes import (
+    deadletters,
+    diagnosis,
+    events,
+    health,
+    pictures,
+    runs,
+    workflows,
+)
 
 GUARDED: tuple[APIRouter, ...] = (
     workflows.router,
@@ -16,5 +24,6 @@ GUARDED: tuple[APIRouter, ...] = (
     events.router,
     deadletters.router,
     pictures.router,
+    diagnosis.router,
 )
 OPEN: tuple[APIRouter, ...] = (health.router,)
