@@ -138,7 +138,7 @@ def test_an_expired_lease_is_a_dead_worker_naming_its_task_host_and_registered_w
     assert found.kind == DEAD_WORKER and found.stuck and found.action == REQUEUE
     assert "task task-9 on host-1 (pid 4242)" in found.summary
     assert describe.clock(NOW - 40) in found.summary
-    assert "fault1@host-1 is silent" in found.summary
+    assert "worker fault1@host-1 is registered there (last heartbeat, silent since" in found.summary
     assert found.details["workers"] == ["fault1@host-1"]
 
 

@@ -440,10 +440,15 @@ def _alive(s: Snapshot, worker: Worker) -> bool:
 
 
 def _worker_words(s: Snapshot, worker: Worker) -> str:
+    """What the registry says of a worker on the lease's host (its heartbeat is written
+    every 30 s: a worker killed a moment ago still looks online there)."""
     if worker.status != "online":
-        return f"worker {worker.name} is {worker.status}"
-    heard = f"last heartbeat at {clock(worker.last_heartbeat)}"
-    return f"worker {worker.name} {'is alive' if _alive(s, worker) else 'is silent'} ({heard})"
+        return f"worker {worker.name} is {worker.status} (registry)"
+    silent = "" if _alive(s, worker) else ", silent since"
+    return (
+        f"worker {worker.name} is registered there (last heartbeat{silent} at "
+        f"{clock(worker.last_heartbeat)})"
+    )
 
 
 def _approval(s: Snapshot, key: str, entry: Lease) -> _State:
