@@ -21,7 +21,7 @@ from tests.e2e.handlers import gates
 from tests.entry_point import invoke
 from tests.http_server import serving
 from wfrunner import client, lifecycle, recovery
-from wfrunner.doctor import diagnose
+from wfrunner.doctor import broker, diagnose
 from wfrunner.engine import keys
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import Settings
@@ -96,6 +96,8 @@ def test_a_message_on_a_queue_no_worker_consumes_is_lost_and_requeue_completes_t
     for token in entries:  # published where no worker looks
         execute_node.apply_async(args=[run.id, workflow_id, token.to_dict()], queue=NOWHERE)
     try:
+        waiting = broker.read(rt.redis, (NOWHERE,))  # the broker reads the message it holds
+        assert waiting.messages == {t.key: "queued" for t in entries} and waiting.complete
         time.sleep(3.5)  # the reconciler's stall threshold (3 x its 1 s interval)
         found = diagnose(run.id, quick_rt)
         assert found.stuck and found.action == "requeue", found
