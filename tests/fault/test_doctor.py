@@ -58,7 +58,7 @@ def test_a_worker_killed_mid_node_is_a_dead_worker_and_requeue_completes_the_run
 
     fixed = invoke("doctor", run_id, "--repair", "requeue", env=cluster.env)
     assert fixed.returncode == 0, fixed.stderr
-    assert "published 1 tokens again: mid" in fixed.stdout
+    assert "published 1 token again: mid" in fixed.stdout
     victim.start()
     assert not cluster.wait([run_id], 60), cluster.tails()
     assert cluster.status(run_id) == "COMPLETED"

@@ -137,7 +137,7 @@ def repair(
     done = _ACTIONS[action](rt, run_id, reason, by)
     telemetry.repaired(f"doctor_{action}")
     status = rt.store.get_run(run_id).status.value
-    log.warning("run %s repaired (%s) by %s: %s", run_id, action, by or OPERATOR, done.summary)
+    log.info("run %s repaired (%s) by %s: %s", run_id, action, by or OPERATOR, done.summary)
     return Repair(run_id, action, done.summary, done.tokens, status)
 
 
@@ -168,7 +168,7 @@ def _requeue(rt: Runtime, run_id: str, reason: str | None, by: str | None) -> _D
     if not tokens:
         return _Done("nothing to requeue: every token is running, queued recently or due later")
     names = [token_name(t) for t in tokens]
-    return _Done(f"published {len(tokens)} tokens again: {', '.join(names)}", names)
+    return _Done(f"published {_tokens(len(tokens))} again: {', '.join(names)}", names)
 
 
 def _rebuild(rt: Runtime, run_id: str, reason: str | None, by: str | None) -> _Done:
@@ -183,7 +183,7 @@ def _rebuild(rt: Runtime, run_id: str, reason: str | None, by: str | None) -> _D
     names = [token_name(t) for t in tokens]
     listed = f": {', '.join(names)}" if names else ""
     return _Done(
-        f"hot state rebuilt from PostgreSQL; {len(tokens)} tokens published again{listed}", names
+        f"hot state rebuilt from PostgreSQL; {_tokens(len(tokens))} published again{listed}", names
     )
 
 
@@ -205,6 +205,10 @@ def _cancel(rt: Runtime, run_id: str, reason: str | None, by: str | None) -> _Do
 
 
 _ACTIONS = {REQUEUE: _requeue, REBUILD: _rebuild, FAIL: _fail, CANCEL: _cancel}
+
+
+def _tokens(count: int) -> str:
+    return f"{count} token" if count == 1 else f"{count} tokens"
 
 
 def _who(tool: str, by: str | None) -> str:
