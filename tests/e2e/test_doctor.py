@@ -110,6 +110,9 @@ def test_a_message_on_a_queue_no_worker_consumes_is_lost_and_requeue_completes_t
         assert "lost_message" in shown.stdout and "--repair requeue" in shown.stdout
         assert "never ran on this Redis" in shown.stdout  # no celery beat here
 
+        recent = invoke("doctor", run.id, "--older-than", "3600", "--json", env=cli_env)
+        assert recent.returncode == 0 and json.loads(recent.stdout)["runs"] == []
+
         fixed = invoke("doctor", run.id, "--repair", "requeue", "--json", env=cli_env)
         assert fixed.returncode == 0, fixed.stderr
         assert json.loads(fixed.stdout)[0]["tokens"] == ["A"]

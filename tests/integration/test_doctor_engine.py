@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from tests.harness import Harness
-from wfrunner import client, lifecycle
+from wfrunner import client, lifecycle, poison
 from wfrunner.doctor import diagnose
 from wfrunner.engine import keys
 from wfrunner.runtime import Runtime
@@ -78,3 +78,17 @@ def test_a_counter_that_disagrees_with_the_outbox_is_found_with_the_replays_view
         "replayed_counter": 1,
         "replayed_outbox": 1,
     }
+
+
+def test_a_parked_poison_message_naming_the_run_is_found(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(chain(2), {})
+    raw = f'{{"body": "not base64 [\\"{h.run_id}\\", ...]"}}'
+    poison.park(rt.redis, poison.Poison.of(raw, "wfrunner.tasks", "body is not valid base64"))
+    found = diagnose(h.run_id, rt, broker=False)
+    told = next(f for f in found.findings if f.kind == "poison_message")
+    assert "parked from wfrunner.tasks: body is not valid base64" in told.summary
+    other = Harness(rt)
+    other.start(chain(1), {})
+    elsewhere = diagnose(other.run_id, rt, broker=False).findings
+    assert "poison_message" not in [f.kind for f in elsewhere]

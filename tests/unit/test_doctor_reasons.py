@@ -16,6 +16,7 @@ from wfrunner.doctor.reasons import (
     LOST_MESSAGE,
     NO_WORKER,
     PENDING,
+    POISON,
     QUEUED,
     REBUILD,
     REQUEUE,
@@ -292,3 +293,15 @@ def test_the_republished_event_says_why_each_token_stalled() -> None:
     assert evt["tokens"][1]["holder"] == HOLDER
     assert evt["summary"].startswith(f"republished 2 tokens at {describe.clock(NOW)}: B (no ")
     assert "no worker took it for 5.0 min" in evt["summary"]
+
+
+def test_poison_messages_naming_the_run_are_told_with_the_lost_token() -> None:
+    s = outbox(B, activity=NOW - 120, last_activity=NOW - 120)
+    s = replace(s, poison=("dead letter 7 from wfrunner.tasks: body is not valid base64",))
+    assert kinds(s) == [LOST_MESSAGE, POISON]
+    found = diagnose(s).findings[1]
+    assert not found.stuck
+    assert found.summary == (
+        "1 message of this run was set aside as poison: dead letter 7 from wfrunner.tasks: "
+        "body is not valid base64"
+    )

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
-from wfrunner import fencing
+from wfrunner import fencing, poison
 from wfrunner.compiler.ir import IR
 from wfrunner.doctor import broker as broker_module
 from wfrunner.doctor.reasons import Limits, Snapshot, Worker
@@ -48,6 +48,7 @@ class Reader:
         passes = cast(dict[str, str], rt.redis.hgetall(keys.PASSES_KEY))
         self.passes = {k: float(v) for k, v in passes.items()}
         self.broker = broker_module.read(rt.redis) if broker else None
+        self.poison = _poison(rt)
 
     def snapshot(self, run: RunRecord) -> Snapshot:
         rt = self.rt
@@ -91,7 +92,27 @@ class Reader:
             workers=self.workers,
             passes=self.passes,
             replayed=replayed,
+            poison=tuple(text for raw, text in self.poison if run.id in raw),
         )
+
+
+#: parked poison records read (the reconciler moves them to PostgreSQL every pass)
+PARKED_READ = 1000
+
+
+def _poison(rt: Runtime) -> list[tuple[str, str]]:
+    """(raw text, description) of the poison messages parked in Redis and of the open
+    poison dead letters."""
+    found = []
+    for item in rt.redis.lrange(poison.POISON_KEY, 0, PARKED_READ - 1):
+        parked = poison.Poison.from_json(str(item))
+        found.append((parked.raw, f"parked from {parked.queue}: {parked.reason}"))
+    for letter in rt.store.list_dead_letters():
+        if letter.kind == "poison" and letter.raw:
+            found.append(
+                (letter.raw, f"dead letter {letter.id} from {letter.queue}: {letter.error}")
+            )
+    return found
 
 
 def _hot(rt: Runtime, run_id: str) -> dict[str, Any]:

@@ -51,6 +51,7 @@ WAITING_APPROVAL = "waiting_approval"
 WAITING_JOIN = "waiting_join"
 ENDED = "ended"
 NOT_STARTED = "not_started"
+POISON = "poison_message"
 
 # repair actions (what ``--repair`` takes), and what a diagnosis may suggest besides
 REQUEUE, REBUILD, FAIL, CANCEL = "requeue", "rebuild", "fail", "cancel"
@@ -139,6 +140,8 @@ class Snapshot:
     passes: Mapping[str, float] = field(default_factory=dict)
     #: (counter, outbox token keys) a replay of the run's events gives, when it was read
     replayed: tuple[int, frozenset[str]] | None = None
+    #: poison messages naming the run (parked in Redis, or dead letters): one line each
+    poison: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ def diagnose(s: Snapshot) -> Diagnosis:
     elif s.state != "running":
         findings = [_end_unrecorded(s)]
     else:
-        findings = [*_tokens(s), *_joins(s), *_counter(s)]
+        findings = [*_tokens(s), *_joins(s), *_counter(s), *_poison(s)]
         idled, fails_at = _idle(s, idle)
         findings += idled
     ordered = sorted(findings, key=lambda f: not f.stuck)
@@ -296,6 +299,22 @@ def _counter(s: Snapshot) -> list[Finding]:
             )
         ]
     return []
+
+
+def _poison(s: Snapshot) -> list[Finding]:
+    """Messages of the run no worker could read: set aside, so their tokens look lost
+    (the reconciler publishes those again)."""
+    if not s.poison:
+        return []
+    noun = "message of this run was" if len(s.poison) == 1 else "messages of this run were"
+    return [
+        Finding(
+            POISON,
+            False,
+            f"{len(s.poison)} {noun} set aside as poison: " + "; ".join(s.poison),
+            details={"poison": list(s.poison)},
+        )
+    ]
 
 
 def _busy(s: Snapshot) -> bool:
