@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -20,6 +20,9 @@ from wfrunner.cli.app import cli, echo, shorten
 from wfrunner.cli.connect import resolved_runtime
 from wfrunner.cli.operate import _who
 from wfrunner.cli.params import text_id
+
+if TYPE_CHECKING:
+    from wfrunner.doctor.reasons import Diagnosis
 
 #: exit code when a stuck run was found
 STUCK_EXIT = 1
@@ -110,11 +113,12 @@ def doctor(
         raise typer.Exit(STUCK_EXIT)
 
 
-def _print(found: list, stuck: int) -> None:  # type: ignore[type-arg]
+def _print(found: list[Diagnosis], stuck: int) -> None:
+    from wfrunner.doctor.describe import clock
     from wfrunner.doctor.run import age_text
 
     if not found:
-        echo("no stuck run" if not stuck else "")
+        echo("no stuck run")
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("run", "workflow", "status", "age", "idle", "findings", "action"):
@@ -140,8 +144,6 @@ def _print(found: list, stuck: int) -> None:  # type: ignore[type-arg]
             mark = "STUCK " if f.stuck else ""
             echo(f"  - {mark}{f.kind}: {shorten(f.summary, 400)}")
         if d.fails_at is not None and d.stuck:
-            from wfrunner.doctor.describe import clock
-
             echo(f"  the timeout detector fails it at about {clock(d.fails_at)} unless it moves")
         notes += [n for n in d.notes if n not in notes]
     for note in notes:

@@ -26,7 +26,7 @@ And the situations that are waiting, not stuck: ``running`` (a live lease), ``qu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfrunner.doctor.describe import clock, holder_text, span
@@ -365,29 +365,17 @@ def _beat_notes(s: Snapshot, findings: Iterable[Finding]) -> list[str]:
 # -- tokens ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _State:
-    """What one outbox token is doing."""
-
-    kind: str
-    stuck: bool
-    words: str
-    action: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-
 def _tokens(s: Snapshot) -> list[Finding]:
     found = []
     for key, token in sorted(s.pending.items(), key=lambda kv: (kv[1].to_node, kv[0])):
         state = token_state(s, key)
+        about = {"token": key, "from": token.from_node, "scope": token.scope}
         found.append(
-            Finding(
-                state.kind,
-                state.stuck,
-                f"{_name(token)}: {state.words}",
-                state.action,
-                token.to_node,
-                {"token": key, "from": token.from_node, "scope": token.scope, **state.details},
+            replace(
+                state,
+                summary=f"{_name(token)}: {state.summary}",
+                node=token.to_node,
+                details={**about, **state.details},
             )
         )
     return found
@@ -398,7 +386,7 @@ def _name(token: Token) -> str:
     return f"node {token.to_node}{where}"
 
 
-def token_state(s: Snapshot, key: str) -> _State:
+def token_state(s: Snapshot, key: str) -> Finding:
     """What the outbox token ``key`` is doing, and whether it is stuck."""
     entry = s.running.get(key)
     live = entry is not None and entry.until > s.clock
@@ -408,7 +396,7 @@ def token_state(s: Snapshot, key: str) -> _State:
         return _approval(s, key, entry)
     if entry is not None and live and entry.holder == RETRY:
         attempt = s.attempts.get(key, 0)
-        return _State(
+        return Finding(
             WAITING_RETRY,
             False,
             f"attempt {attempt} failed; its retry is due at {clock(entry.until)} "
@@ -422,8 +410,8 @@ def token_state(s: Snapshot, key: str) -> _State:
     return _unheld(s, key, entry, republished)
 
 
-def _running(s: Snapshot, entry: Lease) -> _State:
-    return _State(
+def _running(s: Snapshot, entry: Lease) -> Finding:
+    return Finding(
         RUNNING,
         False,
         f"running ({holder_text(entry.holder)}; lease live {span(entry.until - s.clock)} more)",
@@ -431,7 +419,7 @@ def _running(s: Snapshot, entry: Lease) -> _State:
     )
 
 
-def _dead_worker(s: Snapshot, entry: Lease) -> _State:
+def _dead_worker(s: Snapshot, entry: Lease) -> Finding:
     words = (
         f"its worker stopped renewing its lease ({holder_text(entry.holder)}), which expired "
         f"at {clock(entry.until)}, {span(s.clock - entry.until)} ago"
@@ -442,7 +430,7 @@ def _dead_worker(s: Snapshot, entry: Lease) -> _State:
         words += "; " + ", ".join(_worker_words(s, w) for w in workers)
         details["workers"] = [w.name for w in workers]
     words += ": the reconciler publishes it again on its next pass"
-    return _State(DEAD_WORKER, True, words, REQUEUE, details)
+    return Finding(DEAD_WORKER, True, words, REQUEUE, details=details)
 
 
 def _workers_on(s: Snapshot, holder: str) -> list[Worker]:
@@ -470,7 +458,7 @@ def _worker_words(s: Snapshot, worker: Worker) -> str:
     )
 
 
-def _approval(s: Snapshot, key: str, entry: Lease) -> _State:
+def _approval(s: Snapshot, key: str, entry: Lease) -> Finding:
     request = s.approvals.get(key, {})
     since = request.get("requested_at")
     deadline = request.get("deadline")
@@ -479,32 +467,28 @@ def _approval(s: Snapshot, key: str, entry: Lease) -> _State:
         words += f" since {clock(float(since))}"
     words += f" (deadline {clock(float(deadline))})" if deadline is not None else " (no deadline)"
     words += f": wfrunner approve {s.run_id} {request.get('node', '')}".rstrip()
-    return _State(
-        WAITING_APPROVAL,
-        False,
-        words,
-        WAIT,
-        {"requested_at": since, "deadline": deadline},
+    return Finding(
+        WAITING_APPROVAL, False, words, WAIT, details={"requested_at": since, "deadline": deadline}
     )
 
 
-def _queued(s: Snapshot, key: str, message: str) -> _State:
+def _queued(s: Snapshot, key: str, message: str) -> Finding:
     if message == "reserved":
-        return _State(QUEUED, False, "a worker holds its message (reserved, not yet begun)")
+        return Finding(QUEUED, False, "a worker holds its message (reserved, not yet begun)")
     waited = s.now - s.emitted_at.get(key, s.activity or s.last_activity)
     consumers = [w for w in s.workers if _alive(s, w) and (not w.queues or TASK_QUEUE in w.queues)]
     if s.workers and not consumers and waited >= s.limits.stall_after:
-        return _State(
+        return Finding(
             NO_WORKER,
             True,
             f"its message has waited in {TASK_QUEUE} for {span(waited)} and no live worker "
             f"consumes that queue (worker registry)",
             START_WORKER,
         )
-    return _State(QUEUED, False, f"its message waits in the broker's {TASK_QUEUE} queue")
+    return Finding(QUEUED, False, f"its message waits in the broker's {TASK_QUEUE} queue")
 
 
-def _unheld(s: Snapshot, key: str, entry: Lease | None, republished: Lease | None) -> _State:
+def _unheld(s: Snapshot, key: str, entry: Lease | None, republished: Lease | None) -> Finding:
     """A token no delivery holds, with no retry or approval due later and no message
     known to the broker."""
     since = max(s.emitted_at.get(key, 0.0), s.activity or s.last_activity)
@@ -513,7 +497,7 @@ def _unheld(s: Snapshot, key: str, entry: Lease | None, republished: Lease | Non
     if s.messages is not None and not s.messages_complete:
         unread = " (not among the messages read: the broker holds more)"
     if waited < s.limits.stall_after and republished is None:
-        return _State(PENDING, False, f"emitted {span(waited)} ago; being published")
+        return Finding(PENDING, False, f"emitted {span(waited)} ago; being published")
     details: dict[str, Any] = {"waited_seconds": round(waited, 3)}
     if republished is not None:
         at = republished.until - s.limits.republish_hold
@@ -523,7 +507,7 @@ def _unheld(s: Snapshot, key: str, entry: Lease | None, republished: Lease | Non
             f"{unread}: the reconciler leaves it until {clock(republished.until)}; "
             "--repair requeue publishes it now"
         )
-        return _State(LOST_MESSAGE, True, words, REQUEUE, details)
+        return Finding(LOST_MESSAGE, True, words, REQUEUE, details=details)
     words = f"no worker took it for {span(waited)} and no message for it is in the broker{unread}"
     if entry is not None and entry.holder == RETRY:
         words = f"its retry was due at {clock(entry.until)}; " + words
@@ -534,7 +518,7 @@ def _unheld(s: Snapshot, key: str, entry: Lease | None, republished: Lease | Non
     elif entry is not None and entry.holder == APPROVAL:
         words = f"its approval's deadline passed at {clock(entry.until)}; " + words
     words += ": the reconciler publishes it again on its next pass"
-    return _State(LOST_MESSAGE, True, words, REQUEUE, details)
+    return Finding(LOST_MESSAGE, True, words, REQUEUE, details=details)
 
 
 # -- joins -------------------------------------------------------------------------------
@@ -555,7 +539,7 @@ def _joins(s: Snapshot) -> list[Finding]:
         has = ", ".join(
             f"{p}{' (dead path)' if s.joins[f'{instance}|{p}'] == DEAD else ''}" for p in arrived
         )
-        waits = "; ".join(f"{p}: {state.words}" for p, state in upstream.items())
+        waits = "; ".join(f"{p}: {state.summary}" for p, state in upstream.items())
         where = f" (scope {scope})" if scope else ""
         found.append(
             Finding(
@@ -568,7 +552,7 @@ def _joins(s: Snapshot) -> list[Finding]:
                     "instance": instance,
                     "arrived": arrived,
                     "missing": {
-                        p: {"state": st.kind, "why": st.words} for p, st in upstream.items()
+                        p: {"state": st.kind, "why": st.summary} for p, st in upstream.items()
                     },
                 },
             )
@@ -576,19 +560,19 @@ def _joins(s: Snapshot) -> list[Finding]:
     return found
 
 
-def _upstream(s: Snapshot, node: str, scope: str) -> _State:
+def _upstream(s: Snapshot, node: str, scope: str) -> Finding:
     """What a join's missing input ``node`` is doing: its own token's state, else the
     nearest upstream nodes with tokens in flight, else nothing leads to it any more."""
     mine = [k for k, t in s.pending.items() if t.to_node == node]
     same = [k for k in mine if s.pending[k].scope == scope] or mine
     if same:
         state = token_state(s, same[0])
-        return _State(state.kind, state.stuck, state.words)
+        return Finding(state.kind, state.stuck, state.summary)
     feeding = _in_flight_upstream(s, node)
     if feeding:
         doing = ", ".join(f"{n} ({_short(s, n)})" for n in feeding)
-        return _State(PENDING, False, f"not started; waits for {doing}")
-    return _State(
+        return Finding(PENDING, False, f"not started; waits for {doing}")
+    return Finding(
         NOT_STARTED,
         True,
         "never started, and no token in flight leads to it (its arrival was lost)",

@@ -26,6 +26,7 @@ Celery task ids repeat when a message comes back), or one of
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -54,9 +55,14 @@ def delivery_holder(task_id: str) -> str:
 
 
 def _place() -> str:
-    """``<host>:<pid>`` of this process (the host without '@', '~' or '|')."""
-    host = socket.gethostname().translate(_UNSAFE) or "?"
-    return f"{host}:{os.getpid()}"
+    """``<host>:<pid>`` of this process (the pid changes in a forked pool child)."""
+    return f"{_host()}:{os.getpid()}"
+
+
+@functools.cache
+def _host() -> str:
+    """The host name, without '@', '~' or '|' (the holder's separators)."""
+    return socket.gethostname().translate(_UNSAFE) or "?"
 
 
 _UNSAFE = str.maketrans({"@": "_", "~": "_", "|": "_"})
