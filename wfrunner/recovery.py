@@ -224,7 +224,8 @@ def republish(
     stalled = _claim(rt, run_id, stall_after, force)
     if stalled:
         found = describe.republished_event(stalled, time.time(), idle_for, by)
-        log.warning("run %s: %s", run_id, found["summary"])
+        count, summary = len(stalled), found["summary"]
+        log.warning("run %s: publishing %d stalled tokens again (%s)", run_id, count, summary)
         rt.state.record(run_id, [found])
     return [t for t, _ in stalled]
 

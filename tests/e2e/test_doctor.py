@@ -238,3 +238,15 @@ def test_fail_and_cancel_end_a_stuck_run_with_the_reason(worker: Any) -> None:
     assert cancelled.status == "CANCELLED"
     assert "cancelled by ops" in str(rt.store.get_run(runs[1]).error)
     assert not diagnose(runs[0]).stuck
+
+
+def test_bad_input_is_a_usage_error_naming_it(cli_env: dict[str, str]) -> None:
+    unknown = invoke("doctor", "no-such-run", env=cli_env)
+    assert unknown.returncode == 2 and "no run with id 'no-such-run'" in unknown.stderr
+    nothing = invoke("doctor", "--repair", "requeue", env=cli_env)
+    assert nothing.returncode == 2 and "name the runs to repair" in nothing.stderr
+    odd = invoke("doctor", "some-run", "--repair", "explode", env=cli_env)
+    assert odd.returncode == 2 and "--repair" in odd.stderr
+    negative = invoke("doctor", "--older-than", "-5", env=cli_env)
+    assert negative.returncode == 2 and "--older-than" in negative.stderr
+    assert "Traceback" not in unknown.stderr + nothing.stderr + odd.stderr + negative.stderr
