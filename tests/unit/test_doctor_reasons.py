@@ -305,3 +305,19 @@ def test_poison_messages_naming_the_run_are_told_with_the_lost_token() -> None:
         "1 message of this run was set aside as poison: dead letter 7 from wfrunner.tasks: "
         "body is not valid base64"
     )
+
+
+def test_a_subworkflow_node_waits_for_its_child_until_the_child_ends_untold() -> None:
+    s = outbox(
+        B,
+        running={B.key: Lease(NOW + 9e9, "child")},
+        children={B.key: "child-1"},
+        child_status={"child-1": "RUNNING"},
+        activity=NOW - 400,
+        last_activity=NOW - 400,
+    )
+    found = only(s)
+    assert found.kind == "waiting_child" and not found.stuck
+    assert "waits for its child run child-1 (RUNNING" in found.summary
+    told = only(replace(s, child_status={"child-1": "COMPLETED"}))
+    assert told.kind == "child_end_untold" and told.stuck

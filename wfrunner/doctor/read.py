@@ -5,7 +5,7 @@ registry, the beat tasks' last passes and, when asked, the broker's messages."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from wfrunner import fencing, poison
@@ -15,6 +15,7 @@ from wfrunner.doctor.reasons import Limits, Snapshot, Worker
 from wfrunner.engine import keys
 from wfrunner.engine.leases import Lease
 from wfrunner.engine.tokens import Token
+from wfrunner.errors import WfrunnerError
 from wfrunner.recovery import stall_seconds
 from wfrunner.runtime import Runtime
 from wfrunner.store import RunRecord
@@ -93,6 +94,8 @@ class Reader:
             passes=self.passes,
             replayed=replayed,
             poison=tuple(text for raw, text in self.poison if run.id in raw),
+            children=hot["children"],
+            child_status=_statuses(rt, hot["children"].values()),
         )
 
 
@@ -128,8 +131,11 @@ def _hot(rt: Runtime, run_id: str) -> dict[str, Any]:
     pipe.hgetall(keys.joins_key(run_id))
     pipe.hgetall(keys.approvals_key(run_id))
     pipe.lrange(keys.events_key(run_id), -TAIL_EVENTS, -1)
+    pipe.hgetall(keys.children_key(run_id))
     pipe.time()
-    meta, counter, pending, running, attempts, joins, approvals, tail, now = pipe.execute()
+    meta, counter, pending, running, attempts, joins, approvals, tail, children, now = (
+        pipe.execute()
+    )
     leases = {k: Lease.parse(v) for k, v in running.items()}
     return {
         "meta": meta,
@@ -140,9 +146,21 @@ def _hot(rt: Runtime, run_id: str) -> dict[str, Any]:
         "joins": joins,
         "approvals": _approvals(approvals),
         "emitted_at": _emitted_at([json.loads(e) for e in tail]),
+        "children": {k: v for k, v in children.items() if not k.endswith("#d")},
         "clock": now[0] + now[1] / 1_000_000,
         "now": time.time(),
     }
+
+
+def _statuses(rt: Runtime, run_ids: Iterable[str]) -> dict[str, str]:
+    """Child run id -> its status in PostgreSQL (absent: not recorded yet)."""
+    found = {}
+    for run_id in run_ids:
+        try:
+            found[run_id] = rt.store.get_run(run_id).status.value
+        except WfrunnerError:
+            continue
+    return found
 
 
 def _approvals(raw: Mapping[str, str]) -> dict[str, dict[str, Any]]:

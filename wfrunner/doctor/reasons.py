@@ -19,8 +19,10 @@ A run that does not progress is in one of a few situations, each with its own re
   and its end is not recorded yet: the reconciler finishes it.
 
 And the situations that are waiting, not stuck: ``running`` (a live lease), ``queued``
-(a message waits in the broker), ``waiting_retry``, ``waiting_approval``, ``waiting_join``
-(with what each missing input's upstream is doing).
+(a message waits in the broker), ``waiting_retry``, ``waiting_approval``,
+``waiting_child`` (a subworkflow node's child run has not ended; ``child_end_untold``
+when it has and the parent was not told), ``waiting_join`` (with what each missing
+input's upstream is doing).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfrunner.doctor.describe import clock, holder_text, span
-from wfrunner.engine.leases import APPROVAL, REPUBLISHED, RETRY, Lease, place_of
+from wfrunner.engine.leases import APPROVAL, CHILD, REPUBLISHED, RETRY, Lease, place_of
 from wfrunner.engine.runstate import DEAD
 from wfrunner.engine.tokens import Token
 
@@ -52,6 +54,8 @@ WAITING_JOIN = "waiting_join"
 ENDED = "ended"
 NOT_STARTED = "not_started"
 POISON = "poison_message"
+WAITING_CHILD = "waiting_child"
+CHILD_END_UNTOLD = "child_end_untold"
 
 # repair actions (what ``--repair`` takes), and what a diagnosis may suggest besides
 REQUEUE, REBUILD, FAIL, CANCEL = "requeue", "rebuild", "fail", "cancel"
@@ -142,6 +146,9 @@ class Snapshot:
     replayed: tuple[int, frozenset[str]] | None = None
     #: poison messages naming the run (parked in Redis, or dead letters): one line each
     poison: tuple[str, ...] = ()
+    #: token key -> the child run its subworkflow node started, and child id -> status
+    children: Mapping[str, str] = field(default_factory=dict)
+    child_status: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -394,6 +401,8 @@ def token_state(s: Snapshot, key: str) -> Finding:
         return _running(s, entry) if live else _dead_worker(s, entry)
     if entry is not None and live and entry.holder == APPROVAL:
         return _approval(s, key, entry)
+    if entry is not None and live and entry.holder == CHILD:
+        return _child(s, key)
     if entry is not None and live and entry.holder == RETRY:
         attempt = s.attempts.get(key, 0)
         return Finding(
@@ -469,6 +478,29 @@ def _approval(s: Snapshot, key: str, entry: Lease) -> Finding:
     words += f": wfrunner approve {s.run_id} {request.get('node', '')}".rstrip()
     return Finding(
         WAITING_APPROVAL, False, words, WAIT, details={"requested_at": since, "deadline": deadline}
+    )
+
+
+def _child(s: Snapshot, key: str) -> Finding:
+    """A subworkflow node waiting for its child run: stuck only when the child ended and
+    its parent was not told (the reconciler passes that end on)."""
+    child = s.children.get(key, "?")
+    status = s.child_status.get(child, "unknown")
+    details = {"child_run_id": child, "child_status": status}
+    if status in _ENDED:
+        return Finding(
+            CHILD_END_UNTOLD,
+            True,
+            f"its child run {child} ended {status}, but the end did not reach this run: the "
+            "reconciler passes it on on its next pass",
+            WAIT,
+            details=details,
+        )
+    return Finding(
+        WAITING_CHILD,
+        False,
+        f"waits for its child run {child} ({status}; `wfrunner doctor {child}` tells more)",
+        details=details,
     )
 
 
