@@ -250,3 +250,43 @@ def test_bad_input_is_a_usage_error_naming_it(cli_env: dict[str, str]) -> None:
     negative = invoke("doctor", "--older-than", "-5", env=cli_env)
     assert negative.returncode == 2 and "--older-than" in negative.stderr
     assert "Traceback" not in unknown.stderr + nothing.stderr + odd.stderr + negative.stderr
+
+
+def test_a_subworkflow_node_waits_for_its_child_which_doctor_diagnoses_in_turn(
+    worker: Any,
+) -> None:
+    gate = "doctor-child"
+    gates[gate] = threading.Event()
+    client.register_workflow(
+        {"metadata": {"name": "doctor-child"}, "nodes": [fn("C", "t.wait", gate=gate)], "edges": []}
+    )
+    run_id = start(
+        {
+            "nodes": [
+                fn("P"),
+                {"id": "S", "type": "subworkflow", "config": {"workflow": "doctor-child"}},
+            ],
+            "edges": [{"from": "P", "to": "S"}],
+        }
+    )
+    try:
+
+        def child_waited() -> Any:
+            found = diagnose(run_id).findings
+            return next(
+                (
+                    f
+                    for f in found
+                    if f.kind == "waiting_child" and f.details["child_status"] == "RUNNING"
+                ),
+                None,
+            )
+
+        waiting = until(child_waited)
+        assert waiting.node == "S" and not diagnose(run_id).stuck
+        child = waiting.details["child_run_id"]
+        assert f"waits for its child run {child} (RUNNING" in waiting.summary
+        until(lambda: "running" in kinds(child))
+    finally:
+        gates[gate].set()
+    assert ended(run_id) == "COMPLETED"
