@@ -59,6 +59,10 @@ def test_a_worker_killed_mid_node_is_a_dead_worker_and_requeue_completes_the_run
     fixed = invoke("doctor", run_id, "--repair", "requeue", env=cluster.env)
     assert fixed.returncode == 0, fixed.stderr
     assert "published 1 token again: mid" in fixed.stdout
+    again = invoke("doctor", run_id, "--repair", "requeue", env=cluster.env)
+    assert again.returncode == 0 and "nothing to requeue" in again.stdout  # its message waits
+    queued = json.loads(invoke("doctor", run_id, "--json", env=cluster.env).stdout)["runs"][0]
+    assert [f["kind"] for f in queued["findings"]] == ["queued"] and not queued["stuck"]
     victim.start()
     assert not cluster.wait([run_id], 60), cluster.tails()
     assert cluster.status(run_id) == "COMPLETED"
