@@ -30,9 +30,10 @@ def test_a_worker_killed_mid_node_is_a_dead_worker_and_requeue_completes_the_run
     run_id = cluster.submit(workflow_id, {"tag": uuid.uuid4().hex})
 
     def held() -> Lease | None:
-        for entry in cluster.redis.hvals(keys.running_key(run_id)):
+        """The lease of the delivery running ``mid`` (not the short ``first`` before it)."""
+        for key, entry in cluster.redis.hgetall(keys.running_key(run_id)).items():
             lease = Lease.parse(entry)
-            if lease is not None and lease.held:
+            if "->mid@" in key and lease is not None and lease.held:
                 return lease
         return None
 
