@@ -54,7 +54,7 @@ _HINTS = {
 def doctor(
     run_ids: Annotated[
         list[str] | None,
-        typer.Argument(metavar="[RUN_ID]...", show_default=False, help="Runs to diagnose."),
+        typer.Argument(metavar="RUN_ID", show_default=False, help="Runs to diagnose."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     show_all: Annotated[
