@@ -11,6 +11,8 @@ ARGV[1]  now          seconds since the epoch (the caller's clock, as "activity"
 ARGV[2]  stall_after  seconds without activity after which the run counts as idle
 ARGV[3]  hold         seconds a republished token is left alone (its message may be
                       waiting in a long queue)
+ARGV[4]  force        "1": an earlier republish mark does not hold a token back (an
+                      operator's ``wfrunner doctor --repair requeue``); "" otherwise
 
 A pending token is published again when
   - a delivery's lease on it expired (its worker is gone), whether or not the run is idle;
@@ -19,7 +21,9 @@ A pending token is published again when
 It is never published while a delivery's lease is live, a retry is not yet due or it was
 republished less than ``hold`` seconds ago. Lease times are Redis's clock (TIME).
 
-Returns the JSON tokens to publish (each is marked "<now + hold>|republished").
+Returns {token, previous, token, previous, ...}: each JSON token to publish (marked
+"<now + hold>|republished") followed by the running entry it had ("" for none), which
+says why it was stalled (an expired lease names its holder).
 ]]
 
 if redis.call("HGET", KEYS[1], "state") ~= "running" then
@@ -34,9 +38,12 @@ local stalled = {}
 local pending = redis.call("HGETALL", KEYS[2])
 for i = 1, #pending, 2 do
     local token = pending[i]
-    local till, holder = string.match(redis.call("HGET", KEYS[3], token) or "", "^([^|]+)|(.*)$")
+    local entry = redis.call("HGET", KEYS[3], token) or ""
+    local till, holder = string.match(entry, "^([^|]+)|(.*)$")
     local lost
-    if till and tonumber(till) and tonumber(till) > now then
+    if ARGV[4] == "1" and holder == "republished" then
+        lost = true
+    elseif till and tonumber(till) and tonumber(till) > now then
         lost = false
     elseif holder and holder ~= "retry" and holder ~= "republished" then
         lost = true
@@ -46,6 +53,7 @@ for i = 1, #pending, 2 do
     if lost then
         redis.call("HSET", KEYS[3], token, mark)
         stalled[#stalled + 1] = pending[i + 1]
+        stalled[#stalled + 1] = entry
     end
 end
 return stalled

@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers (py.typed)
     from wfrunner.client import get_run, list_runs, register_workflow, submit_run, wait_for_run
     from wfrunner.context import NodeContext
     from wfrunner.control import approve, cancel_run, decide_approval, reject
+    from wfrunner.doctor.run import diagnose
+    from wfrunner.doctor.run import repair as repair_run
     from wfrunner.documents import NodeDocument, PathStep, RunDocument, RunStats
     from wfrunner.replay import replay_run
     from wfrunner.states import NodeStatus, RunStatus
@@ -36,11 +38,13 @@ __all__ = [
     "approve",
     "cancel_run",
     "decide_approval",
+    "diagnose",
     "get_run",
     "handler",
     "list_runs",
     "register_workflow",
     "reject",
+    "repair_run",
     "replay_run",
     "start_run",
     "submit_run",
@@ -55,6 +59,8 @@ _LAZY = {
     "get_run": ("wfrunner.client", "get_run"),
     "list_runs": ("wfrunner.client", "list_runs"),
     "replay_run": ("wfrunner.replay", "replay_run"),
+    "diagnose": ("wfrunner.doctor.run", "diagnose"),
+    "repair_run": ("wfrunner.doctor.run", "repair"),
     "submit_run": ("wfrunner.client", "submit_run"),
     "wait_for_run": ("wfrunner.client", "wait_for_run"),
     "cancel_run": ("wfrunner.control", "cancel_run"),

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from wfrunner import aftermath, ended, fencing, history, runlimits, subflows, telemetry
-from wfrunner.engine import completion, leases
+from wfrunner.engine import completion, keys, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.runstate import GONE, RUNNING, CompletionView, EndedState, RunEnd
@@ -182,9 +182,10 @@ def _document(
         return None
 
 
-def fail(rt: Runtime, run_id: str, error: str, kind: str = "failed") -> bool:
-    """End a run from outside its nodes (timeout, cancellation); False if it had ended."""
-    evt = event("run_cancelled" if kind == "cancelled" else "run_failed", error=error)
+def fail(rt: Runtime, run_id: str, error: str, kind: str = "failed", **found: Any) -> bool:
+    """End a run from outside its nodes (timeout, cancellation); False if it had ended.
+    ``found``: what the caller found, kept in the event (the timeout detector's findings)."""
+    evt = event("run_cancelled" if kind == "cancelled" else "run_failed", error=error, **found)
     stopped = rt.state.end(run_id, kind, error, [evt])
     if stopped or rt.state.meta(run_id):
         finish(rt, run_id)
@@ -213,6 +214,7 @@ def expire_idle_runs(rt: Runtime) -> list[str]:
     """
     timeout = rt.settings.run_timeout
     failed = []
+    rt.redis.hset(keys.PASSES_KEY, "detect_timeouts", time.time())  # wfrunner doctor reads it
     for run_id in rt.store.find_idle_runs(timeout):
         meta = rt.state.meta(run_id)
         if not meta and runlimits.waits(rt, run_id):  # QUEUED for a slot: not stuck
@@ -223,9 +225,22 @@ def expire_idle_runs(rt: Runtime) -> list[str]:
             rt.store.touch_run(run_id)
             continue
         error = f"run timed out: no activity for {timeout} s (WFRUNNER_RUN_TIMEOUT)"
-        if fail(rt, run_id, error):
+        if fail(rt, run_id, error, **_found_idle(rt, run_id)):
             failed.append(run_id)
     return failed
+
+
+def _found_idle(rt: Runtime, run_id: str) -> dict[str, Any]:
+    """What ``wfrunner doctor`` finds in a run the detector fails, for its run_failed event
+    (``found``: one line per finding): why it was idle stays in the run's history."""
+    from wfrunner.doctor import diagnose
+
+    try:
+        found = diagnose(run_id, rt, broker=False)
+    except Exception as exc:  # a diagnosis is a courtesy: it must not keep the run alive
+        log.warning("run %s: no diagnosis for its timeout (%s)", run_id, exc)
+        return {}
+    return {"detected_by": "timeout", "found": [f.summary for f in found.findings]}
 
 
 def _busy(rt: Runtime, run_id: str) -> bool:

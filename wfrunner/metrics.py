@@ -69,7 +69,8 @@ REDELIVERIES = Counter(
 RECONCILER_REPAIRS = Counter(
     "wfrunner_reconciler_repairs",
     "What reconciler passes repaired, by kind: rebuilt, republished, finished, "
-    "completion_checked, started, dropped, slots_freed.",
+    "completion_checked, started, dropped, slots_freed; and wfrunner doctor's repairs: "
+    "doctor_requeue, doctor_rebuild, doctor_fail, doctor_cancel.",
     ["kind"],
 )
 DEAD_LETTERS = Counter(

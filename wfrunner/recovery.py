@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from wfrunner import fencing, lifecycle, runlimits, telemetry
+from wfrunner.doctor import describe
 from wfrunner.engine import keys
 from wfrunner.engine.events import event
+from wfrunner.engine.leases import Lease
 from wfrunner.engine.runstate import DEAD, RUNNING
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import ConflictError, NotFoundError, WfrunnerError
@@ -105,8 +107,15 @@ class _History:
         return {**self.joins, **counts}
 
 
-def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> list[Token]:
-    """Recreate a run's hot state from PostgreSQL; returns the tokens to publish again."""
+def rebuild(
+    rt: Runtime,
+    run_id: str,
+    reason: dict[str, Any] | None = None,
+    why: str | None = None,
+    by: str = "reconciler",
+) -> list[Token]:
+    """Recreate a run's hot state from PostgreSQL; returns the tokens to publish again.
+    ``why``: what was found, kept in the ``run_recovered`` event (with ``by``)."""
     run = rt.store.get_run(run_id)
     if run.status in TERMINAL_RUN_STATES:
         return []  # it ended (and left Redis) after the caller looked: nothing to rebuild
@@ -115,7 +124,13 @@ def rebuild(rt: Runtime, run_id: str, reason: dict[str, Any] | None = None) -> l
     joins = {n.id: list(n.dependencies) for n in ir.nodes.values() if n.wait_for_all}
     known = _History(events, joins)
     pending = known.pending()
-    recovered = reason or event("run_recovered", pending=len(pending))
+    recovered = reason or event(
+        "run_recovered",
+        pending=len(pending),
+        by=by,
+        **({"why": why} if why else {}),
+        tokens=sorted(describe.token_name(t) for t in pending.values()),
+    )
     client = rt.redis
     pipe = client.pipeline(transaction=True)
     pipe.delete(*keys.run_keys(run_id))
@@ -175,6 +190,11 @@ def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def stall_seconds(rt: Runtime) -> float:
+    """Seconds a run is idle before the reconciler publishes its unheld tokens again."""
+    return 3.0 * rt.settings.reconcile_interval
+
+
 def stalled_tokens(rt: Runtime, run_id: str, stall_after: float) -> list[Token]:
     """Pending tokens to publish again, marked as republished (lua/claim_stalled.lua).
 
@@ -184,16 +204,39 @@ def stalled_tokens(rt: Runtime, run_id: str, stall_after: float) -> list[Token]:
     for ``stall_after`` s, and then at most every ``WFRUNNER_VISIBILITY_TIMEOUT`` seconds:
     a token merely waiting in a long queue is not published on every pass.
     """
-    return rt.state.claim_stalled(
-        run_id, time.time(), stall_after, float(rt.settings.visibility_timeout)
-    )
+    return [t for t, _ in _claim(rt, run_id, stall_after, force=False)]
+
+
+def _claim(
+    rt: Runtime, run_id: str, stall_after: float, force: bool
+) -> list[tuple[Token, Lease | None]]:
+    hold = float(rt.settings.visibility_timeout)
+    return rt.state.claim_stalled(run_id, time.time(), stall_after, hold, force=force)
+
+
+def republish(
+    rt: Runtime, run_id: str, stall_after: float, by: str = "reconciler", force: bool = False
+) -> list[Token]:
+    """:func:`stalled_tokens`, recording on the run what was found and done (a
+    ``reconciler_repaired`` event: each token's node and why it stalled), so ``wfrunner
+    trace`` and ``wfrunner doctor`` can tell. ``force``: tokens published again recently
+    are published again too (an operator's requeue)."""
+    idle_for = time.time() - float(rt.state.meta(run_id).get("activity") or 0)
+    stalled = _claim(rt, run_id, stall_after, force)
+    if stalled:
+        found = describe.republished_event(stalled, time.time(), idle_for, by)
+        count, summary = len(stalled), found["summary"]
+        log.warning("run %s: publishing %d stalled tokens again (%s)", run_id, count, summary)
+        rt.state.record(run_id, [found])
+    return [t for t, _ in stalled]
 
 
 def reconcile(rt: Runtime) -> dict[str, list[Token]]:
     """One pass over active runs: rebuild lost or stale ones, republish stalled tokens,
     finish runs whose end was not recorded, start queued runs whose start message is gone.
     Returns run id -> tokens to publish."""
-    stall_after = 3.0 * rt.settings.reconcile_interval
+    stall_after = stall_seconds(rt)
+    rt.redis.hset(keys.PASSES_KEY, "reconcile", time.time())  # wfrunner doctor reads it
     restarted = _redis_restarted(rt)
     restored = bool(restarted and restarted[1])
     generations = rt.store.active_generations()
@@ -221,9 +264,8 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
             lifecycle.check_completion(rt, run_id)
             telemetry.repaired("completion_checked")
         else:
-            stalled = stalled_tokens(rt, run_id, stall_after)
+            stalled = republish(rt, run_id, stall_after)
             if stalled:
-                log.warning("run %s: publishing %d stalled tokens again", run_id, len(stalled))
                 to_publish[run_id] = stalled
                 telemetry.repaired("republished")
     # after the active runs: a rebuilt run takes back its slot of a run limit first
@@ -274,17 +316,17 @@ def _validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list
             return None  # a writer is at work: the next pass looks again
         meta = rt.state.meta(run_id)
         if not meta:
-            return rebuild(rt, run_id)
+            return rebuild(rt, run_id, why="Redis held no hot state for the run")
         gen = fencing.generation(meta)
         if gen != listed_gen and gen != rt.store.get_run(run_id).hot_gen:
             log.warning("run %s: Redis holds generation %d, older than PostgreSQL's", run_id, gen)
-            return rebuild(rt, run_id)
+            return rebuild(rt, run_id, why=f"Redis held generation {gen}, older than PostgreSQL's")
         if restored and meta.get("state") == RUNNING:
             # the restored state is a consistent prefix of what was lost: keep its events,
             # then start over from PostgreSQL, so deliveries begun on it cannot commit and
             # the outbox is published again at once
             fencing.flush_held(rt, run_id)
-            return rebuild(rt, run_id)
+            return rebuild(rt, run_id, why="Redis came back from a snapshot")
         return None
 
 

@@ -37,6 +37,7 @@ COMMANDS = {
     "status": ["status", "some-run"],
     "trace": ["trace", "some-run"],
     "replay": ["replay", "some-run"],
+    "doctor": ["doctor"],
     "dlq-list": ["dlq", "list"],
     "dlq-retry": ["dlq", "retry", "1"],
 }

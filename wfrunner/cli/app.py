@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> Any:
         db,
         definitions,
         dlq,
+        doctor,
         limits,
         listing,
         operate,

@@ -27,10 +27,14 @@ child_started      a subworkflow node's first         scope, child_run_id, workf
                    delivery
 child_ended        the child run's end                child_run_id, status, error
 run_completed      check_completion                   -
-run_failed         a node failed / timed out          error
+run_failed         a node failed / timed out          error (the timeout detector adds
+                                                      detected_by, found: its diagnosis)
 run_cancelled      cancellation                       error, by, reason, cut_short
                                                       [{node, scope, was}]
-run_recovered      rebuilt from PostgreSQL            pending
+run_recovered      rebuilt from PostgreSQL            pending, by, why, tokens (their nodes)
+reconciler_repaired tokens published again             repair ("republished"), by, summary,
+                   (the reconciler, wfrunner doctor)  tokens [{node, from, scope, cause,
+                                                      why, holder, expired_at}]
 run_resumed        a dead letter retried              dead_letter (node: the letter's)
 failure_handler_ran / the workflow's on_failure       handler, output / error (appended
 failure_handler_failed handler, after a FAILED end    to the ended run's log, once)

@@ -39,6 +39,7 @@ Two global keys batch the flushes of all runs (see wfrunner/tasks/runs.py ``flus
 
 The server key (global) holds the ``run_id`` of the Redis server process that the
 reconciler last saw; a different one means Redis restarted (empty, or from a snapshot).
+The passes key (global hash) holds when the reconciler and the timeout detector last ran.
 
 The completion channel is global (PUBLISH reaches every node of a cluster); its messages
 are run ids. A run's end channel ``wfr:{<run_id>}:ended`` carries the status PostgreSQL
@@ -65,6 +66,9 @@ PREFIX = "wfr"
 COMPLETION_CHANNEL = f"{PREFIX}:completion"
 #: the run_id (INFO server) of the Redis process the reconciler last validated runs on
 SERVER_KEY = f"{PREFIX}:server"
+#: hash: beat task name -> when its last pass ran (``wfrunner doctor`` tells whether the
+#: reconciler and the timeout detector run at all)
+PASSES_KEY = f"{PREFIX}:passes"
 #: runs whose history is due to be flushed, and the flag of a queued flush_runs task
 FLUSH_DIRTY_KEY = f"{PREFIX}:{{flush}}:dirty"
 FLUSH_QUEUED_KEY = f"{PREFIX}:{{flush}}:queued"

@@ -26,7 +26,10 @@ Celery task ids repeat when a message comes back), or one of
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -46,14 +49,40 @@ CHILD = "child"
 def delivery_holder(task_id: str) -> str:
     """A delivery's lease holder id: new for every delivery (two deliveries of one message
     must not share a lease), naming the Celery task that runs it, so a cancel can revoke
-    that task (:func:`task_of`)."""
-    return f"{uuid.uuid4().hex}@{task_id}"
+    that task (:func:`task_of`), and the host and process it runs in, so ``wfrunner
+    doctor`` can say where a lease that expired was held (:func:`place_of`)."""
+    return f"{uuid.uuid4().hex}~{_place()}@{task_id}"
+
+
+def _place() -> str:
+    """``<host>:<pid>`` of this process (the pid changes in a forked pool child)."""
+    return f"{_host()}:{os.getpid()}"
+
+
+@functools.cache
+def _host() -> str:
+    """The host name, without '@', '~' or '|' (the holder's separators)."""
+    return socket.gethostname().translate(_UNSAFE) or "?"
+
+
+_UNSAFE = str.maketrans({"@": "_", "~": "_", "|": "_"})
 
 
 def task_of(holder: str) -> str | None:
     """The Celery task id a :func:`delivery_holder` names (None for any other entry)."""
     _, at, task_id = holder.partition("@")
     return task_id if at and task_id else None
+
+
+def place_of(holder: str) -> tuple[str, int] | None:
+    """(host, pid) of the process a :func:`delivery_holder` names; None for any other
+    entry (and for holders made before they named it)."""
+    head, at, _ = holder.partition("@")
+    _, tilde, place = head.partition("~")
+    host, colon, pid = place.rpartition(":")
+    if not (at and tilde and colon and host and pid.isdigit()):
+        return None
+    return host, int(pid)
 
 
 @dataclass(frozen=True)

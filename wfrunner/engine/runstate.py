@@ -798,16 +798,21 @@ class RunState:
         return [str(key) for lost in replies for key in lost]
 
     def claim_stalled(
-        self, run_id: str, now: float, stall_after: float, hold: float
-    ) -> list[Token]:
-        """Outbox tokens to publish again (see lua/claim_stalled.lua), marked as such."""
-        texts = self._run(
+        self, run_id: str, now: float, stall_after: float, hold: float, force: bool = False
+    ) -> list[tuple[Token, Lease | None]]:
+        """Outbox tokens to publish again (see lua/claim_stalled.lua), marked as such, each
+        with the running entry it had (None: none); ``force``: republish marks do not hold
+        a token back."""
+        flat = self._run(
             "claim_stalled",
             run_id,
             [keys.meta_key(run_id), keys.pending_key(run_id), keys.running_key(run_id)],
-            [now, stall_after, hold],
+            [now, stall_after, hold, "1" if force else ""],
         )
-        return [Token.from_dict(json.loads(text)) for text in texts]
+        return [
+            (Token.from_dict(json.loads(flat[i])), Lease.parse(str(flat[i + 1])))
+            for i in range(0, len(flat), 2)
+        ]
 
     def leases(self, run_id: str) -> dict[str, Lease]:
         """token key -> its lease, retry due time or republish mark."""

@@ -361,7 +361,8 @@ def run_resumed(state: ReplayedState, evt: Event) -> None:
 def _told(state: ReplayedState, evt: Event) -> None:
     """An event that moves no token and changes no counter: a subworkflow node's child
     started or ended (its token waits in the outbox, counted), the on_failure handler's
-    record on an ended run."""
+    record on an ended run, what the reconciler found and
+    published again (``reconciler_repaired``: the tokens stay in the outbox)."""
 
 
 HANDLERS: dict[str, Handler] = {
@@ -386,6 +387,7 @@ HANDLERS: dict[str, Handler] = {
     "child_ended": _told,
     "failure_handler_ran": _told,
     "failure_handler_failed": _told,
+    "reconciler_repaired": _told,
 }
 
 

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from wfrunner.api.routes import deadletters, events, health, limits, pictures, runs, workflows
+from wfrunner.api.routes import (
+    deadletters,
+    diagnosis,
+    events,
+    health,
+    limits,
+    pictures,
+    runs,
+    workflows,
+)
 
 GUARDED: tuple[APIRouter, ...] = (
     workflows.router,
@@ -17,5 +26,6 @@ GUARDED: tuple[APIRouter, ...] = (
     deadletters.router,
     pictures.router,
     limits.router,
+    diagnosis.router,
 )
 OPEN: tuple[APIRouter, ...] = (health.router,)
