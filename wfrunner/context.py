@@ -63,6 +63,9 @@ class NodeContext:
     idempotency_key: str
     logger: logging.LoggerAdapter[logging.Logger] = field(repr=False, compare=False)
     _beat: Callable[[], bool] = field(default=_no_heartbeat, repr=False, compare=False)
+    #: in a map node (``config.map_over``): the index of the element this call handles
+    #: (its input); None elsewhere
+    item_index: int | None = None
 
     def heartbeat(self) -> bool:
         """Extend the node's lease now, for work that may hold the GIL longer than the
@@ -135,6 +138,7 @@ def for_delivery(
     holder: str,
     attempt: int,
     iteration: int,
+    item_index: int | None = None,
 ) -> NodeContext:
     """The context of handler ``handler`` run by the delivery ``holder`` of one token,
     whose lease ``leases`` keeps."""
@@ -147,6 +151,7 @@ def for_delivery(
         idempotency_key(run_id, token_key),
         node_logger(handler, run_id, node_id, attempt),
         Heartbeat(leases, run_id, token_key, holder),
+        item_index,
     )
 
 

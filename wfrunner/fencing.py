@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: how long a writer may hold a run's lock before another may take it (a dead holder)
 LOCK_TTL_MS = 30_000
+#: the fields of an event that name a payload a flush copies
+_REFS = ("output_ref", "input_ref")
 
 
 class Hold:
@@ -134,7 +136,8 @@ def _flush_held(rt: Runtime, run_ids: list[str]) -> int:
         events = rt.state.events(run_id, flushed - trimmed)
         if not events:
             continue
-        refs = sorted({str(e["output_ref"]) for e in events if e.get("output_ref")})
+        # a map node's input_ref too: its finish token's input (engine/mapping.py)
+        refs = sorted({str(e[k]) for e in events for k in _REFS if e.get(k)})
         payloads = rt.state.payloads(run_id, refs)
         progress = Progress(
             run_id, generation(meta), flushed + 1, [split(e) for e in events], payloads

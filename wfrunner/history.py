@@ -39,6 +39,10 @@ class NodeProgress:
     caught: bool = False
     #: a subworkflow node: the child run it started (its latest)
     child_run_id: str | None = None
+    #: a map node (config.map_over): its latest list's elements and the results recorded
+    items: dict[str, int] | None = None
+    #: a map node whose items are running (its retried elements count as errors above)
+    mapping: bool = False
 
     @property
     def open(self) -> int:
@@ -46,7 +50,7 @@ class NodeProgress:
         return max(0, self.started - self.completed - self.errors)
 
     def status(self, ended: bool) -> NodeStatus:
-        return node_status(self, self.open > 0, ended)
+        return node_status(self, self.open > 0 or self.mapping, ended)
 
 
 class _NodeFlags(Protocol):
@@ -114,6 +118,19 @@ def _apply(node: NodeProgress, evt: Event) -> None:
         node.skipped = True
     elif kind == "child_started":
         node.child_run_id = evt.get("child_run_id")
+    _apply_map(node, kind, evt)
+
+
+def _apply_map(node: NodeProgress, kind: str, evt: Event) -> None:
+    """A map node's items (docs/map.md): one map_started per list, one map_item per
+    element done; the node's own node_completed (or node_failed) ends them."""
+    if kind == "map_started":
+        node.items = {"total": int(evt.get("total") or 0), "done": 0}
+        node.mapping = True
+    elif kind == "map_item" and node.items is not None:
+        node.items["done"] += 1
+    elif kind in ("node_completed", "node_failed", "node_cancelled"):
+        node.mapping = False
 
 
 def _time(node: NodeProgress, kind: str, evt: Event) -> None:
@@ -150,6 +167,7 @@ def node_documents(
             **({"traceback": p.traceback} if p.failed and p.traceback else {}),
             **({"caught": True} if p.failed and p.caught else {}),
             **({"child_run_id": p.child_run_id} if p.child_run_id else {}),
+            **({"items": dict(p.items)} if p.items is not None else {}),
         }
         for node_id, p in nodes.items()
     }

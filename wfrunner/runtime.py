@@ -92,6 +92,7 @@ class Runtime:
                 http_timeout_s=float(settings.http_timeout),
                 max_loop_passes=settings.max_loop_passes,
                 handler_concurrency=dict(settings.handler_concurrency),
+                max_map_items=settings.max_map_items,
             ),
             self.leases,
             launch=self._launch,

@@ -153,6 +153,7 @@ class Settings:
     http_timeout: int = 30
     max_loop_passes: int = 10_000
     max_subworkflow_depth: int = 8
+    max_map_items: int = 10_000
     task_events: bool = False
     inline_ms: int = 1000
     pg_prepare: bool = True
@@ -187,6 +188,7 @@ class Settings:
             http_timeout=_int(env, "WFRUNNER_HTTP_TIMEOUT", 30),
             max_loop_passes=_int(env, "WFRUNNER_MAX_LOOP_PASSES", 10_000),
             max_subworkflow_depth=_int(env, "WFRUNNER_MAX_SUBWORKFLOW_DEPTH", 8, minimum=1),
+            max_map_items=_int(env, "WFRUNNER_MAX_MAP_ITEMS", 10_000),
             task_events=_flag(env, "WFRUNNER_TASK_EVENTS"),
             inline_ms=_int(env, "WFRUNNER_INLINE_MS", 1000, minimum=0),
             pg_prepare=_flag(env, "WFRUNNER_PG_PREPARE", default=True),

@@ -16,6 +16,7 @@ from wfrunner.compiler import checks, failures, limits
 from wfrunner.compiler.graph import cycle_path, strongly_connected, topological_order
 from wfrunner.compiler.ir import IR, Branch, BranchRule, IRNode, Loop, RetryPolicy
 from wfrunner.compiler.limits import edge_label
+from wfrunner.compiler.mapcheck import map_problems
 from wfrunner.compiler.schema import locate, node_types, schema_problems, show
 from wfrunner.errors import CompileError
 
@@ -173,6 +174,7 @@ def _read_configs(draft: _Draft) -> None:
                 draft.loops[node_id] = loop
         if node_type != "loop" or config.get("function_name") is not None:
             draft.problems += checks.node_problems(node_id, node_type, config)
+        draft.problems += map_problems(node_id, node_type, config)
     for edge in draft.edges:
         if edge.source in draft.loops and edge.condition is not None:
             draft.problems.append(

@@ -39,7 +39,7 @@ from typing import Any
 from wfrunner import builtins, context, handlers
 from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.context import NodeContext
-from wfrunner.engine import catching, handler_slots, human, subflow
+from wfrunner.engine import catching, handler_slots, human, mapnode, mapping, subflow
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.catching import Catch
 from wfrunner.engine.events import event
@@ -107,6 +107,8 @@ class Limits:
     #: handler -> fleet-wide limit, over the registered max_concurrency
     #: (WFRUNNER_HANDLER_CONCURRENCY)
     handler_concurrency: Mapping[str, int] = field(default_factory=dict)
+    #: elements a map node's list may have (WFRUNNER_MAX_MAP_ITEMS)
+    max_map_items: int = mapping.DEFAULT_MAX_ITEMS
 
 
 #: commits refused because a join moved on (see lua/commit_node.lua) before giving up
@@ -182,7 +184,8 @@ class Executor:
             time.time(),
             # a human node starts once, when its approval is requested, whatever the
             # deliveries (the request, the decision, the deadline)
-            None if joining or _waits(node) else started,
+            # nor does a map node's item or finish token (see engine/mapping.py)
+            None if joining or _waits(node) or mapping.quiet(node, token) else started,
             holder,
             inputs=_reads(node, "inputs") or (token.payload_ref is None and not joining),
             context=_reads(node, "ctx"),
@@ -247,6 +250,8 @@ class Executor:
             return wait(self, ir, node, token, node_input, begin, started, nonce)
         # a join's node_started is appended by its commit (begin appended no event for it)
         events = [{**started, "attempt": begin.attempt}] if joining else []
+        if mapping.is_map(node):
+            return mapnode.deliver(self, ir, node, token, node_input, begin, events, nonce)
         return self._execute(ir, node, token, node_input, begin, events, nonce)
 
     def _approval(
@@ -493,6 +498,7 @@ class Executor:
             holder=begin.holder,
             attempt=begin.attempt,
             iteration=int(variables["iteration"]),
+            item_index=mapping.role(node.id, token).index if mapping.is_map(node) else None,
         )
 
     def _propagate_dead(
@@ -698,7 +704,7 @@ def _loop_events(node: IRNode, decision: Decision) -> list[dict[str, Any]]:
 def _reads(node: IRNode, variable: str) -> bool:
     """Whether one of the node's CEL expressions may read ``variable`` (a handler gets only
     ``input``): the run's inputs and the context are fetched only for nodes that do."""
-    texts = [str(node.config.get(k, "")) for k in ("expression", "filter_expression")]
+    texts = [str(node.config.get(k, "")) for k in ("expression", "filter_expression", "map_over")]
     if node.branch:
         texts += [r.condition for r in node.branch.rules]
     if node.loop:

@@ -18,6 +18,7 @@ slot and a Lua script may touch several of them::
     wfr:{<run_id>}:lock       string  held by the one writer copying the run to PostgreSQL
     wfr:{<run_id>}:approvals  hash    token key -> a human node's request; "<key>#d" -> its
                                       decision (lua/request_approval.lua)
+    wfr:{<run_id>}:maps       hash    map nodes' items and results (lua/map_commit.lua)
     wfr:{<run_id>}:checks     string  completion double-checks so far (a statistic the
                                       run's end records, not one PostgreSQL write per check)
     wfr:{<run_id>}:waiting    hash    node id -> why its delivery waits for a handler slot
@@ -151,6 +152,9 @@ def children_key(run_id: str) -> str:
     """The child runs the run's subworkflow nodes started (token key -> child run id),
     and how each ended (``<token key>#d`` -> the child's outcome)."""
     return f"{_tag(run_id)}:children"
+def maps_key(run_id: str) -> str:
+    """Map nodes' item tokens and gathered results (see lua/map_commit.lua)."""
+    return f"{_tag(run_id)}:maps"
 
 
 def checks_key(run_id: str) -> str:
@@ -196,6 +200,7 @@ def run_keys(run_id: str) -> list[str]:
         approvals_key(run_id),
         children_key(run_id),
         waiting_key(run_id),
+        maps_key(run_id),
     ]
 
 

@@ -1,0 +1,130 @@
+"""Map nodes (config.map_over) against the real Redis and PostgreSQL, one delivery at a
+time: items redelivered, finished out of order, the finisher delivered twice; the counter
+always returns to 0 and the successor fires once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.harness import Harness
+from wfrunner.engine import keys, mapping
+from wfrunner.engine.tokens import Token
+from wfrunner.runtime import Runtime
+
+
+def mapped(cap: int = 2, over: str = "input.xs", after: bool = True) -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = [
+        {"id": "A", "type": "transform", "config": {"expression": "input"}},
+        {
+            "id": "M",
+            "type": "transform",
+            "config": {"map_over": over, "max_concurrency": cap, "expression": "input * 10"},
+        },
+    ]
+    edges = [{"from": "A", "to": "M"}]
+    if after:
+        nodes.append({"id": "Z", "type": "transform", "config": {"expression": "input"}})
+        edges.append({"from": "M", "to": "Z"})
+    return {"nodes": nodes, "edges": edges}
+
+
+def items_in_flight(rt: Runtime, run_id: str) -> list[int]:
+    roles = [mapping.role("M", t) for t in rt.state.pending(run_id).values() if t.to_node == "M"]
+    return sorted(r.index for r in roles if r.index is not None)
+
+
+def test_items_run_at_most_cap_at_a_time_and_gather_in_order(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(cap=2), {"xs": [1, 2, 3, 4, 5]})
+    h.deliver()  # A
+    head = h.deliver()  # M's head: items 0 and 1
+    assert [mapping.role("M", t).index for t in head.dispatch] == [0, 1]
+    assert rt.state.counter(h.run_id) == 2
+    # item 1 finishes before item 0: it emits item 3 (1 + cap)
+    one = h.deliver(lambda q: _take(q, 1))
+    assert [mapping.role("M", t).index for t in one.dispatch] == [3]
+    assert items_in_flight(rt, h.run_id) == [0, 3]
+    h.deliver(lambda q: _take(q, 3))  # 3 done: 3 + 2 is past the end, nothing emitted
+    assert items_in_flight(rt, h.run_id) == [0]
+    assert rt.state.counter(h.run_id) == 1
+    h.deliver(lambda q: _take(q, 0))  # emits item 2
+    h.deliver(lambda q: _take(q, 2))  # emits item 4
+    last = h.deliver(lambda q: _take(q, 4))  # the last result: the finish token
+    assert [mapping.role("M", t).kind for t in last.dispatch] == [mapping.FINISH]
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["M"]["output"] == [10, 20, 30, 40, 50]
+    assert doc["nodes"]["Z"]["output"] == [10, 20, 30, 40, 50]
+    assert doc["nodes"]["M"]["items"] == {"total": 5, "done": 5}
+    assert h.completion_checks == 1
+    assert rt.state.counter(h.run_id) is None or rt.state.counter(h.run_id) == 0
+
+
+def _take(queue: Any, index: int) -> Token:
+    for token in queue:
+        if mapping.role("M", token).index == index:
+            queue.remove(token)
+            return token
+    raise AssertionError(f"item {index} is not queued: {list(queue)}")
+
+
+def test_a_redelivered_item_is_counted_once(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(cap=3), {"xs": [1, 2, 3]})
+    h.deliver()
+    h.deliver()
+    item = h.queue[0]
+    h.deliver()
+    copy = h.process(item)  # a broker's duplicate of item 0
+    assert copy.ignored == "token already committed (duplicate or late delivery)"
+    assert rt.state.counter(h.run_id) == 2
+    done = rt.redis.hget(keys.maps_key(h.run_id), "M|#done")
+    assert done == "1"
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [10, 20, 30]
+    assert h.completion_checks == 1
+
+
+def test_the_finish_token_delivered_twice_fires_the_successor_once(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(cap=2), {"xs": [7, 8]})
+    for _ in range(4):  # A, the head, both items
+        h.deliver()
+    finish = h.queue[0]
+    assert mapping.role("M", finish).kind == mapping.FINISH
+    first = h.deliver()
+    assert [t.to_node for t in first.dispatch] == ["Z"]
+    again = h.process(finish)
+    assert again.dispatch == [] and again.ignored
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [70, 80]
+    emitted_to_z = [k for k in h.dispatched if "->Z@" in k]
+    assert len(emitted_to_z) == 1
+    assert h.completion_checks == 1
+
+
+def test_an_empty_list_completes_at_once_with_an_empty_list(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(), {"xs": []})
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["M"]["output"] == []
+    assert doc["nodes"]["Z"]["output"] == []
+
+
+def test_a_list_over_the_limit_fails_the_node(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(over="input.xs"), {"xs": list(range(rt.executor.limits.max_map_items + 1))})
+    doc = h.drain()
+    assert doc["status"] == "FAILED"
+    assert "config.map_over" in doc["error"] and "WFRUNNER_MAX_MAP_ITEMS" in doc["error"]
+
+
+def test_map_over_giving_no_list_fails_the_node(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(over="input.n"), {"n": 3})
+    doc = h.drain()
+    assert doc["status"] == "FAILED"
+    assert "node 'M' config.map_over" in doc["error"] and "not a list" in doc["error"]

@@ -1,0 +1,42 @@
+"""A map node's config (``map_over``, ``max_concurrency``): see docs/map.md.
+
+A human node is decided once by a person, and a loop node's next pass depends on its one
+output: neither can run once per element, so both are refused rather than half-supported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wfrunner.compiler.checks import cel_problem
+from wfrunner.compiler.schema import show
+
+#: node types that cannot be map nodes, and why
+_REFUSED = {
+    "human": "a human node is decided once by a person",
+    "loop": "a loop node decides its next pass from one output",
+}
+
+
+def map_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[str]:
+    """One problem per wrong field of a map node's config (none for other nodes)."""
+    where = f"node {node_id!r}"
+    if "map_over" not in config:
+        if "max_concurrency" in config:
+            return [f"{where}: config.max_concurrency needs config.map_over (the list to map)"]
+        return []
+    if node_type in _REFUSED:
+        return [
+            f"{where}: config.map_over is not allowed on a {node_type} node "
+            f"({_REFUSED[node_type]}); map in a node before or after it"
+        ]
+    problems = []
+    problem = cel_problem(where, "config.map_over", config["map_over"])
+    if problem:
+        problems.append(problem)
+    cap = config.get("max_concurrency", 1)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        problems.append(
+            f"{where}: config.max_concurrency must be a whole number of at least 1, not {show(cap)}"
+        )
+    return problems
