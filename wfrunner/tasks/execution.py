@@ -186,7 +186,7 @@ def carry(
         ran = time.monotonic()
         telemetry.node_done(rt, workflow_id, current, outcome, ran - began)
         if not outcome.ignored:
-            DURATIONS.record(workflow_id, current.to_node, ran - began)
+            DURATIONS.record(workflow_id, inline.timed(current), ran - began)
         failed = _note(rt, current, outcome) or failed
         if ran < until:
             keep, rest = inline.plan(ir, workflow_id, outcome.dispatch, queued, DURATIONS)

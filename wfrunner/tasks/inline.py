@@ -48,6 +48,16 @@ class Durations:
         return self._mean.get((workflow_id, node_id))
 
 
+def timed(token: Token) -> str:
+    """What a token's duration is measured as: its node, or ``<node>[]`` for a map node's
+    item (engine/mapping.py), whose handler may take far longer than the quick delivery
+    that emitted it: the items of a slow map run side by side, not one after another."""
+    source = token.from_node
+    if source and source.startswith(f"{token.to_node}[") and source.endswith("]"):
+        return f"{token.to_node}[]"
+    return token.to_node
+
+
 def plan(
     ir: IR,
     workflow_id: str,
@@ -58,7 +68,7 @@ def plan(
     """(tokens this task runs after those ``queued``, tokens to publish now)."""
     keep: list[Token] = []
     publish: list[Token] = []
-    held = sum(durations.predicted(workflow_id, t.to_node) or 0.0 for t in queued)
+    held = sum(durations.predicted(workflow_id, timed(t)) or 0.0 for t in queued)
     for token in emitted:
         node = ir.nodes.get(token.to_node)
         if node is None or node.timeout_ms:
@@ -67,7 +77,7 @@ def plan(
         if not queued and not keep:  # nothing else to run: go on with this one
             keep.append(token)
             continue
-        seconds = durations.predicted(workflow_id, token.to_node)
+        seconds = durations.predicted(workflow_id, timed(token))
         if seconds is not None and seconds <= QUICK_S and held + seconds <= HOLD_S:
             keep.append(token)
             held += seconds
