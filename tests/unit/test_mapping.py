@@ -83,7 +83,7 @@ def test_map_over_must_give_a_list_within_the_limit() -> None:
     assert elements(node(map_over="input.xs"), variables, 3) == [1, 2, 3]
     with pytest.raises(ConditionError, match="over the limit of 2"):
         elements(node(map_over="input.xs"), variables, 2)
-    with pytest.raises(ConditionError, match="config.map_over.*gave a int, not a list"):
+    with pytest.raises(ConditionError, match=r"config\.map_over.*gave a number, not a list"):
         elements(node(map_over="size(input.xs)"), variables, 10)
 
 

@@ -68,8 +68,7 @@ def elements(node: IRNode, variables: dict[str, Any], max_items: int) -> list[An
     where = f"node {node.id!r} config.map_over"
     value = conditions.evaluate(expression, variables, where=where)
     if not isinstance(value, list):
-        kind = "null" if value is None else type(value).__name__
-        raise ConditionError(expression, f"gave a {kind}, not a list", where=where)
+        raise ConditionError(expression, f"gave {_json_kind(value)}, not a list", where=where)
     if len(value) > max_items:
         raise ConditionError(
             expression,
@@ -78,6 +77,16 @@ def elements(node: IRNode, variables: dict[str, Any], max_items: int) -> list[An
             where=where,
         )
     return value
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an object" if isinstance(value, dict) else "a string"
 
 
 def _head(
