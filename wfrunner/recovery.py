@@ -28,7 +28,7 @@ from typing import Any
 
 from wfrunner import fencing, lifecycle, runlimits, telemetry
 from wfrunner.doctor import describe
-from wfrunner.engine import keys
+from wfrunner.engine import keys, maprebuild
 from wfrunner.engine.events import event
 from wfrunner.engine.leases import Lease
 from wfrunner.engine.runstate import DEAD, RUNNING
@@ -123,7 +123,10 @@ def rebuild(
     events = [e.as_event() for e in rt.store.list_events(run_id)]
     joins = {n.id: list(n.dependencies) for n in ir.nodes.values() if n.wait_for_all}
     known = _History(events, joins)
-    pending = known.pending()
+    payloads = rt.store.load_payloads(run_id)
+    maps = maprebuild.rebuild(events, payloads, known.consumed)  # map nodes' items
+    left = {k: t for k, t in known.pending().items() if k not in maps.consumed}
+    pending = {**left, **maps.pending}
     recovered = reason or event(
         "run_recovered",
         pending=len(pending),
@@ -136,11 +139,14 @@ def rebuild(
     pipe.delete(*keys.run_keys(run_id))
     pipe.set(keys.counter_key(run_id), len(pending))
     applied = [keys.op_key(run_id, "init", None, None, 1)]
-    applied += [t.op_key("advance") for t in known.consumed.values()]
+    consumed = {**known.consumed, **maps.consumed}
+    applied += [t.op_key("advance") for t in consumed.values()]
     pipe.sadd(keys.applied_key(run_id), *applied)
-    payloads = rt.store.load_payloads(run_id)
-    if payloads:
-        _hset(pipe, keys.payloads_key(run_id), {r: _dump(v) for r, v in payloads.items()})
+    texts = {**{r: _dump(v) for r, v in payloads.items()}, **maps.payloads}
+    if texts:
+        _hset(pipe, keys.payloads_key(run_id), texts)
+    if maps.fields:
+        _hset(pipe, keys.maps_key(run_id), maps.fields)
     if known.context:
         _hset(pipe, keys.context_key(run_id), known.context)
     emits = {
@@ -150,7 +156,7 @@ def rebuild(
                 "tokens": {k: _dump(t.to_dict()) for k, t in known.emits_by[key].items()},
             }
         )
-        for key in known.consumed
+        for key in consumed
     }
     if emits:
         _hset(pipe, keys.emits_key(run_id), emits)

@@ -128,3 +128,34 @@ def test_map_over_giving_no_list_fails_the_node(rt: Runtime) -> None:
     doc = h.drain()
     assert doc["status"] == "FAILED"
     assert "node 'M' config.map_over" in doc["error"] and "not a list" in doc["error"]
+
+
+def test_a_run_rebuilt_mid_map_runs_the_items_left_and_no_more(rt: Runtime) -> None:
+    """Redis loses the run while items are in flight: the rebuild (from the events in
+    PostgreSQL) publishes the items emitted and not done, never a done one again."""
+    h = Harness(rt)
+    h.start(mapped(cap=2), {"xs": [1, 2, 3, 4, 5]})
+    h.deliver()  # A
+    h.deliver()  # head: items 0, 1
+    h.deliver(lambda q: _take(q, 1))  # item 1 done: item 3 emitted
+    h.lose_hot_state()
+    assert sorted(mapping.role("M", t).index or 0 for t in h.queue) == [0, 3]
+    assert rt.state.counter(h.run_id) == 2
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [10, 20, 30, 40, 50]
+    assert doc["nodes"]["M"]["items"] == {"total": 5, "done": 5}
+    assert h.completion_checks == 1
+
+
+def test_a_run_rebuilt_after_the_last_item_sends_the_finish_token_again(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(cap=2), {"xs": [1, 2]})
+    for _ in range(4):  # A, head, both items: the finish token is queued
+        h.deliver()
+    h.lose_hot_state()
+    assert [mapping.role("M", t).kind for t in h.queue] == [mapping.FINISH]
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [10, 20]
+    assert h.completion_checks == 1
