@@ -9,6 +9,7 @@ from typing import Any
 from tests.harness import Harness
 from wfrunner.engine import keys, mapping
 from wfrunner.engine.tokens import Token
+from wfrunner.replay import replay_run
 from wfrunner.runtime import Runtime
 
 
@@ -159,3 +160,21 @@ def test_a_run_rebuilt_after_the_last_item_sends_the_finish_token_again(rt: Runt
     assert doc["status"] == "COMPLETED", doc["error"]
     assert doc["nodes"]["Z"]["output"] == [10, 20]
     assert h.completion_checks == 1
+
+
+def test_replay_of_a_map_matches_redis_mid_flight_and_postgresql_at_the_end(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(cap=2), {"xs": [1, 2, 3, 4, 5]})
+    h.deliver()
+    h.deliver()
+    h.deliver(lambda q: _take(q, 1))
+    h.deliver(lambda q: _take(q, 0))
+    report = replay_run(h.run_id, rt)
+    assert report.differences == [], "\n".join(report.lines())
+    h.lose_hot_state()  # the rebuilt state too
+    report = replay_run(h.run_id, rt)
+    assert report.differences == [], "\n".join(report.lines())
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    report = replay_run(h.run_id, rt)
+    assert report.differences == [], "\n".join(report.lines())

@@ -44,6 +44,7 @@ from wfrunner.engine import keys
 from wfrunner.engine.runstate import DEAD
 from wfrunner.engine.tokens import Token
 from wfrunner.history import node_status
+from wfrunner.replay import mapfold
 from wfrunner.states import TERMINAL_RUN_STATES, NodeStatus, RunStatus
 
 Event = Mapping[str, Any]
@@ -119,6 +120,8 @@ class ReplayedState:
     passes: dict[str, int] = field(default_factory=dict)
     #: join fields known only from a token_emitted (a rebuild does not record them)
     implied_arrivals: set[str] = field(default_factory=set)
+    #: map instances "<node>|<scope>" (see :mod:`wfrunner.replay.mapfold`)
+    maps: dict[str, mapfold.FoldedMap] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -388,6 +391,8 @@ HANDLERS: dict[str, Handler] = {
     "failure_handler_ran": _told,
     "failure_handler_failed": _told,
     "reconciler_repaired": _told,
+    "map_started": mapfold.map_started,
+    "map_item": mapfold.map_item,
 }
 
 
