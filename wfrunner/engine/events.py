@@ -14,6 +14,9 @@ node_completed     a node's commit                    scope, output_ref
 node_skipped       dead-path elimination              scope
 join_arrived       a join's predecessor arrived       from, scope, live
 loop_decided       a loop node's commit               pass, outcome (back|break|timeout)
+map_started        a map node's head commit           scope, total, concurrency, output_ref
+                                                      (the list), input_ref, token (the head)
+map_item           a map node's element committed     scope, index, output_ref (its result)
 node_retrying      a handler raised, a retry is due   scope, attempt, error, delay
 node_failed        a handler or built-in raised       scope, error; caught, on_error,
                    (for good)                         error_ref when the node's on_error
