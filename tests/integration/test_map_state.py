@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.harness import Harness
-from wfrunner.engine import keys, mapping
+from wfrunner.engine import keys, mapping, mapstate
 from wfrunner.engine.tokens import Token
 from wfrunner.replay import replay_run
 from wfrunner.runtime import Runtime
@@ -178,3 +178,33 @@ def test_replay_of_a_map_matches_redis_mid_flight_and_postgresql_at_the_end(rt: 
     assert doc["status"] == "COMPLETED", doc["error"]
     report = replay_run(h.run_id, rt)
     assert report.differences == [], "\n".join(report.lines())
+
+
+def test_an_items_commit_sent_twice_records_its_result_once(rt: Runtime) -> None:
+    """The reply of an item's commit is lost and the call sent again: the second call is
+    answered as the first, the result is counted once and the next item emitted once."""
+    h = Harness(rt)
+    h.start(mapped(cap=1), {"xs": [1, 2, 3]})
+    h.deliver()
+    h.deliver()  # the head: item 0 only
+    commit = mapstate.commit
+    replies: list[Any] = []
+
+    def twice(*args: Any, **kwargs: Any) -> Any:
+        replies.append(commit(*args, **kwargs))
+        replies.append(commit(*args, **kwargs))
+        return replies[-1]
+
+    mapstate.commit = twice  # type: ignore[assignment]
+    try:
+        outcome = h.deliver()  # item 0
+    finally:
+        mapstate.commit = commit  # type: ignore[assignment]
+    assert [mapping.role("M", t).index for t in outcome.dispatch] == [1]
+    assert replies[0].changed and not replies[1].changed and replies[1].mine
+    assert rt.state.counter(h.run_id) == 1
+    assert rt.redis.hget(keys.maps_key(h.run_id), "M|#done") == "1"
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [10, 20, 30]
+    assert h.completion_checks == 1
