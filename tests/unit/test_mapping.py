@@ -13,6 +13,7 @@ from wfrunner.engine import mapping
 from wfrunner.engine.mapnode import elements
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CompileError, ConditionError
+from wfrunner.tasks import inline
 
 HEAD = Token("r1", "A", "M", "ref-in", hop=3, iteration=2, scope="L=2", passes=1)
 
@@ -126,3 +127,19 @@ def test_a_map_node_compiles() -> None:
     assert mapping.is_map(ir.nodes["M"]) and mapping.concurrency(ir.nodes["M"]) == 4
     assert not mapping.is_map(ir.nodes["Z"])
     assert mapping.concurrency(compile_workflow(workflow({"map_over": "input"})).nodes["M"]) == 10
+
+
+def test_a_maps_items_are_timed_apart_from_its_head_for_inline_execution() -> None:
+    """A map node's head is quick whatever its handler: its items must not be kept in
+    the head's task one after another on the strength of the head's time."""
+    ir = compile_workflow(workflow({"map_over": "input.xs", "max_concurrency": 2}))
+    head = Token("r1", "A", "M")
+    items = [mapping.item_token(head, i, f"ref{i}") for i in range(2)]
+    assert inline.timed(items[0]) == "M[]" and inline.timed(head) == "M"
+    durations = inline.Durations()
+    durations.record("w", inline.timed(head), 0.0001)  # the head took no time
+    keep, publish = inline.plan(ir, "w", items, [], durations)
+    assert (keep, publish) == ([items[0]], [items[1]])
+    durations.record("w", inline.timed(items[0]), 0.0001)  # quick items are kept
+    keep, publish = inline.plan(ir, "w", items, [], durations)
+    assert (keep, publish) == (items, [])
