@@ -15,6 +15,7 @@ the node's input; what a delivery does is then one of:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wfrunner import conditions
@@ -31,6 +32,43 @@ if TYPE_CHECKING:
     from wfrunner.engine.executor import Executor, Outcome
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """One delivery of a map node's token, as the executor hands it over."""
+
+    ex: Executor
+    ir: IR
+    node: IRNode
+    token: Token
+    node_input: Any
+    begin: Begin
+    #: events its commit appends first (a join's node_started)
+    events: list[dict[str, Any]]
+    nonce: str
+
+    def execute(self, output: list[Any]) -> Outcome:
+        """Complete the node with ``output``, as any node completes (routing included)."""
+        d = self
+        return d.ex._execute(
+            d.ir, d.node, d.token, d.node_input, d.begin, d.events, d.nonce, output
+        )
+
+    def commit(self, kind: str, work: dict[str, Any], events: list[dict[str, Any]]) -> Commit:
+        token, begin = self.token, self.begin
+        return mapstate.commit(
+            self.ex.state,
+            token,
+            kind,
+            mapping.instance(self.node.id, token.scope),
+            work,
+            events,
+            nonce=self.nonce,
+            holder=begin.holder,
+            epoch=begin.epoch,
+            now=time.time(),
+        )
+
+
 def deliver(
     ex: Executor,
     ir: IR,
@@ -41,15 +79,15 @@ def deliver(
     events: list[dict[str, Any]],
     nonce: str,
 ) -> Outcome:
+    d = _Delivery(ex, ir, node, token, node_input, begin, events, nonce)
     role = mapping.role(node.id, token)
     if role.kind == mapping.ITEM:
         assert role.index is not None
-        return _item(ex, node, token, role.index, node_input, begin, nonce)
+        return _item(d, role.index)
     if role.kind == mapping.FINISH:
         where = mapping.instance(node.id, token.scope)
-        gathered = mapstate.results(ex.state, token.run_id, where)
-        return ex._execute(ir, node, token, node_input, begin, events, nonce, gathered)
-    return _head(ex, ir, node, token, node_input, begin, events, nonce)
+        return d.execute(mapstate.results(ex.state, token.run_id, where))
+    return _head(d)
 
 
 def _variables(token: Token, node_input: Any, begin: Begin) -> dict[str, Any]:
@@ -89,29 +127,20 @@ def _json_kind(value: Any) -> str:
     return "an object" if isinstance(value, dict) else "a string"
 
 
-def _head(
-    ex: Executor,
-    ir: IR,
-    node: IRNode,
-    token: Token,
-    node_input: Any,
-    begin: Begin,
-    events: list[dict[str, Any]],
-    nonce: str,
-) -> Outcome:
+def _head(d: _Delivery) -> Outcome:
+    ex, node, token, begin = d.ex, d.node, d.token, d.begin
     limit = ex.limits.max_payload_bytes
     try:
-        items = elements(node, _variables(token, node_input, begin), ex.limits.max_map_items)
+        items = elements(node, _variables(token, d.node_input, begin), ex.limits.max_map_items)
         encoded = [encode_payload(e, limit) for e in items]
-        input_ref, input_text = encode_payload(node_input, limit)
+        input_ref, input_text = encode_payload(d.node_input, limit)
     except (ConditionError, PayloadError) as exc:  # deterministic: a retry gives the same
         return ex._fail(node, token, str(exc), begin.attempt)
     if not items:
-        return ex._execute(ir, node, token, node_input, begin, events, nonce, [])
+        return d.execute([])
     list_text = canonical_json(items)
     list_ref = payload_ref(list_text)
     cap = mapping.concurrency(node)
-    refs = [ref for ref, _ in encoded]
     started = event(
         "map_started",
         node.id,
@@ -124,36 +153,17 @@ def _head(
     )
     work = {
         "total": len(items),
-        "fields": mapping.fields(token, refs, input_ref),
+        "fields": mapping.fields(token, [ref for ref, _ in encoded], input_ref),
         "payloads": {**dict(encoded), input_ref: input_text, list_ref: list_text},
         "emit": mapping.first_items(len(items), cap),
     }
-    commit = mapstate.commit(
-        ex.state,
-        token,
-        mapstate.START,
-        mapping.instance(node.id, token.scope),
-        work,
-        [*events, started],
-        nonce=nonce,
-        holder=begin.holder,
-        epoch=begin.epoch,
-        now=time.time(),
-    )
-    return _committed(commit, None)
+    return _committed(d.commit(mapstate.START, work, [*d.events, started]), None)
 
 
-def _item(
-    ex: Executor,
-    node: IRNode,
-    token: Token,
-    index: int,
-    element: Any,
-    begin: Begin,
-    nonce: str,
-) -> Outcome:
+def _item(d: _Delivery, index: int) -> Outcome:
     from wfrunner.engine.executor import _handler_traceback, describe
 
+    ex, node, token, begin, element = d.ex, d.node, d.token, d.begin, d.node_input
     try:
         output = ex._run(node, element, _variables(token, element, begin), token, begin)
         ref, text = encode_payload(
@@ -164,19 +174,7 @@ def _item(
         return ex._handler_failed(node, token, describe(exc, node), begin, trace)
     done = event("map_item", node.id, scope=token.scope, index=index, output_ref=ref)
     work = {"index": index, "cap": mapping.concurrency(node), "ref": ref, "text": text}
-    commit = mapstate.commit(
-        ex.state,
-        token,
-        mapstate.ITEM,
-        mapping.instance(node.id, token.scope),
-        work,
-        [done],
-        nonce=nonce,
-        holder=begin.holder,
-        epoch=begin.epoch,
-        now=time.time(),
-    )
-    return _committed(commit, "completed")
+    return _committed(d.commit(mapstate.ITEM, work, [done]), "completed")
 
 
 def _committed(commit: Commit, ran: str | None) -> Outcome:

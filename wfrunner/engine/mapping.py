@@ -90,29 +90,25 @@ def instance(node_id: str, scope: str) -> str:
 
 def item_token(head: Token, index: int, ref: str) -> Token:
     """Item ``index``'s token, whose input is the element stored under ``ref``."""
-    return Token(
-        run_id=head.run_id,
-        from_node=item_source(head.to_node, index),
-        to_node=head.to_node,
-        payload_ref=ref,
-        hop=head.hop + 1,
-        iteration=head.iteration,
-        scope=head.scope,
-        passes=head.passes,
-    )
+    return _own(head, item_source(head.to_node, index), ref, 1)
 
 
 def finish_token(head: Token, input_ref: str) -> Token:
     """The finish token: its input is the head's (``input_ref``), its output the list."""
+    return _own(head, finish_source(head.to_node), input_ref, 2)
+
+
+def _own(head: Token, source: str, ref: str, hops: int) -> Token:
+    """A token the map node sends itself: the head's scope, iteration and passes."""
     return Token(
-        run_id=head.run_id,
-        from_node=finish_source(head.to_node),
-        to_node=head.to_node,
-        payload_ref=input_ref,
-        hop=head.hop + 2,
-        iteration=head.iteration,
-        scope=head.scope,
-        passes=head.passes,
+        head.run_id,
+        source,
+        head.to_node,
+        ref,
+        head.hop + hops,
+        head.iteration,
+        head.scope,
+        head.passes,
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from wfrunner.engine import keys
-from wfrunner.engine.runstate import Commit, RunState, _dump, _emitted, _guarded
+from wfrunner.engine.runstate import Commit, RunState, _dump, _guarded, commit_reply
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError
 from wfrunner.resources import lua_source
@@ -64,16 +64,7 @@ def commit(
             ],
         ),
     )
-    value, changed, hit_zero, recorded, run_state, mine, flush_due, _ = reply
-    return Commit(
-        state=run_state,
-        value=int(value),
-        changed=bool(changed),
-        hit_zero=bool(hit_zero),
-        emitted=_emitted(recorded),
-        mine=bool(mine),
-        flush_due=bool(flush_due),
-    )
+    return commit_reply(reply)
 
 
 def results(state: RunState, run_id: str, instance: str) -> list[Any]:

@@ -246,6 +246,21 @@ def _arrival_counts(joins: Sequence[Any]) -> dict[str, int]:
     return {k[: -len("#n")]: int(v) for k, v in fields.items() if k.endswith("#n")}
 
 
+def commit_reply(reply: Sequence[Any]) -> Commit:
+    """The :class:`Commit` of commit_node.lua's reply (map_commit.lua's has its shape)."""
+    value, changed, hit_zero, recorded, state, mine, flush_due, joins = reply
+    return Commit(
+        state=state,
+        value=int(value),
+        changed=bool(changed),
+        hit_zero=bool(hit_zero),
+        emitted=_emitted(recorded),
+        mine=bool(mine),
+        flush_due=bool(flush_due),
+        joins=_arrival_counts(joins) if hit_zero else None,
+    )
+
+
 class RunState:
     """Hot state of runs over one ``redis.Redis`` client (``decode_responses=True``)."""
 
@@ -477,17 +492,7 @@ class RunState:
                 *map(_dump, events),
             ],
         )
-        value, changed, hit_zero, recorded, state, mine, flush_due, joins = reply
-        return Commit(
-            state=state,
-            value=int(value),
-            changed=bool(changed),
-            hit_zero=bool(hit_zero),
-            emitted=_emitted(recorded),
-            mine=bool(mine),
-            flush_due=bool(flush_due),
-            joins=_arrival_counts(joins) if hit_zero else None,
-        )
+        return commit_reply(reply)
 
     def end(
         self, run_id: str, state: str, error: str | None, events: Sequence[dict[str, Any]]
