@@ -4,8 +4,10 @@ always returns to 0 and the successor fires once."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from tests.entry_point import invoke
 from tests.harness import Harness
 from wfrunner.engine import keys, mapping, mapstate
 from wfrunner.engine.tokens import Token
@@ -208,3 +210,74 @@ def test_an_items_commit_sent_twice_records_its_result_once(rt: Runtime) -> None
     assert doc["status"] == "COMPLETED", doc["error"]
     assert doc["nodes"]["Z"]["output"] == [10, 20, 30]
     assert h.completion_checks == 1
+
+
+def test_status_shows_a_maps_items_done(rt: Runtime, redis_url: str, database_url: str) -> None:
+    h = Harness(rt)
+    h.start(mapped(cap=2), {"xs": [1, 2, 3]})
+    h.deliver()
+    h.deliver()
+    h.deliver()  # item 0
+    env = {**os.environ, "WFRUNNER_REDIS_URL": redis_url, "WFRUNNER_DATABASE_URL": database_url}
+    shown = invoke("status", h.run_id, env=env).stdout
+    assert "RUNNING 1/3 items" in shown, shown
+
+
+def test_a_map_node_that_is_a_join_maps_over_its_joined_input(rt: Runtime) -> None:
+    definition = {
+        "nodes": [
+            {"id": "A", "type": "transform", "config": {"expression": "inputs.n"}},
+            {"id": "B", "type": "transform", "config": {"expression": "input + 1"}},
+            {"id": "C", "type": "transform", "config": {"expression": "input + 2"}},
+            {
+                "id": "M",
+                "type": "transform",
+                "config": {"map_over": "[input.B, input.C]", "expression": "input * 10"},
+            },
+            {"id": "Z", "type": "transform", "config": {"expression": "input"}},
+        ],
+        "edges": [
+            {"from": "A", "to": "B"},
+            {"from": "A", "to": "C"},
+            {"from": "B", "to": "M"},
+            {"from": "C", "to": "M"},
+            {"from": "M", "to": "Z"},
+        ],
+    }
+    h = Harness(rt)
+    h.start(definition, {"n": 1})
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [20, 30]
+    assert doc["nodes"]["M"]["attempts"] == 1
+    assert h.completion_checks == 1
+
+
+def test_a_map_node_in_a_loop_maps_each_pass_on_its_own(rt: Runtime) -> None:
+    definition = {
+        "nodes": [
+            {"id": "A", "type": "transform", "config": {"expression": "inputs.xs"}},
+            {
+                "id": "M",
+                "type": "transform",
+                "config": {"map_over": "input", "max_concurrency": 2, "expression": "input * 10"},
+            },
+            {
+                "id": "L",
+                "type": "loop",
+                "config": {"max_iterations": 3, "condition": "iteration < 2", "loop_back_to": "M"},
+            },
+            {"id": "Z", "type": "transform", "config": {"expression": "input"}},
+        ],
+        "edges": [{"from": "A", "to": "M"}, {"from": "M", "to": "L"}, {"from": "L", "to": "Z"}],
+    }
+    h = Harness(rt)
+    h.start(definition, {"xs": [1, 2, 3]})
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [100, 200, 300]
+    assert doc["nodes"]["M"]["iterations"] == 2
+    assert doc["nodes"]["M"]["items"] == {"total": 3, "done": 3}
+    assert h.completion_checks == 1
+    report = replay_run(h.run_id, rt)
+    assert report.differences == [], "\n".join(report.lines())

@@ -79,6 +79,14 @@ def status(run_id: RunId, as_json: _JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
+def _with_items(info: dict[str, Any]) -> str:
+    """A node's status; a map node's with its elements done: ``RUNNING 3/10 items``."""
+    items = info.get("items")
+    if not items:
+        return str(info["status"])
+    return f"{info['status']} {items['done']}/{items['total']} items"
+
+
 def _print_status(doc: dict[str, Any], order: list[str]) -> None:
     echo(f"run       {doc['run_id']}")
     echo(f"workflow  {doc['workflow_id']}")
@@ -99,7 +107,7 @@ def _print_status(doc: dict[str, Any], order: list[str]) -> None:
         info = doc["nodes"][node_id]
         table.add_row(
             node_id,
-            info["status"],
+            _with_items(info),
             str(info["attempts"]),
             str(info["iterations"]),
             _duration(info.get("seconds")),
