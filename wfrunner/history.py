@@ -129,6 +129,9 @@ def _apply_map(node: NodeProgress, kind: str, evt: Event) -> None:
         node.mapping = True
     elif kind == "map_item" and node.items is not None:
         node.items["done"] += 1
+        # an element done after the node failed: its dead letter was retried
+        node.failed = False
+        node.mapping = node.items["done"] < node.items["total"]
     elif kind in ("node_completed", "node_failed", "node_cancelled"):
         node.mapping = False
 

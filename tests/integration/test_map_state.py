@@ -7,8 +7,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import wfrunner
 from tests.entry_point import invoke
 from tests.harness import Harness
+from wfrunner import recovery
+from wfrunner.context import NodeContext
 from wfrunner.engine import keys, mapping, mapstate
 from wfrunner.engine.tokens import Token
 from wfrunner.replay import replay_run
@@ -279,5 +282,48 @@ def test_a_map_node_in_a_loop_maps_each_pass_on_its_own(rt: Runtime) -> None:
     assert doc["nodes"]["M"]["iterations"] == 2
     assert doc["nodes"]["M"]["items"] == {"total": 3, "done": 3}
     assert h.completion_checks == 1
+    report = replay_run(h.run_id, rt)
+    assert report.differences == [], "\n".join(report.lines())
+
+
+#: run id -> elements that failed once (the handler below)
+_failed_once: set[tuple[str, int]] = set()
+
+
+@wfrunner.handler("t.map_fails_once")
+def _fails_once(value: Any, config: dict[str, Any], ctx: NodeContext) -> Any:
+    if value == config["fail_on"] and (ctx.run_id, value) not in _failed_once:
+        _failed_once.add((ctx.run_id, value))
+        raise RuntimeError(f"element {value} failed")
+    return value + 100
+
+
+def test_a_dead_letter_of_an_element_resumes_the_map(rt: Runtime) -> None:
+    """An element fails for good: the run fails with a dead letter for that element;
+    retrying the letter runs the elements left (not those done) and completes the map."""
+    definition = mapped(cap=2)
+    definition["nodes"][1] = {
+        "id": "M",
+        "type": "function",
+        "config": {
+            "function_name": "t.map_fails_once",
+            "map_over": "input.xs",
+            "max_concurrency": 2,
+            "fail_on": 2,
+        },
+    }
+    h = Harness(rt)
+    h.start(definition, {"xs": [1, 2, 3, 4]})
+    doc = h.drain()
+    assert doc["status"] == "FAILED" and "element 2 failed" in doc["error"]
+    assert doc["nodes"]["M"]["status"] == "FAILED"
+    (letter,) = rt.store.list_dead_letters()
+    _, tokens = recovery.retry_dead_letter(rt, letter.id)
+    assert sorted(mapping.role("M", t).index or 0 for t in tokens) == [1, 2]
+    h.queue.extend(tokens)
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["M"]["status"] == "COMPLETED"
+    assert doc["nodes"]["Z"]["output"] == [101, 102, 103, 104]
     report = replay_run(h.run_id, rt)
     assert report.differences == [], "\n".join(report.lines())

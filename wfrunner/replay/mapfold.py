@@ -61,6 +61,7 @@ def map_item(state: ReplayedState, evt: Event) -> None:
         return
     index = int(evt["index"])
     folded.done.add(index)
+    state.node(str(evt["node"])).failed = False  # done after a failure: a retried letter
     _take(state, mapping.item_token(folded.head, index, ""))
     following = mapping.next_item(index, folded.cap, folded.total)
     if following is not None:
