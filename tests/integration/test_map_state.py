@@ -12,6 +12,7 @@ from tests.entry_point import invoke
 from tests.harness import Harness
 from wfrunner import recovery
 from wfrunner.context import NodeContext
+from wfrunner.control import cancel_run
 from wfrunner.engine import keys, mapping, mapstate
 from wfrunner.engine.tokens import Token
 from wfrunner.replay import replay_run
@@ -327,3 +328,20 @@ def test_a_dead_letter_of_an_element_resumes_the_map(rt: Runtime) -> None:
     assert doc["nodes"]["Z"]["output"] == [101, 102, 103, 104]
     report = replay_run(h.run_id, rt)
     assert report.differences == [], "\n".join(report.lines())
+
+
+def test_a_run_cancelled_mid_map_ends_cancelled_with_its_items_cut_short(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start(mapped(cap=2), {"xs": [1, 2, 3]})
+    h.deliver()
+    h.deliver()
+    h.deliver()  # item 0 done; items 1 and 2 in flight
+    doc = cancel_run(h.run_id, "enough", terminate=False, rt=rt)
+    assert doc["status"] == "CANCELLED"
+    # no element was running: as for any node whose token was queued, SKIPPED; items
+    # tells how far it got
+    assert doc["nodes"]["M"]["status"] == "SKIPPED"
+    assert doc["nodes"]["M"]["items"] == {"total": 3, "done": 1}
+    cut = [e for e in rt.store.list_events(h.run_id) if e.type == "run_cancelled"]
+    assert sorted(c["node"] for c in cut[0].data["cut_short"]) == ["M", "M"]
+    assert h.drain()["status"] == "CANCELLED"  # the items left are dropped
