@@ -345,3 +345,12 @@ def test_a_run_cancelled_mid_map_ends_cancelled_with_its_items_cut_short(rt: Run
     cut = [e for e in rt.store.list_events(h.run_id) if e.type == "run_cancelled"]
     assert sorted(c["node"] for c in cut[0].data["cut_short"]) == ["M", "M"]
     assert h.drain()["status"] == "CANCELLED"  # the items left are dropped
+
+
+def test_map_over_may_read_the_runs_inputs_and_ctx(rt: Runtime) -> None:
+    definition = mapped(over="inputs.xs + ctx.A.more", after=True)
+    h = Harness(rt)
+    h.start(definition, {"xs": [1], "more": [2, 3]})
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [10, 20, 30]

@@ -143,3 +143,12 @@ def test_a_maps_items_are_timed_apart_from_its_head_for_inline_execution() -> No
     durations.record("w", inline.timed(items[0]), 0.0001)  # quick items are kept
     keep, publish = inline.plan(ir, "w", items, [], durations)
     assert (keep, publish) == (items, [])
+
+
+def test_only_the_head_fetches_what_map_over_reads() -> None:
+    reads_ctx = IRNode("M", "transform", config={"map_over": "ctx.A.xs", "expression": "input"})
+    item = mapping.item_token(HEAD, 0, "ref")
+    assert mapping.head_reads(reads_ctx, HEAD, "ctx")
+    assert not mapping.head_reads(reads_ctx, HEAD, "inputs")
+    assert not mapping.head_reads(reads_ctx, item, "ctx")
+    assert not mapping.head_reads(node(), HEAD, "ctx")

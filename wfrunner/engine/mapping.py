@@ -84,6 +84,13 @@ def quiet(node: IRNode, token: Token) -> bool:
     return is_map(node) and role(node.id, token).kind != HEAD
 
 
+def head_reads(node: IRNode, token: Token, variable: str) -> bool:
+    """Whether ``token`` is a map node's head whose ``map_over`` may read ``variable``
+    (``inputs``, ``ctx``): only the head evaluates it, so its items do not fetch them."""
+    over = node.config.get("map_over")
+    return over is not None and variable in str(over) and role(node.id, token).kind == HEAD
+
+
 def instance(node_id: str, scope: str) -> str:
     return f"{node_id}|{scope}"
 
