@@ -134,7 +134,9 @@ def test_map_over_giving_no_list_fails_the_node(rt: Runtime) -> None:
     h.start(mapped(over="input.n"), {"n": 3})
     doc = h.drain()
     assert doc["status"] == "FAILED"
-    assert "node 'M' config.map_over" in doc["error"] and "not a list" in doc["error"]
+    assert doc["error"] == (
+        "node 'M' failed: config.map_over: CEL expression 'input.n': gave a number, not a list"
+    )
 
 
 def test_a_run_rebuilt_mid_map_runs_the_items_left_and_no_more(rt: Runtime) -> None:

@@ -103,7 +103,7 @@ def elements(node: IRNode, variables: dict[str, Any], max_items: int) -> list[An
     """The list ``map_over`` gives; ConditionError (naming the node and field) when the
     expression fails or gives no list, or a list over ``max_items``."""
     expression = str(node.config["map_over"])
-    where = f"node {node.id!r} config.map_over"
+    where = f"node {node.id!r}: config.map_over"
     value = conditions.evaluate(expression, variables, where=where)
     if not isinstance(value, list):
         raise ConditionError(expression, f"gave {_json_kind(value)}, not a list", where=where)
