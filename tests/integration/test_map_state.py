@@ -356,3 +356,26 @@ def test_map_over_may_read_the_runs_inputs_and_ctx(rt: Runtime) -> None:
     doc = h.drain()
     assert doc["status"] == "COMPLETED", doc["error"]
     assert doc["nodes"]["Z"]["output"] == [10, 20, 30]
+
+
+def test_an_item_whose_worker_died_before_dispatching_sends_its_next_item_again(
+    rt: Runtime,
+) -> None:
+    """Item 0 commits (emitting item 1) and its worker dies before publishing: the same
+    message delivered again publishes item 1, and nothing is run twice."""
+    h = Harness(rt)
+    h.start(mapped(cap=1), {"xs": [1, 2]})
+    h.deliver()
+    h.deliver()
+    item = h.queue.popleft()
+    ir = rt.ir(h.workflow_id)
+    first = rt.executor.process(ir, item, nonce="task-1")
+    assert [mapping.role("M", t).index for t in first.dispatch] == [1]  # never published
+    again = rt.executor.process(ir, item, nonce="task-1")
+    assert [mapping.role("M", t).index for t in again.dispatch] == [1]
+    assert again.ran is None
+    h.queue.extend(again.dispatch)
+    doc = h.drain()
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["Z"]["output"] == [10, 20]
+    assert doc["nodes"]["M"]["items"] == {"total": 2, "done": 2}
