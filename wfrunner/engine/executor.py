@@ -187,8 +187,10 @@ class Executor:
             # nor does a map node's item or finish token (see engine/mapping.py)
             None if joining or _waits(node) or mapping.quiet(node, token) else started,
             holder,
-            inputs=_reads(node, "inputs") or (token.payload_ref is None and not joining),
-            context=_reads(node, "ctx"),
+            inputs=_reads(node, "inputs")
+            or (token.payload_ref is None and not joining)
+            or mapping.head_reads(node, token, "inputs"),
+            context=_reads(node, "ctx") or mapping.head_reads(node, token, "ctx"),
             join=(f"{node.id}|{token.scope}", node.dependencies) if joining else None,
         )
         if begin.state != RUNNING:
@@ -704,7 +706,7 @@ def _loop_events(node: IRNode, decision: Decision) -> list[dict[str, Any]]:
 def _reads(node: IRNode, variable: str) -> bool:
     """Whether one of the node's CEL expressions may read ``variable`` (a handler gets only
     ``input``): the run's inputs and the context are fetched only for nodes that do."""
-    texts = [str(node.config.get(k, "")) for k in ("expression", "filter_expression", "map_over")]
+    texts = [str(node.config.get(k, "")) for k in ("expression", "filter_expression")]
     if node.branch:
         texts += [r.condition for r in node.branch.rules]
     if node.loop:
