@@ -171,7 +171,8 @@ def _item(d: _Delivery, index: int) -> Outcome:
         )
     except Exception as exc:  # a handler error fails this element, never the worker
         trace = _handler_traceback(node, exc)
-        return ex._handler_failed(node, token, describe(exc, node), begin, trace)
+        reason = f"element {index}: {describe(exc, node)}"  # which one, in the error
+        return ex._handler_failed(node, token, reason, begin, trace)
     done = event("map_item", node.id, scope=token.scope, index=index, output_ref=ref)
     work = {"index": index, "cap": mapping.concurrency(node), "ref": ref, "text": text}
     return _committed(d.commit(mapstate.ITEM, work, [done]), "completed")
