@@ -78,6 +78,12 @@ class NodeDocument(dict[str, Any]):
         """A subworkflow node's child run."""
         return self.get("child_run_id")
 
+    @property
+    def map_items(self) -> dict[str, int] | None:
+        """A map node's ``items``, ``{"total": n, "done": d}`` (None on other nodes; not
+        ``items``, which is the dict's own method)."""
+        return self.get("items")
+
 
 class PathStep(dict[str, Any]):
     """One token of the run's path: ``{"from": node or None, "to": node}``."""
