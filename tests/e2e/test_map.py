@@ -37,7 +37,9 @@ def test_at_most_cap_elements_run_at_once_and_results_keep_their_order(
     assert doc["nodes"]["M"]["output"] == expected
     assert doc["nodes"]["end"]["output"] == expected
     assert doc["nodes"]["M"]["items"] == {"total": 5, "done": 5}
-    assert doc.nodes["M"].items == {"total": 5, "done": 5} and doc.nodes["end"].items is None
+    assert (
+        doc.nodes["M"].map_items == {"total": 5, "done": 5} and doc.nodes["end"].map_items is None
+    )
     assert doc["nodes"]["M"]["attempts"] == 1
     peak = runtime().redis.get(map_handlers.peak_key(doc["run_id"]))
     assert peak is not None and 1 <= int(peak) <= 2
