@@ -13,6 +13,10 @@ The hot path (what ``wfrunner.execute_node`` runs):
 * :mod:`~wfrunner.engine.keys`      every Redis key of a run (``{run_id}`` hash tag), op keys
 * :mod:`~wfrunner.engine.tokens`    the :class:`Token` that travels in Celery messages
 * :mod:`~wfrunner.engine.payloads`  content-addressed JSON payloads
+* :mod:`~wfrunner.engine.mapping`   map nodes (``config.map_over``): item identity, next
+  item (pure); :mod:`~wfrunner.engine.mapnode` their deliveries,
+  :mod:`~wfrunner.engine.mapstate` ``lua/map_commit.lua``,
+  :mod:`~wfrunner.engine.maprebuild` their state rebuilt from the event log
 
 The design's primitive counter API, for callers that drive a counter themselves:
 
