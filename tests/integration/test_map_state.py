@@ -227,6 +227,9 @@ def test_status_shows_a_maps_items_done(rt: Runtime, redis_url: str, database_ur
     env = {**os.environ, "WFRUNNER_REDIS_URL": redis_url, "WFRUNNER_DATABASE_URL": database_url}
     shown = invoke("status", h.run_id, env=env).stdout
     assert "RUNNING 1/3 items" in shown, shown
+    traced = invoke("trace", h.run_id, env=env).stdout
+    assert "map_started" in traced and "total=3" in traced and "concurrency=2" in traced
+    assert "index=0" in traced and "input_ref" not in traced, traced
 
 
 def test_a_map_node_that_is_a_join_maps_over_its_joined_input(rt: Runtime) -> None:

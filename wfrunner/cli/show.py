@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 #: event fields ``trace`` leaves to ``--json``: internals, or already in their own column
-TRACE_HIDDEN = frozenset({"type", "node", "t", "token", "by", "output_ref", "run_id"})
+TRACE_HIDDEN = frozenset({"type", "node", "t", "token", "by", "output_ref", "input_ref", "run_id"})
 #: characters of a non-text field's value ``trace`` shows (messages are shown whole)
 TRACE_VALUE_CHARS = 80
 
