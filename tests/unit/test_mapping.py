@@ -111,6 +111,7 @@ def workflow(config: dict[str, Any], node_type: str = "transform") -> dict[str, 
         ({"map_over": "input"}, "human", "not allowed on a human node"),
         ({"map_over": "input"}, "loop", "not allowed on a loop node"),
         ({"max_concurrency": 2}, "transform", "config.max_concurrency needs config.map_over"),
+        ({"map_over": "input", "workflow": "child"}, "subworkflow", "not allowed on a subw"),
     ],
 )
 def test_the_compiler_refuses_a_wrong_map_config(
@@ -152,3 +153,13 @@ def test_only_the_head_fetches_what_map_over_reads() -> None:
     assert not mapping.head_reads(reads_ctx, HEAD, "inputs")
     assert not mapping.head_reads(reads_ctx, item, "ctx")
     assert not mapping.head_reads(node(), HEAD, "ctx")
+
+
+def test_on_error_is_refused_on_a_map_node() -> None:
+    definition = workflow({"map_over": "input.xs"})
+    definition["nodes"].append({"id": "E", "type": "transform", "config": {"expression": "1"}})
+    definition["nodes"][1]["on_error"] = "E"
+    with pytest.raises(CompileError) as info:
+        compile_workflow(definition)
+    found = [p for p in info.value.problems if "'M'" in p]
+    assert len(found) == 1 and "on_error is not supported on a map node" in found[0], found

@@ -174,7 +174,7 @@ def _read_configs(draft: _Draft) -> None:
                 draft.loops[node_id] = loop
         if node_type != "loop" or config.get("function_name") is not None:
             draft.problems += checks.node_problems(node_id, node_type, config)
-        draft.problems += map_problems(node_id, node_type, config)
+        draft.problems += map_problems(node_id, node_type, config, "on_error" in node)
     for edge in draft.edges:
         if edge.source in draft.loops and edge.condition is not None:
             draft.problems.append(

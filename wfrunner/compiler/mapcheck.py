@@ -1,7 +1,9 @@
 """A map node's config (``map_over``, ``max_concurrency``): see docs/map.md.
 
-A human node is decided once by a person, and a loop node's next pass depends on its one
-output: neither can run once per element, so both are refused rather than half-supported.
+A human node is decided once by a person, a subworkflow node starts one child run, and a
+loop node's next pass depends on its one output: none can run once per element, so they
+are refused rather than half-supported. So is ``on_error`` on a map node: a failure
+caught per element would send the on_error node one token per failed element.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from wfrunner.compiler.schema import show
 _REFUSED = {
     "human": "a human node is decided once by a person",
     "loop": "a loop node decides its next pass from one output",
+    "subworkflow": "a subworkflow node starts one child run",
 }
 
 
-def map_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[str]:
-    """One problem per wrong field of a map node's config (none for other nodes)."""
+def map_problems(
+    node_id: str, node_type: str, config: dict[str, Any], on_error: bool = False
+) -> list[str]:
+    """One problem per wrong field of a map node's config (none for other nodes);
+    ``on_error``: the node names an on_error node."""
     where = f"node {node_id!r}"
     if "map_over" not in config:
         if "max_concurrency" in config:
@@ -31,6 +37,12 @@ def map_problems(node_id: str, node_type: str, config: dict[str, Any]) -> list[s
             f"({_REFUSED[node_type]}); map in a node before or after it"
         ]
     problems = []
+    if on_error:
+        problems.append(
+            f"{where}: on_error is not supported on a map node (config.map_over): an element "
+            "that fails for good fails the run; catch errors in the handler, or map in a node "
+            "of its own and put on_error on a node after it"
+        )
     problem = cel_problem(where, "config.map_over", config["map_over"])
     if problem:
         problems.append(problem)

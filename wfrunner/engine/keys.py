@@ -152,6 +152,8 @@ def children_key(run_id: str) -> str:
     """The child runs the run's subworkflow nodes started (token key -> child run id),
     and how each ended (``<token key>#d`` -> the child's outcome)."""
     return f"{_tag(run_id)}:children"
+
+
 def maps_key(run_id: str) -> str:
     """Map nodes' item tokens and gathered results (see lua/map_commit.lua)."""
     return f"{_tag(run_id)}:maps"
