@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.e2e import map_handlers
 from wfrunner.runtime import runtime
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def mapper(name: str, cap: int | None = None, **config: Any) -> dict[str, Any]:
@@ -110,3 +114,11 @@ def test_a_thousand_elements(run_workflow: Any) -> None:
     events = runtime().store.list_events(doc["run_id"])
     print(f"events in the run's log: {len(events)}")
     assert len(events) < 1100  # one map_item per element, nothing more per element
+
+
+def test_the_map_example(run_workflow: Any) -> None:
+    definition = json.loads((ROOT / "examples" / "map.json").read_text())
+    doc = run_workflow(definition, {"xs": [1, 2, 3]})
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert doc["nodes"]["double_each"]["output"] == [{"x": 2}, {"x": 4}, {"x": 6}]
+    assert doc["nodes"]["total"]["output"] == 12
