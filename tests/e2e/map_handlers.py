@@ -30,15 +30,25 @@ def peak_key(run_id: str) -> str:
 
 @wfrunner.handler("t.map_slow")
 def slow(value: Any, config: dict[str, Any], ctx: NodeContext) -> Any:
-    """Element i sleeps less the later it comes: earlier elements finish later."""
+    """Sleeps ``config.sleep`` s; element 0 first waits (up to 30 s) until element 1 has
+    finished, so an earlier element finishes later whatever the timing."""
     client = runtime().redis
     keys = [running_key(ctx.run_id), peak_key(ctx.run_id)]
     client.eval(_ENTER, 2, *keys)
     try:
-        time.sleep(float(config.get("sleep", 0.4)) / (1 + int(ctx.item_index or 0)))
+        if ctx.item_index == 0:
+            deadline = time.monotonic() + 30
+            while not client.exists(done_key(ctx.run_id, 1)) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        time.sleep(float(config.get("sleep", 0.1)))
     finally:
         client.decr(keys[0])
+    client.set(done_key(ctx.run_id, int(ctx.item_index or 0)), 1)
     return {"value": value, "index": ctx.item_index}
+
+
+def done_key(run_id: str, index: int) -> str:
+    return f"test:map:{run_id}:done:{index}"
 
 
 @wfrunner.handler("t.map_flaky")

@@ -35,7 +35,7 @@ def around(node: dict[str, Any]) -> dict[str, Any]:
 def test_at_most_cap_elements_run_at_once_and_results_keep_their_order(
     run_workflow: Any,
 ) -> None:
-    doc = run_workflow(around(mapper("t.map_slow", cap=2, sleep=0.6)), {"xs": [10, 11, 12, 13, 14]})
+    doc = run_workflow(around(mapper("t.map_slow", cap=2, sleep=0.2)), {"xs": [10, 11, 12, 13, 14]})
     assert doc["status"] == "COMPLETED", doc["error"]
     expected = [{"value": 10 + i, "index": i} for i in range(5)]
     assert doc["nodes"]["M"]["output"] == expected
@@ -47,7 +47,7 @@ def test_at_most_cap_elements_run_at_once_and_results_keep_their_order(
     assert doc["nodes"]["M"]["attempts"] == 1
     peak = runtime().redis.get(map_handlers.peak_key(doc["run_id"]))
     assert peak is not None and 1 <= int(peak) <= 2
-    # later elements sleep less: item 1 committed before item 0, yet index 0 is first
+    # element 0 waited for element 1 to finish: 1 committed first, yet index 0 is first
     events = [e for e in runtime().store.list_events(doc["run_id"]) if e.type == "map_item"]
     order = [e.data["index"] for e in events]
     assert order.index(1) < order.index(0)
