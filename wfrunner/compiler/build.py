@@ -298,11 +298,14 @@ def _check_loop_joins(draft: _Draft, succ: dict[str, list[str]], ir: IR) -> None
 
 def _cancel_feeders(draft: _Draft, succ: dict[str, list[str]], ir: IR) -> IR:
     """Each ``join_rest: "cancel"`` join's feeders (compiler/joins.py); a loop, a node in a
-    loop's body and a human node are never cut."""
+    loop's body, a human node and a subworkflow node (its child run would go on) are never
+    cut."""
     joins = [n for n in ir.nodes.values() if n.join is not None and n.join.rest == "cancel"]
     if not joins or draft.cyclic:
         return ir
-    fixed = {n.id for n in ir.nodes.values() if n.loop is not None or n.type == "human"}
+    fixed = {
+        n.id for n in ir.nodes.values() if n.loop is not None or n.type in ("human", "subworkflow")
+    }
     if draft.loops:
         _, body = _loop_bodies(draft, succ)
         fixed |= {node for node, bits in body.items() if bits}

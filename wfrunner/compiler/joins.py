@@ -58,7 +58,8 @@ def feeders(
 ) -> tuple[str, ...]:
     """The nodes whose every forward path leads only into ``join`` (none of them ends
     elsewhere): what a ``join_rest: "cancel"`` join cuts short once it fired. ``fixed``:
-    nodes never cut (loops, nodes in a loop's body, human nodes), nor what leads to them.
+    nodes never cut (loops, nodes in a loop's body, human and subworkflow nodes), nor what
+    leads to them.
 
     Upstream of the join, a node is a feeder when each of its successors is the join or a
     feeder; found from the join backwards, each node once its successors are decided."""
