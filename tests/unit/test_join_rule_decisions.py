@@ -125,3 +125,15 @@ def test_the_reason_names_the_rule() -> None:
     assert joinrules.never_held(TWO, 1, 3) == (
         "join rule at_least 2 never held: every input arrived (1 of 3 live) without firing it"
     )
+
+
+def test_cancel_never_cuts_a_human_node_nor_what_leads_to_it() -> None:
+    """A -> H (human) -> J; A -> B -> J: H waits for a person and is not cut, and neither
+    is A (it leads to H); B is."""
+    t = {"type": "transform", "config": {"expression": "input"}}
+    nodes = [{"id": "A", **t}, {"id": "B", **t}, {"id": "H", "type": "human", "config": {}}]
+    nodes.append({"id": "J", **t, "join": "any", "join_rest": "cancel"})
+    pairs = [("A", "H"), ("A", "B"), ("H", "J"), ("B", "J")]
+    ir = compile_workflow({"nodes": nodes, "edges": [{"from": a, "to": b} for a, b in pairs]})
+    assert ir.nodes["J"].join is not None
+    assert ir.nodes["J"].join.cut == ("B",)
