@@ -328,3 +328,31 @@ def test_cancel_leaves_no_feeder_join_waiting_even_after_a_rebuild(rt: Runtime) 
         assert doc["status"] == "COMPLETED", doc["error"]
         assert doc["nodes"]["X"]["status"] == "SKIPPED"
         assert doc["nodes"]["S2"]["reason"] == "cut short: join 'J' fired (join_rest cancel)"
+
+
+def test_join_arrive_applies_the_rule_for_a_rebuilt_runs_arrivals(rt: Runtime) -> None:
+    """lua/join_arrive.lua, which records an arrival its delivery finds unrecorded (a run
+    rebuilt from PostgreSQL): the rule fires once, a repeat answers the same, an arrival
+    that completes the join without the rule holding is its closer, and a condition
+    decided on a stale count is refused."""
+    h = Harness(rt)
+    h.start(fan_in("any"), {"n": 1})
+    epoch = rt.state.meta(h.run_id)["epoch"]
+
+    def arrive(instance: str, src: str, value: str, rule: tuple[int, str, int]) -> Any:
+        return rt.state.arrive(h.run_id, instance, src, value, 3, epoch, "", rule)
+
+    two = (2, "", 0)
+    assert not arrive("X|", "B1", "-", two).complete
+    assert not arrive("X|", "B2", "r2", two).complete
+    fired = arrive("X|", "B3", "r3", two)
+    assert (fired.complete, fired.finisher, fired.at) == (True, "B3", ("B2", "B3"))
+    assert arrive("X|", "B3", "r3", two) == fired  # a redelivery: the same answer
+    assert arrive("Y|", "B1", "-", two).complete is False
+    assert arrive("Y|", "B2", "r2", two).closer is None
+    closed = arrive("Y|", "B3", "-", two)
+    assert (closed.complete, closed.finisher, closed.closer) == (True, None, "B3")
+    assert arrive("Z|", "B1", "r1", (0, "hold", 0)).finisher is None
+    assert arrive("Z|", "B2", "r2", (0, "fire", 0)).state == "conflict"  # Z holds 1 now
+    decided = arrive("Z|", "B2", "r2", (0, "fire", 1))
+    assert (decided.finisher, decided.at) == ("B2", ("B1", "B2"))
