@@ -844,8 +844,8 @@ def _dropped(state: str) -> str:
     """Why a delivery was dropped, from the state a script answered."""
     if state == NOT_PENDING:
         return (
-            "token is not pending: never emitted here (Redis restored from an older "
-            "snapshot, or a forged message)"
+            "token is not pending: cut short by a join (join_rest cancel), or never "
+            "emitted here (Redis restored from an older snapshot, or a forged message)"
         )
     return f"run is {state}"
 
