@@ -356,3 +356,13 @@ def test_join_arrive_applies_the_rule_for_a_rebuilt_runs_arrivals(rt: Runtime) -
     assert arrive("Z|", "B2", "r2", (0, "fire", 0)).state == "conflict"  # Z holds 1 now
     decided = arrive("Z|", "B2", "r2", (0, "fire", 1))
     assert (decided.finisher, decided.at) == ("B2", ("B1", "B2"))
+
+
+def test_a_condition_that_cannot_be_evaluated_fails_the_run_naming_the_join(
+    rt: Runtime,
+) -> None:
+    h = Harness(rt)
+    h.start(fan_in({"condition": "arrived.B1.x > 0"}), {"n": 1})  # B1's output is a number
+    doc = h.drain()
+    assert doc["status"] == "FAILED"
+    assert "node 'J' join condition" in str(doc["error"]), doc["error"]

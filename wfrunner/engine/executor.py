@@ -59,7 +59,7 @@ from wfrunner.engine.runstate import (
     RunState,
 )
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import CounterError, LoopLimitError, NodeError, WfrunnerError
+from wfrunner.errors import ConditionError, CounterError, LoopLimitError, NodeError, WfrunnerError
 
 
 @dataclass
@@ -333,7 +333,10 @@ class Executor:
         instance = f"{node.id}|{token.scope}"
         value = token.payload_ref or DEAD
         for _ in range(_JOIN_CONFLICTS):
-            rule = _rule_arrival(self.state, node, token, instance, value)
+            try:
+                rule = _rule_arrival(self.state, node, token, instance, value)
+            except ConditionError as exc:
+                return self._fail(node, token, str(exc), begin.attempt)
             arrival = self.state.arrive(
                 token.run_id,
                 instance,
@@ -392,7 +395,10 @@ class Executor:
             **{"from": token.from_node},
         )
         for _ in range(_JOIN_CONFLICTS):
-            fires, skipped, arrivals = self._propagate_dead(ir, token, node.id, (), closed=node)
+            try:
+                fires, skipped, arrivals = self._propagate_dead(ir, token, node.id, (), closed=node)
+            except ConditionError as exc:  # a join's condition beyond it
+                return self._fail(node, token, str(exc), begin.attempt)
             commit = self.state.commit(
                 token,
                 fires,
@@ -489,9 +495,12 @@ class Executor:
         live = [a for a in (_arrival(ir.nodes[t.to_node], t, token) for t in emitted) if a]
         careful = False  # after a conflict, the joins with a rule are decided here
         for _ in range(_JOIN_CONFLICTS):
-            fires, skipped, arrivals = self._propagate_dead(
-                ir, token, node.id, not_taken, live, careful, output
-            )
+            try:
+                fires, skipped, arrivals = self._propagate_dead(
+                    ir, token, node.id, not_taken, live, careful, output
+                )
+            except ConditionError as exc:  # a join's condition: deterministic, no retry
+                return self._fail(node, token, str(exc), begin.attempt)
             sent = emitted + fires
             commit = self.state.commit(
                 token,
