@@ -104,8 +104,8 @@ MUTATIONS = [
         "dead_paths_not_propagated",
         "wfrunner/engine/executor.py",
         "fires, skipped, arrivals = self._propagate_dead(\n"
-        "                ir, token, node.id, not_taken, live, careful, output\n"
-        "            )",
+        "                    ir, token, node.id, not_taken, live, careful, output\n"
+        "                )",
         "fires, skipped, arrivals = [], [], list(live)",
         "executor.py: paths not taken are not propagated (a join after a branch waits forever)",
     ),
