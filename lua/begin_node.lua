@@ -38,7 +38,8 @@ Returns {state, committed, input, inputs, attempt, epoch, busy, ctx}:
              dispatch, or the task retried after losing the commit's reply)
   input      the payload under payload_ref ("" when none was asked for); for a join
              token: the join's input, the JSON object {predecessor: output} of its live
-             arrivals in ARGV[11..] order, when the join is complete and ARGV[10] is its
+             arrivals in ARGV[11..] order (a join with a rule: only those in "#at",
+             the live arrivals when it fired), when the join is complete and ARGV[10] is its
              finisher (the token fires the join), else "" (the arrival is not recorded
              yet: the delivery records it with join_arrive.lua)
   inputs     the run's inputs JSON ("" unless ARGV[7] asks for it)
@@ -93,14 +94,28 @@ local input = ""
 if ARGV[9] ~= "" then
     if redis.call("HGET", KEYS[8], ARGV[9] .. "#fin") == ARGV[10] then
         local parts = {}
+        -- a join with a rule takes the live arrivals in when it fired ("#at"), no later one
+        local names = {}
+        local at = redis.call("HGET", KEYS[8], ARGV[9] .. "#at")
+        local fired = {}
+        if at then
+            for name in string.gmatch(at, "[^,]+") do
+                fired[name] = true
+            end
+        end
         for i = 11, #ARGV do
-            local ref = redis.call("HGET", KEYS[8], ARGV[9] .. "|" .. ARGV[i])
+            if not at or fired[ARGV[i]] then
+                names[#names + 1] = ARGV[i]
+            end
+        end
+        for _, name in ipairs(names) do
+            local ref = redis.call("HGET", KEYS[8], ARGV[9] .. "|" .. name)
             if ref and ref ~= "-" then
                 local text = redis.call("HGET", KEYS[3], ref)
                 if not text then
                     return redis.error_reply("ERR begin_node: payload " .. ref .. " is missing")
                 end
-                parts[#parts + 1] = cjson.encode(ARGV[i]) .. ":" .. text
+                parts[#parts + 1] = cjson.encode(name) .. ":" .. text
             end
         end
         input = "{" .. table.concat(parts, ",") .. "}"

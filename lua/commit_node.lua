@@ -36,6 +36,10 @@ ARGV[13] arrivals     JSON list of join arrivals: first the dead ones (paths not
                       join, each {"token": key, "op": its advance op key, "instance",
                       "from", "value": payload ref, "expected", "event": its JSON
                       join_arrived event}
+                      An arrival at a join with a rule (docs/dsl.md, "Join rules") also
+                      carries "need": the live arrivals that fire it (0: a condition,
+                      decided by the caller), and when the caller decided it, "observed"
+                      with "fire" (it fires the join); see "Join rules" below
 ARGV[14] checks_ttl   seconds the check count outlives its last check
 ARGV[15..] events     JSON events to append
 
@@ -52,6 +56,16 @@ nothing stored for it, so a stray copy of it is dropped as already committed, it
 join_arrived event appended after the given events, the delta lowered by one) and never
 sent: no task runs for it. An arrival whose predecessor already arrived at that instance records nothing
 and is consumed the same way (it can never fire the join a second time).
+
+Join rules: at a join with a rule, the arrival that fires it is the one that brings its
+live arrivals ("#live") to "need" while it has not fired ("#fin" unset), decided here;
+the live arrivals in order are kept in "#order", and copied to "#at" when it fires (the
+join's input: begin_node.lua). An arrival after it fired is consumed, its event marked
+"late". A live arrival that would complete such a join without firing it is refused as a
+conflict: the caller reads the join and commits it again with "observed" (it then also
+skips the join and the paths beyond it). With "observed", the caller decided ("fire"),
+checked as for dead arrivals. The live arrival that fires a rule join appends a
+join_fired event {node, scope, t, from, ref} after the given events.
 
 Returns {value, changed, hit_zero, emits_json, state, mine, flush_due, joins}:
   the run is not running   {-1, 0, 0, "", state or "gone", 0, 0, {}}: nothing written
@@ -114,17 +128,37 @@ for _, a in ipairs(arrivals) do
     local field = a["instance"] .. "|" .. a["from"]
     local before = tonumber(redis.call("HGET", KEYS[10], a["instance"] .. "#n") or "0")
         + (added[a["instance"]] or 0)
+    local ruled = a["need"] ~= nil
     if a["observed"] then
         if before ~= tonumber(a["observed"]) or redis.call("HEXISTS", KEYS[10], field) == 1 then
             return {-1, 0, 0, "", "conflict", 0, 0, {}}
         end
-        if before + 1 >= tonumber(a["expected"]) then
+        if ruled then
+            if a["fire"] then
+                fins[#fins + 1] = a
+            elseif a["token"] then
+                consumed[#consumed + 1] = a
+            end
+        elseif before + 1 >= tonumber(a["expected"]) then
             fins[#fins + 1] = a
         end
         a["record"] = true
         added[a["instance"]] = (added[a["instance"]] or 0) + 1
     elseif redis.call("HEXISTS", KEYS[10], field) == 1 then
         consumed[#consumed + 1] = a
+    elseif ruled then
+        local fired = redis.call("HEXISTS", KEYS[10], a["instance"] .. "#fin") == 1
+        local live = tonumber(redis.call("HGET", KEYS[10], a["instance"] .. "#live") or "0")
+        if not fired and live + 1 >= tonumber(a["need"]) then
+            fins[#fins + 1] = a
+        elseif not fired and before + 1 >= tonumber(a["expected"]) then
+            return {-1, 0, 0, "", "conflict", 0, 0, {}}
+        else
+            a["late"] = fired
+            consumed[#consumed + 1] = a
+        end
+        a["record"] = true
+        added[a["instance"]] = (added[a["instance"]] or 0) + 1
     else
         if before + 1 >= tonumber(a["expected"]) then
             fins[#fins + 1] = a
@@ -132,6 +166,8 @@ for _, a in ipairs(arrivals) do
             consumed[#consumed + 1] = a
         end
         a["record"] = true
+        -- a dead arrival listed after it (beyond a join with a rule that closed) counts it
+        added[a["instance"]] = (added[a["instance"]] or 0) + 1
     end
 end
 delta = delta - #consumed
@@ -144,10 +180,29 @@ for _, a in ipairs(arrivals) do
     if a["record"] then
         redis.call("HSET", KEYS[10], a["instance"] .. "|" .. a["from"], a["value"])
         redis.call("HINCRBY", KEYS[10], a["instance"] .. "#n", 1)
+        if a["need"] ~= nil and a["value"] ~= "-" then
+            redis.call("HINCRBY", KEYS[10], a["instance"] .. "#live", 1)
+            local order = redis.call("HGET", KEYS[10], a["instance"] .. "#order")
+            redis.call("HSET", KEYS[10], a["instance"] .. "#order",
+                order and (order .. "," .. a["from"]) or a["from"])
+        end
     end
 end
+local fired_events = {}
 for _, a in ipairs(fins) do
-    redis.call("HSETNX", KEYS[10], a["instance"] .. "#fin", a["from"])
+    local first = redis.call("HSETNX", KEYS[10], a["instance"] .. "#fin", a["from"])
+    if first == 1 and a["need"] ~= nil then
+        redis.call("HSET", KEYS[10], a["instance"] .. "#at",
+            redis.call("HGET", KEYS[10], a["instance"] .. "#order") or "")
+        if a["event"] then
+            -- join_fired, not join_arrived: its token is not consumed here (it is sent)
+            local evt = cjson.decode(a["event"])
+            fired_events[#fired_events + 1] = cjson.encode({
+                type = "join_fired", node = evt["node"], scope = evt["scope"], t = evt["t"],
+                from = a["from"], ref = a["value"],
+            })
+        end
+    end
 end
 for _, a in ipairs(consumed) do
     record["tokens"][a["token"]] = nil
@@ -175,7 +230,14 @@ for i = 15, #ARGV do
     redis.call("RPUSH", KEYS[7], ARGV[i])
 end
 for _, a in ipairs(consumed) do
-    redis.call("RPUSH", KEYS[7], a["event"])
+    if a["late"] then
+        redis.call("RPUSH", KEYS[7], '{"late":true,' .. string.sub(a["event"], 2))
+    else
+        redis.call("RPUSH", KEYS[7], a["event"])
+    end
+end
+for _, text in ipairs(fired_events) do
+    redis.call("RPUSH", KEYS[7], text)
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[10])
 

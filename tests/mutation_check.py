@@ -103,8 +103,10 @@ MUTATIONS = [
     Mutation(
         "dead_paths_not_propagated",
         "wfrunner/engine/executor.py",
-        "fires, skipped, dead = self._propagate_dead(ir, token, node.id, not_taken)",
-        "fires, skipped, dead = [], [], []",
+        "fires, skipped, arrivals = self._propagate_dead(\n"
+        "                    ir, token, node.id, not_taken, live, careful, output\n"
+        "                )",
+        "fires, skipped, arrivals = [], [], list(live)",
         "executor.py: paths not taken are not propagated (a join after a branch waits forever)",
     ),
     Mutation(
@@ -192,6 +194,35 @@ MUTATIONS = [
         'return uuid.uuid5(_NAMESPACE, f"{token.run_id}/{token.key}").hex',
         "return uuid.uuid4().hex",
         "subflow.py: a redelivered subworkflow token starts a second child run",
+    ),
+    Mutation(
+        "join_rule_fires_late",
+        "lua/commit_node.lua",
+        'if not fired and live + 1 >= tonumber(a["need"]) then',
+        'if not fired and live >= tonumber(a["need"]) then',
+        "commit_node.lua: an any / at_least join fires one live arrival too late",
+    ),
+    Mutation(
+        "join_rule_takes_later_inputs",
+        "lua/begin_node.lua",
+        'local at = redis.call("HGET", KEYS[8], ARGV[9] .. "#at")',
+        "local at = false",
+        "begin_node.lua: a join with a rule gets the inputs that arrived after it fired",
+    ),
+    Mutation(
+        "join_condition_not_rechecked",
+        "lua/commit_node.lua",
+        'if before ~= tonumber(a["observed"]) or redis.call("HEXISTS", KEYS[10], field) == 1 then',
+        'if a["need"] == nil and (before ~= tonumber(a["observed"])'
+        ' or redis.call("HEXISTS", KEYS[10], field) == 1) then',
+        "commit_node.lua: a join condition decided on a stale read is committed anyway",
+    ),
+    Mutation(
+        "join_rest_cut_not_counted",
+        "lua/cut_join_rest.lua",
+        'redis.call("DECRBY", KEYS[2], cut)',
+        "cut = cut",
+        "cut_join_rest.lua: tokens a join_rest cancel cut stay counted (the run never ends)",
     ),
 ]
 

@@ -70,7 +70,19 @@ VALUES_PER_STEP = 10
 
 #: the variables every expression may use (docs/dsl.md, "CEL"); ``value`` is bound to the element
 #: a filter node is testing and is null elsewhere
-VARIABLES: tuple[str, ...] = ("output", "input", "inputs", "ctx", "iteration", "value")
+VARIABLES: tuple[str, ...] = (
+    "output",
+    "input",
+    "inputs",
+    "ctx",
+    "iteration",
+    "value",
+    # a join condition's (wfrunner/engine/joinrules.py)
+    "arrived",
+    "count",
+    "dead",
+    "expected",
+)
 
 _ENV_LOCK = threading.Lock()
 _SIZED = (str, bytes, list, dict)

@@ -25,6 +25,11 @@ class NodeProgress:
     #: the latest attempt failed the node (cleared when a retried dead letter runs it again)
     failed: bool = False
     skipped: bool = False
+    #: why it was skipped, when more than "on a path not taken" (a join whose rule never
+    #: held, a branch a join_rest "cancel" join cut short)
+    skip_reason: str | None = None
+    #: attempts a join_rest "cancel" join cut short while they ran
+    cut: int = 0
     error: str | None = None
     #: the handler's traceback of the failure, when a handler raised
     traceback: str | None = None
@@ -47,7 +52,7 @@ class NodeProgress:
     @property
     def open(self) -> int:
         """Attempts begun and not ended (running, or cut short by a crash)."""
-        return max(0, self.started - self.completed - self.errors)
+        return max(0, self.started - self.completed - self.errors - self.cut)
 
     def status(self, ended: bool) -> NodeStatus:
         return node_status(self, self.open > 0 or self.mapping, ended)
@@ -116,6 +121,8 @@ def _apply(node: NodeProgress, evt: Event) -> None:
         node.caught = bool(evt.get("caught"))
     elif kind == "node_skipped":
         node.skipped = True
+        node.skip_reason = evt.get("reason") or node.skip_reason
+        node.cut += evt.get("was") == "running"
     elif kind == "child_started":
         node.child_run_id = evt.get("child_run_id")
     _apply_map(node, kind, evt)
@@ -171,6 +178,7 @@ def node_documents(
             **({"caught": True} if p.failed and p.caught else {}),
             **({"child_run_id": p.child_run_id} if p.child_run_id else {}),
             **({"items": dict(p.items)} if p.items is not None else {}),
+            **({"reason": p.skip_reason} if p.skip_reason and not p.completed else {}),
         }
         for node_id, p in nodes.items()
     }

@@ -23,10 +23,11 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from wfrunner import fencing, lifecycle, runlimits, telemetry
+from wfrunner.compiler.ir import IR
 from wfrunner.doctor import describe
 from wfrunner.engine import keys, maprebuild
 from wfrunner.engine.events import event
@@ -51,7 +52,12 @@ def flush(rt: Runtime, run_id: str) -> int:
 class _History:
     """What the stored events say about tokens, joins and outputs."""
 
-    def __init__(self, events: list[dict[str, Any]], join_nodes: dict[str, list[str]]) -> None:
+    def __init__(
+        self,
+        events: list[dict[str, Any]],
+        join_nodes: dict[str, list[str]],
+        ruled: Collection[str] = (),
+    ) -> None:
         self.emitted: dict[str, Token] = {}
         self.emits_by: dict[str, dict[str, Token]] = defaultdict(dict)
         self.consumed: dict[str, Token] = {}
@@ -60,6 +66,8 @@ class _History:
         self._expected = {node: len(deps) for node, deps in join_nodes.items()}
         #: join instance -> distinct predecessors arrived (join_arrive.lua's "#n")
         self.arrived: dict[str, int] = defaultdict(int)
+        #: the joins with a rule: their finisher is named by the events, not the count
+        self._ruled = set(ruled)
         for evt in events:
             self._read(evt, join_nodes)
 
@@ -72,13 +80,19 @@ class _History:
             if t.payload_ref is None and t.from_node in join_nodes.get(t.to_node, ()):
                 # only the arrival that completed a join sends it a payload-less fire token:
                 # it names the finisher whatever order the commits were stored in
-                self.joins[f"{t.to_node}|{t.scope}#fin"] = str(t.from_node)
+                self._fired(f"{t.to_node}|{t.scope}", str(t.from_node))
         elif kind == "join_arrived":
             instance = f"{evt['node']}|{evt.get('scope', '')}"
             value = Token.from_dict(token).payload_ref if token and evt.get("live") else None
             self._arrive(instance, str(evt["from"]), value or DEAD)
             if token:
                 self.consumed[Token.from_dict(token).key] = Token.from_dict(token)
+        elif kind == "join_fired":  # a join with a rule fired: its token was sent
+            instance = f"{evt['node']}|{evt.get('scope', '')}"
+            self._arrive(instance, str(evt["from"]), str(evt["ref"]))
+            self._fired(instance, str(evt["from"]))
+        elif kind == "node_skipped" and token and evt.get("cut"):  # join_rest "cancel"
+            self.consumed[Token.from_dict(token).key] = Token.from_dict(token)
         elif token and (kind == "node_completed" or evt.get("caught")):
             # a caught node_failed is committed as a completion is (engine/catching.py)
             t = Token.from_dict(token)
@@ -96,8 +110,24 @@ class _History:
             return
         self.joins[field] = value
         self.arrived[instance] += 1
-        if self.arrived[instance] >= self._expected.get(instance.split("|", 1)[0], 0):
+        node = instance.split("|", 1)[0]
+        if node in self._ruled:  # counted as commit_node.lua counts them (see "Join rules")
+            if value != DEAD:
+                live = int(self.joins.get(f"{instance}#live", "0")) + 1
+                self.joins[f"{instance}#live"] = str(live)
+                order = self.joins.get(f"{instance}#order")
+                self.joins[f"{instance}#order"] = f"{order},{from_node}" if order else from_node
+        elif self.arrived[instance] >= self._expected.get(node, 0):
             self.joins.setdefault(f"{instance}#fin", from_node)
+
+    def _fired(self, instance: str, from_node: str) -> None:
+        """The join fired on ``from_node``'s arrival (a join with a rule fires once: its
+        first firing counts, with the live arrivals in then)."""
+        if instance.split("|", 1)[0] not in self._ruled:
+            self.joins[f"{instance}#fin"] = from_node
+        elif f"{instance}#fin" not in self.joins:
+            self.joins[f"{instance}#fin"] = from_node
+            self.joins[f"{instance}#at"] = self.joins.get(f"{instance}#order", "")
 
     def pending(self) -> dict[str, Token]:
         return {k: t for k, t in self.emitted.items() if k not in self.consumed}
@@ -105,6 +135,21 @@ class _History:
     def join_fields(self) -> dict[str, str]:
         counts = {f"{instance}#n": str(n) for instance, n in self.arrived.items()}
         return {**self.joins, **counts}
+
+
+def _mark_cut(ir: IR, known: _History) -> None:
+    """A join_rest "cancel" join that fired marked the joins among its feeders
+    (lua/cut_join_rest.lua): they wait for nothing more."""
+    joins = known.joins
+    for node in ir.nodes.values():
+        if node.join is None or not node.join.cut:
+            continue
+        prefix = f"{node.id}|"
+        for field in [f for f in joins if f.startswith(prefix) and f.endswith("#fin")]:
+            scope = field[len(prefix) : -len("#fin")]
+            for feeder in node.join.cut:
+                if known.arrived.get(f"{feeder}|{scope}"):
+                    joins.setdefault(f"{feeder}|{scope}#cut", node.id)
 
 
 def rebuild(
@@ -122,7 +167,9 @@ def rebuild(
     ir = rt.ir(run.workflow_id)
     events = [e.as_event() for e in rt.store.list_events(run_id)]
     joins = {n.id: list(n.dependencies) for n in ir.nodes.values() if n.wait_for_all}
-    known = _History(events, joins)
+    ruled = [n.id for n in ir.nodes.values() if n.join is not None]
+    known = _History(events, joins, ruled)
+    _mark_cut(ir, known)
     payloads = rt.store.load_payloads(run_id)
     maps = maprebuild.rebuild(events, payloads, known.consumed)  # map nodes' items
     left = {k: t for k, t in known.pending().items() if k not in maps.consumed}

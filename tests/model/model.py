@@ -20,6 +20,11 @@ Semantics (docs/dsl.md):
   condition holds; the other successors are dead;
 * a dead path skips plain nodes and records a dead arrival at a join; a join whose
   inputs have all arrived runs once with the live ones, or is skipped when all are dead;
+* a join with a rule (``join``: ``at_least`` or a ``condition`` over ``arrived``,
+  ``count``, ``dead``, ``expected``) runs once, on the first arrival after which its rule
+  holds with a live input in, with the live ones in then; it is skipped when every input
+  arrived and the rule never held (the generated rules only hold once every input is in,
+  so the end does not depend on arrival order);
 * a loop node: ``condition`` true and pass < ``max_iterations`` → go back to
   ``loop_back_to`` in the next pass; else ``break_path`` (condition false) or
   ``timeout_path`` (condition still true at the limit), the other exits being dead.
@@ -111,6 +116,8 @@ class _Run:
         self.path: Counter[tuple[str | None, str]] = Counter()
         self.fire_edges: dict[tuple[str, Scope], set[str]] = {}
         self.outputs_seen: dict[str, list[Any]] = {}
+        #: joins with a rule that fired
+        self.fired: set[tuple[str, Scope]] = set()
 
     # --- driving ---------------------------------------------------------------------
 
@@ -175,6 +182,9 @@ class _Run:
         arrived = self.joins.setdefault((node.id, scope), {})
         assert src not in arrived, f"model: second arrival {src}->{node.id} in {scope}"
         arrived[src] = value
+        if node.join is not None:
+            self._arrive_ruled(node, scope, arrived)
+            return
         if len(arrived) < len(node.dependencies):
             return
         live = {p: arrived[p] for p in node.dependencies if arrived[p] is not DEAD}
@@ -185,6 +195,32 @@ class _Run:
             self.work.append(("fire", node.id, scope, live))
         else:
             self._skip(node, scope)
+
+    def _arrive_ruled(self, node: IRNode, scope: Scope, arrived: dict[str, Any]) -> None:
+        if (node.id, scope) in self.fired:
+            return  # a late arrival: dropped
+        live = {p: arrived[p] for p in node.dependencies if p in arrived and arrived[p] is not DEAD}
+        dead = {p for p, v in arrived.items() if v is DEAD}
+        if live and self._rule_holds(node, live, len(dead)):
+            self.fired.add((node.id, scope))
+            if dead:
+                self.fire_edges[(node.id, scope)] = dead
+            self.work.append(("fire", node.id, scope, live))
+        elif len(arrived) == len(node.dependencies):
+            self._skip(node, scope)
+
+    def _rule_holds(self, node: IRNode, live: dict[str, Any], dead: int) -> bool:
+        rule = node.join
+        assert rule is not None
+        if rule.kind == "condition":
+            variables = {
+                "arrived": live,
+                "count": len(live),
+                "dead": dead,
+                "expected": len(node.dependencies),
+            }
+            return self._holds(node.id, str(rule.condition), variables)
+        return len(live) >= rule.need
 
     # --- one node --------------------------------------------------------------------
 

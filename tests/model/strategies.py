@@ -7,11 +7,12 @@ list of integers, so every join can concatenate and every condition can look at
 is drawn, and each edge takes ``P``, ``!(P)`` (an exclusive pair), ``true``, ``false``,
 another predicate, or none — so branches are exclusive, both-true and none-true.
 
-Optionally one node that fails on inputs shorter than 3 (so some runs end FAILED), and
-optionally (2 in 3) one loop: a single-parent node becomes a ``loop`` node that goes back either
-to itself or to an upstream node ``X`` whose path to the loop is a plain chain (each
-node between has one parent and one child, unconditional edges), so every pass is a
-closed body. The loop's children become its ``break_path`` / ``timeout_path``.
+A join may carry a join rule (``JOIN_RULES``). Optionally one node that fails on inputs
+shorter than 3 (so some runs end FAILED), and optionally (2 in 3) one loop: a
+single-parent node becomes a ``loop`` node that goes back either to itself or to an
+upstream node ``X`` whose path to the loop is a plain chain (each node between has one
+parent and one child, unconditional edges), so every pass is a closed body. The loop's
+children become its ``break_path`` / ``timeout_path``.
 """
 
 from __future__ import annotations
@@ -142,9 +143,25 @@ def _conditions(draw: st.DrawFn, children: Graph) -> dict[tuple[int, int], str |
     return conditions
 
 
+#: join rules whose end does not depend on arrival order (each holds only once every
+#: input is in): the model cannot say which arrivals an "any" join fires on
+JOIN_RULES: list[Any] = [
+    None,
+    None,
+    None,
+    {"at_least": "all"},
+    {"condition": "count + dead == expected"},
+    {"condition": "count == expected && arrived.size() == expected"},
+]
+
+
 def _node(draw: st.DrawFn, node_id: str, n_parents: int) -> dict[str, Any]:
     if n_parents >= 2:
-        return {"id": node_id, "type": "aggregate", "config": {"strategy": "concat"}}
+        node = {"id": node_id, "type": "aggregate", "config": {"strategy": "concat"}}
+        rule = draw(st.sampled_from(JOIN_RULES))
+        if rule == {"at_least": "all"}:
+            rule = {"at_least": n_parents}
+        return node if rule is None else {**node, "join": rule}
     expression = draw(entry_expression() if n_parents == 0 else list_expression())
     return {"id": node_id, "type": "transform", "config": {"expression": expression}}
 

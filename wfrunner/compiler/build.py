@@ -15,6 +15,7 @@ from typing import Any
 from wfrunner.compiler import checks, failures, limits
 from wfrunner.compiler.graph import cycle_path, strongly_connected, topological_order
 from wfrunner.compiler.ir import IR, Branch, BranchRule, IRNode, Loop, RetryPolicy
+from wfrunner.compiler.joins import feeders, join_rule
 from wfrunner.compiler.limits import edge_label
 from wfrunner.compiler.mapcheck import map_problems
 from wfrunner.compiler.schema import locate, node_types, schema_problems, show
@@ -88,6 +89,7 @@ def compile_workflow(
         named = [(n.id, n.function_name) for n in ir.nodes.values() if n.function_name]
         draft.problems += checks.handler_problems(named, handlers)
     _check_loop_joins(draft, successors, ir)
+    ir = _cancel_feeders(draft, successors, ir)
     if ir.nodes and not ir.entry_nodes:  # (no nodes at all is a problem reported already)
         draft.problems.append("workflow: no entry node: every node has an incoming edge")
     if ir.nodes and not ir.terminal_nodes():
@@ -296,6 +298,28 @@ def _check_loop_joins(draft: _Draft, succ: dict[str, list[str]], ir: IR) -> None
                 )
 
 
+def _cancel_feeders(draft: _Draft, succ: dict[str, list[str]], ir: IR) -> IR:
+    """Each ``join_rest: "cancel"`` join's feeders (compiler/joins.py); a loop, a node in a
+    loop's body, a human node and a subworkflow node (its child run would go on) are never
+    cut."""
+    joins = [n for n in ir.nodes.values() if n.join is not None and n.join.rest == "cancel"]
+    if not joins or draft.cyclic:
+        return ir
+    fixed = {
+        n.id for n in ir.nodes.values() if n.loop is not None or n.type in ("human", "subworkflow")
+    }
+    if draft.loops:
+        _, body = _loop_bodies(draft, succ)
+        fixed |= {node for node, bits in body.items() if bits}
+    pred = {n.id: list(n.dependencies) for n in ir.nodes.values()}
+    nodes = dict(ir.nodes)
+    for join in joins:
+        assert join.join is not None
+        cut = feeders(join.id, succ, pred, fixed)
+        nodes[join.id] = replace(join, join=replace(join.join, cut=cut))
+    return replace(ir, nodes=nodes)
+
+
 def _assemble(
     draft: _Draft, succ: dict[str, list[str]], metadata: Any, concurrency: Any = None
 ) -> IR:
@@ -325,6 +349,9 @@ def _node(draft: _Draft, node_id: str, dependencies: list[str], edges: list[_Edg
     rules = tuple(BranchRule(e.condition, (e.target,)) for e in outgoing if e.condition is not None)
     branch = Branch(rules=rules) if rules else None
     retry = raw.get("retry")
+    join = join_rule(node_id, raw, len(dependencies))
+    if isinstance(join, str):
+        draft.problems.append(join)
     return IRNode(
         id=node_id,
         type=str(raw.get("type")),
@@ -338,4 +365,5 @@ def _node(draft: _Draft, node_id: str, dependencies: list[str], edges: list[_Edg
         timeout_ms=raw["timeout_ms"] if isinstance(raw.get("timeout_ms"), int) else None,
         retry=RetryPolicy.from_dict(retry) if isinstance(retry, dict) else None,
         on_error=draft.on_error.get(node_id),
+        join=None if isinstance(join, str) else join,
     )

@@ -113,6 +113,42 @@ class Loop:
 
 
 @dataclass(frozen=True)
+class JoinRule:
+    """When a join fires (docs/dsl.md, "Join rules"); a join without one waits for all.
+
+    ``need``: the live arrivals that fire it (``any``: 1, ``at_least``: k), 0 for a
+    ``condition`` (decided by the predicate on each arrival). ``rest``: what becomes of
+    the inputs that arrive after it fired ("ignore" or "cancel")."""
+
+    kind: str
+    need: int = 0
+    condition: str | None = None
+    rest: str = "ignore"
+    #: with rest "cancel": the nodes whose every path leads only into this join (its
+    #: feeders), cut short once it fired
+    cut: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        rule: Any = self.kind
+        if self.kind == "at_least":
+            rule = {"at_least": self.need}
+        elif self.kind == "condition":
+            rule = {"condition": self.condition}
+        data: dict[str, Any] = {"rule": rule, "need": self.need, "rest": self.rest}
+        if self.rest == "cancel":
+            data["cut"] = list(self.cut)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JoinRule:
+        rule = data["rule"]
+        kind = rule if isinstance(rule, str) else next(iter(rule))
+        condition = rule.get("condition") if isinstance(rule, dict) else None
+        rest = str(data.get("rest", "ignore"))
+        return cls(kind, int(data.get("need", 0)), condition, rest, tuple(data.get("cut", ())))
+
+
+@dataclass(frozen=True)
 class IRNode:
     id: str
     type: str
@@ -127,6 +163,8 @@ class IRNode:
     retry: RetryPolicy | None = None
     #: the node that takes over when this one fails for good (docs/failures.md)
     on_error: str | None = None
+    #: a join's rule; None: it waits for every predecessor (the default, "all")
+    join: JoinRule | None = None
 
     @property
     def function_name(self) -> str | None:
@@ -166,6 +204,8 @@ class IRNode:
             data["retry"] = self.retry.to_dict()
         if self.on_error is not None:
             data["on_error"] = self.on_error
+        if self.join is not None:
+            data["join"] = self.join.to_dict()
         return data
 
     @classmethod
@@ -183,6 +223,7 @@ class IRNode:
             timeout_ms=data.get("timeout_ms"),
             retry=RetryPolicy.from_dict(data["retry"]) if data.get("retry") else None,
             on_error=data.get("on_error") or None,
+            join=JoinRule.from_dict(data["join"]) if data.get("join") else None,
         )
 
 

@@ -11,8 +11,13 @@ run_started        start_run                          workflow_id
 token_emitted      a node's commit (or the start)     from, to, scope
 node_started       a node task begins                 scope
 node_completed     a node's commit                    scope, output_ref
-node_skipped       dead-path elimination              scope
-join_arrived       a join's predecessor arrived       from, scope, live
+node_skipped       dead-path elimination              scope; reason (a join rule never
+                                                      held / cut short by join_rest
+                                                      cancel: then cut, was, token)
+join_arrived       a join's predecessor arrived       from, scope, live; late (a join
+                                                      with a rule had fired already)
+join_fired         the arrival that fired a join      from, scope, ref (its payload)
+                   with a rule (its token is sent)
 loop_decided       a loop node's commit               pass, outcome (back|break|timeout)
 map_started        a map node's head commit           scope, total, concurrency, output_ref
                                                       (the list), input_ref, token (the head)

@@ -32,18 +32,19 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wfrunner import builtins, context, handlers
 from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.context import NodeContext
-from wfrunner.engine import catching, handler_slots, human, mapnode, mapping, subflow
+from wfrunner.engine import catching, handler_slots, human, joinrules, mapnode, mapping, subflow
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.catching import Catch
 from wfrunner.engine.events import event
-from wfrunner.engine.leases import LeaseKeeper, delivery_holder
+from wfrunner.engine.joinview import JoinView
+from wfrunner.engine.leases import LeaseKeeper, delivery_holder, task_of
 from wfrunner.engine.payloads import encode_payload
 from wfrunner.engine.routing import Decision, Route, dead_successors, decide, decide_failure
 from wfrunner.engine.runstate import (
@@ -58,7 +59,7 @@ from wfrunner.engine.runstate import (
     RunState,
 )
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import CounterError, LoopLimitError, NodeError, WfrunnerError
+from wfrunner.errors import ConditionError, CounterError, LoopLimitError, NodeError, WfrunnerError
 
 
 @dataclass
@@ -93,6 +94,8 @@ class Outcome:
     attempt: int = 0
     #: the error of a node failure its on_error node caught (the run goes on)
     caught: str | None = None
+    #: Celery task ids of deliveries a join (join_rest "cancel") cut short: to revoke
+    revoke: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -240,21 +243,45 @@ class Executor:
             # begin gave the join's input when the emitter's commit found this arrival to
             # complete the join; else (a rebuilt run) the arrival is recorded here
             fired = (
-                begin.input if begin.input is not None else self._arrive(node, token, nonce, begin)
+                begin.input
+                if begin.input is not None
+                else self._arrive(ir, node, token, nonce, begin)
             )
             if isinstance(fired, Outcome):
                 return fired
             node_input = fired
         else:
             node_input = begin.input if token.payload_ref else begin.inputs
+        revoke: list[str] = []
+        if joining and node.join is not None and node.join.cut:
+            cut = self._cut_rest(node, token, begin)
+            if isinstance(cut, Outcome):
+                return cut
+            revoke = cut
         if waits:
             wait = subflow.deliver if node.type == "subworkflow" else Executor._approval
-            return wait(self, ir, node, token, node_input, begin, started, nonce)
-        # a join's node_started is appended by its commit (begin appended no event for it)
-        events = [{**started, "attempt": begin.attempt}] if joining else []
-        if mapping.is_map(node):
-            return mapnode.deliver(self, ir, node, token, node_input, begin, events, nonce)
-        return self._execute(ir, node, token, node_input, begin, events, nonce)
+            outcome = wait(self, ir, node, token, node_input, begin, started, nonce)
+        else:
+            # a join's node_started is appended by its commit (begin appended none for it)
+            events = [{**started, "attempt": begin.attempt}] if joining else []
+            if mapping.is_map(node):
+                outcome = mapnode.deliver(self, ir, node, token, node_input, begin, events, nonce)
+            else:
+                outcome = self._execute(ir, node, token, node_input, begin, events, nonce)
+        outcome.revoke = revoke
+        return outcome
+
+    def _cut_rest(self, node: IRNode, token: Token, begin: Begin) -> Outcome | list[str]:
+        """The join fired (join_rest "cancel"): cut short the branches that only feed it
+        (lua/cut_join_rest.lua); the Celery tasks running them, to revoke."""
+        assert node.join is not None
+        reason = f"cut short: join {node.id!r} fired (join_rest cancel)"
+        state, _, holders = self.state.cut_join_rest(
+            token, node.join.cut, begin.epoch, time.time(), reason
+        )
+        if state != RUNNING:
+            return Outcome(ignored=_dropped(state))
+        return [task for task in map(task_of, holders) if task]
 
     def _approval(
         self,
@@ -307,25 +334,38 @@ class Executor:
         return self._execute(ir, node, token, node_input, begin, [], nonce, verdict.output)
 
     def _arrive(
-        self, node: IRNode, token: Token, nonce: str, begin: Begin
+        self, ir: IR, node: IRNode, token: Token, nonce: str, begin: Begin
     ) -> Outcome | dict[str, Any]:
         """Record a join arrival; the merged input when this arrival fires the join."""
         assert token.from_node is not None
         instance = f"{node.id}|{token.scope}"
         value = token.payload_ref or DEAD
-        arrival = self.state.arrive(
-            token.run_id,
-            instance,
-            token.from_node,
-            value,
-            len(node.dependencies),
-            begin.epoch,
-            token.key,
-        )
+        for _ in range(_JOIN_CONFLICTS):
+            try:
+                rule = _rule_arrival(self.state, node, token, instance, value)
+            except ConditionError as exc:
+                return self._fail(node, token, str(exc), begin.attempt)
+            arrival = self.state.arrive(
+                token.run_id,
+                instance,
+                token.from_node,
+                value,
+                len(node.dependencies),
+                begin.epoch,
+                token.key,
+                rule,
+            )
+            if arrival.state != CONFLICT:
+                break
+        else:
+            raise CounterError(f"run {token.run_id!r}: join {node.id!r} kept moving on")
         if arrival.state != RUNNING:
             return Outcome(ignored=_dropped(arrival.state))
         if arrival.complete and arrival.finisher == token.from_node:
-            return self.state.join_inputs(token.run_id, instance, node.dependencies)
+            fired = [p for p in node.dependencies if not arrival.at or p in arrival.at]
+            return self.state.join_inputs(token.run_id, instance, fired)
+        if arrival.closer == token.from_node:
+            return self._close(ir, node, token, nonce, begin)
         arrived = event(
             "join_arrived",
             node.id,
@@ -345,6 +385,46 @@ class Executor:
             delta=-1,
         )
         return Outcome(
+            check_completion=commit.mine and _ends(commit),
+            joins_at_zero=commit.joins,
+            flush=commit.flush_due,
+        )
+
+    def _close(self, ir: IR, node: IRNode, token: Token, nonce: str, begin: Begin) -> Outcome:
+        """This delivery's arrival completed the join ``node`` without its rule ever
+        holding (a run rebuilt from PostgreSQL: join_arrive.lua named it the closer):
+        skip the join and the paths beyond it."""
+        arrived = event(
+            "join_arrived",
+            node.id,
+            scope=token.scope,
+            live=token.payload_ref is not None,
+            token=token.to_dict(),
+            **{"from": token.from_node},
+        )
+        for _ in range(_JOIN_CONFLICTS):
+            try:
+                fires, skipped, arrivals = self._propagate_dead(ir, token, node.id, (), closed=node)
+            except ConditionError as exc:  # a join's condition beyond it
+                return self._fail(node, token, str(exc), begin.attempt)
+            commit = self.state.commit(
+                token,
+                fires,
+                time.time(),
+                [arrived, *skipped, *_emitted_events(token, fires)],
+                nonce=nonce,
+                holder=begin.holder,
+                epoch=begin.epoch,
+                arrivals=arrivals,
+            )
+            if commit.state != CONFLICT:
+                break
+        else:
+            raise CounterError(f"run {token.run_id!r}: the joins after {node.id!r} kept moving on")
+        if commit.state != RUNNING:
+            return Outcome(ignored=_dropped(commit.state))
+        return Outcome(
+            dispatch=commit.emitted if commit.mine else [],
             check_completion=commit.mine and _ends(commit),
             joins_at_zero=commit.joins,
             flush=commit.flush_due,
@@ -421,8 +501,14 @@ class Executor:
         routes not taken, whose paths are propagated as dead) and ``output`` stored."""
         emitted, not_taken = routes
         live = [a for a in (_arrival(ir.nodes[t.to_node], t, token) for t in emitted) if a]
+        careful = False  # after a conflict, the joins with a rule are decided here
         for _ in range(_JOIN_CONFLICTS):
-            fires, skipped, dead = self._propagate_dead(ir, token, node.id, not_taken)
+            try:
+                fires, skipped, arrivals = self._propagate_dead(
+                    ir, token, node.id, not_taken, live, careful, output
+                )
+            except ConditionError as exc:  # a join's condition: deterministic, no retry
+                return self._fail(node, token, str(exc), begin.attempt)
             sent = emitted + fires
             commit = self.state.commit(
                 token,
@@ -433,10 +519,11 @@ class Executor:
                 holder=begin.holder,
                 epoch=begin.epoch,
                 output=output,
-                arrivals=[*dead, *live],
+                arrivals=arrivals,
             )
             if commit.state != CONFLICT:
                 break
+            careful = True
         else:
             raise CounterError(
                 f"run {token.run_id!r}: the joins {node.id!r} records dead arrivals at kept "
@@ -504,21 +591,131 @@ class Executor:
         )
 
     def _propagate_dead(
-        self, ir: IR, token: Token, source: str, routes: tuple[Route, ...]
-    ) -> tuple[list[Token], list[dict[str, Any]], list[DeadArrival]]:
+        self,
+        ir: IR,
+        token: Token,
+        source: str,
+        routes: tuple[Route, ...],
+        live: Sequence[JoinArrival] = (),
+        careful: bool = False,
+        known: tuple[str, str] | None = None,
+        closed: IRNode | None = None,
+    ) -> tuple[list[Token], list[dict[str, Any]], list[DeadArrival | JoinArrival]]:
         """Skip what only dead paths reach, deciding at each join from its arrivals as read
-        now: the dead arrivals for the commit to record (it refuses them should a join
-        move on meanwhile), fire tokens for joins they complete, and the events."""
+        now: the arrivals for the commit to record (the dead ones, then ``live``; it
+        refuses those decided here should a join move on meanwhile), fire tokens for joins
+        they complete, and the events. At a join with a rule, the live arrivals are
+        decided here too when Lua cannot (a condition; ``careful``: after a conflict,
+        which an arrival that completes such a join without firing it also is), and a
+        join whose rule never held is skipped like the rest (``closed``: the join that
+        ``token``'s own arrival completed so)."""
         work = [(source, r) for r in routes]
         fires: list[Token] = []
         events: list[dict[str, Any]] = []
-        arrivals: list[DeadArrival] = []
+        arrivals: list[DeadArrival | JoinArrival] = []
         joins: dict[str, dict[str, str]] = {}
         seen: set[tuple[str, str]] = set()
+        view = JoinView(self.state, token.run_id, known)
+        if closed is not None:
+            work += self._skip_join(closed, token.scope, view, events, seen)
+        self._drain(ir, token, work, view, fires, events, arrivals, joins, seen)
+        for arrival in live:
+            decided = self._judge_live(ir, arrival, careful, view)
+            arrivals.append(decided)
+            target = ir.nodes[arrival.token.to_node]
+            if (
+                decided.observed is not None
+                and arrival.instance not in view.fired
+                and len(view.read(target, arrival.instance)) >= len(target.dependencies)
+            ):
+                work += self._skip_join(target, arrival.token.scope, view, events, seen)
+        if work:  # a join closed: the dead paths beyond it may meet this commit's arrivals
+            if not careful and any(ir.nodes[a.token.to_node].join for a in live):
+                # every rule arrival decided here, so those meetings are decided right
+                return self._propagate_dead(ir, token, source, routes, live, True, known, closed)
+            self._count_live(ir, token, live, joins)
+        self._drain(ir, token, work, view, fires, events, arrivals, joins, seen)
+        return fires, events, arrivals
+
+    def _count_live(
+        self, ir: IR, token: Token, live: Sequence[JoinArrival], joins: dict[str, dict[str, str]]
+    ) -> None:
+        """Count this commit's arrivals at joins without a rule where dead paths may meet
+        them, as the commit will count them (it lists those dead arrivals after them)."""
+        for arrival in live:
+            target = ir.nodes[arrival.token.to_node]
+            if target.join is not None:
+                continue
+            if arrival.instance not in joins:
+                read = self.state.join_fields(token.run_id, arrival.instance, target.dependencies)
+                joins[arrival.instance] = dict(read.arrived)
+            value = arrival.token.payload_ref or DEAD
+            joins[arrival.instance].setdefault(str(arrival.token.from_node), value)
+
+    def _judge_live(
+        self, ir: IR, arrival: JoinArrival, careful: bool, view: JoinView
+    ) -> JoinArrival:
+        """``arrival`` as the commit is to record it: decided here (``observed``, ``fire``,
+        its event marked late) at a join with a rule Lua cannot decide alone."""
+        target = ir.nodes[arrival.token.to_node]
+        rule = target.join
+        src = str(arrival.token.from_node)
+        if rule is None or (rule.kind != "condition" and not careful):
+            return arrival
+        if src in view.read(target, arrival.instance):
+            return arrival  # recorded already: the commit consumes it
+        verdict, observed = view.judge(
+            target, arrival.instance, src, arrival.token.payload_ref or DEAD
+        )
+        late = {"late": True} if verdict == joinrules.LATE else {}
+        return replace(
+            arrival,
+            observed=observed,
+            fire=verdict == joinrules.FIRE,
+            event={**late, **arrival.event},
+        )
+
+    def _skip_join(
+        self,
+        join: IRNode,
+        scope: str,
+        view: JoinView,
+        events: list[dict[str, Any]],
+        seen: set[tuple[str, str]],
+    ) -> list[tuple[str, Route]]:
+        """Skip a join whose every input arrived without its rule holding; where the dead
+        path goes on from it."""
+        assert join.join is not None
+        instance = f"{join.id}|{scope}"
+        view.read(join, instance)
+        reason = joinrules.never_held(join.join, view.live_count(instance), len(join.dependencies))
+        seen.add((join.id, scope))
+        events.append(event("node_skipped", join.id, scope=scope, reason=reason))
+        return [(join.id, r) for r in dead_successors(join, scope)]
+
+    def _drain(
+        self,
+        ir: IR,
+        token: Token,
+        work: list[tuple[str, Route]],
+        view: JoinView,
+        fires: list[Token],
+        events: list[dict[str, Any]],
+        arrivals: list[DeadArrival | JoinArrival],
+        joins: dict[str, dict[str, str]],
+        seen: set[tuple[str, str]],
+    ) -> None:
+        """Follow the dead paths in ``work`` to their end (it is emptied)."""
         while work:
             src, route = work.pop(0)
             target = ir.nodes[route.target]
-            if target.wait_for_all and src in target.dependencies:
+            reason: str | None = None
+            if target.wait_for_all and src in target.dependencies and target.join is not None:
+                told = (fires, events, arrivals)
+                reason = _dead_at_rule_join(token, src, target, route, view, *told)
+                if reason is None:
+                    continue
+            elif target.wait_for_all and src in target.dependencies:
                 instance = f"{target.id}|{route.scope}"
                 if instance not in joins:
                     fields = self.state.join_fields(token.run_id, instance, target.dependencies)
@@ -534,24 +731,14 @@ class Executor:
                 if len(arrived) < len(target.dependencies):
                     continue
                 if any(value != DEAD for value in arrived.values()):
-                    fire = Token(
-                        token.run_id,
-                        src,
-                        target.id,
-                        None,
-                        token.hop + 1,
-                        route.iteration,
-                        route.scope,
-                        token.passes,
-                    )
-                    fires.append(fire)
+                    fires.append(_fire_token(token, src, target.id, route))
                     continue
             if (target.id, route.scope) in seen:
                 continue
             seen.add((target.id, route.scope))
-            events.append(event("node_skipped", target.id, scope=route.scope))
+            why = {"reason": reason} if reason else {}
+            events.append(event("node_skipped", target.id, scope=route.scope, **why))
             work += [(target.id, r) for r in dead_successors(target, route.scope)]
-        return fires, events, arrivals
 
     def _handler_failed(
         self,
@@ -675,8 +862,8 @@ def _dropped(state: str) -> str:
     """Why a delivery was dropped, from the state a script answered."""
     if state == NOT_PENDING:
         return (
-            "token is not pending: never emitted here (Redis restored from an older "
-            "snapshot, or a forged message)"
+            "token is not pending: cut short by a join (join_rest cancel), or never "
+            "emitted here (Redis restored from an older snapshot, or a forged message)"
         )
     return f"run is {state}"
 
@@ -732,6 +919,68 @@ def _joins(node: IRNode, token: Token) -> bool:
     return node.wait_for_all and token.from_node in node.dependencies
 
 
+def _dead_at_rule_join(
+    token: Token,
+    src: str,
+    join: IRNode,
+    route: Route,
+    view: JoinView,
+    fires: list[Token],
+    events: list[dict[str, Any]],
+    arrivals: list[DeadArrival | JoinArrival],
+) -> str | None:
+    """Record ``src``'s dead arrival at a join with a rule (and the token that fires it,
+    should a condition hold now); why the join is skipped, or None when the dead path
+    ends there (it fired, or still waits)."""
+    assert join.join is not None
+    instance = f"{join.id}|{route.scope}"
+    if src in view.read(join, instance):
+        return None  # recorded already: its commit decided what it caused
+    verdict, observed = view.judge(join, instance, src, DEAD)
+    fire = verdict == joinrules.FIRE
+    expected = len(join.dependencies)
+    arrivals.append(DeadArrival(instance, src, expected, observed, join.join.need, fire))
+    late = {"late": True} if verdict == joinrules.LATE else {}
+    events.append(
+        event("join_arrived", join.id, scope=route.scope, live=False, **late, **{"from": src})
+    )
+    if fire:
+        fires.append(_fire_token(token, src, join.id, route))
+    if verdict != joinrules.DEAD:
+        return None
+    return joinrules.never_held(join.join, view.live_count(instance), expected)
+
+
+def _fire_token(token: Token, src: str, join: str, route: Route) -> Token:
+    """The token that fires ``join`` after ``src``'s dead arrival completed it."""
+    return Token(
+        token.run_id,
+        src,
+        join,
+        None,
+        token.hop + 1,
+        route.iteration,
+        route.scope,
+        token.passes,
+    )
+
+
+def _rule_arrival(
+    state: RunState, node: IRNode, token: Token, instance: str, value: str
+) -> tuple[int, str, int] | None:
+    """join_arrive's rule arguments for ``token``'s arrival at ``node`` (None: no rule):
+    a condition is decided here from the arrivals read."""
+    if node.join is None:
+        return None
+    if node.join.kind != "condition":
+        return (node.join.need, "", 0)
+    view = JoinView(state, token.run_id)
+    if str(token.from_node) in view.read(node, instance):
+        return (0, "", 0)  # recorded already: join_arrive answers as before
+    verdict, observed = view.judge(node, instance, str(token.from_node), value)
+    return (0, "fire" if verdict == joinrules.FIRE else "hold", observed)
+
+
 def _arrival(target: IRNode, emitted: Token, consumed: Token) -> JoinArrival | None:
     """The join arrival ``emitted`` is, recorded by the commit that consumes ``consumed``
     and emits it; its event names that token (``by``, as token_emitted does): an arrival
@@ -747,4 +996,7 @@ def _arrival(target: IRNode, emitted: Token, consumed: Token) -> JoinArrival | N
         by=consumed.key,
         **{"from": emitted.from_node},
     )
-    return JoinArrival(emitted, f"{target.id}|{emitted.scope}", len(target.dependencies), arrived)
+    need = target.join.need if target.join else None
+    return JoinArrival(
+        emitted, f"{target.id}|{emitted.scope}", len(target.dependencies), arrived, need
+    )

@@ -67,9 +67,14 @@ class JoinArrival:
     instance: str
     expected: int
     event: dict[str, Any]
+    #: a join with a rule: the live arrivals that fire it (0: the caller decides)
+    need: int | None = None
+    #: the caller decided (a rule join): the arrivals it read there, and whether it fires
+    observed: int | None = None
+    fire: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "token": self.token.key,
             "op": self.token.op_key("advance"),
             "instance": self.instance,
@@ -78,6 +83,7 @@ class JoinArrival:
             "expected": self.expected,
             "event": _dump(self.event),
         }
+        return {**data, **_rule_json(self.need, self.observed, self.fire)}
 
 
 @dataclass(frozen=True)
@@ -90,22 +96,40 @@ class DeadArrival:
     from_node: str
     expected: int
     observed: int
+    #: a join with a rule (see JoinArrival); ``fire``: this arrival fires it
+    need: int | None = None
+    fire: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "instance": self.instance,
             "from": self.from_node,
             "value": DEAD,
             "expected": self.expected,
             "observed": self.observed,
         }
+        return {**data, **_rule_json(self.need, None, self.fire)}
+
+
+def _rule_json(need: int | None, observed: int | None, fire: bool) -> dict[str, Any]:
+    """The fields of an arrival at a join with a rule (lua/commit_node.lua)."""
+    if need is None:
+        return {}
+    extra: dict[str, Any] = {"need": need}
+    if observed is not None:
+        extra["observed"] = observed
+    if fire:
+        extra["fire"] = True
+    return extra
 
 
 @dataclass(frozen=True)
 class JoinFields:
-    """A join instance's arrivals as read: predecessor -> payload ref or DEAD."""
+    """A join instance's arrivals as read: predecessor -> payload ref or DEAD, and the
+    predecessor whose arrival fired it (None: not fired, or not known yet)."""
 
     arrived: dict[str, str]
+    finisher: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,10 @@ class Arrival:
     state: str
     complete: bool
     finisher: str | None
+    #: a join with a rule: the arrival that completed it without firing it (it is
+    #: skipped), and the live arrivals when it fired, in order
+    closer: str | None = None
+    at: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +252,10 @@ class CompletionView:
     joins: dict[str, int]
 
 
+#: the arrivals counted at a join instance that waits for nothing more
+WAITS_FOR_NOTHING = 1 << 62
+
+
 def seen_at_zero(workflow_id: str, joins: dict[str, int] | None) -> CompletionView | None:
     """The completion view a commit that took the counter to 0 read (``Commit.joins``),
     or None when the commit read none."""
@@ -243,7 +275,13 @@ def _arrival_counts(joins: Sequence[Any]) -> dict[str, int]:
     """join instance -> arrivals so far, from the joins hash as a flat field/value list
     (the ``<instance>#n`` counters; the other fields name the arrivals themselves)."""
     fields = _pairs(joins)
-    return {k[: -len("#n")]: int(v) for k, v in fields.items() if k.endswith("#n")}
+    counts = {k[: -len("#n")]: int(v) for k, v in fields.items() if k.endswith("#n")}
+    # a join with a rule that fired, or one that join_rest "cancel" cut short, waits for
+    # nothing more (see lua/cut_join_rest.lua)
+    for k in fields:
+        if k.endswith(("#fin", "#cut")):
+            counts[k.rsplit("#", 1)[0]] = WAITS_FOR_NOTHING
+    return counts
 
 
 def commit_reply(reply: Sequence[Any]) -> Commit:
@@ -276,6 +314,7 @@ class RunState:
                 "start_run",
                 "begin_node",
                 "join_arrive",
+                "cut_join_rest",
                 "commit_node",
                 "end_run",
                 "record_events",
@@ -406,21 +445,32 @@ class RunState:
         expected: int,
         epoch: str,
         token_key: str = "",
+        rule: tuple[int, str, int] | None = None,
     ) -> Arrival:
         """Record a join arrival (``value`` a payload ref, or :data:`DEAD`) by a delivery
-        of the token ``token_key`` (refused when that token is not pending)."""
-        state, complete, finisher = self._run(
+        of the token ``token_key`` (refused when that token is not pending). ``rule``: a
+        join with a rule, (need, "fire"/"hold"/"" as the caller decided, the arrivals
+        it read) (see lua/join_arrive.lua)."""
+        extra = [] if rule is None else [rule[0], rule[1], rule[2]]
+        reply = self._run(
             "join_arrive",
             run_id,
             [keys.meta_key(run_id), keys.joins_key(run_id), keys.pending_key(run_id)],
-            [instance, from_node, value, expected, epoch, token_key],
+            [instance, from_node, value, expected, epoch, token_key, *extra],
         )
-        return Arrival(state, bool(complete), finisher or None)
+        state, complete, finisher = reply[:3]
+        if rule is None:
+            return Arrival(state, bool(complete), finisher or None)
+        closer, at = reply[3], reply[4]
+        names = tuple(at.split(",")) if at else ()
+        return Arrival(state, bool(complete), finisher or None, closer or None, names)
 
     def join_fields(self, run_id: str, instance: str, predecessors: Sequence[str]) -> JoinFields:
         """The arrivals recorded so far at a join instance (one read)."""
-        refs = self._fields(keys.joins_key(run_id), [f"{instance}|{p}" for p in predecessors])
-        return JoinFields({p: r for p, r in zip(predecessors, refs, strict=True) if r})
+        names = [f"{instance}|{p}" for p in predecessors]
+        refs = self._fields(keys.joins_key(run_id), [*names, f"{instance}#fin"])
+        arrived = {p: r for p, r in zip(predecessors, refs, strict=False) if r}
+        return JoinFields(arrived, refs[-1] or None)
 
     def live_arrivals(
         self, run_id: str, instance: str, predecessors: Sequence[str]
@@ -529,6 +579,32 @@ class RunState:
             [error, evt["t"], _dump(evt)],
         )
         return bool(changed), str(state), [str(h) for h in holders]
+
+    def cut_join_rest(
+        self,
+        token: Token,
+        cut: Sequence[str],
+        epoch: str,
+        now: float,
+        reason: str,
+    ) -> tuple[str, int, list[str]]:
+        """The join ``token`` fired cuts its feeders short (see cut_join_rest.lua): (state,
+        tokens cut, lease holders of the deliveries that were running)."""
+        run_id = token.run_id
+        state, count, *holders = self._run(
+            "cut_join_rest",
+            run_id,
+            [
+                keys.meta_key(run_id),
+                keys.counter_key(run_id),
+                keys.pending_key(run_id),
+                keys.running_key(run_id),
+                keys.events_key(run_id),
+                keys.joins_key(run_id),
+            ],
+            [epoch, token.to_node, token.scope, now, reason, *cut],
+        )
+        return str(state), int(count), [str(h) for h in holders]
 
     def record(
         self,

@@ -122,6 +122,9 @@ class ReplayedState:
     implied_arrivals: set[str] = field(default_factory=set)
     #: map instances "<node>|<scope>" (see :mod:`wfrunner.replay.mapfold`)
     maps: dict[str, mapfold.FoldedMap] = field(default_factory=dict)
+    #: the joins with a join rule (docs/dsl.md, "Join rules"): their finisher is named
+    #: by the events (join_fired, a fire token), not by the count
+    ruled: set[str] = field(default_factory=set)
 
     @property
     def ended(self) -> bool:
@@ -168,9 +171,22 @@ def _arrive(state: ReplayedState, instance: str, from_node: str, value: str) -> 
     count = int(state.joins.get(f"{instance}#n", "0")) + 1
     state.joins[f"{instance}#n"] = str(count)
     node_id = instance.split("|", 1)[0]
-    if count >= len(state.join_inputs.get(node_id, ())):
+    if node_id in state.ruled:  # as lua/commit_node.lua counts them ("Join rules")
+        if value != DEAD:
+            live = int(state.joins.get(f"{instance}#live", "0")) + 1
+            state.joins[f"{instance}#live"] = str(live)
+            order = state.joins.get(f"{instance}#order")
+            state.joins[f"{instance}#order"] = f"{order},{from_node}" if order else from_node
+    elif count >= len(state.join_inputs.get(node_id, ())):
         state.joins.setdefault(f"{instance}#fin", from_node)
     return name
+
+
+def _fired(state: ReplayedState, instance: str, from_node: str) -> None:
+    """A join with a rule fired on ``from_node``'s arrival, with the live ones in then."""
+    if f"{instance}#fin" not in state.joins:
+        state.joins[f"{instance}#fin"] = from_node
+        state.joins[f"{instance}#at"] = state.joins.get(f"{instance}#order", "")
 
 
 def _is_arrival(state: ReplayedState, token: Token) -> bool:
@@ -228,6 +244,8 @@ def token_emitted(state: ReplayedState, evt: Event) -> None:
         recorded = _arrive(state, instance, str(token.from_node), token.payload_ref or DEAD)
         if recorded:
             state.implied_arrivals.add(recorded)
+        if token.payload_ref is None and token.to_node in state.ruled:  # a fire token
+            _fired(state, instance, str(token.from_node))
 
 
 def node_started(state: ReplayedState, evt: Event) -> None:
@@ -312,6 +330,20 @@ def node_cancelled(state: ReplayedState, evt: Event) -> None:
 def node_skipped(state: ReplayedState, evt: Event) -> None:
     state.node(str(evt["node"])).skipped = True
     _pass(state, evt, NodeStatus.SKIPPED)
+    token = _token(evt)
+    if evt.get("cut") and token is not None:  # join_rest "cancel" cut its token short
+        state.counter -= 1
+        state.tokens_consumed += 1
+        state.pending.pop(token.key, None)
+
+
+def join_fired(state: ReplayedState, evt: Event) -> None:
+    """The live arrival that fired a join with a rule: its token stays in the outbox."""
+    instance = f"{evt['node']}|{_scope(evt)}"
+    from_node = str(evt["from"])
+    _arrive(state, instance, from_node, str(evt["ref"]))
+    state.implied_arrivals.discard(f"{instance}|{from_node}")
+    _fired(state, instance, from_node)
 
 
 def join_arrived(state: ReplayedState, evt: Event) -> None:
@@ -377,6 +409,7 @@ HANDLERS: dict[str, Handler] = {
     "node_failed": node_failed,
     "node_skipped": node_skipped,
     "join_arrived": join_arrived,
+    "join_fired": join_fired,
     "loop_decided": loop_decided,
     "approval_requested": approval_requested,
     "approval_decided": approval_decided,
@@ -401,6 +434,7 @@ def replay(
     events: Iterable[Event],
     node_ids: Sequence[str] = (),
     join_inputs: Mapping[str, Sequence[str]] | None = None,
+    ruled: Iterable[str] = (),
 ) -> ReplayedState:
     """Fold ``events`` (in sequence order) into the state they imply. ``node_ids``: the
     workflow's nodes (each gets an entry, events or not); ``join_inputs``: join node ->
@@ -408,6 +442,7 @@ def replay(
     state = ReplayedState(
         run_id=run_id,
         join_inputs={n: tuple(p) for n, p in (join_inputs or {}).items()},
+        ruled=set(ruled),
     )
     for node_id in node_ids:
         state.node(node_id)

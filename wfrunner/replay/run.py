@@ -99,7 +99,8 @@ def replay_run(run_id: str, rt: Runtime | None = None) -> ReplayReport:
 
 def _fold(run_id: str, ir: IR, events: list[dict[str, Any]]) -> ReplayedState:
     joins = {n.id: n.dependencies for n in ir.nodes.values() if n.wait_for_all}
-    return replay(run_id, events, list(ir.nodes), joins)
+    ruled = [n.id for n in ir.nodes.values() if n.join is not None]
+    return replay(run_id, events, list(ir.nodes), joins, ruled)
 
 
 def _live(rt: Runtime, run: RunRecord, ir: IR) -> ReplayReport | None:

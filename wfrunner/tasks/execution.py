@@ -221,6 +221,11 @@ def _note(rt: Runtime, token: Token, outcome: Outcome) -> str | None:
         )
     if outcome.waiting:  # PostgreSQL's status follows (runs --status WAITING)
         rt.store.transition_run(token.run_id, RunStatus.WAITING, from_states=[RunStatus.RUNNING])
+    if outcome.revoke:  # a join_rest "cancel" join cut these short: their commits are refused
+        try:
+            app.control.revoke(outcome.revoke, terminate=True, signal="SIGTERM")
+        except Exception as exc:
+            log.warning("run %s: cut short tasks not revoked (%s)", token.run_id, exc)
     if outcome.failed:
         return f"run {token.run_id} failed: {outcome.failed}{_trace(outcome)}"
     return None
