@@ -76,11 +76,14 @@ def prepare_workflow(
 
 def store_workflow(prepared: PreparedWorkflow, rt: Runtime | None = None) -> str:
     """Store a prepared workflow; returns its id (the same for the same definition)."""
+    from wfrunner.schedules.registry import sync
     from wfrunner.subflows import check_registration
 
     rt = rt or runtime()
     check_registration(rt, prepared.name, prepared.ir, prepared.name)
-    return rt.store.register_workflow(prepared.name, prepared.definition, prepared.ir.to_dict()).id
+    stored = rt.store.register_workflow(prepared.name, prepared.definition, prepared.ir.to_dict())
+    sync(rt, stored)  # the name's cron schedule follows its latest version
+    return stored.id
 
 
 def register_workflow(
