@@ -139,3 +139,19 @@ def test_a_good_schedule_compiles_with_its_defaults() -> None:
     assert ScheduleSpec.from_definition({"cron": "@hourly"}) == ScheduleSpec(
         "@hourly", "UTC", {}, "skip", "none", True
     )
+
+
+def test_beat_sends_the_tick_every_interval_on_the_completion_queue() -> None:
+    from wfrunner.settings import Settings
+    from wfrunner.tasks.app import app
+    from wfrunner.tasks.config import COMPLETION_QUEUE, celery_settings
+
+    settings = Settings.from_env({"WFRUNNER_SCHEDULE_INTERVAL": "7"})
+    entry = celery_settings(settings, "redis://127.0.0.1:6379/0")["beat_schedule"][
+        "wfrunner-fire-schedules"
+    ]
+    assert entry["task"] == "wfrunner.fire_schedules" and entry["schedule"] == 7.0
+    assert entry["options"]["queue"] == COMPLETION_QUEUE
+    from wfrunner.tasks import schedules
+
+    assert app.tasks["wfrunner.fire_schedules"].name == schedules.fire_schedules.name
