@@ -273,6 +273,11 @@ def test_registration_updates_pauses_and_removes_the_schedule(worker: Any) -> No
     doc = client.wait_for_run(fired.stdout.strip(), timeout=60)
     assert (doc["inputs"], doc["workflow_id"]) == ({"v": 2}, v2)
 
+    history = invoke("schedules", "history", name, env=env)
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.split()[:4] == ["fire", "time", "status", "run"]
+    assert fired.stdout.strip() in history.stdout and "started" in history.stdout
+
     missing = invoke("schedules", "pause", f"no-{name}", env=env)
     assert missing.returncode == 2
     assert f"no schedule for a workflow named 'no-{name}' (schedules: {name})" in missing.stderr

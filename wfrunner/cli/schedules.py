@@ -99,4 +99,29 @@ def fire(name: ScheduleName) -> None:
         echo(f"schedule {name}: waiting for its previous run to end", err=True)
 
 
+@schedules_cli.command()
+def history(name: ScheduleName, as_json: _JSON = False) -> None:
+    """A schedule's latest fires: time, what became of it (started, skipped, waiting,
+    missed), its run and why."""
+    rt = resolved_runtime()
+    rt.store.get_schedule(name)  # NotFoundError names the schedules
+    fires = rt.store.list_fires(name)
+    if as_json:
+        echo(json.dumps([f.to_dict() for f in fires], indent=2))
+        return
+    rows = [
+        (
+            _time(f.fire_time.isoformat()),
+            f.status if not f.missed else f"{f.status} ({f.missed})",
+            f.run_id or "-",
+            f.detail or "",
+        )
+        for f in fires
+    ]
+    if rows:
+        _columns(("fire time", "status", "run", "detail"), rows)
+    else:
+        echo(f"schedule {name} has not fired yet", err=True)
+
+
 __all__ = ["schedules_cli"]
