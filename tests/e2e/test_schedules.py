@@ -137,12 +137,15 @@ def test_catch_up_after_an_hour_down(
 
 
 def test_catch_up_all_runs_each_missed_time_one_after_the_other(worker: Any) -> None:
-    now = at(2.5)
-    name = scheduled({"catch_up": "all", "overlap": "queue"}, clock=now - timedelta(minutes=33))
+    now, gate = at(2.5), uuid.uuid4().hex
+    name = scheduled(
+        {"catch_up": "all", "overlap": "queue"}, blocking(gate), now - timedelta(minutes=33)
+    )
     first = fire_due(runtime(), now)
     times = [at(m) for m in range(-30, 1, 5)]  # 11:30 ... 12:00: 7 times
     assert first.started[name] == [run_id_of(name, times[0])]
     assert first.waiting[name] == 6
+    open_gate(gate)  # the first run blocked until all the others were waiting
     ran = [run_id_of(name, times[0])]
     for fire_time in times[1:]:  # each tick starts the next once the one before ended
         wait_status(ran[-1], RunStatus.COMPLETED)

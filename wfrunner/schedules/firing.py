@@ -101,6 +101,7 @@ class _Tick:
         self.name = claim.schedule.name
         self.last_run = claim.schedule.last_run_id
         self.waiting = list(claim.waiting)
+        self.queued_now = False
 
     def run(self, now: datetime, on_time: timedelta) -> None:
         self._start_waiting()
@@ -120,12 +121,14 @@ class _Tick:
         self.claim.advance(last, timing.next_fire(self.spec, max(now, last)), self.last_run)
 
     def fire(self, fire_time: datetime) -> None:
-        action = timing.on_overlap(self.spec.overlap, self._previous_active(), bool(self.waiting))
+        waiting = bool(self.waiting) or self.queued_now
+        action = timing.on_overlap(self.spec.overlap, self._previous_active(), waiting)
         if action is timing.Action.SKIP:
             self.claim.record(fire_time, "skipped", detail=f"run {self.last_run} still going")
             self._count(self.report.skipped)
         elif action is timing.Action.WAIT:
             self.claim.record(fire_time, "waiting", detail=f"behind run {self.last_run}")
+            self.queued_now = True  # the tick's later fires wait behind this one
             self._count(self.report.waiting)
         else:
             detail = None
