@@ -157,3 +157,18 @@ def test_api_starts_a_name_or_a_version_and_lists_versions(api: Any) -> None:  #
         (name, 1, v1),
     ]
     assert all(w["created_at"] for w in listed)
+
+
+def test_a_start_named_by_name_delivered_again_keeps_the_recorded_version(worker: Any) -> None:
+    """A start message naming a name, delivered again after a newer version was
+    registered, goes on with the version its run was recorded with."""
+    name = f"again-{uuid.uuid4().hex[:8]}"
+    v1 = client.register_workflow(flow(name, "B"))
+    run_id = uuid.uuid4().hex
+    runtime().store.create_run(v1, {}, 1, run_id=run_id)  # what its first delivery made
+    client.register_workflow(flow(name, "C"))  # v2, registered meanwhile
+    wfrunner.start_run.apply_async(args=[name], kwargs={"inputs": {}}, task_id=run_id)
+    doc = client.wait_for_run(run_id, timeout=60)
+    assert doc["status"] == "COMPLETED", doc["error"]
+    assert (doc["workflow_id"], doc["workflow_version"]) == (v1, 1)
+    assert [p["to"] for p in doc["path"]] == ["A", "B"]

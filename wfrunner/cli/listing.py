@@ -9,17 +9,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from wfrunner.cli.app import cli, echo, shorten
 from wfrunner.cli.connect import resolved_runtime
 from wfrunner.cli.params import text_id
-from wfrunner.store import DEFAULT_LIMIT, MAX_LIMIT, RunSummary
+from wfrunner.store import DEFAULT_LIMIT, MAX_LIMIT, Page, RunSummary
 
 #: characters of a run's error shown in the table (``--json`` has it whole)
 ERROR_SHOWN = 60
+
+CursorOption = Annotated[
+    str | None, typer.Option("--cursor", help="The next page, as the last one printed it.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON array for scripts.")]
 
 
 @cli.command()
@@ -45,12 +50,8 @@ def runs(
     limit: Annotated[
         int, typer.Option("--limit", help=f"Runs per page (1 to {MAX_LIMIT}).")
     ] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, typer.Option("--cursor", help="The next page, as the last one printed it.")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON array for scripts.")
-    ] = False,
+    cursor: CursorOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first: id, workflow, status, times, error."""
     from wfrunner.client import list_runs
@@ -62,8 +63,7 @@ def runs(
         _print_table(page.items)
     else:
         echo("no runs", err=True)
-    if page.next_cursor is not None:
-        echo(f"next page: --cursor {page.next_cursor}", err=True)
+    _next_page(page)
 
 
 def _print_table(items: list[RunSummary]) -> None:
@@ -100,12 +100,8 @@ def workflows(
     limit: Annotated[
         int, typer.Option("--limit", help=f"Workflows per page (1 to {MAX_LIMIT}).")
     ] = DEFAULT_LIMIT,
-    cursor: Annotated[
-        str | None, typer.Option("--cursor", help="The next page, as the last one printed it.")
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON array for scripts.")
-    ] = False,
+    cursor: CursorOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List registered workflows, newest first: name, version, id, registered at.
 
@@ -118,6 +114,10 @@ def workflows(
         _columns(("name", "version", "id", "registered"), rows)
     else:
         echo(f"no workflow named {name!r}" if name else "no workflows registered", err=True)
+    _next_page(page)
+
+
+def _next_page(page: Page[Any]) -> None:
     if page.next_cursor is not None:
         echo(f"next page: --cursor {page.next_cursor}", err=True)
 

@@ -79,8 +79,10 @@ def run(
     ] = None,
     name: NameOption = None,
 ) -> None:
-    """Start a run of a workflow file (registered first) or of a registered workflow: its
-    id, its name (the latest version) or NAME@VERSION ('wfrunner workflows' lists them).
+    """Start a run of a workflow file, or of a registered workflow by id, name or NAME@VERSION.
+
+    A file is registered first; a name runs its latest version ('wfrunner workflows' lists
+    the versions).
 
     Prints the run id; --wait shows progress on stderr, then prints the output on stdout.
     """

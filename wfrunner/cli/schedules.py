@@ -14,7 +14,8 @@ from wfrunner.cli.listing import _columns
 from wfrunner.cli.params import text_id
 
 schedules_cli = typer.Typer(
-    help="Cron schedules of workflows (a definition's 'schedule'; Celery beat fires them).",
+    help="List the cron schedules (a definition's 'schedule', fired by Celery beat); "
+    "pause, resume or fire one, or show its fires.",
     add_completion=False,
     pretty_exceptions_enable=False,
     invoke_without_command=True,
@@ -101,8 +102,7 @@ def fire(name: ScheduleName) -> None:
 
 @schedules_cli.command()
 def history(name: ScheduleName, as_json: _JSON = False) -> None:
-    """A schedule's latest fires: time, what became of it (started, skipped, waiting,
-    missed), its run and why."""
+    """A schedule's latest fires: started (its run), skipped, waiting or missed, and why."""
     rt = resolved_runtime()
     rt.store.get_schedule(name)  # NotFoundError names the schedules
     fires = rt.store.list_fires(name)
