@@ -230,11 +230,16 @@ def test_a_tick_that_dies_after_sending_starts_no_second_run(
     real = ScheduleClaim.advance
 
     def dies(self: ScheduleClaim, *args: Any) -> None:
-        raise RuntimeError("the tick's worker died here")
+        if self.schedule.name == name:
+            raise RuntimeError("the tick's worker died here")
+        real(self, *args)
 
     monkeypatch.setattr(ScheduleClaim, "advance", dies)
-    with pytest.raises(RuntimeError):
-        fire_due(runtime(), at(0))
+    other = scheduled({})  # another schedule of the same tick still fires
+    died = fire_due(runtime(), at(0))
+    assert died.failed == {name: "RuntimeError: the tick's worker died here"}
+    assert died.started[other] == [run_id_of(other, at(0))]
+    assert fires(other) == [("12:00", "started", 0)]
     monkeypatch.setattr(ScheduleClaim, "advance", real)
     run_id = run_id_of(name, at(0))
     wait_status(run_id, RunStatus.COMPLETED)  # the start was sent before the tick died

@@ -52,6 +52,7 @@ class TickReport:
     missed: dict[str, int] = field(default_factory=dict)
     cancelled: dict[str, list[str]] = field(default_factory=dict)
     held_elsewhere: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -64,15 +65,26 @@ def fire_due(rt: Runtime, now: datetime | None = None, only: str | None = None) 
     report = TickReport()
     names = [only] if only else [s.name for s in rt.store.list_schedules()]
     for name in names:
-        with rt.store.claim_schedule(name) as claim:
-            if claim is None:
-                report.held_elsewhere.append(name)
-                continue
-            spec = ScheduleSpec.from_definition(claim.schedule.spec)
-            if claim.schedule.paused or not spec.enabled:
-                continue
-            _Tick(rt, claim, spec, report).run(now, grace(rt.settings.schedule_interval))
+        try:
+            _tick_one(rt, name, now, report)
+        except Exception as exc:  # one schedule's trouble must not stop the others firing
+            log.exception("schedule %s: this tick failed; the next one tries again", name)
+            report.failed[name] = f"{type(exc).__name__}: {exc}"
     return report
+
+
+def _tick_one(rt: Runtime, name: str, now: datetime, report: TickReport) -> None:
+    """One schedule's tick, in the transaction that holds its row: should it fail, nothing
+    of it is recorded and the next tick handles the same times again (a run it sent is
+    found again by its run id, not started twice)."""
+    with rt.store.claim_schedule(name) as claim:
+        if claim is None:
+            report.held_elsewhere.append(name)
+            return
+        spec = ScheduleSpec.from_definition(claim.schedule.spec)
+        if claim.schedule.paused or not spec.enabled:
+            return
+        _Tick(rt, claim, spec, report).run(now, grace(rt.settings.schedule_interval))
 
 
 def fire_now(rt: Runtime, name: str, now: datetime | None = None) -> TickReport:
