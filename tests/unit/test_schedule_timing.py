@@ -39,6 +39,13 @@ def test_a_cron_text_is_read_in_its_time_zone() -> None:
     assert next_fire(paris, summer) == datetime(2030, 7, 2, 7, 0, tzinfo=UTC)  # 09:00 CEST
 
 
+def test_walking_back_over_a_change_to_summer_time_finds_each_day_once() -> None:
+    paris = ScheduleSpec("30 2 * * *", timezone="Europe/Paris")  # 02:30 is skipped on 31 March
+    days = fire_times(paris, datetime(2030, 3, 29, tzinfo=UTC), datetime(2030, 4, 2, tzinfo=UTC))
+    assert [d.day for d in days] == [29, 30, 31, 1]
+    assert days[0].hour == 1 and days[-1].hour == 0  # 02:30 CET, then 02:30 CEST
+
+
 def test_on_time_fire_fires_under_every_policy() -> None:
     for policy in ("none", "latest", "all"):
         assert due(every5(policy), at(0), at(5) + timedelta(seconds=3), TICK).fire == [at(5)]

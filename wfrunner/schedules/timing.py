@@ -24,16 +24,20 @@ def fire_times(
     spec: ScheduleSpec, after: datetime, until: datetime, limit: int = SCAN_LIMIT
 ) -> list[datetime]:
     """The schedule's fire times in (``after``, ``until``], oldest first, in UTC: the
-    cron text is read in the schedule's time zone. At most ``limit``, the latest ones."""
+    cron text is read in the schedule's time zone. At most the latest ``limit`` of them,
+    found walking back from ``until``: a minute cron down for a year costs ``limit``
+    steps, not half a million."""
     times: list[datetime] = []
-    it = croniter(spec.cron, after.astimezone(spec.zone))
-    while True:
-        at = it.get_next(datetime).astimezone(UTC)
-        if at > until:
-            return times
-        times.append(at)
-        if len(times) > limit:
-            del times[0]
+    # croniter's get_prev is strictly before its start: start just after ``until``
+    it = croniter(spec.cron, (until + timedelta(seconds=1)).astimezone(spec.zone))
+    while len(times) < limit:
+        at = it.get_prev(datetime).astimezone(UTC)
+        if at <= after:
+            break
+        if at <= until:
+            times.append(at)
+    times.reverse()
+    return times
 
 
 def next_fire(spec: ScheduleSpec, after: datetime) -> datetime:
