@@ -6,10 +6,13 @@ a time once; a tick that dies after sending starts no second run."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +30,8 @@ from wfrunner.states import RunStatus
 from wfrunner.store.schedules import ScheduleClaim
 from wfrunner.tasks.config import COMPLETION_QUEUE
 from wfrunner.tasks.schedules import fire_schedules
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: a fire time of the tests' */5 schedules; the tests' clock is injected from here on
 BASE = datetime(2031, 1, 1, 12, 0, tzinfo=UTC)
@@ -312,3 +317,67 @@ def test_api_lists_pauses_and_resumes(api: Any) -> None:  # noqa: F811
     resumed = api.post(f"/schedules/{name}/resume").json()
     assert resumed["state"] == "active" and resumed["next_fire_at"] is not None
     assert api.post("/schedules/nope/pause").status_code == 404
+
+
+@pytest.fixture()
+def beat_and_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """``celery -A wfrunner beat`` ticking every second, and a worker subprocess on both
+    queues (on the Redis database after the tests': the in-process worker never sees
+    their messages)."""
+    env = {**worker_env, "WFRUNNER_SCHEDULE_INTERVAL": "1"}
+    base = [sys.executable, "-m", "celery", "-A", "wfrunner"]
+    started = [
+        subprocess.Popen(
+            [
+                *base,
+                "worker",
+                "-Q",
+                "wfrunner.tasks,wfrunner.completion",
+                "-c",
+                "1",
+                "-n",
+                "sched-test@%h",
+                "--loglevel=WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [*base, "beat", "-s", str(tmp_path / "beat-schedule"), "--loglevel=WARNING"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        yield env
+    finally:
+        for proc in started:
+            proc.terminate()
+        for proc in started:
+            proc.wait(30)
+
+
+def test_celery_beat_fires_a_schedule_on_a_worker(beat_and_worker: dict[str, str]) -> None:
+    """No injected clock: the real beat sends the tick, a real worker fires the schedule
+    and runs the run (catch_up latest: the latest minute missed since 3 minutes ago)."""
+    now = datetime.now(UTC)
+    name = scheduled(
+        {"cron": "* * * * *", "catch_up": "latest", "inputs": {"x": 1}},
+        {"id": "A", "type": "transform", "config": {"expression": "input"}},
+        clock=now - timedelta(minutes=3),
+    )
+    store = runtime().store
+
+    def fired() -> str | None:
+        return store.get_schedule(name).last_run_id
+
+    run_id = until(fired, timeout=90)
+    latest = store.list_fires(name)[0]
+    assert latest.status == "started" and latest.run_id == run_id
+    assert run_id == run_id_of(name, latest.fire_time)
+    assert latest.fire_time >= (now - timedelta(minutes=1)).replace(second=0, microsecond=0)
+    wait_status(run_id, RunStatus.COMPLETED)
