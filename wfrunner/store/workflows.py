@@ -67,24 +67,28 @@ class WorkflowQueries(Repository):
             raise NotFoundError(f"no workflow with id '{workflow_id}'")
         return WorkflowRecord.from_row(row._mapping)
 
-    def resolve_workflow(self, reference: str, version: int | None = None) -> WorkflowRecord:
-        """The workflow a user named: an id, a name (its latest version), or a name and
-        ``version``. A name's ``NotFoundError`` says which names or versions exist, so
-        the user can pick one."""
+    def find_workflow(self, ref: str, version: int | None = None) -> WorkflowRecord | None:
+        """The workflow ``ref`` names: its id, else its name (that ``version``, or the
+        latest); None when there is none."""
+        table = Workflow.__table__
         with self._tx() as session:
-            columns = sa.select(Workflow.__table__)
             if version is None:
-                row = session.execute(
-                    columns.where(sa.or_(Workflow.id == reference, Workflow.name == reference))
-                    .order_by((Workflow.id == reference).desc(), Workflow.version.desc())
-                    .limit(1)
-                ).first()
-            else:
-                row = session.execute(
-                    columns.where(Workflow.name == reference, Workflow.version == version)
-                ).first()
-            if row is not None:
-                return WorkflowRecord.from_row(row._mapping)
+                row = session.execute(sa.select(table).where(Workflow.id == ref)).first()
+                if row is not None:
+                    return WorkflowRecord.from_row(row._mapping)
+            query = sa.select(table).where(Workflow.name == ref)
+            if version is not None:
+                query = query.where(Workflow.version == version)
+            row = session.execute(query.order_by(Workflow.version.desc()).limit(1)).first()
+        return None if row is None else WorkflowRecord.from_row(row._mapping)
+
+    def resolve_workflow(self, reference: str, version: int | None = None) -> WorkflowRecord:
+        """The workflow a user named, as :meth:`find_workflow` finds it; its
+        ``NotFoundError`` says which names or versions exist, so the user can pick one."""
+        found = self.find_workflow(reference, version)
+        if found is not None:
+            return found
+        with self._tx() as session:
             versions = session.execute(
                 sa.select(Workflow.version)
                 .where(Workflow.name == reference)
