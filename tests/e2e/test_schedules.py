@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.e2e import handlers
-from tests.e2e.test_api import api  # noqa: F401 (the API fixture)
 from tests.e2e.test_approvals import until
 from tests.entry_point import invoke
 from wfrunner import client
@@ -299,7 +298,7 @@ def test_registration_updates_pauses_and_removes_the_schedule(worker: Any) -> No
     assert invoke("schedules", "--json", env=env).stdout.strip() == "[]"
 
 
-def test_api_lists_pauses_and_resumes(api: Any) -> None:  # noqa: F811
+def test_api_lists_pauses_and_resumes(api: Any) -> None:
     name = scheduled({"overlap": "queue", "catch_up": "latest", "timezone": "Europe/Paris"})
     listed = api.get("/schedules")
     assert listed.status_code == 200

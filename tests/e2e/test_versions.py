@@ -14,7 +14,6 @@ import pytest
 
 import wfrunner
 from tests.e2e import handlers
-from tests.e2e.test_api import api  # noqa: F401 (the API fixture)
 from tests.e2e.test_approvals import until
 from tests.entry_point import invoke
 from wfrunner import client
@@ -129,7 +128,7 @@ def test_cli_lists_versions_and_runs_a_name(worker: Any, tmp_path: Any) -> None:
     assert none.returncode == 0 and none.stderr == f"no workflow named 'none-{name}'\n"
 
 
-def test_api_starts_a_name_or_a_version_and_lists_versions(api: Any) -> None:  # noqa: F811
+def test_api_starts_a_name_or_a_version_and_lists_versions(api: Any) -> None:
     name = f"api-{uuid.uuid4().hex[:8]}"
     v1 = client.register_workflow(flow(name, "B"))
     v2 = client.register_workflow(flow(name, "C"))
