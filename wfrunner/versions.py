@@ -25,8 +25,3 @@ def split_reference(reference: str, version: int | None = None) -> tuple[str, in
     if version is not None and version < 1:
         raise WorkflowError(f"version {version}: versions are numbered from 1")
     return reference, version
-
-
-def label(name: str, version: int) -> str:
-    """``name@N``: how the CLI and the docs write one version of a workflow."""
-    return f"{name}@{version}"
