@@ -316,6 +316,17 @@ def test_api_lists_pauses_and_resumes(api: Any) -> None:
     resumed = api.post(f"/schedules/{name}/resume").json()
     assert resumed["state"] == "active" and resumed["next_fire_at"] is not None
     assert api.post("/schedules/nope/pause").status_code == 404
+    bad = api.post(
+        "/workflows",
+        json={
+            "nodes": [{"id": "B", "type": "transform", "config": {"expression": "1"}}],
+            "edges": [],
+            "schedule": {"cron": "61 * * * *", "catch_up": "sometimes"},
+        },
+    )
+    assert bad.status_code == 422
+    messages = " | ".join(str(d) for d in bad.json()["detail"])
+    assert "'61 * * * *' is not a cron text" in messages and "catch_up" in messages
 
 
 @pytest.fixture()
