@@ -126,7 +126,7 @@ def _flow(schedule: object) -> dict[str, object]:
         ({"cron": "* * * * *", "overlap": "never"}, 'workflow.schedule.overlap: is "never"'),
         ({"cron": "* * * * *", "catch_up": "some"}, 'workflow.schedule.catch_up: is "some"'),
         ({"cron": "* * * * *", "enabled": "yes"}, "workflow.schedule.enabled"),
-        ({"cron": "* * * * *", "every": 5}, "('every' was unexpected)"),
+        ({"cron": "* * * * *", "every": 5}, "workflow.schedule: has unknown field 'every'"),
         ({}, "workflow.schedule: missing required field 'cron'"),
         ("*/5 * * * *", "workflow.schedule: must be of type object"),
     ],
