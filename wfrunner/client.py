@@ -76,11 +76,14 @@ def prepare_workflow(
 
 def store_workflow(prepared: PreparedWorkflow, rt: Runtime | None = None) -> str:
     """Store a prepared workflow; returns its id (the same for the same definition)."""
+    from wfrunner.schedules.registry import sync
     from wfrunner.subflows import check_registration
 
     rt = rt or runtime()
     check_registration(rt, prepared.name, prepared.ir, prepared.name)
-    return rt.store.register_workflow(prepared.name, prepared.definition, prepared.ir.to_dict()).id
+    stored = rt.store.register_workflow(prepared.name, prepared.definition, prepared.ir.to_dict())
+    sync(rt, stored)  # the name's cron schedule follows its latest version
+    return stored.id
 
 
 def register_workflow(
@@ -94,13 +97,19 @@ def register_workflow(
     return store_workflow(prepared, rt)
 
 
-def submit_run(workflow_id: str, inputs: Any = None, rt: Runtime | None = None) -> str:
-    """Create the run (QUEUED) and send ``wfrunner.start_run``; returns the run id."""
+def submit_run(
+    workflow: str, inputs: Any = None, rt: Runtime | None = None, *, version: int | None = None
+) -> str:
+    """Create the run (QUEUED) and send ``wfrunner.start_run``; returns the run id.
+
+    ``workflow``: a workflow id, a name (its latest version) or ``name@N``, or a name with
+    ``version``; the run is pinned to the version resolved here."""
     from wfrunner.tasks.runs import start_run
 
     rt = rt or runtime()
     json.dumps(inputs)  # TypeError here rather than in the broker
     _ = rt.redis_url  # an unreachable broker fails here, before a run is recorded QUEUED
+    workflow_id = rt.resolve_workflow(workflow, version)
     ir = rt.ir(workflow_id)
     run = rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes))
     start_run.apply_async(args=[workflow_id], kwargs={"inputs": inputs}, task_id=run.id)
@@ -174,7 +183,8 @@ def _document(run_id: str, rt: Runtime, live_allowed: bool) -> dict[str, Any] | 
             return [found[ref] for ref in refs]
 
     try:
-        doc = history.document(run, ir.nodes, events, view.stats, load)
+        label = rt.workflow_name(run.workflow_id), rt.workflow_version(run.workflow_id)
+        doc = history.document(run, ir.nodes, events, view.stats, load, label)
     except _Gone:
         return None
     waits.explain(rt, doc, ir)

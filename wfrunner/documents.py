@@ -149,6 +149,16 @@ class RunDocument(dict[str, Any]):
         return str(self["workflow_id"])
 
     @property
+    def workflow_name(self) -> str:
+        """The name the workflow was registered under."""
+        return str(self.get("workflow_name", ""))
+
+    @property
+    def workflow_version(self) -> int:
+        """Which version of that name the run was pinned to when it started."""
+        return int(self.get("workflow_version", 0))
+
+    @property
     def status(self) -> RunStatus:
         return RunStatus(self["status"])
 

@@ -283,16 +283,20 @@ def document(
     events: Sequence[Event],
     stored_stats: Mapping[str, int],
     load: Callable[[list[str]], list[Any]],
+    workflow: tuple[str, int],
 ) -> dict[str, Any]:
     """The run document (docs/run-document.md) of ``run`` with these events; ``load``
-    gives the outputs of refs. One builder for a reader (``get_run``) and for the worker
-    that records the run's end (it hands the document to the run's waiters)."""
+    gives the outputs of refs, ``workflow`` the name and version of the run's workflow.
+    One builder for a reader (``get_run``) and for the worker that records the run's end
+    (it hands the document to the run's waiters)."""
     ended = run.status in TERMINAL_RUN_STATES
     nodes = progress(node_ids, events)
     node_docs = node_documents(nodes, ended, load)
     return {
         "run_id": run.id,
         "workflow_id": run.workflow_id,
+        "workflow_name": workflow[0],
+        "workflow_version": workflow[1],
         "status": live_status(run.status, nodes).value,
         "error": run.error,
         "inputs": run.inputs,

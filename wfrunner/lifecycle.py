@@ -155,7 +155,7 @@ def finish(rt: Runtime, run_id: str, end: RunEnd | None = None) -> RunStatus | N
             return None
         document = None
         if hot.waiters:  # they are handed the document, not sent to PostgreSQL for it
-            document = _document(view, nodes, written, payloads)
+            document = _document(view, nodes, written, payloads, _label(rt, view.run.workflow_id))
         # the hot keys, the lock and the announcement go in one round trip
         rt.state.drop(run_id, held.holder, ended.announcement(run_id, status, document))
         held.released = True
@@ -167,8 +167,17 @@ def finish(rt: Runtime, run_id: str, end: RunEnd | None = None) -> RunStatus | N
     return status
 
 
+def _label(rt: Runtime, workflow_id: str) -> tuple[str, int]:
+    """The workflow's name and version, as the run document shows them (cached: no read)."""
+    return rt.workflow_name(workflow_id), rt.workflow_version(workflow_id)
+
+
 def _document(
-    view: RunView, nodes: Iterable[str], events: list[dict[str, Any]], outputs: dict[str, Any]
+    view: RunView,
+    nodes: Iterable[str],
+    events: list[dict[str, Any]],
+    outputs: dict[str, Any],
+    workflow: tuple[str, int],
 ) -> dict[str, Any] | None:
     """The ended run's document, as ``get_run`` now reads it; None if an output it shows
     is not among those Redis held (the waiters then read it themselves)."""
@@ -177,7 +186,7 @@ def _document(
         return [outputs[ref] for ref in refs]
 
     try:
-        return history.document(view.run, nodes, events, view.stats, load)
+        return history.document(view.run, nodes, events, view.stats, load, workflow)
     except KeyError:
         return None
 

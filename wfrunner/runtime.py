@@ -25,6 +25,7 @@ from wfrunner.engine.tokens import Token
 from wfrunner.servers import resolve_database_url, resolve_redis_url
 from wfrunner.settings import Settings
 from wfrunner.store import Store
+from wfrunner.versions import split_reference
 
 #: compiled workflows a process keeps (the least recently used one goes first)
 IR_CACHE_SIZE = 128
@@ -33,7 +34,7 @@ IR_CACHE_SIZE = 128
 class Runtime:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self._irs: OrderedDict[str, tuple[IR, str]] = OrderedDict()
+        self._irs: OrderedDict[str, tuple[IR, str, int]] = OrderedDict()
         self._lock = threading.Lock()
         handlers.load_modules(self.settings.handler_modules)
 
@@ -115,18 +116,40 @@ class Runtime:
         and spans), cached with its IR: no read of its own."""
         return self._workflow(workflow_id)[1]
 
-    def _workflow(self, workflow_id: str) -> tuple[IR, str]:
+    def workflow_version(self, workflow_id: str) -> int:
+        """The version number of the workflow under its name, cached with its IR."""
+        return self._workflow(workflow_id)[2]
+
+    def resolve_workflow(self, reference: str, version: int | None = None) -> str:
+        """The id of the workflow a user named (:mod:`wfrunner.versions`): a known id is
+        answered from the cache, with no read; a name is looked up each time, since a new
+        version may have been registered since."""
+        name, version = split_reference(reference, version)
+        if version is None:
+            with self._lock:
+                if name in self._irs:
+                    return name
+        record = self.store.resolve_workflow(name, version)
+        with self._lock:
+            self._remember(record.id, (IR.from_dict(record.ir), record.name, record.version))
+        return record.id
+
+    def _remember(self, workflow_id: str, cached: tuple[IR, str, int]) -> None:
+        self._irs[workflow_id] = cached
+        self._irs.move_to_end(workflow_id)
+        while len(self._irs) > IR_CACHE_SIZE:
+            self._irs.popitem(last=False)
+
+    def _workflow(self, workflow_id: str) -> tuple[IR, str, int]:
         with self._lock:
             cached = self._irs.get(workflow_id)
             if cached is not None:
                 self._irs.move_to_end(workflow_id)
                 return cached
         record = self.store.get_workflow(workflow_id)
-        cached = IR.from_dict(record.ir), record.name
+        cached = IR.from_dict(record.ir), record.name, record.version
         with self._lock:
-            self._irs[workflow_id] = cached
-            while len(self._irs) > IR_CACHE_SIZE:
-                self._irs.popitem(last=False)
+            self._remember(workflow_id, cached)
         return cached
 
     def close(self) -> None:

@@ -52,6 +52,10 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "10",
         "seconds between reconciler passes (lost publishes, lost Redis state)",
     ),
+    "WFRUNNER_SCHEDULE_INTERVAL": (
+        "5",
+        "seconds between Celery beat's checks of the cron schedules (docs/schedules.md)",
+    ),
     "WFRUNNER_CEL_MAX_STEPS": ("100000", "evaluation steps one CEL expression may take"),
     "WFRUNNER_HTTP_ALLOW": (
         "",
@@ -148,6 +152,7 @@ class Settings:
     max_deliveries: int = 3
     flush_interval: int = 1
     reconcile_interval: int = 10
+    schedule_interval: int = 5
     cel_max_steps: int = 100_000
     http_allow: tuple[str, ...] = ()
     http_timeout: int = 30
@@ -183,6 +188,7 @@ class Settings:
             max_deliveries=_int(env, "WFRUNNER_MAX_DELIVERIES", 3),
             flush_interval=_int(env, "WFRUNNER_FLUSH_INTERVAL", 1),
             reconcile_interval=_int(env, "WFRUNNER_RECONCILE_INTERVAL", 10),
+            schedule_interval=_int(env, "WFRUNNER_SCHEDULE_INTERVAL", 5),
             cel_max_steps=_int(env, "WFRUNNER_CEL_MAX_STEPS", 100_000),
             http_allow=_list(env, "WFRUNNER_HTTP_ALLOW"),
             http_timeout=_int(env, "WFRUNNER_HTTP_TIMEOUT", 30),

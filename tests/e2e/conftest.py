@@ -19,6 +19,7 @@ import redis
 from examples import handlers as _example_handlers  # noqa: F401  (registers them)
 from tests.conftest import OWNER_KEY
 from tests.e2e import handlers as _handlers  # noqa: F401  (registers the test handlers)
+from tests.e2e.api_client import api  # noqa: F401 (the REST API fixture)
 from wfrunner.testing import TestServers
 
 

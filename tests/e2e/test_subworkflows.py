@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.e2e import handlers
-from tests.e2e.test_api import api  # noqa: F401  (the API client fixture)
 from tests.e2e.test_approvals import start, until
 from tests.e2e.test_on_error import fn
 from tests.harness import Harness
@@ -231,7 +230,7 @@ def test_the_reconciler_passes_on_a_childs_end_its_parent_missed(worker: Any) ->
 
 
 def test_the_api_lists_a_runs_children_and_shows_the_link(
-    api: httpx.Client,  # noqa: F811  (the fixture imported above)
+    api: httpx.Client,
 ) -> None:
     register(chain("child-api", fn("A", "t.increment")))
     run_id = start(None, chain("parent-api", sub("S", "child-api")), {"x": 1})

@@ -47,6 +47,9 @@ ROUTES = {
     ("GET", "/limits"),
     ("POST", "/dead-letters/{letter_id}/retry"),
     ("GET", "/healthz"),
+    ("GET", "/schedules"),
+    ("POST", "/schedules/{name}/pause"),
+    ("POST", "/schedules/{name}/resume"),
 }
 
 

@@ -11,7 +11,7 @@ from wfrunner.errors import StoreError
 from wfrunner.store import migrate
 from wfrunner.store.models import metadata
 
-HEAD = "0006_parent_runs"
+HEAD = "0007_schedules"
 
 TABLES = {
     "workflows",
@@ -26,6 +26,8 @@ TABLES = {
     "run_statistics",
     "worker_registry",
     "payloads",
+    "schedules",
+    "schedule_fires",
 }
 
 

@@ -80,7 +80,7 @@ def test_help_exits_0() -> None:
         (
             [b"run", WORKFLOW.encode(), b"--input", b'{"s": "\xff"}'],
             "Invalid value for '--input': the text is not UTF-8",
-            "wfrunner run [OPTIONS] {FILE_OR_WORKFLOW_ID}",
+            "wfrunner run [OPTIONS] {FILE|WORKFLOW_ID|NAME[@VERSION]}",
         ),
         (
             ["graph", WORKFLOW, "--format", "svg+xml"],

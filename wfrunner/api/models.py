@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wfrunner.states import RunStatus
 from wfrunner.store import RunSummary, WorkflowSummary
@@ -35,8 +35,29 @@ class WorkflowDetail(BaseModel):
 class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workflow_id: str = Field(min_length=1, max_length=200)
+    workflow_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="The workflow's id"
+    )
+    workflow: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Instead of workflow_id: a name (its latest version) or name@N",
+    )
+    version: int | None = Field(default=None, ge=1, description="With workflow: which version")
     inputs: Any = Field(default=None, description="The run's inputs (any JSON; default {})")
+
+    @model_validator(mode="after")
+    def _one_workflow(self) -> RunCreate:
+        if (self.workflow_id is None) == (self.workflow is None):
+            raise ValueError("give workflow_id, or workflow (a name, or name@N), not both")
+        if self.version is not None and self.workflow is None:
+            raise ValueError("version goes with workflow (a name), not with workflow_id")
+        return self
+
+    def reference(self) -> str:
+        """What names the workflow: its id, or its name (with @N)."""
+        return self.workflow_id if self.workflow_id is not None else str(self.workflow)
 
 
 class RunAccepted(BaseModel):
@@ -65,6 +86,8 @@ class RunDocument(BaseModel):
 
     run_id: str
     workflow_id: str
+    workflow_name: str
+    workflow_version: int
     status: RunStatus
     error: str | None
     inputs: Any

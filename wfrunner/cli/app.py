@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> Any:
         operate,
         replay,
         runs,
+        schedules,
         serve,
         servers,
         show,

@@ -37,15 +37,16 @@ def _register(path: Path, name: str | None) -> str:
 
 
 def _workflow_id(target: str, name: str | None) -> str:
-    """The id of a workflow file's workflow (registered first), or of a registered id."""
+    """The id of a workflow file's workflow (registered first), or of a registered
+    workflow named by id, name (its latest version) or ``name@N``."""
     if Path(target).exists() or target.endswith(".json"):
         return _register(Path(target), name)
     if name is not None:
         raise WorkflowError(
             f"{target}: no such file (--name picks a workflow of a collection file)"
         )
-    resolved_runtime().store.get_workflow(text_id(target))  # NotFoundError names the id
-    return target
+    # NotFoundError names the registered names, or the name's versions
+    return resolved_runtime().resolve_workflow(text_id(target))
 
 
 @contextmanager
@@ -65,7 +66,7 @@ def _worker_if_none() -> Iterator[None]:
 
 @cli.command()
 def run(
-    target: Annotated[str, typer.Argument(metavar="FILE_OR_WORKFLOW_ID")],
+    target: Annotated[str, typer.Argument(metavar="FILE|WORKFLOW_ID|NAME[@VERSION]")],
     inputs: Annotated[
         Any,
         typer.Option("--input", metavar="JSON", help="The run's inputs.", parser=json_input),
@@ -78,7 +79,10 @@ def run(
     ] = None,
     name: NameOption = None,
 ) -> None:
-    """Start a run of a workflow file (registered first) or of a registered workflow id.
+    """Start a run of a workflow file, or of a registered workflow by id, name or NAME@VERSION.
+
+    A file is registered first; a name runs its latest version ('wfrunner workflows' lists
+    the versions).
 
     Prints the run id; --wait shows progress on stderr, then prints the output on stdout.
     """

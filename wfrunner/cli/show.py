@@ -89,7 +89,7 @@ def _with_items(info: dict[str, Any]) -> str:
 
 def _print_status(doc: dict[str, Any], order: list[str]) -> None:
     echo(f"run       {doc['run_id']}")
-    echo(f"workflow  {doc['workflow_id']}")
+    echo(f"workflow  {doc['workflow_name']}@{doc['workflow_version']} ({doc['workflow_id']})")
     echo(f"status    {doc['status']}")
     if doc["error"]:
         echo(f"error     {doc['error']}")

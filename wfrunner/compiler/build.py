@@ -20,6 +20,7 @@ from wfrunner.compiler.limits import edge_label
 from wfrunner.compiler.mapcheck import map_problems
 from wfrunner.compiler.schema import locate, node_types, schema_problems, show
 from wfrunner.errors import CompileError
+from wfrunner.schedules.spec import problems as schedule_problems
 
 
 @dataclass
@@ -65,6 +66,7 @@ def compile_workflow(
     if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
         found = draft.problems or ["workflow: expected an object with 'nodes'"]
         raise CompileError(limits.clip(found), source)
+    draft.problems += schedule_problems(doc.get("schedule"))
     _read_nodes(draft, doc["nodes"])
     edges = doc.get("edges")
     edges = edges if isinstance(edges, list) else []

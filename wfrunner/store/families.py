@@ -13,25 +13,10 @@ from wfrunner.errors import NotFoundError
 from wfrunner.states import ACTIVE_RUN_STATES, TERMINAL_RUN_STATES, RunStatus
 from wfrunner.store.base import Repository
 from wfrunner.store.models import EventLog, Run, Workflow
-from wfrunner.store.records import RunRecord, WorkflowRecord
+from wfrunner.store.records import RunRecord
 
 
 class FamilyQueries(Repository):
-    def find_workflow(self, ref: str, version: int | None = None) -> WorkflowRecord | None:
-        """The workflow ``ref`` names: its id, else its name (that ``version``, or the
-        latest); None when there is none."""
-        table = Workflow.__table__
-        with self._tx() as session:
-            if version is None:
-                row = session.execute(sa.select(table).where(Workflow.id == ref)).first()
-                if row is not None:
-                    return WorkflowRecord.from_row(row._mapping)
-            query = sa.select(table).where(Workflow.name == ref)
-            if version is not None:
-                query = query.where(Workflow.version == version)
-            row = session.execute(query.order_by(Workflow.version.desc()).limit(1)).first()
-        return None if row is None else WorkflowRecord.from_row(row._mapping)
-
     def child_runs(self, run_id: str, active_only: bool = False) -> list[RunRecord]:
         """The runs ``run_id``'s subworkflow nodes started, oldest first."""
         query = sa.select(Run.__table__).where(Run.parent_run_id == run_id)

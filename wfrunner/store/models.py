@@ -261,4 +261,45 @@ class DeadLetter(Base):
     retried_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class Schedule(Base):
+    """The cron schedule of a workflow name (its latest version's ``schedule`` field);
+    ``last_fired_at`` is the latest fire time dealt with, which the next tick counts on."""
+
+    __tablename__ = "schedules"
+
+    name: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(sa.Text, sa.ForeignKey("workflows.id"))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    paused: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+    last_fired_at: Mapped[datetime] = mapped_column(Timestamp)
+    next_fire_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_run_id: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class ScheduleFire(Base):
+    """One fire time of a schedule and what became of it: ``started`` (its run),
+    ``skipped`` (overlap), ``waiting`` (queued behind a running run), ``missed`` (the
+    catch-up policy passed over ``missed`` times up to this one). One row per time: a
+    tick that runs twice cannot fire a time twice."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (
+        sa.UniqueConstraint("schedule_name", "fire_time"),
+        sa.Index("ix_schedule_fires_schedule_name_status", "schedule_name", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    schedule_name: Mapped[str] = mapped_column(
+        sa.Text, sa.ForeignKey("schedules.name", ondelete="CASCADE")
+    )
+    fire_time: Mapped[datetime] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(sa.Text)
+    run_id: Mapped[str | None] = mapped_column(sa.Text)
+    missed: Mapped[int] = mapped_column(sa.Integer, server_default=sa.text("0"))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = _created()
+
+
 metadata = Base.metadata

@@ -16,6 +16,7 @@ from wfrunner.store.history import HistoryQueries
 from wfrunner.store.listing import ListingQueries
 from wfrunner.store.recovery import RecoveryQueries
 from wfrunner.store.runs import RunQueries
+from wfrunner.store.schedules import ScheduleQueries
 from wfrunner.store.workers import WorkerQueries
 from wfrunner.store.workflows import WorkflowQueries
 
@@ -32,5 +33,6 @@ class Store(
     ListingQueries,
     HealthQueries,
     FamilyQueries,
+    ScheduleQueries,
 ):
     """All persistence of wfrunner, built from a database URL (``Store(url)``)."""

@@ -66,3 +66,64 @@ class WorkflowQueries(Repository):
         if row is None:
             raise NotFoundError(f"no workflow with id '{workflow_id}'")
         return WorkflowRecord.from_row(row._mapping)
+
+    def find_workflow(self, ref: str, version: int | None = None) -> WorkflowRecord | None:
+        """The workflow ``ref`` names: its id, else its name (that ``version``, or the
+        latest); None when there is none."""
+        table = Workflow.__table__
+        with self._tx() as session:
+            if version is None:
+                row = session.execute(sa.select(table).where(Workflow.id == ref)).first()
+                if row is not None:
+                    return WorkflowRecord.from_row(row._mapping)
+            query = sa.select(table).where(Workflow.name == ref)
+            if version is not None:
+                query = query.where(Workflow.version == version)
+            row = session.execute(query.order_by(Workflow.version.desc()).limit(1)).first()
+        return None if row is None else WorkflowRecord.from_row(row._mapping)
+
+    def resolve_workflow(self, reference: str, version: int | None = None) -> WorkflowRecord:
+        """The workflow a user named, as :meth:`find_workflow` finds it; its
+        ``NotFoundError`` says which names or versions exist, so the user can pick one."""
+        found = self.find_workflow(reference, version)
+        if found is not None:
+            return found
+        with self._tx() as session:
+            versions = session.execute(
+                sa.select(Workflow.version)
+                .where(Workflow.name == reference)
+                .order_by(Workflow.version)
+            ).scalars()
+            known = list(versions)
+            if known:
+                raise NotFoundError(
+                    f"workflow '{reference}' has no version {version} "
+                    f"(its versions: {_spans(known)})"
+                )
+            names = session.execute(
+                sa.select(Workflow.name)
+                .group_by(Workflow.name)
+                .order_by(Workflow.name)
+                .limit(NAMES_SHOWN + 1)
+            ).scalars()
+            shown = list(names)
+        listed = ", ".join(shown[:NAMES_SHOWN]) + (", ..." if len(shown) > NAMES_SHOWN else "")
+        hint = f"registered names: {listed}" if shown else "no workflow is registered yet"
+        if version is None:
+            raise NotFoundError(f"no workflow with id '{reference}', nor one named so ({hint})")
+        raise NotFoundError(f"no workflow named '{reference}' ({hint})")
+
+
+#: names a "no such workflow" error lists at most
+NAMES_SHOWN = 20
+
+
+def _spans(versions: list[int]) -> str:
+    """1, 2, 3, 5 -> "1-3, 5": a name with hundreds of versions stays one short line."""
+    spans: list[list[int]] = []
+    for v in versions:
+        if spans and v == spans[-1][1] + 1:
+            spans[-1][1] = v
+        else:
+            spans.append([v, v])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)

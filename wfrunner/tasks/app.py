@@ -60,5 +60,6 @@ app = WfrunnerCelery(
         "wfrunner.tasks.reachable",
         "wfrunner.tasks.exporter",
         "wfrunner.tasks.aftermath",
+        "wfrunner.tasks.schedules",
     ],
 )

@@ -80,6 +80,14 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
                 "task": "wfrunner.detect_timeouts",
                 "schedule": float(settings.timeout_check_interval),
             },
+            "wfrunner-fire-schedules": {
+                "task": "wfrunner.fire_schedules",
+                "schedule": float(settings.schedule_interval),
+                "options": {
+                    "queue": COMPLETION_QUEUE,
+                    "expires": float(settings.schedule_interval),
+                },
+            },
             "wfrunner-reconcile": {
                 "task": "wfrunner.reconcile",
                 "schedule": float(settings.reconcile_interval),

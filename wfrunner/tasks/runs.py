@@ -74,8 +74,12 @@ class StartRequest(Request):  # type: ignore[misc]
     Request=StartRequest,
     **_RETRIED,
 )
-def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
+def start_run(self: Task, workflow: str, inputs: Any = None, version: int | None = None) -> str:
     """Start a run of a registered workflow; the result (and the task id) is the run id.
+
+    ``workflow``: its id, its name (the latest version), or ``name@N``; or a name with
+    ``version`` (:mod:`wfrunner.versions`). A name is resolved once: the run keeps that
+    version's id, whatever is registered later.
 
     The task then runs the entry nodes itself, and what they emit, as ``execute_node``
     does (``carry_entries``): a message and a task less per run. The run id is stored as
@@ -87,12 +91,26 @@ def start_run(self: Task, workflow_id: str, inputs: Any = None) -> str:
     and the redelivery follows what this task left pending (``RunState.left_behind``)."""
     run_id = str(self.request.id)
     rt = runtime()
+    workflow_id = _pinned(rt, run_id, workflow, version)
     tokens = lifecycle.start(rt, run_id, workflow_id, inputs)
     _store_run_id(self, run_id)
     failed = carry_entries(rt, workflow_id, tokens, run_id, carry_budget_ms(self))
     if failed:
         raise NodeFailed(failed)
     return run_id
+
+
+def _pinned(rt: Runtime, run_id: str, workflow: str, version: int | None) -> str:
+    """The id of the workflow to run. A start named by id costs nothing more (the id is
+    cached); one named by name keeps the version its run was recorded with, should the
+    message come again after a newer version was registered."""
+    workflow_id = rt.resolve_workflow(workflow, version)
+    if workflow_id == workflow:
+        return workflow_id
+    try:
+        return rt.store.get_run(run_id).workflow_id
+    except NotFoundError:
+        return workflow_id
 
 
 def _store_run_id(task: Task, run_id: str) -> None:

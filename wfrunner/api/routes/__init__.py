@@ -16,6 +16,7 @@ from wfrunner.api.routes import (
     limits,
     pictures,
     runs,
+    schedules,
     workflows,
 )
 
@@ -27,5 +28,6 @@ GUARDED: tuple[APIRouter, ...] = (
     pictures.router,
     limits.router,
     diagnosis.router,
+    schedules.router,
 )
 OPEN: tuple[APIRouter, ...] = (health.router,)

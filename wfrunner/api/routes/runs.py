@@ -28,11 +28,14 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=errors(401, 404, 503))
 def start_run(body: RunCreate, rt: RuntimeDep) -> RunAccepted:
     """Record the run QUEUED (``GET /runs/{id}`` finds it at once) and send it to the
-    workers; follow it with ``GET /runs/{id}`` or its event stream."""
+    workers; follow it with ``GET /runs/{id}`` or its event stream. Name the workflow by
+    ``workflow_id``, or by ``workflow`` (a name: its latest version, or ``name@N``) with
+    an optional ``version``; an unknown one is a 404 listing what exists."""
     from wfrunner.client import submit_run
 
     inputs = {} if body.inputs is None else body.inputs
-    return RunAccepted(run_id=submit_run(body.workflow_id, inputs, rt), status=RunStatus.QUEUED)
+    run_id = submit_run(body.reference(), inputs, rt, version=body.version)
+    return RunAccepted(run_id=run_id, status=RunStatus.QUEUED)
 
 
 @router.get("", responses=errors(401, 503))
