@@ -3,6 +3,7 @@ worker holding anything, approve / reject / the deadline deciding, and the histo
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 import wfrunner
+from tests.e2e.handlers import gates
 from wfrunner import client
 from wfrunner.engine import keys
 from wfrunner.errors import ConflictError, NotFoundError
@@ -102,13 +104,24 @@ def test_a_rejection_fails_the_node_and_the_run_with_the_comment(worker: Any) ->
 
 
 def test_a_decision_is_taken_once_and_only_on_a_waiting_human_node(worker: Any) -> None:
-    run_id = start(worker, approval_flow(), {"x": 1})
+    flow = approval_flow()
+    # B holds the run open until the second decision was refused: a run that had already
+    # completed would refuse it for having ended, not for being decided
+    flow["nodes"][2] = {
+        "id": "B",
+        "type": "function",
+        "config": {"function_name": "t.wait", "gate": "decided-once"},
+    }
+    run_id = start(worker, flow, {"x": 1})
     with pytest.raises(NotFoundError, match="has no human node 'A' \\(its human nodes: gate\\)"):
         wfrunner.approve(run_id, "A")
     waiting(run_id)
     wfrunner.approve(run_id, "gate", by="alice")
-    with pytest.raises(ConflictError, match="already decided \\(approve by alice at "):
-        wfrunner.reject(run_id, "gate", by="mallory")
+    try:
+        with pytest.raises(ConflictError, match="already decided \\(approve by alice at "):
+            wfrunner.reject(run_id, "gate", by="mallory")
+    finally:
+        gates.setdefault("decided-once", threading.Event()).set()
     doc = client.wait_for_run(run_id, timeout=30)
     assert doc["status"] == "COMPLETED"
     with pytest.raises(ConflictError, match="has ended \\(COMPLETED\\)"):
