@@ -26,7 +26,7 @@ local state = redis.call("HGET", KEYS[1], "state")
 if not state then
     return {0, "gone"}
 end
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then
     return {0, state}
 end
 local clock = redis.call("TIME")

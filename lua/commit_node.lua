@@ -94,7 +94,7 @@ Errors: the counter would go negative (nothing applied).
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then
     return {-1, 0, 0, "", state or "gone", 0, 0, {}}
 end
 if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[12] then

@@ -23,7 +23,7 @@ waiting the run's undecided approvals left.
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then
     return {state or "gone", "", "", 0}
 end
 if redis.call("HEXISTS", KEYS[2], ARGV[1]) == 0 then

@@ -17,7 +17,7 @@ local state = redis.call("HGET", KEYS[1], "state")
 if not state then
     return {0, "gone"}
 end
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then
     return {0, state}
 end
 redis.call("HSET", KEYS[1], "state", ARGV[1], "error", ARGV[2])

@@ -44,7 +44,7 @@ local state = redis.call("HGET", KEYS[1], "state")
 if not state then
     return {"gone", 0, ""}
 end
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then
     return {state, 0, ""}
 end
 if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[5] then

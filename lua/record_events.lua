@@ -16,7 +16,8 @@ Returns 1 when written, 0 when the run is not running or was rebuilt since (noth
 written).
 ]]
 
-if redis.call("HGET", KEYS[1], "state") ~= "running" then
+local state = redis.call("HGET", KEYS[1], "state")
+if state ~= "running" and state ~= "paused" then
     return 0
 end
 if ARGV[3] ~= "" and (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[3] then

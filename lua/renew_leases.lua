@@ -14,7 +14,8 @@ or was rebuilt, the token was committed, or the lease expired and another delive
 it): nothing is written for those, so a renewal never takes a lease back.
 ]]
 
-local running = redis.call("HGET", KEYS[1], "state") == "running"
+local state = redis.call("HGET", KEYS[1], "state")
+local running = state == "running" or state == "paused"
 local clock = redis.call("TIME")
 local till = string.format("%.3f", tonumber(clock[1]) + tonumber(clock[2]) / 1000000
     + tonumber(ARGV[1]))

@@ -15,7 +15,15 @@ from wfrunner.handlers import handler
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers (py.typed)
     from wfrunner.client import get_run, list_runs, register_workflow, submit_run, wait_for_run
     from wfrunner.context import NodeContext
-    from wfrunner.control import approve, cancel_run, decide_approval, reject
+    from wfrunner.control import (
+        approve,
+        cancel_run,
+        decide_approval,
+        pause_run,
+        reject,
+        rerun,
+        resume_run,
+    )
     from wfrunner.doctor.run import diagnose
     from wfrunner.doctor.run import repair as repair_run
     from wfrunner.documents import NodeDocument, PathStep, RunDocument, RunStats
@@ -42,10 +50,13 @@ __all__ = [
     "get_run",
     "handler",
     "list_runs",
+    "pause_run",
     "register_workflow",
     "reject",
     "repair_run",
     "replay_run",
+    "rerun",
+    "resume_run",
     "start_run",
     "submit_run",
     "wait_for_run",
@@ -67,6 +78,9 @@ _LAZY = {
     "decide_approval": ("wfrunner.control", "decide_approval"),
     "approve": ("wfrunner.control", "approve"),
     "reject": ("wfrunner.control", "reject"),
+    "pause_run": ("wfrunner.control", "pause_run"),
+    "resume_run": ("wfrunner.control", "resume_run"),
+    "rerun": ("wfrunner.control", "rerun"),
     "NodeContext": ("wfrunner.context", "NodeContext"),
     "RunDocument": ("wfrunner.documents", "RunDocument"),
     "NodeDocument": ("wfrunner.documents", "NodeDocument"),

@@ -16,7 +16,7 @@ from typing import Any
 from wfrunner.engine import human
 from wfrunner.engine.events import event
 from wfrunner.engine.payloads import encode_payload
-from wfrunner.engine.runstate import RUNNING
+from wfrunner.engine.runstate import LIVE
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import ConflictError, NotFoundError, WfrunnerError
 from wfrunner.runtime import Runtime
@@ -111,7 +111,7 @@ def decide(
         event("approval_decided", node_id, scope=chosen["scope"], **made),
         now,
     )
-    if decided.state != RUNNING:
+    if decided.state not in LIVE:
         status = rt.store.get_run(run_id).status
         raise _ended(run_id, node_id, status if status in TERMINAL_RUN_STATES else None)
     if decided.token is None:

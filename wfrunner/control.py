@@ -1,4 +1,5 @@
-"""The operator's Python API: cancel a run, decide a human node's approval.
+"""The operator's Python API: cancel, pause, resume or rerun a run, decide a human node's
+approval.
 
 Each returns the run's document after the change (what ``wfrunner.get_run`` reads), and
 raises :class:`~wfrunner.errors.NotFoundError` for an unknown run or node and
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wfrunner import approvals, cancellation
+from wfrunner import approvals, cancellation, pausing, redrive
 from wfrunner.client import get_run
 from wfrunner.documents import RunDocument
 from wfrunner.runtime import Runtime, runtime
@@ -74,3 +75,46 @@ def approve(run_id: str, node_id: str, **options: Any) -> RunDocument:
 def reject(run_id: str, node_id: str, **options: Any) -> RunDocument:
     """Reject a waiting human node: the node and its run fail with the comment."""
     return decide_approval(run_id, node_id, "reject", **options)
+
+
+def pause_run(
+    run_id: str, reason: str | None = None, *, by: str | None = None, rt: Runtime | None = None
+) -> RunDocument:
+    """Pause the run: no node of it starts until :func:`resume_run`; the nodes running
+    finish and commit (see :mod:`wfrunner.pausing`)."""
+    rt = rt or runtime()
+    pausing.pause(rt, run_id, reason, by)
+    return get_run(run_id, rt)
+
+
+def resume_run(run_id: str, *, by: str | None = None, rt: Runtime | None = None) -> RunDocument:
+    """Resume a paused run where it stopped: its pending tokens are published again."""
+    from wfrunner.tasks.execution import dispatch
+
+    rt = rt or runtime()
+    done = pausing.resume(rt, run_id, by)
+    ir = rt.ir(done.workflow_id)
+    # should a publish be lost, the reconciler publishes the token once the run is idle
+    for token, delay in done.tokens:
+        dispatch([token], done.workflow_id, ir, countdown=delay or None)
+    return get_run(run_id, rt)
+
+
+def rerun(
+    run_id: str,
+    from_node: str | None = None,
+    *,
+    reason: str | None = None,
+    by: str | None = None,
+    rt: Runtime | None = None,
+) -> RunDocument:
+    """Rerun a FAILED or CANCELLED run as a new attempt of the same run: from its failed
+    nodes (the completed ones keep their outputs), or with ``from_node`` from that node
+    and everything downstream of it (see :mod:`wfrunner.redrive`)."""
+    from wfrunner.tasks.execution import dispatch
+
+    rt = rt or runtime()
+    done = redrive.redrive(rt, run_id, from_node, reason=reason, by=by)
+    # should this publish be lost, the reconciler publishes the tokens (the run is idle)
+    dispatch(done.tokens, done.workflow_id, rt.ir(done.workflow_id))
+    return get_run(run_id, rt)

@@ -37,7 +37,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from wfrunner.engine.events import split
-from wfrunner.engine.runstate import RUNNING
+from wfrunner.engine.runstate import LIVE
 from wfrunner.runtime import Runtime
 from wfrunner.store import Fence, Progress
 
@@ -130,7 +130,7 @@ def _flush_held(rt: Runtime, run_ids: list[str]) -> int:
     batch: list[tuple[Progress, str]] = []
     for run_id in run_ids:
         meta = rt.state.meta(run_id)
-        if meta.get("state") != RUNNING:
+        if meta.get("state") not in LIVE:
             continue
         flushed, trimmed = position(meta)
         events = rt.state.events(run_id, flushed - trimmed)

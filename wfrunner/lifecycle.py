@@ -19,7 +19,7 @@ from wfrunner import aftermath, ended, fencing, history, runlimits, subflows, te
 from wfrunner.engine import completion, keys, leases
 from wfrunner.engine.events import event, split
 from wfrunner.engine.payloads import encode_payload
-from wfrunner.engine.runstate import GONE, RUNNING, CompletionView, EndedState, RunEnd
+from wfrunner.engine.runstate import GONE, PAUSED, RUNNING, CompletionView, EndedState, RunEnd
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import PayloadError
 from wfrunner.runtime import Runtime
@@ -230,7 +230,10 @@ def expire_idle_runs(rt: Runtime) -> list[str]:
             rt.store.touch_run(run_id)
             continue
         idle_for = time.time() - float(meta.get("activity", 0) or 0)
-        if meta.get("state") == RUNNING and (idle_for < timeout or _busy(rt, run_id)):
+        state = meta.get("state")
+        # a paused run is idle on purpose (PostgreSQL lists it when its pause did not
+        # reach PostgreSQL): it never times out
+        if state == PAUSED or (state == RUNNING and (idle_for < timeout or _busy(rt, run_id))):
             rt.store.touch_run(run_id)
             continue
         error = f"run timed out: no activity for {timeout} s (WFRUNNER_RUN_TIMEOUT)"

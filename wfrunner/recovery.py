@@ -29,10 +29,10 @@ from typing import Any
 from wfrunner import fencing, lifecycle, runlimits, telemetry
 from wfrunner.compiler.ir import IR
 from wfrunner.doctor import describe
-from wfrunner.engine import keys, maprebuild
+from wfrunner.engine import keys, maprebuild, rewind
 from wfrunner.engine.events import event
 from wfrunner.engine.leases import Lease
-from wfrunner.engine.runstate import DEAD, RUNNING
+from wfrunner.engine.runstate import DEAD, LIVE, PAUSED, RUNNING
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import ConflictError, NotFoundError, WfrunnerError
 from wfrunner.runtime import Runtime
@@ -158,20 +158,25 @@ def rebuild(
     reason: dict[str, Any] | None = None,
     why: str | None = None,
     by: str = "reconciler",
+    note: bool = True,
 ) -> list[Token]:
-    """Recreate a run's hot state from PostgreSQL; returns the tokens to publish again.
-    ``why``: what was found, kept in the ``run_recovered`` event (with ``by``)."""
+    """Recreate a run's hot state from PostgreSQL; returns the tokens to publish again
+    (none for a PAUSED run: they wait for its resume). ``why``: what was found, kept in
+    the ``run_recovered`` event (with ``by``); ``note``: append that event (or ``reason``)
+    to the run's events (a rerun recorded its own)."""
     run = rt.store.get_run(run_id)
     if run.status in TERMINAL_RUN_STATES:
         return []  # it ended (and left Redis) after the caller looked: nothing to rebuild
     ir = rt.ir(run.workflow_id)
     events = [e.as_event() for e in rt.store.list_events(run_id)]
     joins = {n.id: list(n.dependencies) for n in ir.nodes.values() if n.wait_for_all}
+    # what a rerun --from discarded is no part of the state (wfrunner/engine/rewind.py)
+    kept = rewind.effective(ir, events)
     ruled = [n.id for n in ir.nodes.values() if n.join is not None]
-    known = _History(events, joins, ruled)
+    known = _History(kept, joins, ruled)
     _mark_cut(ir, known)
     payloads = rt.store.load_payloads(run_id)
-    maps = maprebuild.rebuild(events, payloads, known.consumed)  # map nodes' items
+    maps = maprebuild.rebuild(kept, payloads, known.consumed)  # map nodes' items
     left = {k: t for k, t in known.pending().items() if k not in maps.consumed}
     pending = {**left, **maps.pending}
     recovered = reason or event(
@@ -212,13 +217,14 @@ def rebuild(
     if known.joins:
         _hset(pipe, keys.joins_key(run_id), known.join_fields())
     # the stored events stay in PostgreSQL only: the list starts after them ("trimmed")
-    pipe.rpush(keys.events_key(run_id), _dump(recovered))
+    if note:
+        pipe.rpush(keys.events_key(run_id), _dump(recovered))
     _hset(
         pipe,
         keys.meta_key(run_id),
         {
             "workflow_id": run.workflow_id,
-            "state": RUNNING,
+            "state": PAUSED if run.status is RunStatus.PAUSED else RUNNING,
             "inputs": _dump(run.inputs),
             "activity": time.time(),
             "flushed": len(events),
@@ -231,6 +237,9 @@ def rebuild(
     )
     pipe.execute()
     runlimits.reclaim(rt, run_id, run.workflow_id)
+    if run.status is RunStatus.PAUSED:
+        log.warning("run %s rebuilt from PostgreSQL, paused: %d tokens wait", run_id, len(pending))
+        return []
     log.warning("run %s rebuilt from PostgreSQL: %d tokens to publish again", run_id, len(pending))
     return list(pending.values())
 
@@ -307,24 +316,33 @@ def reconcile(rt: Runtime) -> dict[str, list[Token]]:
             to_publish[run_id] = rebuilt
             telemetry.repaired("rebuilt")
             continue
-        meta = rt.state.meta(run_id)
-        if not meta:
-            continue  # it ended since the listing, or a writer is at work
-        if meta.get("state") != RUNNING:
-            if lifecycle.finish(rt, run_id) is not None:
-                telemetry.repaired("finished")
-        elif rt.state.counter(run_id) == 0:
-            lifecycle.check_completion(rt, run_id)
-            telemetry.repaired("completion_checked")
-        else:
-            stalled = republish(rt, run_id, stall_after)
-            if stalled:
-                to_publish[run_id] = stalled
-                telemetry.repaired("republished")
+        stalled = _repair(rt, run_id, stall_after)
+        if stalled:
+            to_publish[run_id] = stalled
     # after the active runs: a rebuilt run takes back its slot of a run limit first
     started = _start_lost(rt, 0.0 if restarted else stall_after)
     telemetry.repaired("started", len(started))
     return {**started, **to_publish}
+
+
+def _repair(rt: Runtime, run_id: str, stall_after: float) -> list[Token]:
+    """Finish an active run whose end was not recorded, check one whose counter is 0, or
+    claim its stalled tokens (the ones to publish again)."""
+    meta = rt.state.meta(run_id)
+    if not meta:
+        return []  # it ended since the listing, or a writer is at work
+    if meta.get("state") not in LIVE:
+        if lifecycle.finish(rt, run_id) is not None:
+            telemetry.repaired("finished")
+    elif rt.state.counter(run_id) == 0:  # a paused run's last node may have committed
+        lifecycle.check_completion(rt, run_id)
+        telemetry.repaired("completion_checked")
+    elif meta.get("state") == RUNNING:  # a paused run's tokens wait for its resume
+        stalled = republish(rt, run_id, stall_after)
+        if stalled:
+            telemetry.repaired("republished")
+        return stalled
+    return []
 
 
 def _redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
@@ -374,7 +392,7 @@ def _validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list
         if gen != listed_gen and gen != rt.store.get_run(run_id).hot_gen:
             log.warning("run %s: Redis holds generation %d, older than PostgreSQL's", run_id, gen)
             return rebuild(rt, run_id, why=f"Redis held generation {gen}, older than PostgreSQL's")
-        if restored and meta.get("state") == RUNNING:
+        if restored and meta.get("state") in LIVE:
             # the restored state is a consistent prefix of what was lost: keep its events,
             # then start over from PostgreSQL, so deliveries begun on it cannot commit and
             # the outbox is published again at once

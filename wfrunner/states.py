@@ -12,6 +12,7 @@ class RunStatus(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     WAITING = "WAITING"  # blocked on a human approval
+    PAUSED = "PAUSED"  # by an operator: no node starts until it is resumed
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -30,7 +31,7 @@ TERMINAL_RUN_STATES: frozenset[RunStatus] = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
 )
 ACTIVE_RUN_STATES: frozenset[RunStatus] = frozenset(
-    {RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING}
+    {RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED}
 )
 TERMINAL_NODE_STATES: frozenset[NodeStatus] = frozenset(
     {NodeStatus.COMPLETED, NodeStatus.FAILED, NodeStatus.SKIPPED}

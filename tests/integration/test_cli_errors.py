@@ -23,7 +23,7 @@ def test_db_upgrade_to_an_unknown_revision(redis_url: str, database_url: str) ->
     assert done.returncode == 2
     assert done.stderr == (
         "error: Can't locate revision identified by 'bogus': use head, base or one of "
-        "0001, 0002, 0003, 0004, 0005, 0006_parent_runs, 0007_schedules\n"
+        "0001, 0002, 0003, 0004, 0005, 0006_parent_runs, 0007_schedules, 0008_paused_runs\n"
     )
 
 

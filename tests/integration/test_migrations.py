@@ -11,7 +11,7 @@ from wfrunner.errors import StoreError
 from wfrunner.store import migrate
 from wfrunner.store.models import metadata
 
-HEAD = "0007_schedules"
+HEAD = "0008_paused_runs"
 
 TABLES = {
     "workflows",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.events import event
-from wfrunner.engine.runstate import GONE, RUNNING, CompletionView, RunEnd
+from wfrunner.engine.runstate import GONE, LIVE, CompletionView, RunEnd
 
 NOT_DONE = "running"
 
@@ -24,10 +24,10 @@ def decide(ir: IR, view: CompletionView) -> tuple[str, RunEnd | None]:
     meta = view.meta
     if not meta:
         return GONE, None
-    if meta.get("state") != RUNNING:
+    if meta.get("state") not in LIVE:
         return meta.get("state", GONE), None
-    if view.counter is None or view.counter > 0:
-        return NOT_DONE, None
+    if view.counter is None or view.counter > 0:  # a paused run included: it waits
+        return meta.get("state", NOT_DONE), None
     # pending approvals: their tokens are counted too; this guards against a lost one
     if int(meta.get("waiting") or 0) > 0:
         return NOT_DONE, None

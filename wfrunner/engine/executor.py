@@ -50,7 +50,9 @@ from wfrunner.engine.routing import Decision, Route, dead_successors, decide, de
 from wfrunner.engine.runstate import (
     CONFLICT,
     DEAD,
+    LIVE,
     NOT_PENDING,
+    PAUSED,
     RUNNING,
     Begin,
     Commit,
@@ -319,7 +321,7 @@ class Executor:
                 event("approval_decided", node.id, scope=token.scope, **verdict.timed_out),
                 now,
             )
-            if decided.state != RUNNING:
+            if decided.state not in LIVE:
                 return Outcome(ignored=_dropped(decided.state))
             if decided.earlier is not None:  # a person decided just before the deadline
                 verdict = human.verdict(got.request, decided.earlier, now)
@@ -359,7 +361,7 @@ class Executor:
                 break
         else:
             raise CounterError(f"run {token.run_id!r}: join {node.id!r} kept moving on")
-        if arrival.state != RUNNING:
+        if arrival.state not in LIVE:
             return Outcome(ignored=_dropped(arrival.state))
         if arrival.complete and arrival.finisher == token.from_node:
             fired = [p for p in node.dependencies if not arrival.at or p in arrival.at]
@@ -529,12 +531,13 @@ class Executor:
                 f"run {token.run_id!r}: the joins {node.id!r} records dead arrivals at kept "
                 f"changing over {_JOIN_CONFLICTS} commits; the task is retried"
             )
-        if commit.state != RUNNING:
+        if commit.state not in LIVE:
             return Outcome(ignored=_dropped(commit.state))
         if not commit.mine:
             return Outcome(ignored="another delivery of this token committed first")
         return Outcome(
-            dispatch=commit.emitted,
+            # a paused run's emitted tokens wait in its outbox: its resume publishes them
+            dispatch=[] if commit.state == PAUSED else commit.emitted,
             check_completion=_ends(commit),
             joins_at_zero=commit.joins,
             flush=commit.flush_due,

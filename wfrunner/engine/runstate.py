@@ -24,6 +24,10 @@ from wfrunner.errors import CounterError
 from wfrunner.resources import lua_source
 
 RUNNING = "running"
+#: an operator paused the run: no delivery begins, those begun finish (wfrunner/pausing.py)
+PAUSED = "paused"
+#: the states in which a delivery that already began may still write (commit, arrive...)
+LIVE = frozenset({RUNNING, PAUSED})
 GONE = "gone"
 #: commit_node / join_arrive: the delivery's token is not in the outbox (see commit_node.lua)
 NOT_PENDING = "not_pending"

@@ -15,6 +15,7 @@ from wfrunner.store.health import HealthQueries
 from wfrunner.store.history import HistoryQueries
 from wfrunner.store.listing import ListingQueries
 from wfrunner.store.recovery import RecoveryQueries
+from wfrunner.store.redrive import RedriveQueries
 from wfrunner.store.runs import RunQueries
 from wfrunner.store.schedules import ScheduleQueries
 from wfrunner.store.workers import WorkerQueries
@@ -28,6 +29,7 @@ class Store(
     ExecutionQueries,
     HistoryQueries,
     RecoveryQueries,
+    RedriveQueries,
     DeadLetterQueries,
     WorkerQueries,
     ListingQueries,

@@ -17,6 +17,9 @@ from wfrunner.store.events import events_of
 from wfrunner.store.models import Run, RunStatistics, Workflow
 from wfrunner.store.records import RunRecord, RunView
 
+#: the statuses of runs with hot state in Redis (the reconciler's round)
+_HOT = [RunStatus.RUNNING.value, RunStatus.WAITING.value, RunStatus.PAUSED.value]
+
 #: the counters of ``run_statistics`` that :meth:`RunQueries.increment_stats` accepts
 STAT_COLUMNS: tuple[str, ...] = (
     "completion_checks",
@@ -148,23 +151,16 @@ class RunQueries(Repository):
             return list(rows)
 
     def list_active_runs(self) -> list[str]:
-        """RUNNING and WAITING runs: the reconciler's round."""
+        """RUNNING, WAITING and PAUSED runs: the reconciler's round."""
         with self._tx() as session:
-            rows = session.execute(
-                sa.select(Run.id).where(
-                    Run.status.in_([RunStatus.RUNNING.value, RunStatus.WAITING.value])
-                )
-            ).scalars()
+            rows = session.execute(sa.select(Run.id).where(Run.status.in_(_HOT))).scalars()
             return list(rows)
 
     def active_generations(self) -> dict[str, int]:
-        """RUNNING and WAITING runs with the hot-state generation PostgreSQL last accepted."""
+        """RUNNING, WAITING and PAUSED runs with the hot-state generation PostgreSQL last
+        accepted."""
         with self._tx() as session:
-            rows = session.execute(
-                sa.select(Run.id, Run.hot_gen).where(
-                    Run.status.in_([RunStatus.RUNNING.value, RunStatus.WAITING.value])
-                )
-            ).all()
+            rows = session.execute(sa.select(Run.id, Run.hot_gen).where(Run.status.in_(_HOT))).all()
             return {run_id: gen for run_id, gen in rows}
 
     def list_queued_runs(self, older_than_seconds: float) -> list[str]:
