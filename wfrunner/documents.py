@@ -205,6 +205,16 @@ class RunDocument(dict[str, Any]):
         return self.get("failure_handler")
 
     @property
+    def attempt(self) -> int:
+        """1, plus one per ``wfrunner rerun`` of the run."""
+        return int(self.get("attempt", 1))
+
+    @property
+    def redrives(self) -> list[dict[str, Any]]:
+        """Each rerun, oldest first: attempt, from, by, reason, ended, error, t."""
+        return cast(list[dict[str, Any]], self.get("redrives") or [])
+
+    @property
     def created_at(self) -> datetime:
         return datetime.fromisoformat(str(self["created_at"]))
 

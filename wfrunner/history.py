@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from wfrunner.engine.rewind import redrives
 from wfrunner.engine.tokens import Token
 from wfrunner.states import TERMINAL_RUN_STATES, NodeStatus, RunStatus
 from wfrunner.store import NewDeadLetter, RunRecord
@@ -292,6 +293,7 @@ def document(
     ended = run.status in TERMINAL_RUN_STATES
     nodes = progress(node_ids, events)
     node_docs = node_documents(nodes, ended, load)
+    reruns = redrives(events)
     return {
         "run_id": run.id,
         "workflow_id": run.workflow_id,
@@ -307,6 +309,9 @@ def document(
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "completed_at": run.completed_at.isoformat() if run.completed_at else None,
         **aftermath_fields(run, events),
+        # wfrunner rerun: the attempt running (or last run) and each rerun that made one
+        "attempt": 1 + len(reruns),
+        "redrives": reruns,
     }
 
 

@@ -1,8 +1,10 @@
-"""``cancel``, ``approve``, ``reject``: an operator's changes to a run.
+"""``cancel``, ``pause``, ``resume``, ``rerun``, ``approve``, ``reject``: an operator's
+changes to a run.
 
 Each prints the run's status after the change (``--json``: the run document) and exits 0;
 an unknown run or node exits 2, as does a change the run's state does not allow (it has
-ended, the approval is not waiting or was decided already), with a message saying which.
+ended, is paused already or not paused, has not failed, the approval is not waiting or
+was decided already), with a message saying which.
 """
 
 from __future__ import annotations
@@ -122,3 +124,54 @@ def reject(
 ) -> None:
     """Reject a human node that is waiting: the node and its run fail, with the comment."""
     _decide("reject", run_id, node_id, comment, by, None, as_json)
+
+
+@cli.command()
+def pause(
+    run_id: RunId,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-m", help="Why: kept in the run's history.")
+    ] = None,
+    by: _By = None,
+    as_json: _JsonOption = False,
+) -> None:
+    """Pause a run: no node of it starts until `resume`; running nodes finish."""
+    from wfrunner.control import pause_run
+
+    _show(pause_run(run_id, reason, by=_who(by), rt=resolved_runtime()), as_json)
+
+
+@cli.command()
+def resume(run_id: RunId, by: _By = None, as_json: _JsonOption = False) -> None:
+    """Resume a paused run where it stopped: nothing done runs again."""
+    from wfrunner.control import resume_run
+
+    _show(resume_run(run_id, by=_who(by), rt=resolved_runtime()), as_json)
+
+
+@cli.command()
+def rerun(
+    run_id: RunId,
+    from_node: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="NODE_ID",
+            parser=text_id,
+            help="Run this completed node and everything downstream of it again too.",
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-m", help="Why: kept in the run's history.")
+    ] = None,
+    by: _By = None,
+    as_json: _JsonOption = False,
+) -> None:
+    """Rerun a FAILED or CANCELLED run from its failed nodes, as a new attempt of it.
+
+    Completed nodes keep their outputs and do not run again; --from NODE_ID runs that
+    node and all that follows it again as well."""
+    from wfrunner.control import rerun as redrive
+
+    doc = redrive(run_id, from_node, reason=reason, by=_who(by), rt=resolved_runtime())
+    _show(doc, as_json)

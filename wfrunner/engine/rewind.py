@@ -15,7 +15,7 @@ Pure: IR and events in, events out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from wfrunner.compiler.ir import IR
@@ -144,3 +144,13 @@ def effective(ir: IR, events: Iterable[Event]) -> list[Event]:
             kept = [e for e in kept if not discarded(ir, again, start, e)]
         kept.append(evt)
     return kept
+
+
+#: the fields of a run_redriven event the run document lists
+_REDRIVE_FIELDS = ("attempt", "from", "by", "reason", "ended", "error", "t")
+
+
+def redrives(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The run document's ``redrives``: each rerun, oldest first (attempt, from, by, reason,
+    how and why the attempt before it ended, when)."""
+    return [{k: evt.get(k) for k in _REDRIVE_FIELDS} for evt in events if evt["type"] == REDRIVEN]

@@ -176,6 +176,7 @@ def counter_snapshot(state: ReplayedState, snapshot: CounterSnapshot) -> list[Di
 _META_STATE = {
     RunStatus.RUNNING: "running",
     RunStatus.WAITING: "running",
+    RunStatus.PAUSED: "paused",
     RunStatus.COMPLETED: "completed",
     RunStatus.FAILED: "failed",
     RunStatus.CANCELLED: "cancelled",

@@ -312,7 +312,7 @@ def approval_decided(state: ReplayedState, evt: Event) -> None:
 
 def _waiting_status(state: ReplayedState) -> None:
     """A running run is WAITING while any approval is undecided (the document's rule)."""
-    if state.status in (RunStatus.RUNNING, RunStatus.WAITING):
+    if state.status in (RunStatus.RUNNING, RunStatus.WAITING):  # PAUSED stays PAUSED
         waiting = any(n.waiting for n in state.nodes.values())
         state.status = RunStatus.WAITING if waiting else RunStatus.RUNNING
 
@@ -389,6 +389,9 @@ def run_rebuilt(state: ReplayedState, evt: Event) -> None:
 
 def run_resumed(state: ReplayedState, evt: Event) -> None:
     state.status = RunStatus.RUNNING
+    if "dead_letter" not in evt:  # a paused run resumed (lua/resume_run.lua): no rebuild
+        _waiting_status(state)
+        return
     state.error = None
     run_rebuilt(state, evt)
 
@@ -398,6 +401,23 @@ def _told(state: ReplayedState, evt: Event) -> None:
     started or ended (its token waits in the outbox, counted), the on_failure handler's
     record on an ended run, what the reconciler found and
     published again (``reconciler_repaired``: the tokens stay in the outbox)."""
+
+
+def run_paused(state: ReplayedState, evt: Event) -> None:
+    state.status = RunStatus.PAUSED
+
+
+def run_redriven(state: ReplayedState, evt: Event) -> None:
+    """A rerun (:mod:`wfrunner.redrive`): rebuilt from PostgreSQL as a dead letter's
+    retry is. What ``--from`` discards is not folded back out (a note says so)."""
+    state.status = RunStatus.RUNNING
+    state.error = None
+    run_rebuilt(state, evt)
+    if evt.get("from"):
+        state.notes.append(
+            f"event {state.events}: rerun from {evt['from']!r}: the outputs it discarded "
+            "are still in the replayed state"
+        )
 
 
 HANDLERS: dict[str, Handler] = {
@@ -426,6 +446,8 @@ HANDLERS: dict[str, Handler] = {
     "reconciler_repaired": _told,
     "map_started": mapfold.map_started,
     "map_item": mapfold.map_item,
+    "run_paused": run_paused,
+    "run_redriven": run_redriven,
 }
 
 

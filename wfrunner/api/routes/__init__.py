@@ -14,6 +14,7 @@ from wfrunner.api.routes import (
     events,
     health,
     limits,
+    pausing,
     pictures,
     runs,
     schedules,
@@ -23,6 +24,7 @@ from wfrunner.api.routes import (
 GUARDED: tuple[APIRouter, ...] = (
     workflows.router,
     runs.router,
+    pausing.router,
     events.router,
     deadletters.router,
     pictures.router,
