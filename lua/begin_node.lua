@@ -26,7 +26,9 @@ ARGV[10] from         the token's predecessor (a join token)
 ARGV[11..] deps       the join's predecessors, in order (a join token)
 
 Returns {state, committed, input, inputs, attempt, epoch, busy, ctx}:
-  state      "running", or the run's end state, or "gone" when the run has no hot state
+  state      "running", or "paused" (wfrunner pause: nothing is written, the token stays
+             pending and this delivery is no attempt; the resume publishes it again), or
+             the run's end state, or "gone" when the run has no hot state
              (it ended and was cleaned up), or "not_pending" when the token was neither
              committed nor is pending: it was never emitted here (Redis came back from a
              snapshot taken before the commit that emitted it, or the message is forged),

@@ -1,5 +1,5 @@
 --[[
-cancel_run: end a running run as cancelled, and record what the cancellation cut short,
+cancel_run: end a running (or paused) run as cancelled, and record what the cancellation cut short,
 atomically (a node that commits first is not shown cut short; one that commits after
 finds the run ended and writes nothing).
 

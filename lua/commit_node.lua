@@ -68,7 +68,9 @@ checked as for dead arrivals. The live arrival that fires a rule join appends a
 join_fired event {node, scope, t, from, ref} after the given events.
 
 Returns {value, changed, hit_zero, emits_json, state, mine, flush_due, joins}:
-  the run is not running   {-1, 0, 0, "", state or "gone", 0, 0, {}}: nothing written
+  the run is not running   {-1, 0, 0, "", state or "gone", 0, 0, {}}: nothing written (a
+                           paused run is running here: a node begun before the pause
+                           commits, and "paused" is the state answered)
   the run was rebuilt      {-1, 0, 0, "", "stale", 0, 0, {}}: nothing written (the rebuilt
                            outbox holds the token again; its new delivery does the work)
   a join moved on          {-1, 0, 0, "", "conflict", 0, 0, {}}: nothing written (see above)

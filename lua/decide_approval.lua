@@ -16,7 +16,9 @@ ARGV[4]  now        seconds since the epoch: a token left waiting ("<until>|appr
                     the reconciler publishes it); a delivery's lease is left alone (the
                     delivery deciding a timed-out approval holds it)
 
-Returns {state, outcome, value, waiting}: state "running" or the run's state ("gone"
+A paused run's approval is decided too: the token it makes due waits for the resume.
+
+Returns {state, outcome, value, waiting}: state "running" (or "paused") or the run's state ("gone"
 without hot state); outcome "decided" (value: the token's JSON from the outbox),
 "already" (decided before; value: that decision) or "none" (no request for the token);
 waiting the run's undecided approvals left.

@@ -1,6 +1,7 @@
 --[[
-end_run: stop a running run (a node failed, it timed out, it was cancelled) so that no
-token of it is processed any more; every other script refuses once state is not running.
+end_run: stop a running (or paused) run (a node failed, it timed out, it was cancelled,
+it completed) so that no token of it is processed any more; every other script refuses
+once state is neither running nor paused.
 
 KEYS[1]  meta     wfr:{<run_id>}:meta
 KEYS[2]  events   wfr:{<run_id>}:events

@@ -26,7 +26,8 @@ ARGV[8]  decided   a condition join: "fire" or "hold", as the caller decided fro
 ARGV[9]  observed  with ARGV[8]: the arrivals ("#n") the caller read; another count
                    records nothing and answers state "conflict" (the caller reads again)
 
-Returns {state, complete, finisher}: state as begin_node, or "stale" when the run was
+Returns {state, complete, finisher}: state as begin_node (a paused run records the
+arrival of a delivery begun before the pause), or "stale" when the run was
 rebuilt since the delivery began, or "not_pending" when the delivery's token is not in the
 outbox (Redis came back from a snapshot taken before it was emitted; see commit_node.lua),
 nothing recorded in both cases; complete 1 when every

@@ -12,7 +12,8 @@ ARGV[2]  due        seconds since the epoch when the token's next delivery is du
 ARGV[3]  epoch      the run's generation the delivery began in ("" to skip the check)
 ARGV[4..] events    JSON events
 
-Returns 1 when written, 0 when the run is not running or was rebuilt since (nothing is
+Returns 1 when written (a paused run included: a node begun before the pause schedules
+its retry), 0 when the run is not running or was rebuilt since (nothing is
 written).
 ]]
 

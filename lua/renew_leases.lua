@@ -11,7 +11,8 @@ ARGV[2..] pairs   token key, holder id, token key, holder id, ...
 
 Returns the token keys of the pairs whose lease this holder no longer has (the run ended
 or was rebuilt, the token was committed, or the lease expired and another delivery took
-it): nothing is written for those, so a renewal never takes a lease back.
+it): nothing is written for those, so a renewal never takes a lease back. A paused run's
+leases are renewed: its running nodes finish.
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")

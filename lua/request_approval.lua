@@ -23,7 +23,8 @@ entry becomes "<until>|approval": not a delivery's lease (renewals leave it), a 
 entry the reconciler does not publish again until the deadline passes, and "busy" for
 the idle-run detector. Once decided, the entry is left to decide_approval.lua.
 
-Returns {state, request, decision, waiting}: state "running" (else the run's state, or
+Returns {state, request, decision, waiting}: state "running" (also for a paused run: a
+delivery begun before the pause asks; else the run's state, or
 "stale" when the run was rebuilt since the delivery began, or "not_pending"); request
 the stored request JSON; decision the stored decision JSON or ""; waiting the run's
 undecided approvals.

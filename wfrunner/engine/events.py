@@ -43,7 +43,11 @@ run_recovered      rebuilt from PostgreSQL            pending, by, why, tokens (
 reconciler_repaired tokens published again             repair ("republished"), by, summary,
                    (the reconciler, wfrunner doctor)  tokens [{node, from, scope, cause,
                                                       why, holder, expired_at}]
-run_resumed        a dead letter retried              dead_letter (node: the letter's)
+run_resumed        a dead letter retried, or a        dead_letter (node: the letter's);
+                   paused run resumed                 by (wfrunner resume)
+run_paused         wfrunner pause                     by, reason
+run_redriven       wfrunner rerun                     attempt, from, by, reason, ended,
+                                                      error (of the attempt before)
 failure_handler_ran / the workflow's on_failure       handler, output / error (appended
 failure_handler_failed handler, after a FAILED end    to the ended run's log, once)
 
