@@ -24,6 +24,9 @@ NodeId = Annotated[str, typer.Argument(metavar="NODE_ID", parser=text_id, show_d
 _Comment = Annotated[
     str | None, typer.Option("--comment", "-m", help="Why: kept in the run's history.")
 ]
+_Reason = Annotated[
+    str | None, typer.Option("--reason", "-m", help="Why: kept in the run's history.")
+]
 _By = Annotated[
     str | None,
     typer.Option("--by", help="Who decides (default: the login name); kept in the history."),
@@ -129,9 +132,7 @@ def reject(
 @cli.command()
 def pause(
     run_id: RunId,
-    reason: Annotated[
-        str | None, typer.Option("--reason", "-m", help="Why: kept in the run's history.")
-    ] = None,
+    reason: _Reason = None,
     by: _By = None,
     as_json: _JsonOption = False,
 ) -> None:
@@ -161,9 +162,7 @@ def rerun(
             help="Run this completed node and everything downstream of it again too.",
         ),
     ] = None,
-    reason: Annotated[
-        str | None, typer.Option("--reason", "-m", help="Why: kept in the run's history.")
-    ] = None,
+    reason: _Reason = None,
     by: _By = None,
     as_json: _JsonOption = False,
 ) -> None:
