@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from wfrunner import recovery
+from wfrunner import fencing, recovery
 from wfrunner.engine import rewind
 from wfrunner.engine.events import event, split
 from wfrunner.engine.tokens import Token
@@ -72,10 +72,15 @@ def redrive(
         error=run.error,
         **{"from": from_node},
     )
-    reopened = rt.store.reopen_for_rerun(run_id, RERUNNABLE, split(note))
-    if reopened is None:
-        status = rt.store.get_run(run_id).status.value
-        raise ConflictError(f"run '{run_id}' is {status} now: another rerun came first")
-    tokens = recovery.rebuild(rt, run_id, note=False)
+    # under the run's writer lock: the reconciler, which rebuilds an active run that has
+    # no hot state, leaves it to this rebuild
+    with fencing.writer(rt, run_id, wait=fencing.LOCK_TTL_MS / 1000) as held:
+        if not held:
+            raise ConflictError(f"run '{run_id}' is being written by another process: try again")
+        reopened = rt.store.reopen_for_rerun(run_id, RERUNNABLE, split(note))
+        if reopened is None:
+            status = rt.store.get_run(run_id).status.value
+            raise ConflictError(f"run '{run_id}' is {status} now: another rerun came first")
+        tokens = recovery.rebuild(rt, run_id, note=False)
     log.warning("run %s rerun (attempt %d): %d tokens to publish", run_id, attempt, len(tokens))
     return Redriven(run_id, run.workflow_id, attempt, tokens)
