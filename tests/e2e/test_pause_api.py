@@ -3,34 +3,71 @@ an approval paused, decided while paused, resumed; refusals as 409 / 404."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
+from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.e2e.test_api import _waiting, api, chain, fn, register, start  # noqa: F401
+from tests.http_server import serving
+from wfrunner.runtime import Runtime
+from wfrunner.settings import Settings
+
+TOKEN = "e2e-" + uuid.uuid4().hex
 
 
-def finished(api: httpx.Client, run_id: str) -> dict[str, Any]:  # noqa: F811
+@pytest.fixture(scope="module")
+def api(worker: Any) -> Iterator[httpx.Client]:
+    """A client of the API served on the worker's servers, with the token."""
+    rt = Runtime(dataclasses.replace(Settings.from_env(), api_token=TOKEN))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with serving(rt) as url, httpx.Client(base_url=url, headers=auth, timeout=30) as client:
+        yield client
+    rt.close()
+
+
+def fn(node_id: str, name: str = "t.increment", **config: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": "function", "config": {"function_name": name, **config}}
+
+
+def chain(*nodes: dict[str, Any]) -> dict[str, Any]:
+    return {"nodes": list(nodes), "edges": [{"from": a["id"], "to": b["id"]}
+                                            for a, b in pairwise(nodes)]}  # fmt: skip
+
+
+def start(api: httpx.Client, definition: dict[str, Any], inputs: Any) -> str:
+    registered = api.post("/workflows", json=definition)
+    assert registered.status_code == 201, registered.text
+    workflow_id = registered.json()["workflow_id"]
+    started = api.post("/runs", json={"workflow_id": workflow_id, "inputs": inputs})
+    assert started.status_code == 202, started.text
+    return str(started.json()["run_id"])
+
+
+def document(api: httpx.Client, run_id: str, done: Any) -> dict[str, Any]:
     deadline = time.monotonic() + 30
-    while (doc := api.get(f"/runs/{run_id}").json())["status"] not in (
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-    ):
+    while not done(doc := api.get(f"/runs/{run_id}").json()):
         assert time.monotonic() < deadline, doc
         time.sleep(0.1)
     return doc  # type: ignore[no-any-return]
 
 
-def test_pause_a_waiting_run_decide_it_and_resume_over_http(api: httpx.Client) -> None:  # noqa: F811
+def finished(api: httpx.Client, run_id: str) -> dict[str, Any]:
+    return document(api, run_id, lambda d: d["status"] in ("COMPLETED", "FAILED", "CANCELLED"))
+
+
+def test_pause_a_waiting_run_decide_it_and_resume_over_http(api: httpx.Client) -> None:
     flow = chain(
         fn("A"),
         {"id": "gate", "type": "human", "config": {"prompt": "go?"}},
         {"id": "B", "type": "transform", "config": {"expression": "input.data.x + 1"}},
     )
-    run_id = start(api, register(api, flow), {"x": 1})
-    _waiting(api, run_id, "gate")
+    run_id = start(api, flow, {"x": 1})
+    document(api, run_id, lambda d: d["nodes"]["gate"]["status"] == "WAITING")
     paused = api.post(f"/runs/{run_id}/pause", json={"reason": "audit", "by": "ops"})
     assert paused.status_code == 200, paused.text
     assert paused.json()["status"] == "PAUSED"
@@ -54,9 +91,9 @@ def test_pause_a_waiting_run_decide_it_and_resume_over_http(api: httpx.Client) -
     assert api.post("/runs/nope/resume").status_code == 404
 
 
-def test_rerun_over_http(api: httpx.Client) -> None:  # noqa: F811
+def test_rerun_over_http(api: httpx.Client) -> None:
     flow = chain(fn("A"), fn("B", "t.boom", message="still broken"))
-    run_id = start(api, register(api, flow), {"x": 1})
+    run_id = start(api, flow, {"x": 1})
     assert finished(api, run_id)["status"] == "FAILED"
     assert api.post(f"/runs/{run_id}/rerun", json={"from": "Z"}).status_code == 404
     refused = api.post(f"/runs/{run_id}/rerun", json={"from": "B"})
@@ -68,7 +105,7 @@ def test_rerun_over_http(api: httpx.Client) -> None:  # noqa: F811
     assert done["status"] == "FAILED" and "still broken" in done["error"]
     assert done["nodes"]["A"]["attempts"] == 2  # --from A: it ran again
     assert [r["from"] for r in done["redrives"]] == ["A"]
-    completed = start(api, register(api, chain(fn("C"))), {"x": 1})
+    completed = start(api, chain(fn("C")), {"x": 1})
     assert finished(api, completed)["status"] == "COMPLETED"
     assert api.post(f"/runs/{completed}/rerun").status_code == 409
     assert api.post("/runs/nope/rerun").status_code == 404
