@@ -49,7 +49,7 @@ def test_pause_and_resume_from_the_cli(
     celery_worker: object,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    workflow_id = register(cli_env, tmp_path, [sleeper("slow", 3), sleeper("next", 0)])
+    workflow_id = register(cli_env, tmp_path, [sleeper("slow", 10), sleeper("next", 0)])
     started = wfrunner(cli_env, "run", workflow_id, "--input", "{}")
     assert started.returncode == 0, started.stderr
     run_id = started.stdout.strip().splitlines()[0]

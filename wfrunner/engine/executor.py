@@ -868,6 +868,8 @@ def _dropped(state: str) -> str:
             "token is not pending: cut short by a join (join_rest cancel), or never "
             "emitted here (Redis restored from an older snapshot, or a forged message)"
         )
+    if state == PAUSED:
+        return "run is paused: the token waits in its outbox until `wfrunner resume`"
     return f"run is {state}"
 
 
