@@ -102,6 +102,8 @@ def test_rerun_from_the_cli(
     assert done["attempt"] == 2 and done["redrives"][0]["reason"] == "fixed the file"
     assert done["nodes"]["first"]["attempts"] == 1  # it did not run again
     assert done["nodes"]["fragile"]["attempts"] == 2
+    shown = wfrunner(cli_env, "status", run_id).stdout.splitlines()
+    assert "attempt   2 (rerun after FAILED by" in shown[3] and "fixed the file" in shown[3]
     completed = wfrunner(cli_env, "rerun", run_id)
     assert completed.returncode == 2
     assert f"run '{run_id}' is COMPLETED: only a FAILED or CANCELLED run can be rerun" in (

@@ -87,10 +87,20 @@ def _with_items(info: dict[str, Any]) -> str:
     return f"{info['status']} {items['done']}/{items['total']} items"
 
 
+def _last_rerun(last: dict[str, Any]) -> str:
+    """``rerun after FAILED from B by erin: fixed it`` (wfrunner rerun's record)."""
+    parts = [f"rerun after {last['ended']}"]
+    parts += [f"{key} {last[key]}" for key in ("from", "by") if last.get(key)]
+    why = f": {last['reason']}" if last.get("reason") else ""
+    return " ".join(parts) + why
+
+
 def _print_status(doc: dict[str, Any], order: list[str]) -> None:
     echo(f"run       {doc['run_id']}")
     echo(f"workflow  {doc['workflow_name']}@{doc['workflow_version']} ({doc['workflow_id']})")
     echo(f"status    {doc['status']}")
+    if doc.get("redrives"):
+        echo(f"attempt   {doc['attempt']} ({_last_rerun(doc['redrives'][-1])})")
     if doc["error"]:
         echo(f"error     {doc['error']}")
     for line in _family_lines(doc):
