@@ -89,14 +89,15 @@ def pause_run(
 
 def resume_run(run_id: str, *, by: str | None = None, rt: Runtime | None = None) -> RunDocument:
     """Resume a paused run where it stopped: its pending tokens are published again."""
-    from wfrunner.tasks.execution import dispatch
+    from wfrunner.tasks.execution import dispatch, publishing
 
     rt = rt or runtime()
     done = pausing.resume(rt, run_id, by)
     ir = rt.ir(done.workflow_id)
     # should a publish be lost, the reconciler publishes the token once the run is idle
-    for token, delay in done.tokens:
-        dispatch([token], done.workflow_id, ir, countdown=delay or None)
+    with publishing() as producer:
+        for token, delay in done.tokens:
+            dispatch([token], done.workflow_id, ir, countdown=delay or None, producer=producer)
     return get_run(run_id, rt)
 
 
