@@ -22,13 +22,14 @@ child has ended already, its running entry becomes "<until>|child": not a delive
 lease (renewals leave it), a live entry the reconciler does not publish again, and
 "busy" for the idle-run detector.
 
-Returns {state, outcome}: state "running" (else the run's state, "stale" when the run
+Returns {state, outcome}: state "running" (also for a paused run: a delivery begun before
+the pause waits; else the run's state, "stale" when the run
 was rebuilt since the delivery began, or "not_pending"); outcome the child's JSON
 outcome when it has ended (decide_child.lua recorded it), else "".
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then
     return {state or "gone", ""}
 end
 if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[4] then

@@ -16,6 +16,8 @@ ARGV[4]  now        seconds since the epoch: a token left waiting ("<until>|chil
                     due from then ("<now>|retry": should the caller's message be lost, the
                     reconciler publishes it); a delivery's lease is left alone
 
+A paused parent records it too: the token it makes due waits for the resume.
+
 The outcome may come before the delivery that started the child recorded it (a child
 that ends at once): await_child.lua then finds it and does not wait.
 
@@ -25,7 +27,7 @@ it is not there) or "already" (recorded before); workflow_id the parent's workfl
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then
     return {state or "gone", "", "", ""}
 end
 local workflow = redis.call("HGET", KEYS[1], "workflow_id") or ""
