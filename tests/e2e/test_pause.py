@@ -151,3 +151,36 @@ def test_a_run_whose_last_node_commits_while_paused_completes(worker: Any) -> No
     wfrunner.pause_run(run_id)
     gates[tag].set()
     assert client.wait_for_run(run_id, timeout=30)["status"] == "COMPLETED"
+
+
+def test_a_child_run_that_ends_while_its_parent_is_paused_is_taken_on_resume(
+    worker: Any,
+) -> None:
+    """Pausing a parent does not pause its child runs; a child's end is recorded, and the
+    parent's subworkflow node goes on once the parent is resumed."""
+    tag = f"child-{time.monotonic_ns()}"
+    child_flow = {"nodes": [chain(tag)["nodes"][0]], "edges": []}
+    client.register_workflow({"metadata": {"name": f"child-{tag}"}, **child_flow})
+    parent = {
+        "metadata": {"name": f"parent-{tag}"},
+        "nodes": [
+            {"id": "S", "type": "subworkflow", "config": {"workflow": f"child-{tag}"}},
+            {"id": "T", "type": "function",
+             "config": {"function_name": "t.count", "tag": f"{tag}-T"}},
+        ],
+        "edges": [{"from": "S", "to": "T"}],
+    }  # fmt: skip
+    run_id = start(worker, parent, {"x": 1})
+    until(lambda: calls[f"t.wait:{tag}"] == 1)
+    wfrunner.pause_run(run_id)
+    gates[tag].set()
+    [child] = runtime().store.child_runs(run_id)
+    assert client.wait_for_run(child.id, timeout=30)["status"] == "COMPLETED"
+    time.sleep(2.0)
+    doc = client.get_run(run_id)
+    assert doc["status"] == "PAUSED" and doc["nodes"]["S"]["status"] != "COMPLETED"
+    assert calls[f"t.count:{tag}-T"] == 0
+    wfrunner.resume_run(run_id)
+    done = client.wait_for_run(run_id, timeout=30)
+    assert done["status"] == "COMPLETED", done["error"]
+    assert calls[f"t.count:{tag}-T"] == 1 and calls[f"t.wait:{tag}"] == 1
