@@ -10,6 +10,7 @@ ended; the approval is not waiting or was decided). The CLI and the REST API cal
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from wfrunner import approvals, cancellation, pausing, redrive
@@ -116,6 +117,13 @@ def rerun(
 
     rt = rt or runtime()
     done = redrive.redrive(rt, run_id, from_node, reason=reason, by=by)
-    # should this publish be lost, the reconciler publishes the tokens (the run is idle)
-    dispatch(done.tokens, done.workflow_id, rt.ir(done.workflow_id))
+    # should a publish be lost, the reconciler publishes the tokens (the run is idle)
+    for each in _children_first(done):  # a child's rerun first: its parent waits for it
+        dispatch(each.tokens, each.workflow_id, rt.ir(each.workflow_id))
     return get_run(run_id, rt)
+
+
+def _children_first(done: redrive.Redriven) -> Iterator[redrive.Redriven]:
+    for child in done.children:
+        yield from _children_first(child)
+    yield done

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from wfrunner import fencing, recovery
-from wfrunner.engine import rewind
+from wfrunner.compiler.ir import IR
+from wfrunner.engine import rewind, subflow
 from wfrunner.engine.events import event, split
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import ConflictError
+from wfrunner.errors import ConflictError, NotFoundError
 from wfrunner.runtime import Runtime
 from wfrunner.states import RunStatus
 
@@ -39,6 +41,8 @@ class Redriven:
     attempt: int
     #: the tokens to publish
     tokens: list[Token]
+    #: the child runs rerun with it (a subworkflow node whose child did not complete)
+    children: tuple[Redriven, ...] = ()
 
 
 def redrive(
@@ -60,7 +64,9 @@ def redrive(
     ir = rt.ir(run.workflow_id)
     events = [e.as_event() for e in rt.store.list_events(run_id)]
     if from_node is not None:
-        rewind.check_from(ir, rewind.effective(ir, events), from_node)
+        kept = rewind.effective(ir, events)
+        again = rewind.check_from(ir, kept, from_node)
+        _refuse_completed_children(ir, kept, again, from_node)
     attempt = 2 + sum(1 for e in events if e["type"] == rewind.REDRIVEN)
     note = event(
         rewind.REDRIVEN,
@@ -83,4 +89,41 @@ def redrive(
             raise ConflictError(f"run '{run_id}' is {status} now: another rerun came first")
         tokens = recovery.rebuild(rt, run_id, note=False)
     log.warning("run %s rerun (attempt %d): %d tokens to publish", run_id, attempt, len(tokens))
-    return Redriven(run_id, run.workflow_id, attempt, tokens)
+    children = tuple(_rerun_children(rt, ir, run_id, tokens, by))
+    return Redriven(run_id, run.workflow_id, attempt, tokens, children)
+
+
+def _refuse_completed_children(
+    ir: IR, events: list[dict[str, Any]], again: frozenset[str], from_node: str
+) -> None:
+    """A subworkflow node that completed cannot run again: its child run (the same id
+    for its token) completed and is not started a second time."""
+    for evt in events:
+        node = evt.get("node")
+        completed = evt["type"] == "node_completed" and node in again
+        if completed and ir.nodes[str(node)].type == "subworkflow":
+            raise ConflictError(
+                f"node '{node}' (a subworkflow node) completed and would run again after "
+                f"'{from_node}': its child run cannot be run a second time; rerun from a "
+                f"node after '{node}'"
+            )
+
+
+def _rerun_children(
+    rt: Runtime, ir: IR, run_id: str, tokens: list[Token], by: str | None
+) -> list[Redriven]:
+    """Rerun the child run of each subworkflow node that runs again and whose child did
+    not complete: the node's delivery waits for that same child (its id is the token's),
+    whose new end then decides the node."""
+    rerun: list[Redriven] = []
+    for token in tokens:
+        if ir.nodes[token.to_node].type != "subworkflow":
+            continue
+        child = subflow.child_run_id(token)
+        try:
+            status = rt.store.get_run(child).status
+        except NotFoundError:
+            continue  # never started: the node's delivery starts it
+        if status in RERUNNABLE:
+            rerun.append(redrive(rt, child, reason=f"its parent run {run_id} was rerun", by=by))
+    return rerun

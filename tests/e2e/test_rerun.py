@@ -162,3 +162,36 @@ def test_a_cancelled_run_reruns_what_the_cancel_cut_short(worker: Any) -> None:
     assert done["status"] == "COMPLETED"
     assert calls[f"t.wait:{tag}"] == 1 and calls[f"t.count:{tag}"] == 1
     assert done["redrives"][0]["ended"] == "CANCELLED"
+
+
+def test_rerunning_a_parent_reruns_its_failed_child_run(worker: Any) -> None:
+    tag = f"parent-{time.monotonic_ns()}"
+    client.register_workflow(
+        {"metadata": {"name": f"child-{tag}"}, "nodes": [node(tag, "C", fragile=True)],
+         "edges": []}
+    )  # fmt: skip
+    parent = {
+        "metadata": {"name": f"parent-{tag}"},
+        "nodes": [node(tag, "A"),
+                  {"id": "S", "type": "subworkflow", "config": {"workflow": f"child-{tag}"}},
+                  node(tag, "Z")],
+        "edges": [{"from": "A", "to": "S"}, {"from": "S", "to": "Z"}],
+    }  # fmt: skip
+    run_id = broken_run(worker, parent, tag)
+    [child] = runtime().store.child_runs(run_id)
+    assert child.status.value == "FAILED"
+    wfrunner.rerun(run_id)
+    done = client.wait_for_run(run_id, timeout=60)
+    assert done["status"] == "COMPLETED", done["error"]
+    assert counts(tag) == {"A": 1, "C": 2, "Z": 1}
+    [again] = runtime().store.child_runs(run_id)
+    assert again.id == child.id and again.status.value == "COMPLETED"
+    assert client.get_run(child.id)["attempt"] == 2
+    # a completed subworkflow node is not run again by a --from before it
+    runtime().redis.set(f"test:broken:{tag}z", 1)  # only Z is broken this time
+    broken_z = [*parent["nodes"][:2], node(f"{tag}z", "Z", fragile=True)]
+    failed_z = start(worker, {**parent, "nodes": broken_z})
+    assert client.wait_for_run(failed_z, timeout=60)["status"] == "FAILED"
+    with pytest.raises(ConflictError, match="node 'S' \\(a subworkflow node\\) completed"):
+        wfrunner.rerun(failed_z, from_node="A")
+    runtime().redis.delete(f"test:broken:{tag}z")
