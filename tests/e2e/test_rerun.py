@@ -34,13 +34,15 @@ def step(value: Any, config: dict[str, Any]) -> Any:
     broken (``fragile``), as a bug fixed between the attempts would."""
     ran[f"{config['tag']}:{config['name']}"] += 1
     if config.get("fragile") and _broken(config):
+        time.sleep(float(config.get("delay", 0)))  # a parallel branch completes meanwhile
         raise RuntimeError(f"{config['name']} is broken")
     seen = value.get("seen", []) if isinstance(value, dict) else []
     return {"seen": [*seen, config["name"]], "pass": ran[f"{config['tag']}:{config['name']}"]}
 
 
-def node(tag: str, name: str, fragile: bool = False) -> dict[str, Any]:
+def node(tag: str, name: str, fragile: bool = False, delay: float = 0) -> dict[str, Any]:
     config = {"function_name": "r.step", "tag": tag, "name": name, "fragile": fragile}
+    config["delay"] = delay
     return {"id": name, "type": "function", "config": config}
 
 
@@ -109,7 +111,7 @@ def test_rerun_from_a_branch_before_a_join(worker: Any) -> None:
         "nodes": [
             node(tag, "A"),
             node(tag, "B"),
-            node(tag, "C", fragile=True),
+            node(tag, "C", fragile=True, delay=2.0),
             {"id": "J", "type": "function", "wait_for_all": True,
              "config": {"function_name": "t.join_count", "tag": tag}},
         ],
