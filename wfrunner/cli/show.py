@@ -87,23 +87,25 @@ def _with_items(info: dict[str, Any]) -> str:
     return f"{info['status']} {items['done']}/{items['total']} items"
 
 
-def _last_rerun(last: dict[str, Any]) -> str:
-    """``rerun after FAILED from B by erin: fixed it`` (wfrunner rerun's record)."""
+def _rerun_lines(doc: dict[str, Any]) -> list[str]:
+    """``attempt   2 (rerun after FAILED from B by erin: fixed it)`` for a run that was
+    rerun (its last rerun), else nothing."""
+    if not doc.get("redrives"):
+        return []
+    last = doc["redrives"][-1]
     parts = [f"rerun after {last['ended']}"]
     parts += [f"{key} {last[key]}" for key in ("from", "by") if last.get(key)]
     why = f": {last['reason']}" if last.get("reason") else ""
-    return " ".join(parts) + why
+    return [f"attempt   {doc['attempt']} ({' '.join(parts)}{why})"]
 
 
 def _print_status(doc: dict[str, Any], order: list[str]) -> None:
     echo(f"run       {doc['run_id']}")
     echo(f"workflow  {doc['workflow_name']}@{doc['workflow_version']} ({doc['workflow_id']})")
     echo(f"status    {doc['status']}")
-    if doc.get("redrives"):
-        echo(f"attempt   {doc['attempt']} ({_last_rerun(doc['redrives'][-1])})")
     if doc["error"]:
         echo(f"error     {doc['error']}")
-    for line in _family_lines(doc):
+    for line in (*_rerun_lines(doc), *_family_lines(doc)):
         echo(line)
     if doc.get("waiting_for"):
         echo(f"reason    {doc['waiting_for']}")
