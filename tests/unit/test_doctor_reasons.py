@@ -321,3 +321,11 @@ def test_a_subworkflow_node_waits_for_its_child_until_the_child_ends_untold() ->
     assert "waits for its child run child-1 (RUNNING" in found.summary
     told = only(replace(s, child_status={"child-1": "COMPLETED"}))
     assert told.kind == "child_end_untold" and told.stuck
+
+
+def test_a_paused_run_is_not_stuck() -> None:
+    """wfrunner pause: it waits for its resume, however long it is idle."""
+    for paused in (snap(status="PAUSED", state="paused"), snap(state="paused")):
+        [finding] = diagnose(replace(paused, activity=NOW - 10_000)).findings
+        assert (finding.kind, finding.stuck, finding.action) == ("paused", False, "wait")
+        assert "wfrunner resume r1" in finding.summary

@@ -55,6 +55,8 @@ ENDED = "ended"
 NOT_STARTED = "not_started"
 POISON = "poison_message"
 WAITING_CHILD = "waiting_child"
+#: paused by an operator (wfrunner pause): not stuck, it waits for its resume
+PAUSED = "paused"
 CHILD_END_UNTOLD = "child_end_untold"
 
 # repair actions (what ``--repair`` takes), and what a diagnosis may suggest besides
@@ -221,6 +223,9 @@ def diagnose(s: Snapshot) -> Diagnosis:
     if s.status in _ENDED:
         when = f" at {clock(s.ended_at)}" if s.ended_at else ""
         findings = [Finding(ENDED, False, f"not stuck: it ended {s.status}{when}")]
+    elif s.status == "PAUSED" or s.state == "paused":
+        words = f"not stuck: it is paused (`wfrunner resume {s.run_id}` resumes it)"
+        findings = [Finding(PAUSED, False, words, WAIT)]
     elif s.status not in _ACTIVE:
         findings = [_not_started(s)]
     elif not s.hot:
