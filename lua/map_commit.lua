@@ -51,7 +51,7 @@ what was emitted.
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then -- paused: an item begun before commits
     return {-1, 0, 0, "", state or "gone", 0, 0, {}}
 end
 if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[5] then

@@ -181,3 +181,20 @@ def test_redrives_lists_each_rerun() -> None:
         "boom",
     )
     assert redrives([event("run_started")]) == []
+
+
+def test_check_from_refuses_to_rerun_a_map_node() -> None:
+    ir = compile_workflow(
+        {
+            "metadata": {"name": "m"},
+            "nodes": [
+                {"id": "A", "type": "transform", "config": {"expression": "[1, 2]"}},
+                {"id": "M", "type": "transform",
+                 "config": {"expression": "input * 2", "map_over": "input"}},
+            ],
+            "edges": [{"from": "A", "to": "M"}],
+        }
+    )  # fmt: skip
+    done = [event("node_completed", n, scope="") for n in ("A", "M")]
+    with pytest.raises(ConflictError, match="node 'M' is a map node and would run again"):
+        check_from(ir, done, "A")

@@ -24,7 +24,7 @@ from wfrunner.engine import mapping, mapstate
 from wfrunner.engine import scope as scopes
 from wfrunner.engine.events import event
 from wfrunner.engine.payloads import canonical_json, encode_payload, payload_ref
-from wfrunner.engine.runstate import RUNNING, Begin, Commit
+from wfrunner.engine.runstate import LIVE, PAUSED, Begin, Commit
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import ConditionError, PayloadError
 
@@ -181,11 +181,13 @@ def _item(d: _Delivery, index: int) -> Outcome:
 def _committed(commit: Commit, ran: str | None) -> Outcome:
     from wfrunner.engine.executor import Outcome, _dropped
 
-    if commit.state != RUNNING:
+    if commit.state not in LIVE:
         return Outcome(ignored=_dropped(commit.state))
     if not commit.mine:
         return Outcome(ignored="another delivery of this token committed first")
-    # the script's table has no order: items go out in index order, first things first
-    sent = sorted(commit.emitted, key=lambda t: mapping.role(t.to_node, t).index or 0)
+    # the script's table has no order: items go out in index order, first things first;
+    # a paused run's wait in its outbox: its resume publishes them
+    emitted = [] if commit.state == PAUSED else commit.emitted
+    sent = sorted(emitted, key=lambda t: mapping.role(t.to_node, t).index or 0)
     # a retry of this delivery's own commit (a lost reply) ran nothing new
     return Outcome(dispatch=sent, flush=commit.flush_due, ran=ran if commit.changed else None)

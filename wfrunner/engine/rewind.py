@@ -74,6 +74,13 @@ def check_from(ir: IR, events: Sequence[Event], node_id: str) -> frozenset[str]:
             f"node '{node_id}' never completed in this run: nothing of it to run again; "
             "rerun without --from (the failed nodes run again), or name a node that completed"
         )
+    mapped = sorted(n for n in again if ir.nodes[n].config.get("map_over"))
+    if mapped:
+        raise ConflictError(
+            f"node '{mapped[0]}' is a map node and would run again after '{node_id}': a rerun "
+            "cannot discard a map node's elements; rerun from a node after it, or without "
+            "--from"
+        )
     preds = _predecessors(ir)
     for target in sorted(again - {node_id}):
         if ir.nodes[target].wait_for_all:
