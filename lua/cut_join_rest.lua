@@ -30,7 +30,7 @@ their tasks).
 ]]
 
 local state = redis.call("HGET", KEYS[1], "state")
-if state ~= "running" then
+if state ~= "running" and state ~= "paused" then -- paused: the join's delivery began before
     return {state or "gone", 0}
 end
 if (redis.call("HGET", KEYS[1], "epoch") or "") ~= ARGV[1] then

@@ -281,7 +281,7 @@ class Executor:
         state, _, holders = self.state.cut_join_rest(
             token, node.join.cut, begin.epoch, time.time(), reason
         )
-        if state != RUNNING:
+        if state not in LIVE:
             return Outcome(ignored=_dropped(state))
         return [task for task in map(task_of, holders) if task]
 
