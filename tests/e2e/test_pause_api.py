@@ -3,31 +3,11 @@ an approval paused, decided while paused, resumed; refusals as 409 / 404."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
-import uuid
-from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
 import httpx
-import pytest
-
-from tests.http_server import serving
-from wfrunner.runtime import Runtime
-from wfrunner.settings import Settings
-
-TOKEN = "e2e-" + uuid.uuid4().hex
-
-
-@pytest.fixture(scope="module")
-def api(worker: Any) -> Iterator[httpx.Client]:
-    """A client of the API served on the worker's servers, with the token."""
-    rt = Runtime(dataclasses.replace(Settings.from_env(), api_token=TOKEN))
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    with serving(rt) as url, httpx.Client(base_url=url, headers=auth, timeout=30) as client:
-        yield client
-    rt.close()
 
 
 def fn(node_id: str, name: str = "t.increment", **config: Any) -> dict[str, Any]:
