@@ -19,6 +19,7 @@ import pytest
 from kombu import Connection, Exchange, Producer, Queue
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.procs import celery, node_name
 from tests.entry_point import invoke
 from wfrunner import metrics
 
@@ -73,6 +74,14 @@ def exporting_worker(worker_env: dict[str, str]) -> Iterator[tuple[dict[str, str
             assert proc.poll() is None, proc.communicate()[1]
             if time.monotonic() > deadline:
                 pytest.fail("the worker served no metrics within 60 s")
+            time.sleep(0.5)
+        # the exporter serves before the worker consumes: `wfrunner run` must find it answering
+        # (else it runs a worker of its own, which cannot take the port)
+        name = node_name("metrics-test")
+        while "pong" not in celery(env, ROOT, "inspect", "ping", "-d", name, "-t", "1").stdout:
+            assert proc.poll() is None, proc.communicate()[1]
+            if time.monotonic() > deadline:
+                pytest.fail("the worker did not answer a ping within 60 s")
             time.sleep(0.5)
         yield env, port
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import uuid
@@ -104,9 +105,9 @@ class WorkflowQueries(Repository):
                 sa.select(Workflow.name)
                 .group_by(Workflow.name)
                 .order_by(Workflow.name)
-                .limit(NAMES_SHOWN + 1)
+                .limit(NAMES_READ)
             ).scalars()
-            shown = list(names)
+            shown = _closest_first(reference, list(names))
         listed = ", ".join(shown[:NAMES_SHOWN]) + (", ..." if len(shown) > NAMES_SHOWN else "")
         hint = f"registered names: {listed}" if shown else "no workflow is registered yet"
         if version is None:
@@ -116,6 +117,15 @@ class WorkflowQueries(Repository):
 
 #: names a "no such workflow" error lists at most
 NAMES_SHOWN = 20
+#: names read to pick the ones closest to a mistyped name from
+NAMES_READ = 2000
+
+
+def _closest_first(reference: str, names: list[str]) -> list[str]:
+    """The names a user most likely meant first (a typo, a missing suffix), then the
+    rest in order: with hundreds registered, the one meant would be cut off otherwise."""
+    close = difflib.get_close_matches(reference, names, n=5, cutoff=0.6)
+    return close + [n for n in names if n not in close]
 
 
 def _spans(versions: list[int]) -> str:
