@@ -1,4 +1,4 @@
-"""The ``wfrunner`` command line (CONTRACT §4): the Typer app and its one error renderer.
+"""The ``wfrunner`` command line: the Typer app and its one error renderer.
 
 Exit codes: 0 success; 1 a run did not complete, or no command was given (the help is
 printed, as ``git`` does); 2 a usage error, bad input or configuration; 3 an unexpected
