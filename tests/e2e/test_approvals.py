@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import wfrunner
 from tests.e2e.handlers import gates
+from tests.e2e.waiting import until
 from wfrunner import client
 from wfrunner.engine import keys
 from wfrunner.errors import ConflictError, NotFoundError
@@ -37,16 +37,6 @@ def start(worker: Any, definition: dict[str, Any], inputs: Any = None) -> str:
     workflow_id = client.register_workflow(definition)
     result = wfrunner.start_run.delay(workflow_id, inputs)
     return str(result.get(timeout=30))
-
-
-def until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout} s: {check}")
 
 
 def waiting(run_id: str, node: str = "gate") -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,6 +18,7 @@ import pytest
 
 import wfrunner
 from tests.e2e.handlers import gates
+from tests.e2e.waiting import until
 from tests.entry_point import invoke
 from tests.http_server import serving
 from wfrunner import client, lifecycle, recovery
@@ -33,16 +34,6 @@ NOWHERE = "wfrunner.nowhere"
 
 def fn(node_id: str, name: str = "t.increment", **config: Any) -> dict[str, Any]:
     return {"id": node_id, "type": "function", "config": {"function_name": name, **config}}
-
-
-def until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout} s: {check}")
 
 
 def ended(run_id: str, timeout: float = 60) -> str:

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 import wfrunner
 from tests.e2e.limit_handlers import gate
+from tests.e2e.waiting import until
 from tests.http_server import serving
 from wfrunner import client, recovery, runlimits, waits
 from wfrunner.cli import limits as _limits_command  # noqa: F401  (registers it)
@@ -30,16 +31,6 @@ from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import Settings
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 from wfrunner.tasks.runs import reconcile
-
-
-def until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not true within {timeout} s: {check}")
 
 
 def limited(name: str, max_runs: int) -> dict[str, Any]:

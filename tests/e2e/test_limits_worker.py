@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.procs import celery, node_name
+from tests.e2e.waiting import until
 from tests.entry_point import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,16 +48,6 @@ def worker(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
-
-
-def until(check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"not true within {timeout} s: {check}")
 
 
 def busy(env: dict[str, str]) -> int | None:
@@ -96,15 +87,15 @@ def test_the_slot_of_a_killed_worker_comes_back(worker_env: dict[str, str], tmp_
         started = invoke("run", str(definition), env=env)
         assert started.returncode == 0, started.stderr
         run_id = started.stdout.strip()
-        until(marker.exists, 60)
-        assert until(lambda: busy(env) == 1, 20)
+        until(marker.exists, 60, every=0.3)
+        assert until(lambda: busy(env) == 1, 20, every=0.3)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
     # nothing renews the dead delivery's slot: it expires with its lease
-    until(lambda: busy(env) == 0, 30)
+    until(lambda: busy(env) == 0, 30, every=0.3)
     schedule = tmp_path / "beat-schedule"
     with worker(env, node_name("limits-b"), tmp_path / "b.log", "-B", "-s", str(schedule)):
-        done = until(lambda: _ended(env, run_id), 90)
+        done = until(lambda: _ended(env, run_id), 90, every=0.3)
     assert done["status"] == "COMPLETED", done
     assert done["nodes"]["slow"]["output"] == {"again": True}
     assert done["nodes"]["slow"]["attempts"] == 2  # the killed delivery, then the next
