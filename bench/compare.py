@@ -107,6 +107,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, stack: ExitStack) -> None:
         self.args = args
         self.private = None
+        self.postgres_pid: int | None = None  # a private PostgreSQL's (its CPU is measured)
         if args.private_redis:
             self.private = PrivateRedis()
             stack.callback(self.private.close)
@@ -154,6 +155,7 @@ class Bench:
             )
             if self.private is not None:
                 self.sides[name].redis_pid = self.private.proc.pid
+            self.sides[name].postgres_pid = self.postgres_pid
         return self.sides[name]
 
     @contextmanager

@@ -82,6 +82,45 @@ class PrivateRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class PrivatePostgres:
+    """A PostgreSQL cluster of the benchmark's own (``initdb`` as the ``postgres`` user when
+    run as root): its WAL position and its processes' CPU count only the benchmark's writes
+    (the shared server's serve other sessions too). Default settings: fsync and
+    synchronous_commit on."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("initdb")
+        if binary is None:
+            raise BenchError("--private-pg needs initdb and pg_ctl on PATH")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="wfrunner-bench-pg-")
+        self.data = f"{self.dir}/data"
+        self._as_owner(["initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
+        self._as_owner(["pg_ctl", "-D", self.data, "-o", options, "-w", "-l",
+                        f"{self.dir}/log", "start"])  # fmt: skip
+        self.pid = int(Path(self.data, "postmaster.pid").read_text().split()[0])
+
+    def _as_owner(self, command: list[str]) -> None:
+        import os
+
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self.dir, "postgres")
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise BenchError(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def close(self) -> None:
+        with contextlib.suppress(BenchError):
+            self._as_owner(["pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def claim(url: str) -> redis.Redis:
     """A client of a Redis database the benchmark may empty: empty, or the benchmark's."""
     client = redis.Redis.from_url(url, decode_responses=True)
@@ -93,6 +132,12 @@ def claim(url: str) -> redis.Redis:
     client.flushdb()
     client.set(OWNER_KEY, "1")
     return client
+
+
+def url_of(client: redis.Redis) -> str:
+    """The URL of the server and database a client talks to."""
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 
 class Database:
@@ -260,10 +305,14 @@ class RssSampler:
         self._thread.join(2)
 
 
-def cpu_seconds(worker_pids: Sequence[int], redis_pid: int | None) -> dict[str, float]:
+def cpu_seconds(
+    worker_pids: Sequence[int], redis_pid: int | None, postgres_pid: int | None = None
+) -> dict[str, float]:
     """CPU seconds (user + system) used so far by the worker process trees (main processes
     and pools), the Redis server (only a private one: the shared server serves others too)
-    and every PostgreSQL server process (its backends and background work)."""
+    and PostgreSQL: the process tree of ``postgres_pid`` (a private server's postmaster),
+    else every PostgreSQL server process of the machine (its backends and background work,
+    other clients' included)."""
     import psutil
 
     def used(proc: psutil.Process) -> float:
@@ -280,6 +329,13 @@ def cpu_seconds(worker_pids: Sequence[int], redis_pid: int | None) -> dict[str, 
     if redis_pid is not None:
         with contextlib.suppress(psutil.NoSuchProcess):
             found["redis"] = used(psutil.Process(redis_pid))
+    if postgres_pid is not None:  # backends that exited count in the postmaster's children
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(postgres_pid)
+            times = root.cpu_times()
+            found["postgres"] = times.children_user + times.children_system
+            found["postgres"] += sum(used(p) for p in [root, *root.children(recursive=True)])
+        return found
     for proc in psutil.process_iter(["name"]):
         if (proc.info.get("name") or "").startswith("postgres"):
             found["postgres"] += used(proc)

@@ -50,6 +50,7 @@ class Side:
     timeout: float = 600
     own_commands: int = 0  # commands this process sent that are not the engine's cost
     redis_pid: int | None = None  # the private Redis server's (its CPU is measured)
+    postgres_pid: int | None = None  # a private PostgreSQL's postmaster (only its CPU)
 
     def idle(self) -> bool:
         pipe = self.redis.pipeline(transaction=False)
@@ -84,14 +85,14 @@ class Meter:
         self.received = side.events.received
         self.names = dict(side.events.names)
         self.since = side.rss.mark()
-        self.cpu = cpu_seconds(side.rss.pids, side.redis_pid)
+        self.cpu = cpu_seconds(side.rss.pids, side.redis_pid, side.postgres_pid)
 
     def stop(self, result: Result) -> None:
         side = self.side
         side.settle()
         runs = max(result.runs, 1)
         result.rss_mb = side.rss.peak_mb(self.since)
-        cpu = cpu_seconds(side.rss.pids, side.redis_pid)
+        cpu = cpu_seconds(side.rss.pids, side.redis_pid, side.postgres_pid)
         result.cpu_ms = {kind: (cpu[kind] - self.cpu[kind]) * 1000 / runs for kind in cpu}
         result.messages = (side.events.received - self.received) / runs
         result.message_kinds = {

@@ -76,3 +76,29 @@ def loop(passes: int) -> dict[str, Any]:
     }
     nodes = [node("start"), node("body"), looping, node("done")]
     return workflow(f"loop-{passes}", nodes, [edge("start", "body"), edge("body", "loop")])
+
+
+def map_items(count: int) -> dict[str, Any]:
+    """``items`` makes a list of ``count``; ``each`` runs ``bench.noop`` on every element,
+    all in flight at once (``max_concurrency``), then ``end``."""
+    source = {
+        "id": "items",
+        "type": "function",
+        "config": {"function_name": "bench.items", "count": count},
+    }
+    each = node("each")
+    each["config"].update(map_over="input.items", max_concurrency=count)
+    edges = [edge("items", "each"), edge("each", "end")]
+    return workflow(f"map-{count}", [source, each, node("end")], edges)
+
+
+def slow_chain(count: int, ms: int) -> dict[str, Any]:
+    """A chain of ``count`` nodes of ``ms`` milliseconds each (``bench.sleep``)."""
+    ids = [f"n{i}" for i in range(count)]
+    nodes = [
+        {"id": i, "type": "function", "config": {"function_name": "bench.sleep", "ms": ms}}
+        for i in ids
+    ]
+    return workflow(
+        f"chain-{count}x{ms}ms", nodes, [edge(a, b) for a, b in itertools.pairwise(ids)]
+    )
