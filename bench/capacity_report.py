@@ -25,6 +25,66 @@ def defaults(findings: Findings) -> list[Measured]:
     return [m for m in findings.measured if m.setting == "defaults"]
 
 
+def label(m: Measured) -> str:
+    return m.shape + ("" if m.setting == "defaults" else f" ({m.setting})")
+
+
+def total(m: Measured, prefix: str) -> float:
+    """The sum of a family of counters over the backlog: ``cmd:``, ``rows:``, ``bytes:``."""
+    return sum(v for k, v in m.cost.items() if k.startswith(prefix))
+
+
+def round_trips(m: Measured) -> float:
+    """Commands clients sent per run (the slow-log pass), scripts' own calls left out."""
+    if m.attributed is None:
+        return math.nan
+    kinds = m.attributed.kinds()
+    return sum(v for k, v in kinds.items() if k != "script") / m.attributed_runs
+
+
+#: what a run costs, each per run (the model fits a fixed part and a part per node)
+METRICS: tuple[tuple[str, Callable[[Measured], float]], ...] = (
+    ("Redis CPU, µs", lambda m: m.per_run("redis_cpu") * 1e6),
+    ("Redis commands (scripts' calls included)", lambda m: total(m, "cmd:") / m.runs),
+    ("Redis round trips (slow-log pass)", round_trips),
+    ("Redis bytes in + out", lambda m: m.per_run("net_in") + m.per_run("net_out")),
+    ("task messages (LPUSH)", lambda m: m.per_run("cmd:lpush")),
+    ("worker CPU, ms", lambda m: m.per_run("cpu:workers") * 1000),
+    ("PostgreSQL transactions", lambda m: m.per_run("xacts")),
+    ("PostgreSQL rows written", lambda m: total(m, "rows:") / m.runs),
+    ("PostgreSQL bytes stored", lambda m: total(m, "bytes:") / m.runs),
+    ("WAL bytes", lambda m: m.per_run("wal")),
+    ("PostgreSQL CPU, ms", lambda m: m.per_run("cpu:postgres") * 1000),
+)
+#: the shapes the fixed and per-node parts are fitted on: chains differ only in length
+CHAINS = ("chain-1", "chain-3", "chain-10", "chain-40")
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares ``y = a + b x``: (a, b); NaN with fewer than two points."""
+    points = [(x, y) for x, y in points if not math.isnan(y)]
+    if len(points) < 2:
+        return math.nan, math.nan
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    b = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return my - b * mx, b
+
+
+def model_table(findings: Findings) -> str:
+    chains = [m for m in defaults(findings) if m.shape in CHAINS]
+    by_shape = {m.shape: m for m in defaults(findings)}
+    mapped, base = by_shape.get("map-20"), by_shape.get("chain-3")
+    body = []
+    for name, value in METRICS:
+        fixed, per_node = fit([(m.nodes, value(m)) for m in chains])
+        element = (value(mapped) - value(base)) / 20 if mapped and base else math.nan
+        body.append([name, number(fixed), number(per_node, 2), number(element, 2)])
+    header = ["per run of n nodes: fixed + n x per node", "fixed (per run)", "per node",
+              "per map element (map-20 - chain-3) / 20"]  # fmt: skip
+    return markdown(header, body)
+
+
 def per_run_table(rows: list[Measured]) -> str:
     def line(m: Measured) -> list[str]:
         pg_bytes = sum(v for k, v in m.cost.items() if k.startswith("bytes:")) / m.runs
@@ -135,7 +195,7 @@ def broker_commands_table(rows: list[Measured]) -> str:
             continue
         broker = {k.split(":", 1)[1]: v for k, v in a.commands.items() if k.startswith("broker:")}
         cells = ", ".join(f"{k} {v / messages:.2f}" for k, v in sorted(broker.items()))
-        body.append([m.shape, number(sum(broker.values()) / messages, 1), cells])
+        body.append([label(m), number(sum(broker.values()) / messages, 1), cells])
     return markdown(["shape", "broker cmds/message", "by command, per message"], body)
 
 
@@ -239,6 +299,11 @@ def broker_message_cpu(findings: Findings) -> float:
     return loop.server_cpu / loop.count if loop else math.nan
 
 
+def masters(cores: float, headroom: float) -> str:
+    """Redis masters (one core each) for ``cores`` of Redis CPU at ``headroom`` use."""
+    return "-" if math.isnan(cores) else str(math.ceil(cores / headroom))
+
+
 def sizing_table(findings: Findings, headroom: float) -> str:
     broker = broker_message_cpu(findings)
     body = []
@@ -256,9 +321,9 @@ def sizing_table(findings: Findings, headroom: float) -> str:
                     f"{rate:,}",
                     number(rate * m.per_node("cpu:workers")),
                     number(rate * redis_cpu),
-                    str(math.ceil(rate * redis_cpu / headroom)),
+                    masters(rate * redis_cpu, headroom),
                     number(rate * state_cpu),
-                    str(math.ceil(rate * state_cpu / headroom)),
+                    masters(rate * state_cpu, headroom),
                     number(rate * msgs),
                     number(rate * m.per_node("xacts")),
                     number(rate * rows),
@@ -306,6 +371,14 @@ def ceiling_lines(findings: Findings) -> list[str]:
 
 SECTIONS: tuple[tuple[str, str, Callable[[Findings, argparse.Namespace], str]], ...] = (
     (
+        "The model: a fixed part per run and a part per node",
+        "Least squares over chain-1, chain-3, chain-10 and chain-40 (default settings), "
+        "which differ only in length; a map element is the difference of map-20 (3 nodes "
+        "and 20 elements) and chain-3, over 20. Fan-outs and joins add broker messages "
+        "(below) and about 10 Redis commands per join arrival.",
+        lambda f, a: model_table(f),
+    ),
+    (
         "Per run and per node (default settings)",
         "Totals of a backlog over its runs and nodes, the idle workers' share taken out.",
         lambda f, a: per_run_table(defaults(f)),
@@ -321,12 +394,12 @@ SECTIONS: tuple[tuple[str, str, Callable[[Findings, argparse.Namespace], str]], 
         "A quarter-size backlog with every command logged (`slowlog-log-slower-than 0`), "
         "attributed by the key it names (bench/attribution.py). Round trips are the commands "
         "clients sent; the commands scripts call are no round trip.",
-        lambda f, a: whose_table(defaults(f)),
+        lambda f, a: whose_table(f.measured),
     ),
     (
         "What a task message costs the broker (slow-log pass)",
         "",
-        lambda f, a: broker_commands_table(defaults(f)),
+        lambda f, a: broker_commands_table(f.measured),
     ),
     (
         "Lua scripts (slow-log pass)",
@@ -334,10 +407,10 @@ SECTIONS: tuple[tuple[str, str, Callable[[Findings, argparse.Namespace], str]], 
         lambda f, a: scripts_table(defaults(f)),
     ),
     (
-        "PostgreSQL by table (default settings)",
+        "PostgreSQL by table",
         "pg_stat_user_tables n_tup_ins + n_tup_upd + n_tup_del, and pg_total_relation_size "
         "growth (heap, indexes, TOAST; pages, so small runs round to 8 KB steps).",
-        lambda f, a: tables_table(defaults(f)),
+        lambda f, a: tables_table(f.measured),
     ),
     (
         "The settings' effect",
