@@ -91,7 +91,7 @@ def per_run_table(rows: list[Measured]) -> str:
         pg_rows = sum(v for k, v in m.cost.items() if k.startswith("rows:")) / m.runs
         commands = sum(v for k, v in m.cost.items() if k.startswith("cmd:")) / m.runs
         return [
-            m.shape + ("" if m.setting == "defaults" else f" ({m.setting})"),
+            label(m),
             str(m.runs),
             number(m.nodes),
             number(m.runs / m.seconds),
@@ -159,7 +159,7 @@ def whose_table(rows: list[Measured]) -> str:
         size = a.message_bytes / messages if messages else math.nan
         body.append(
             [
-                m.shape,
+                label(m),
                 str(n),
                 *(number(kinds.get(k, 0) / n) for k in ("broker", "state", "results", "other")),
                 number(trips / n / m.nodes),
@@ -257,7 +257,7 @@ def tables_table(rows: list[Measured]) -> str:
         {k.split(":", 1)[1] for m in rows for k, v in m.cost.items() if k.startswith("rows:") and v}
     )
     body = [
-        [m.shape]
+        [label(m)]
         + [f"{m.per_run('rows:' + t):.1f} / {m.per_run('bytes:' + t):,.0f}" for t in tables]
         for m in rows
     ]
