@@ -87,9 +87,9 @@ def model_table(findings: Findings) -> str:
 
 def per_run_table(rows: list[Measured]) -> str:
     def line(m: Measured) -> list[str]:
-        pg_bytes = sum(v for k, v in m.cost.items() if k.startswith("bytes:")) / m.runs
-        pg_rows = sum(v for k, v in m.cost.items() if k.startswith("rows:")) / m.runs
-        commands = sum(v for k, v in m.cost.items() if k.startswith("cmd:")) / m.runs
+        pg_bytes = total(m, "bytes:") / m.runs
+        pg_rows = total(m, "rows:") / m.runs
+        commands = total(m, "cmd:") / m.runs
         return [
             label(m),
             str(m.runs),
@@ -224,11 +224,11 @@ def settings_table(findings: Findings) -> str:
             m.setting,
             number(m.nodes),
             number(m.per_run("cmd:lpush"), 2),
-            number(sum(v for k, v in m.cost.items() if k.startswith("cmd:")) / m.runs / m.nodes),
+            number(total(m, "cmd:") / m.runs / m.nodes),
             number(m.per_node("redis_cpu") * 1e6),
             number(m.per_node("cpu:workers") * 1000, 2),
             number(m.per_run("xacts"), 2),
-            number(sum(v for k, v in m.cost.items() if k.startswith("rows:")) / m.runs),
+            number(total(m, "rows:") / m.runs),
             number(m.per_run("wal") / 1024),
             number(m.per_run("cpu:postgres") * 1000, 2),
             m.load,
@@ -313,7 +313,7 @@ def sizing_table(findings: Findings, headroom: float) -> str:
         redis_cpu = m.per_node("redis_cpu")
         msgs = m.per_node("cmd:lpush")
         state_cpu = redis_cpu - msgs * broker
-        rows = sum(v for k, v in m.cost.items() if k.startswith("rows:")) / m.runs / m.nodes
+        rows = total(m, "rows:") / m.runs / m.nodes
         for rate in RATES:
             body.append(
                 [
