@@ -70,7 +70,7 @@ class Cluster:
         self.sender = Celery("wfrunner-fault-sender", set_as_current=False)
         self.sender.conf.update(celery_settings(settings, redis_server.url))
         self.workers: list[CeleryProcess] = []
-        self.beat: CeleryProcess | None = None
+        self.beats: list[CeleryProcess] = []
 
     # -- processes -------------------------------------------------------------------
 
@@ -78,18 +78,34 @@ class Cluster:
         for _ in range(count):
             name = f"fault{len(self.workers) + 1}"
             self.workers.append(worker(name, self.env, self.folder, concurrency))
-        for w in self.workers[-count:]:
-            w.start(wait_ready=False)
-        for w in self.workers[-count:]:
-            w.wait_for(" ready.")
+        self._start(self.workers[-count:], " ready.")
 
-    def start_beat(self) -> None:
-        self.beat = beat(self.env, self.folder)
-        self.beat.start(wait_ready=False)
-        self.beat.wait_for("beat: Starting")
+    def start_hosts(self, hosts: Iterable[tuple[str, str, int]]) -> None:
+        """One worker per (host, pool, concurrency), named ``w<n>@<host>``: workers of
+        different machines, as far as Celery and wfrunner's worker registry can tell."""
+        started = []
+        for host, pool, concurrency in hosts:
+            name = f"w{len(self.workers) + len(started) + 1}"
+            started.append(worker(name, self.env, self.folder, concurrency, host, pool))
+        self.workers += started
+        self._start(started, " ready.")
+
+    def start_beat(self, count: int = 1) -> None:
+        """``count`` beats (more than one: each with its own schedule and pid file)."""
+        for _ in range(count):
+            name = "beat" if not self.beats else f"beat{len(self.beats) + 1}"
+            self.beats.append(beat(self.env, self.folder, name))
+        self._start(self.beats[-count:], "beat: Starting")
+
+    @staticmethod
+    def _start(processes: list[CeleryProcess], ready: str) -> None:
+        for p in processes:
+            p.start(wait_ready=False)
+        for p in processes:
+            p.wait_for(ready)
 
     def processes(self) -> list[CeleryProcess]:
-        return [*self.workers, *([self.beat] if self.beat else [])]
+        return [*self.workers, *self.beats]
 
     def logs(self) -> list[str]:
         return [p.text() for p in self.processes()]

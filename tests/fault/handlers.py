@@ -8,14 +8,19 @@ and config, not the run id. Marker files live in ``WFRUNNER_FAULT_MARKERS``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import random
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import wfrunner
+from wfrunner.context import NodeContext
 
 MARKERS_ENV = "WFRUNNER_FAULT_MARKERS"
 
@@ -109,3 +114,44 @@ def fail_first(value: Any, config: dict[str, Any]) -> Any:
     if _first_time(value, config, "failed"):
         raise RuntimeError("transient failure (first attempt)")
     return {"tag": tag_of(value), "node": config.get("node")}
+
+
+#: the side-effect ledger of ``fault.effect``, a folder under the markers
+EFFECTS = "effects"
+#: the ledger file listing deliveries that found another live process running their token
+OVERLAPS = "overlaps"
+
+
+def effects_folder() -> Path:
+    folder = Path(os.environ.get(MARKERS_ENV) or "/tmp/wfrunner-fault-markers") / EFFECTS
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@wfrunner.handler("fault.effect")
+def effect(value: Any, config: dict[str, Any], ctx: NodeContext) -> Any:
+    """A side effect made exactly once per token the way a handler should: keyed by
+    ``ctx.idempotency_key`` in a store that keeps the first write (``<key>.effect``,
+    created O_EXCL). Every call is also counted (``<key>.calls``: redone work), and a call
+    that finds the token's lock held by another live process (``flock``: a killed
+    holder's lock is released with it) writes to ``overlaps``: one token running twice
+    at once."""
+    folder = effects_folder()
+    key = ctx.idempotency_key
+    record = {"run": ctx.run_id, "node": ctx.node_id, "iteration": ctx.iteration,
+              "item": ctx.item_index, "key": key}  # fmt: skip
+    with (folder / f"{key}.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with (folder / OVERLAPS).open("a") as overlaps:
+                overlaps.write(json.dumps({**record, "pid": os.getpid()}) + "\n")
+        with (folder / f"{key}.calls").open("a") as calls:
+            calls.write(f"{os.getpid()} {ctx.attempt}\n")
+        _sleep(config)
+        draft = folder / f"{key}.{os.getpid()}.{threading.get_ident()}.draft"
+        draft.write_text(json.dumps(record))
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, folder / f"{key}.effect")  # whole, and only the first
+        draft.unlink()
+    return {"tag": tag_of(value), "node": config.get("node"), "item": ctx.item_index}

@@ -177,13 +177,25 @@ class CeleryProcess:
             return ""
 
 
-def worker(name: str, env: dict[str, str], folder: Path, concurrency: int = 2) -> CeleryProcess:
+def worker(
+    name: str,
+    env: dict[str, str],
+    folder: Path,
+    concurrency: int = 2,
+    host: str = "%h",
+    pool: str = "prefork",
+) -> CeleryProcess:
+    """``celery worker -n <name>@<host>``: ``host`` stands for the machine it runs on
+    (Celery's ``%h`` is this one), ``pool`` is Celery's pool (prefork, threads, solo)."""
     args = ["worker", "-Q", "wfrunner.tasks,wfrunner.completion", "-c", str(concurrency)]
-    args += ["-n", f"{name}@%h", "--loglevel=INFO", "--without-mingle", "--without-gossip"]
+    args += ["-n", f"{name}@{host}", "-P", pool]
+    args += ["--loglevel=INFO", "--without-mingle", "--without-gossip"]
     return CeleryProcess(name, args, env, folder)
 
 
-def beat(env: dict[str, str], folder: Path) -> CeleryProcess:
-    args = ["beat", "--loglevel=INFO", "--schedule", str(folder / "beat-schedule")]
-    args += ["--pidfile", str(folder / "beat.pid")]
-    return CeleryProcess("beat", args, env, folder)
+def beat(env: dict[str, str], folder: Path, name: str = "beat") -> CeleryProcess:
+    """``celery beat`` with a schedule file and pid file of its own (named ``name``): two
+    beats of one deployment must not share them."""
+    args = ["beat", "--loglevel=INFO", "--schedule", str(folder / f"{name}-schedule")]
+    args += ["--pidfile", str(folder / f"{name}.pid")]
+    return CeleryProcess(name, args, env, folder)

@@ -60,3 +60,43 @@ def chain(middle: dict[str, Any], name: str, after: dict[str, Any] | None = None
     nodes = [node("first"), middle, last]
     edges = [edge("first", middle["id"]), edge(middle["id"], last["id"])]
     return {"metadata": {"name": name}, "nodes": nodes, "edges": edges}
+
+
+def effect(node_id: str, **config: Any) -> dict[str, Any]:
+    """A node whose handler makes a side effect keyed by its idempotency key."""
+    return node(node_id, "fault.effect", **config)
+
+
+def fleet_shapes(ms: tuple[int, int] = (30, 120)) -> dict[str, dict[str, Any]]:
+    """The workflows of the fleet chaos test, every handler node a ``fault.effect``
+    sleeping ``ms``: a chain, a fan-out into a join, an exclusive branch (on
+    ``inputs.score``) into a join, a loop of three passes and a map node over the run's
+    ``inputs.items``."""
+    chain_ids = [f"c{i}" for i in range(1, 6)]
+    fan = ["a", "b", "c", "d"]
+    loop = {"id": "L", "type": "loop",
+            "config": {"max_iterations": 5, "loop_back_to": "body", "condition": "iteration < 3",
+                       "break_path": ["done"], "timeout_path": ["late"]}}  # fmt: skip
+    mapper = effect("M", map_over="inputs.items", max_concurrency=3, ms=list(ms))
+    shapes = {
+        "chain": (chain_ids, list(zip(chain_ids, chain_ids[1:], strict=False))),
+        "fanout": (
+            ["start", *fan, "join", "end"],
+            [("start", f) for f in fan] + [(f, "join") for f in fan] + [("join", "end")],
+        ),
+        "branch": (
+            ["route", "hi1", "hi2", "lo", "join", "end"],
+            [("route", "hi1", "inputs.score >= 50"), ("route", "lo", "inputs.score < 50"),
+             ("hi1", "hi2"), ("hi2", "join"), ("lo", "join"), ("join", "end")],
+        ),  # fmt: skip
+        "loop": (["first", "body", loop, "done", "late"], [("first", "body"), ("body", "L")]),
+        "map": (["first", mapper, "last"], [("first", "M"), ("M", "last")]),
+    }
+    return {
+        name: {
+            "metadata": {"name": f"fleet_{name}"},
+            "nodes": [effect(n, ms=list(ms)) if isinstance(n, str) else n for n in nodes],
+            "edges": [edge(*e) for e in edges],
+        }
+        for name, (nodes, edges) in shapes.items()
+    }
