@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -27,6 +28,7 @@ import pytest
 from tests.fault.checks import CounterSampler, assert_clean, check_runs
 from tests.fault.cluster import Cluster
 from tests.fault.effects import check_effects, check_replays
+from tests.fault.procs import CeleryProcess
 from tests.fault.test_worker_kill import in_flight
 from tests.fault.workflows import fleet_shapes
 
@@ -37,17 +39,25 @@ HOSTS = [("hostA", "prefork", 2), ("hostB", "threads", 2), ("hostC", "prefork", 
 LONG_HOSTS = [*HOSTS, ("hostD", "solo", 1)]
 
 
+#: a task that runs nodes (a node's own, or a start running the entry nodes) in a worker log
+NODE_TASK = re.compile(
+    r"Task wfrunner\.(?:node:\S+?|start_run)\[([0-9a-f-]+)\] (received|succeeded|raised|retry)"
+)
+
+
 @dataclass
 class Chaos:
-    """Kills a random worker every ``pause`` s (drawn from the range), restarts it after
-    ``down`` s (drawn too), for ``seconds`` s; ``between`` is called after each kill
-    (the test submits more runs there, so later kills still find work)."""
+    """Kills a random worker every ``pause`` s (drawn from the range; then waiting at
+    most ``aim`` s more for the victim to be running nodes), restarts it after ``down`` s
+    (drawn too), for ``seconds`` s; ``between`` is called after each kill (the test
+    submits more runs there, so later kills still find work)."""
 
     cluster: Cluster
     rng: random.Random
     seconds: float
-    pause: tuple[float, float] = (1.0, 3.0)
+    pause: tuple[float, float] = (0.8, 2.5)
     down: tuple[float, float] = (0.0, 1.5)
+    aim: float = 2.0
     between: Callable[[], None] = lambda: None
     kills: list[str] = field(default_factory=list)
     #: kills that took a node's delivery down mid-flight (received, not finished)
@@ -66,13 +76,21 @@ class Chaos:
         while time.monotonic() < deadline:
             time.sleep(self.rng.uniform(*self.pause))
             victim = self.rng.choice(self.cluster.workers)
-            self.hits += bool(in_flight(victim, since[victim.name]))
+            self.hits += self._aim(victim, since[victim.name])
             victim.kill()
             self.kills.append(victim.name)
             since[victim.name] = victim.log.stat().st_size
             time.sleep(self.rng.uniform(*self.down))
             victim.start(wait_ready=False)
             self.between()
+
+    def _aim(self, victim: CeleryProcess, since: int) -> bool:
+        deadline = time.monotonic() + self.aim
+        while not in_flight(victim, since, NODE_TASK):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
 
 def inputs(rng: random.Random) -> dict[str, Any]:

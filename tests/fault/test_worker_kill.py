@@ -80,13 +80,14 @@ def run_chaos(
 _TASK = re.compile(r"Task wfrunner\.node:\S+?\[([0-9a-f-]+)\] (received|succeeded|raised|retry)")
 
 
-def in_flight(victim: CeleryProcess, since: int) -> set[str]:
-    """execute_node tasks the worker received (since its log offset) and has not finished."""
+def in_flight(victim: CeleryProcess, since: int, tasks: re.Pattern[str] = _TASK) -> set[str]:
+    """Tasks (execute_node unless ``tasks`` says otherwise) the worker received (since its
+    log offset) and has not finished."""
     with victim.log.open("rb") as log:
         log.seek(since)
         text = log.read().decode(errors="replace")
     received: set[str] = set()
-    for task_id, what in _TASK.findall(text):
+    for task_id, what in tasks.findall(text):
         if what == "received":
             received.add(task_id)
         else:

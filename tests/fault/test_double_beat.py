@@ -1,0 +1,165 @@
+"""Two ``celery -A wfrunner beat`` processes against one deployment, by mistake: each
+with its own schedule file, both sending the reconciler, the timeout detector and the
+schedule tick every second to three worker hosts. Doubling them must change nothing a
+user can see:
+
+- cron: each fire time of a schedule is handled by one tick (no run started twice, no
+  start sent twice), the overlap policies hold (a ``queue`` or ``skip`` schedule's runs
+  never overlap in time), every missed time of a ``catch_up: all`` schedule fires once;
+- timeouts: a node running longer than WFRUNNER_RUN_TIMEOUT and a retry due later than
+  it are activity, for both detectors: no run is timed out;
+- the reconciler: runs whose start message was lost are started (by one of the two),
+  and no token republished by two passes runs twice: with no worker killed, every
+  token's handler is called exactly once;
+- flushes: every run's event log is whole and replays to what PostgreSQL stores.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from tests.fault.checks import CounterSampler, assert_clean, check_runs
+from tests.fault.cluster import Cluster
+from tests.fault.effects import check_effects, check_replays
+from tests.fault.test_fleet import HOSTS, inputs
+from tests.fault.workflows import edge, effect, fleet_shapes, node
+from wfrunner.schedules.firing import run_id_of
+
+#: fire times each schedule missed before the test (a minute cron, backdated)
+MISSED = 6
+KNOBS = {
+    "WFRUNNER_RECONCILE_INTERVAL": "1",
+    "WFRUNNER_TIMEOUT_CHECK_INTERVAL": "1",
+    "WFRUNNER_SCHEDULE_INTERVAL": "1",
+    "WFRUNNER_RUN_TIMEOUT": "6",
+}
+
+
+def scheduled(name: str, **policy: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "nodes": [effect("one"), effect("two")],
+        "edges": [edge("one", "two")],
+        "schedule": {"cron": "* * * * *", "inputs": {"tag": name}, **policy},
+    }
+
+
+def slow_and_flaky() -> list[dict[str, Any]]:
+    """A node running 9 s and a retry due 8 s after its first attempt, both past
+    WFRUNNER_RUN_TIMEOUT (6 s)."""
+    flaky = {**node("flaky", "fault.fail_first"), "retry": {"max_attempts": 2, "backoff_ms": 8000}}
+    return [
+        {"metadata": {"name": "db_slow"}, "nodes": [effect("first"), effect("slow", ms=[9000, 9000]),
+         effect("last")], "edges": [edge("first", "slow"), edge("slow", "last")]},
+        {"metadata": {"name": "db_flaky"}, "nodes": [flaky, effect("after")],
+         "edges": [edge("flaky", "after")]},
+    ]  # fmt: skip
+
+
+def backdate(cluster: Cluster, minutes: int) -> None:
+    """The schedules last fired ``minutes`` ago: that many fire times are due."""
+    since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes)
+    with cluster.rt.store._engine.begin() as connection:
+        connection.execute(sa.text("UPDATE schedules SET last_fired_at = :t"), {"t": since})
+
+
+_START = re.compile(r"Task wfrunner\.start_run\[([0-9a-f]+)\] received")
+_TICK = re.compile(r"Task wfrunner\.fire_schedules\[[0-9a-f-]+\] succeeded in [0-9.e-]+s: (.*)")
+
+
+def schedule_runs(cluster: Cluster, name: str) -> list[Any]:
+    """The schedule's fires, oldest first, after checking each started its own run."""
+    fires = list(reversed(cluster.rt.store.list_fires(name, limit=500)))
+    for fire in fires:
+        if fire.status == "started":
+            assert fire.run_id == run_id_of(name, fire.fire_time), fire
+    return fires
+
+
+def test_two_beats_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(**KNOBS)
+    shapes = [cluster.register(d) for d in fleet_shapes().values()]
+    slow, flaky = (cluster.register(d) for d in slow_and_flaky())
+    policies = {"queue": {"overlap": "queue", "catch_up": "all"},
+                "skip": {"overlap": "skip", "catch_up": "all"},
+                "latest": {"overlap": "skip", "catch_up": "latest"}}  # fmt: skip
+    for name, policy in policies.items():
+        cluster.register(scheduled(f"db_{name}", **policy))
+    backdate(cluster, MISSED)
+    cluster.start_hosts(HOSTS)
+    cluster.start_beat(2)
+    began = time.monotonic()
+    rng = __import__("random").Random(7)
+    with CounterSampler(cluster.redis_server.url) as sampler:
+        submitted = [cluster.submit(shapes[i % len(shapes)], inputs(rng)) for i in range(20)]
+        submitted += [cluster.submit(w, {"tag": uuid.uuid4().hex}) for w in (slow, slow, flaky)]
+        lost = [  # recorded QUEUED, their start message never sent: the reconciler starts them
+            cluster.rt.store.create_run(shapes[0], {"tag": uuid.uuid4().hex}, 1).id
+            for _ in range(4)
+        ]
+        stuck = cluster.wait(submitted + lost, 120)
+        # every fire time the queue schedule has due is started, one run after the other
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            fires = schedule_runs(cluster, "db_queue")
+            if len(fires) >= MISSED and all(f.status == "started" for f in fires):
+                break
+            time.sleep(0.5)
+        scheduled_runs = {
+            name: [f.run_id for f in schedule_runs(cluster, f"db_{name}") if f.run_id]
+            for name in policies
+        }
+        everything = [r for runs in scheduled_runs.values() for r in runs]
+        stuck += cluster.wait(everything, 60)
+        for b in cluster.beats:
+            b.stop()
+    logs = cluster.logs()
+    starts = Counter(m for log in logs for m in _START.findall(log))
+    ticks = [t for log in logs for t in _TICK.findall(log)]
+    report = check_runs(
+        cluster.rt,
+        cluster.redis,
+        submitted + lost + everything,
+        logs,
+        sampler,
+        seconds=round(time.monotonic() - began, 1),
+        beats={b.name: b.text().count("Sending due task") for b in cluster.beats},
+        ticks=len(ticks),
+        ticks_passing_over_a_held_schedule=sum("held_elsewhere" in t for t in ticks),
+        scheduled={n: len(r) for n, r in scheduled_runs.items()},
+        lost_starts_started=cluster.count_in_logs("its start message was lost; started"),
+        republished=cluster.count_in_logs("stalled tokens again"),
+    )
+    check_effects(cluster.rt, report_ids := submitted + lost + everything,
+                  Path(cluster.env["WFRUNNER_FAULT_MARKERS"]), report, once=True)  # fmt: skip
+    check_replays(cluster.rt, report_ids, report)
+    print(report)
+    assert not stuck, f"{report}\n{cluster.tails()}"
+    assert_clean(report, cluster.tails())
+    assert report.statuses == {"COMPLETED": len(report_ids)}, report
+    # both beats sent every task
+    assert all(n > 10 for n in report.extra["beats"].values()), report
+    # one start_run message per scheduled run: no tick fired a time another had handled
+    twice = {r: n for r, n in starts.items() if r in everything and n != 1}
+    assert not twice, f"scheduled runs started more than once: {twice}\n{report}"
+    for name in ("queue", "skip"):  # the overlap policies held: no two runs at once
+        assert_one_at_a_time(cluster, scheduled_runs[name], report)
+    fires = schedule_runs(cluster, "db_queue")
+    assert len(fires) >= MISSED and {f.status for f in fires} == {"started"}, fires
+    assert len(scheduled_runs["latest"]) >= 1, report
+
+
+def assert_one_at_a_time(cluster: Cluster, run_ids: list[str], report: Any) -> None:
+    runs = sorted((cluster.rt.store.get_run(r) for r in run_ids), key=lambda r: r.started_at)
+    for before, after in zip(runs, runs[1:], strict=False):
+        assert before.completed_at is not None and after.started_at is not None
+        assert after.started_at >= before.completed_at, (before, after, report)
