@@ -16,6 +16,7 @@ user can see:
 
 from __future__ import annotations
 
+import random
 import re
 import time
 import uuid
@@ -30,12 +31,19 @@ import sqlalchemy as sa
 from tests.fault.checks import CounterSampler, assert_clean, check_runs
 from tests.fault.cluster import Cluster
 from tests.fault.effects import check_effects, check_replays
-from tests.fault.test_fleet import HOSTS, inputs
+from tests.fault.test_fleet import HOSTS, SEED, inputs
 from tests.fault.workflows import edge, effect, fleet_shapes, node
 from wfrunner.schedules.firing import run_id_of
 
 #: fire times each schedule missed before the test (a minute cron, backdated)
 MISSED = 6
+#: the schedules: a missed time each, one at a time; the first, the others skipped
+#: while it runs; the latest only
+POLICIES = {
+    "db_queue": {"overlap": "queue", "catch_up": "all"},
+    "db_skip": {"overlap": "skip", "catch_up": "all"},
+    "db_latest": {"overlap": "skip", "catch_up": "latest"},
+}
 KNOBS = {
     "WFRUNNER_RECONCILE_INTERVAL": "1",
     "WFRUNNER_TIMEOUT_CHECK_INTERVAL": "1",
@@ -76,29 +84,43 @@ _START = re.compile(r"Task wfrunner\.start_run\[([0-9a-f]+)\] received")
 _TICK = re.compile(r"Task wfrunner\.fire_schedules\[[0-9a-f-]+\] succeeded in [0-9.e-]+s: (.*)")
 
 
-def schedule_runs(cluster: Cluster, name: str) -> list[Any]:
-    """The schedule's fires, oldest first, after checking each started its own run."""
+def started_fires(cluster: Cluster, name: str) -> list[str]:
+    """The runs the schedule's fires started, oldest first, after checking each fire
+    started the run of its own time."""
     fires = list(reversed(cluster.rt.store.list_fires(name, limit=500)))
     for fire in fires:
         if fire.status == "started":
             assert fire.run_id == run_id_of(name, fire.fire_time), fire
-    return fires
+    return [str(f.run_id) for f in fires if f.status == "started"]
+
+
+def wait_for_the_queue(cluster: Cluster, name: str, timeout: float) -> None:
+    """Until every time the ``queue`` schedule missed has started (one after the other)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fires = cluster.rt.store.list_fires(name, limit=500)
+        if len(fires) >= MISSED and all(f.status == "started" for f in fires):
+            return
+        time.sleep(0.5)
+
+
+def runs_of(cluster: Cluster, workflow_id: str) -> set[str]:
+    return {r.run_id for r in cluster.rt.store.list_runs(workflow_id=workflow_id, limit=500).items}
 
 
 def test_two_beats_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(**KNOBS)
     shapes = [cluster.register(d) for d in fleet_shapes().values()]
     slow, flaky = (cluster.register(d) for d in slow_and_flaky())
-    policies = {"queue": {"overlap": "queue", "catch_up": "all"},
-                "skip": {"overlap": "skip", "catch_up": "all"},
-                "latest": {"overlap": "skip", "catch_up": "latest"}}  # fmt: skip
-    for name, policy in policies.items():
-        cluster.register(scheduled(f"db_{name}", **policy))
+    schedules = {
+        name: cluster.register(scheduled(name, **policy))
+        for name, policy in POLICIES.items()
+    }
     backdate(cluster, MISSED)
     cluster.start_hosts(HOSTS)
     cluster.start_beat(2)
     began = time.monotonic()
-    rng = __import__("random").Random(7)
+    rng = random.Random(SEED)
     with CounterSampler(cluster.redis_server.url) as sampler:
         submitted = [cluster.submit(shapes[i % len(shapes)], inputs(rng)) for i in range(20)]
         submitted += [cluster.submit(w, {"tag": uuid.uuid4().hex}) for w in (slow, slow, flaky)]
@@ -107,55 +129,47 @@ def test_two_beats_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
             for _ in range(4)
         ]
         stuck = cluster.wait(submitted + lost, 120)
-        # every fire time the queue schedule has due is started, one run after the other
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            fires = schedule_runs(cluster, "db_queue")
-            if len(fires) >= MISSED and all(f.status == "started" for f in fires):
-                break
-            time.sleep(0.5)
-        scheduled_runs = {
-            name: [f.run_id for f in schedule_runs(cluster, f"db_{name}") if f.run_id]
-            for name in policies
-        }
-        everything = [r for runs in scheduled_runs.values() for r in runs]
-        stuck += cluster.wait(everything, 60)
+        wait_for_the_queue(cluster, "db_queue", 120)
         for b in cluster.beats:
             b.stop()
+        time.sleep(2)  # a tick sent before the stop expires after one interval (1 s)
+        fired = {name: started_fires(cluster, name) for name in schedules}
+        everything = [r for runs in fired.values() for r in runs]
+        stuck += cluster.wait(everything, 60)
     logs = cluster.logs()
     starts = Counter(m for log in logs for m in _START.findall(log))
     ticks = [t for log in logs for t in _TICK.findall(log)]
+    run_ids = submitted + lost + everything
     report = check_runs(
         cluster.rt,
         cluster.redis,
-        submitted + lost + everything,
+        run_ids,
         logs,
         sampler,
         seconds=round(time.monotonic() - began, 1),
         beats={b.name: b.text().count("Sending due task") for b in cluster.beats},
         ticks=len(ticks),
         ticks_passing_over_a_held_schedule=sum("held_elsewhere" in t for t in ticks),
-        scheduled={n: len(r) for n, r in scheduled_runs.items()},
+        scheduled={n: len(r) for n, r in fired.items()},
         lost_starts_started=cluster.count_in_logs("its start message was lost; started"),
         republished=cluster.count_in_logs("stalled tokens again"),
     )
-    check_effects(cluster.rt, report_ids := submitted + lost + everything,
-                  Path(cluster.env["WFRUNNER_FAULT_MARKERS"]), report, once=True)  # fmt: skip
-    check_replays(cluster.rt, report_ids, report)
+    markers = Path(cluster.env["WFRUNNER_FAULT_MARKERS"])
+    check_effects(cluster.rt, run_ids, markers, report, once=True)
+    check_replays(cluster.rt, run_ids, report)
     print(report)
     assert not stuck, f"{report}\n{cluster.tails()}"
     assert_clean(report, cluster.tails())
-    assert report.statuses == {"COMPLETED": len(report_ids)}, report
-    # both beats sent every task
-    assert all(n > 10 for n in report.extra["beats"].values()), report
+    assert report.statuses == {"COMPLETED": len(run_ids)}, report
+    assert all(n > 10 for n in report.extra["beats"].values()), report  # both beats sent
+    for name, workflow_id in schedules.items():  # every run a schedule has is a fire's
+        assert runs_of(cluster, workflow_id) == set(fired[name]), (name, report)
     # one start_run message per scheduled run: no tick fired a time another had handled
     twice = {r: n for r, n in starts.items() if r in everything and n != 1}
     assert not twice, f"scheduled runs started more than once: {twice}\n{report}"
-    for name in ("queue", "skip"):  # the overlap policies held: no two runs at once
-        assert_one_at_a_time(cluster, scheduled_runs[name], report)
-    fires = schedule_runs(cluster, "db_queue")
-    assert len(fires) >= MISSED and {f.status for f in fires} == {"started"}, fires
-    assert len(scheduled_runs["latest"]) >= 1, report
+    for name in ("db_queue", "db_skip"):  # the overlap policies held: no two runs at once
+        assert_one_at_a_time(cluster, fired[name], report)
+    assert len(fired["db_queue"]) >= MISSED and fired["db_latest"], report
 
 
 def assert_one_at_a_time(cluster: Cluster, run_ids: list[str], report: Any) -> None:
