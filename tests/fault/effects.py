@@ -76,7 +76,7 @@ def check_effects(
     overlaps = folder / OVERLAPS
     if overlaps.exists():
         lines = overlaps.read_text().splitlines()
-        report.problems.append(f"{len(lines)} tokens ran in two live processes at once: {lines[:3]}")
+        report.problems.append(f"{len(lines)} tokens ran in two processes at once: {lines[:3]}")
     if once:
         twice = {k: n for k, n in calls.items() if n > 1}
         if twice:

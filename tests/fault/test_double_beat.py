@@ -16,6 +16,7 @@ user can see:
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import time
@@ -65,12 +66,19 @@ def slow_and_flaky() -> list[dict[str, Any]]:
     """A node running 9 s and a retry due 8 s after its first attempt, both past
     WFRUNNER_RUN_TIMEOUT (6 s)."""
     flaky = {**node("flaky", "fault.fail_first"), "retry": {"max_attempts": 2, "backoff_ms": 8000}}
+    slow = [effect("first"), effect("slow", ms=[9000, 9000]), effect("last")]
     return [
-        {"metadata": {"name": "db_slow"}, "nodes": [effect("first"), effect("slow", ms=[9000, 9000]),
-         effect("last")], "edges": [edge("first", "slow"), edge("slow", "last")]},
-        {"metadata": {"name": "db_flaky"}, "nodes": [flaky, effect("after")],
-         "edges": [edge("flaky", "after")]},
-    ]  # fmt: skip
+        {
+            "metadata": {"name": "db_slow"},
+            "nodes": slow,
+            "edges": [edge("first", "slow"), edge("slow", "last")],
+        },
+        {
+            "metadata": {"name": "db_flaky"},
+            "nodes": [flaky, effect("after")],
+            "edges": [edge("flaky", "after")],
+        },
+    ]
 
 
 def backdate(cluster: Cluster, minutes: int) -> None:
@@ -113,8 +121,7 @@ def test_two_beats_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
     shapes = [cluster.register(d) for d in fleet_shapes().values()]
     slow, flaky = (cluster.register(d) for d in slow_and_flaky())
     schedules = {
-        name: cluster.register(scheduled(name, **policy))
-        for name, policy in POLICIES.items()
+        name: cluster.register(scheduled(name, **policy)) for name, policy in POLICIES.items()
     }
     backdate(cluster, MISSED)
     cluster.start_hosts(HOSTS)
@@ -174,6 +181,6 @@ def test_two_beats_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
 
 def assert_one_at_a_time(cluster: Cluster, run_ids: list[str], report: Any) -> None:
     runs = sorted((cluster.rt.store.get_run(r) for r in run_ids), key=lambda r: r.started_at)
-    for before, after in zip(runs, runs[1:], strict=False):
+    for before, after in itertools.pairwise(runs):
         assert before.completed_at is not None and after.started_at is not None
         assert after.started_at >= before.completed_at, (before, after, report)

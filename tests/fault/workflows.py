@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 
@@ -79,16 +80,22 @@ def fleet_shapes(ms: tuple[int, int] = (30, 120)) -> dict[str, dict[str, Any]]:
                        "break_path": ["done"], "timeout_path": ["late"]}}  # fmt: skip
     mapper = effect("M", map_over="inputs.items", max_concurrency=3, ms=list(ms))
     shapes = {
-        "chain": (chain_ids, list(zip(chain_ids, chain_ids[1:], strict=False))),
+        "chain": (chain_ids, list(itertools.pairwise(chain_ids))),
         "fanout": (
             ["start", *fan, "join", "end"],
             [("start", f) for f in fan] + [(f, "join") for f in fan] + [("join", "end")],
         ),
         "branch": (
             ["route", "hi1", "hi2", "lo", "join", "end"],
-            [("route", "hi1", "inputs.score >= 50"), ("route", "lo", "inputs.score < 50"),
-             ("hi1", "hi2"), ("hi2", "join"), ("lo", "join"), ("join", "end")],
-        ),  # fmt: skip
+            [
+                ("route", "hi1", "inputs.score >= 50"),
+                ("route", "lo", "inputs.score < 50"),
+                ("hi1", "hi2"),
+                ("hi2", "join"),
+                ("lo", "join"),
+                ("join", "end"),
+            ],
+        ),
         "loop": (["first", "body", loop, "done", "late"], [("first", "body"), ("body", "L")]),
         "map": (["first", mapper, "last"], [("first", "M"), ("M", "last")]),
     }
