@@ -80,13 +80,15 @@ class Cluster:
             self.workers.append(worker(name, self.env, self.folder, concurrency))
         self._start(self.workers[-count:], " ready.")
 
-    def start_hosts(self, hosts: Iterable[tuple[str, str, int]]) -> None:
+    def start_hosts(self, hosts: Iterable[tuple[str, str, int]], queues: str | None = None) -> None:
         """One worker per (host, pool, concurrency), named ``w<n>@<host>``: workers of
-        different machines, as far as Celery and wfrunner's worker registry can tell."""
+        different machines, as far as Celery and wfrunner's worker registry can tell;
+        ``queues``: the queues they consume (default: both)."""
+        chosen = {"queues": queues} if queues else {}
         started = []
         for host, pool, concurrency in hosts:
             name = f"w{len(self.workers) + len(started) + 1}"
-            started.append(worker(name, self.env, self.folder, concurrency, host, pool))
+            started.append(worker(name, self.env, self.folder, concurrency, host, pool, **chosen))
         self.workers += started
         self._start(started, " ready.")
 

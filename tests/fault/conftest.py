@@ -15,6 +15,7 @@ from tests.databases import fresh_database
 from tests.fault import handlers as _handlers  # noqa: F401  (registers the handlers here too)
 from tests.fault.cluster import Cluster
 from tests.fault.procs import RedisServer
+from tests.fault.proxy import RedisProxy
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,22 @@ def fault_db(postgres_admin_url: str) -> Iterator[str]:
     url, drop = create_database(postgres_admin_url)
     yield url
     drop()
+
+
+@pytest.fixture()
+def proxy_factory(fault_redis: RedisServer) -> Iterator[Callable[..., RedisProxy]]:
+    """``proxy_factory(**faults)``: a :class:`RedisProxy` in front of the module's Redis."""
+    started: list[RedisProxy] = []
+
+    def make(**kwargs: object) -> RedisProxy:
+        proxy = RedisProxy(fault_redis.port, **kwargs)  # type: ignore[arg-type]
+        proxy.start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
 
 
 @pytest.fixture()

@@ -118,3 +118,30 @@ def check_replays(rt: Runtime, run_ids: Iterable[str], report: Report) -> None:
             left = sorted(t.to_node for t in found.state.pending.values())
             report.problems.append(f"{run_id}: tokens left pending: {left}")
     report.extra["replayed"] = replayed
+
+
+#: republish causes that a republish mark holds back (the others: a lease expired, a
+#: retry or an approval came due, which are due at once whatever was published before)
+_HELD_BACK = ("lost_message", "republish_lost")
+
+
+def check_republishes(rt: Runtime, run_ids: Iterable[str], hold: float, report: Report) -> None:
+    """No token was republished by the reconciler twice within ``hold`` s (its mark,
+    WFRUNNER_VISIBILITY_TIMEOUT) for a lost or queued message: two reconciler passes at
+    once (two beats, or a slow pass) publish it once."""
+    count = 0
+    for run_id in run_ids:
+        last: dict[tuple[str, str, str], float] = {}
+        for e in rt.store.list_events(run_id):
+            if e.type != "reconciler_repaired" or e.data.get("repair") != "republished":
+                continue
+            for token in e.data.get("tokens", []):
+                count += 1
+                name = (str(token.get("from")), str(token["node"]), str(token.get("scope")))
+                at = float(e.data["t"])
+                if token["cause"] in _HELD_BACK and at - last.get(name, -hold) < hold - 0.5:
+                    report.problems.append(
+                        f"{run_id}: token {name} republished twice {at - last[name]:.2f} s apart"
+                    )
+                last[name] = at
+    report.extra["tokens_republished"] = count

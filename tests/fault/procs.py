@@ -184,10 +184,11 @@ def worker(
     concurrency: int = 2,
     host: str = "%h",
     pool: str = "prefork",
+    queues: str = "wfrunner.tasks,wfrunner.completion",
 ) -> CeleryProcess:
     """``celery worker -n <name>@<host>``: ``host`` stands for the machine it runs on
     (Celery's ``%h`` is this one), ``pool`` is Celery's pool (prefork, threads, solo)."""
-    args = ["worker", "-Q", "wfrunner.tasks,wfrunner.completion", "-c", str(concurrency)]
+    args = ["worker", "-Q", queues, "-c", str(concurrency)]
     args += ["-n", f"{name}@{host}", "-P", pool]
     args += ["--loglevel=INFO", "--without-mingle", "--without-gossip"]
     return CeleryProcess(name, args, env, folder)

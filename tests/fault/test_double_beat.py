@@ -30,10 +30,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.fault.checks import CounterSampler, assert_clean, check_runs
+from tests.fault.cluster import KNOBS as BASE_KNOBS
 from tests.fault.cluster import Cluster
-from tests.fault.effects import check_effects, check_replays
+from tests.fault.effects import check_effects, check_replays, check_republishes
+from tests.fault.proxy import RedisProxy
 from tests.fault.test_fleet import HOSTS, SEED, inputs
-from tests.fault.workflows import edge, effect, fleet_shapes, node
+from tests.fault.workflows import chain, edge, effect, fleet_shapes, node
 from wfrunner.schedules.firing import run_id_of
 
 #: fire times each schedule missed before the test (a minute cron, backdated)
@@ -51,6 +53,8 @@ KNOBS = {
     "WFRUNNER_SCHEDULE_INTERVAL": "1",
     "WFRUNNER_RUN_TIMEOUT": "6",
 }
+#: seconds a republished token is left alone (WFRUNNER_VISIBILITY_TIMEOUT)
+HOLD = float(BASE_KNOBS["WFRUNNER_VISIBILITY_TIMEOUT"])
 
 
 def scheduled(name: str, **policy: str) -> dict[str, Any]:
@@ -163,6 +167,7 @@ def test_two_beats_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
     )
     markers = Path(cluster.env["WFRUNNER_FAULT_MARKERS"])
     check_effects(cluster.rt, run_ids, markers, report, once=True)
+    check_republishes(cluster.rt, run_ids, HOLD, report)
     check_replays(cluster.rt, run_ids, report)
     print(report)
     assert not stuck, f"{report}\n{cluster.tails()}"
@@ -184,3 +189,42 @@ def assert_one_at_a_time(cluster: Cluster, run_ids: list[str], report: Any) -> N
     for before, after in itertools.pairwise(runs):
         assert before.completed_at is not None and after.started_at is not None
         assert after.started_at >= before.completed_at, (before, after, report)
+
+
+def test_two_reconcilers_publish_a_lost_message_once(
+    make_cluster: Callable[..., Cluster], proxy_factory: Callable[..., RedisProxy]
+) -> None:
+    """The message to node ``mid`` never reaches Redis (the proxy answers its LPUSH, once
+    per run): the token waits in the outbox until a reconciler finds the run idle. Then
+    the only node worker is kept busy 8 s (a blocker run), so the message published again
+    waits in the queue while both beats' reconcilers keep looking at the idle run: the
+    republish mark (``lua/claim_stalled.lua``) must keep every pass but one per
+    WFRUNNER_VISIBILITY_TIMEOUT from publishing it again, and ``mid``'s handler runs
+    once. (``mid`` has a timeout_ms, so its token is always a message.)"""
+    proxy = proxy_factory(swallow_push_of=b"node=mid from=")
+    cluster = make_cluster(worker_redis_url=proxy.url, **{**KNOBS, "WFRUNNER_RUN_TIMEOUT": "60"})
+    mid = {**effect("mid"), "timeout_ms": 60_000}
+    workflow_id = cluster.register(chain(mid, "db_lost_publish", after=effect("last")))
+    blocker = cluster.register(
+        {"metadata": {"name": "db_blocker"}, "nodes": [effect("block", ms=[8000, 8000])],
+         "edges": []}
+    )  # fmt: skip
+    cluster.start_hosts([("hostA", "prefork", 1)], queues="wfrunner.completion")
+    cluster.start_hosts([("hostB", "prefork", 1)], queues="wfrunner.tasks")
+    cluster.start_beat(2)
+    run_ids = [cluster.submit(workflow_id, {"tag": uuid.uuid4().hex}) for _ in range(2)]
+    deadline = time.monotonic() + 30
+    while len(proxy.swallowed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run_ids.append(cluster.submit(blocker, {"tag": uuid.uuid4().hex}))
+    stuck = cluster.wait(run_ids, 90)
+    report = check_runs(cluster.rt, cluster.redis, run_ids, cluster.logs(),
+                        lost_publishes=len(proxy.swallowed))  # fmt: skip
+    check_effects(cluster.rt, run_ids, Path(cluster.env["WFRUNNER_FAULT_MARKERS"]), report, True)
+    check_republishes(cluster.rt, run_ids, HOLD, report)
+    check_replays(cluster.rt, run_ids, report)
+    print(report)
+    assert not stuck, f"{report}\n{cluster.tails()}"
+    assert_clean(report, cluster.tails())
+    assert report.statuses == {"COMPLETED": 3}, report
+    assert len(proxy.swallowed) == 2 and report.extra["tokens_republished"] >= 2, report

@@ -27,7 +27,7 @@ import pytest
 
 from tests.fault.checks import CounterSampler, assert_clean, check_runs
 from tests.fault.cluster import Cluster
-from tests.fault.effects import check_effects, check_replays
+from tests.fault.effects import check_effects, check_replays, check_republishes
 from tests.fault.procs import CeleryProcess
 from tests.fault.test_worker_kill import in_flight
 from tests.fault.workflows import fleet_shapes
@@ -141,6 +141,8 @@ def run_fleet(
         seconds=round(time.monotonic() - began, 1),
     )
     check_effects(cluster.rt, run_ids, Path(cluster.env["WFRUNNER_FAULT_MARKERS"]), report)
+    hold = float(cluster.knobs["WFRUNNER_VISIBILITY_TIMEOUT"])
+    check_republishes(cluster.rt, run_ids, hold, report)
     check_replays(cluster.rt, run_ids, report)
     print(report)
     assert chaos.error is None, f"seed {SEED}: the chaos thread failed: {chaos.error!r}"

@@ -9,33 +9,15 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from tests.fault.checks import CounterSampler, assert_clean, check_runs
 from tests.fault.cluster import Cluster
-from tests.fault.procs import RedisServer
 from tests.fault.proxy import RedisProxy
 from tests.fault.workflows import chain, chaos_dag, diamond, node
 from wfrunner.resources import lua_source
 
 COMMIT_SHA = hashlib.sha1(lua_source("commit_node").encode()).hexdigest().encode()
-
-
-@pytest.fixture()
-def proxy_factory(fault_redis: RedisServer) -> Iterator[Callable[..., RedisProxy]]:
-    started: list[RedisProxy] = []
-
-    def make(**kwargs: object) -> RedisProxy:
-        proxy = RedisProxy(fault_redis.port, **kwargs)  # type: ignore[arg-type]
-        proxy.start()
-        started.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in started:
-        proxy.stop()
 
 
 def _ambiguous(cluster: Cluster, proxy: RedisProxy, runs: int, timeout: float) -> None:
