@@ -106,11 +106,12 @@ def run_fleet(
     seconds: float,
     top_up: int,
     timeout: float,
+    beats: int = 1,
 ) -> None:
     rng = random.Random(SEED)
     workflows = [cluster.register(d) for d in fleet_shapes().values()]
     cluster.start_hosts(hosts)
-    cluster.start_beat()
+    cluster.start_beat(beats)
     run_ids: list[str] = []
 
     def submit(count: int) -> None:
@@ -135,6 +136,7 @@ def run_fleet(
         seed=SEED,
         reproduce=f"WFRUNNER_FAULT_SEED={SEED}",
         hosts=[f"{h}/{p}/-c{c}" for h, p, c in hosts],
+        beats=beats,
         kills=len(chaos.kills),
         killed=dict(sorted((k, chaos.kills.count(k)) for k in set(chaos.kills))),
         kills_with_work_in_flight=chaos.hits,
@@ -159,4 +161,6 @@ def test_fleet_of_hosts_killed_at_random(make_cluster: Callable[..., Cluster]) -
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_fleet_of_hosts_killed_at_random_long(make_cluster: Callable[..., Cluster]) -> None:
-    run_fleet(make_cluster(), LONG_HOSTS, runs=60, seconds=90, top_up=10, timeout=600)
+    """Four hosts (one a solo pool) and, as if by mistake, two beats (see
+    test_double_beat.py) for 90 s of kills."""
+    run_fleet(make_cluster(), LONG_HOSTS, runs=60, seconds=90, top_up=10, timeout=600, beats=2)
