@@ -57,7 +57,7 @@ class Chaos:
     seconds: float
     pause: tuple[float, float] = (0.8, 2.5)
     down: tuple[float, float] = (0.0, 1.5)
-    aim: float = 2.0
+    aim: float = 3.0
     between: Callable[[], None] = lambda: None
     kills: list[str] = field(default_factory=list)
     #: kills that took a node's delivery down mid-flight (received, not finished)
