@@ -1,7 +1,8 @@
 """Cron schedules on a real worker, Redis and PostgreSQL: the fire_schedules task (its
 clock injected, not waited for) starts runs on the in-process worker; catch-up after a
 downtime; each overlap policy against a run whose handler blocks; two ticks at once fire
-a time once; a tick that dies after sending starts no second run."""
+a time once; a schedule another tick holds is passed over; a tick that dies after sending
+starts no second run."""
 
 from __future__ import annotations
 
@@ -225,6 +226,28 @@ def test_two_ticks_at_once_fire_a_time_once(worker: Any) -> None:
         assert started == [run_id_of(name, at(0))], name
         assert fires(name) == [("12:00", "started", 0)]
         wait_status(started[0], RunStatus.COMPLETED)
+
+
+def test_a_schedule_another_tick_holds_is_passed_over(worker: Any) -> None:
+    """The claim itself, made certain: while another transaction (a tick of another beat)
+    holds the schedule's row, a tick neither fires nor waits for it; once it is free, the
+    next tick fires the time, once."""
+    name = scheduled({})
+    ticks: list[firing.TickReport] = []
+    with runtime().store._engine.begin() as other:
+        other.execute(sa.text("SELECT 1 FROM schedules WHERE name = :n FOR UPDATE"), {"n": name})
+        tick = threading.Thread(target=lambda: ticks.append(fire_due(runtime(), at(0))))
+        tick.start()
+        tick.join(15)
+        waited = tick.is_alive()  # (without the claim: blocked on the row until released)
+    tick.join(15)
+    assert not waited, "the tick waited for a schedule another tick held"
+    assert ticks[0].held_elsewhere == [name] and not ticks[0].started
+    assert fires(name) == []
+    again = fire_due(runtime(), at(0) + timedelta(seconds=5))
+    assert again.started == {name: [run_id_of(name, at(0))]}
+    assert fires(name) == [("12:00", "started", 0)]
+    wait_status(run_id_of(name, at(0)), RunStatus.COMPLETED)
 
 
 def test_a_tick_that_dies_after_sending_starts_no_second_run(
