@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.brokers import RabbitMQ, broker_choice, rabbitmq_missing
 from tests.databases import fresh_database
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
@@ -33,6 +34,28 @@ __all__ = ["OWNER_KEY"]
 def wfrunner_server_defaults() -> tuple[str | None, str | None]:
     """This repository's tests try the local servers before starting embedded ones."""
     return DEFAULT_TEST_REDIS, DEFAULT_TEST_POSTGRES
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    """A RabbitMQ node of the session's own (tests/brokers.py), started on first use."""
+    missing = rabbitmq_missing()
+    if missing:
+        pytest.skip(missing)
+    server = RabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def wfrunner_broker_url(request: pytest.FixtureRequest) -> str | None:
+    """The in-process engine's broker: the session's Redis, or with
+    ``WFRUNNER_TEST_BROKER=amqp`` a virtual host of the tests' RabbitMQ."""
+    if broker_choice() != "amqp":
+        return None
+    server: RabbitMQ = request.getfixturevalue("rabbitmq")
+    return server.vhost("e2e")
 
 
 @pytest.fixture(scope="session")

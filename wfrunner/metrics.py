@@ -10,8 +10,8 @@ worker exports them in prometheus_client's multiprocess mode: ``worker_init``
 (:mod:`wfrunner.tasks.exporter`) points ``PROMETHEUS_MULTIPROC_DIR`` at a folder of its
 own before the pool forks, every process writes its samples there, and the worker's main
 process serves their sum over HTTP on ``WFRUNNER_METRICS_PORT``. :func:`render` is what
-the REST API's ``/metrics`` returns; both add the queue depths, read from Redis when
-scraped.
+the REST API's ``/metrics`` returns; both add the queue depths, read from the broker
+(Redis or RabbitMQ) when scraped.
 """
 
 from __future__ import annotations
@@ -91,14 +91,18 @@ def queue_keys(queue: str, steps: tuple[int, ...], sep: str) -> list[str]:
 
 
 class QueueDepth(Collector):
-    """``wfrunner_queue_depth{queue}``: messages waiting in each queue, one LLEN per
-    priority list, read when scraped (a Redis round trip per scrape, none per task).
-    Reserved messages (taken by a worker, not acked) are not counted.
+    """``wfrunner_queue_depth{queue}``: messages waiting in each queue, read when scraped
+    (a broker round trip per scrape, none per task). Reserved messages (taken by a
+    worker, not acked) are not counted.
 
-    A worker's collector has a Redis client of its own, made before the pool forks: a
-    scrape in the main process must not hold a lock of the runtime (``cached_property``
-    locks are shared by all instances) while a child is forked, or that child would wait
-    on it forever. Without ``client`` the process's runtime is used (the REST API)."""
+    On a Redis broker: one LLEN per priority list. A worker's collector has a Redis client
+    of its own, made before the pool forks: a scrape in the main process must not hold a
+    lock of the runtime (``cached_property`` locks are shared by all instances) while a
+    child is forked, or that child would wait on it forever. Without ``client`` the
+    process's runtime is used (the REST API) when the broker is the state Redis.
+
+    On RabbitMQ: a passive declare of each queue (its ready messages), on a connection
+    opened for the scrape; a queue not declared yet (no worker started) counts 0."""
 
     def __init__(self, queues: tuple[str, ...] = QUEUES, client: redis.Redis | None = None) -> None:
         from kombu.transport.redis import PRIORITY_STEPS, Channel
@@ -108,6 +112,7 @@ class QueueDepth(Collector):
         options = app.conf.broker_transport_options or {}
         self.queues = queues
         self.client = client
+        self.url = str(app.conf.broker_url)
         self.steps = tuple(int(s) for s in options.get("priority_steps", PRIORITY_STEPS))
         self.sep = str(options.get("sep", Channel.sep))
 
@@ -118,25 +123,45 @@ class QueueDepth(Collector):
             labels=["queue"],
         )
         try:
-            client = self.client if self.client is not None else _runtime_redis()
-            with client.pipeline(transaction=False) as pipe:
-                for queue in self.queues:
-                    for key in queue_keys(queue, self.steps, self.sep):
-                        pipe.llen(key)
-                sizes = pipe.execute()
-        except Exception as exc:  # a scrape reports what it has; Redis away is logged
+            sizes = self.sizes()
+        except Exception as exc:  # a scrape reports what it has; the broker away is logged
             log.warning("queue depth not read: %s", exc)
             return
-        per_queue = len(self.steps)
-        for number, queue in enumerate(self.queues):
-            family.add_metric([queue], sum(sizes[number * per_queue : (number + 1) * per_queue]))
+        for queue in self.queues:
+            family.add_metric([queue], sizes[queue])
         yield family
 
+    def sizes(self) -> dict[str, int]:
+        from wfrunner.tasks.broker import BrokerKind, amqp_depths, broker_kind
 
-def _runtime_redis() -> redis.Redis:
+        if broker_kind(self.url) is BrokerKind.AMQP:
+            return amqp_depths(self.url, self.queues)
+        client = self.client if self.client is not None else _broker_redis(self.url)
+        with client.pipeline(transaction=False) as pipe:
+            for queue in self.queues:
+                for key in queue_keys(queue, self.steps, self.sep):
+                    pipe.llen(key)
+            lengths = pipe.execute()
+        per_queue = len(self.steps)
+        return {
+            queue: sum(lengths[number * per_queue : (number + 1) * per_queue])
+            for number, queue in enumerate(self.queues)
+        }
+
+
+#: broker URL -> the Redis client scrapes of a broker apart from the state Redis use
+_BROKER_CLIENTS: dict[str, redis.Redis] = {}
+
+
+def _broker_redis(url: str) -> redis.Redis:
     from wfrunner.runtime import runtime
 
-    return runtime().redis
+    rt = runtime()
+    if url == rt.redis_url:
+        return rt.redis
+    if url not in _BROKER_CLIENTS:
+        _BROKER_CLIENTS[url] = redis.Redis.from_url(url)
+    return _BROKER_CLIENTS[url]
 
 
 def multiprocess_dir() -> str | None:

@@ -1,10 +1,11 @@
 """Poison messages: what sits on the engine's queues and no task can be made of.
 
 A worker that meets one (an envelope that is not JSON, a body that is not base64, an
-unknown task, arguments that are not a token ...) logs it, *parks* it in the Redis list
-``wfr:poison`` and acknowledges it, so it is neither lost nor delivered again and the
-worker goes on consuming. Parking needs only the Redis the message came from: the worker
-never waits for PostgreSQL while it holds the queue. The parked records are moved into
+unknown task, arguments that are not a token ...) logs it, *parks* it in the list
+``wfr:poison`` of the state Redis (``WFRUNNER_REDIS_URL``, whatever the broker) and
+acknowledges it, so it is neither lost nor delivered again and the worker goes on
+consuming. Parking needs only Redis: the worker never waits for PostgreSQL while it holds
+the queue. The parked records are moved into
 PostgreSQL's dead letters (``kind`` "poison") by the reconciler (beat) and by every
 ``wfrunner dlq`` command; while PostgreSQL is unreachable they stay in Redis.
 """
@@ -81,6 +82,14 @@ def park(client: redis.Redis, poison: Poison) -> None:
         poison.raw,
     )
     client.lpush(POISON_KEY, poison.to_json())
+
+
+def park_in_state(poison: Poison) -> None:
+    """:func:`park` in the state Redis, where :func:`drain` looks (with a broker apart,
+    the Redis or RabbitMQ the message came from is not where the reconciler reads)."""
+    from wfrunner.runtime import runtime
+
+    park(runtime().redis, poison)
 
 
 def drain(rt: Runtime) -> int:

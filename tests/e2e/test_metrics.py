@@ -19,6 +19,7 @@ import pytest
 from kombu import Connection, Exchange, Producer, Queue
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.brokers import redis_broker_only
 from tests.e2e.procs import celery, node_name
 from tests.entry_point import invoke
 from wfrunner import metrics
@@ -160,6 +161,7 @@ def test_counters_and_histograms_by_workflow_and_node(
         assert ("wfrunner_queue_depth", frozenset({("queue", queue)})) in found
 
 
+@redis_broker_only("kombu's per-priority Redis lists (tests/fault/test_rabbitmq.py reads depths)")
 def test_queue_depth_reads_every_priority_list(engine_env: dict[str, str]) -> None:
     """Messages published by kombu at three priorities to a queue no worker reads: the
     collector finds them in kombu's lists, whatever their names."""

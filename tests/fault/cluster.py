@@ -1,5 +1,6 @@
 """A wfrunner deployment made of real processes: a dedicated ``redis-server``, a
-PostgreSQL database, ``celery worker`` subprocesses and, when asked, ``celery beat``.
+PostgreSQL database, ``celery worker`` subprocesses and, when asked, ``celery beat``; the
+broker is that Redis, or a RabbitMQ virtual host (``broker_url``).
 
 The test process talks to it through its own :class:`~wfrunner.runtime.Runtime` and a
 private Celery app bound to the dedicated Redis (``set_as_current=False``): the global
@@ -45,6 +46,7 @@ class Cluster:
         redis_server: RedisServer,
         database_url: str,
         worker_redis_url: str | None = None,
+        broker_url: str | None = None,
         **knobs: str,
     ) -> None:
         self.folder = folder
@@ -63,7 +65,9 @@ class Cluster:
             "WFRUNNER_HOME": str(folder / "home"),
             "WFRUNNER_FAULT_MARKERS": str(markers),
             "PYTHONPATH": str(ROOT),
+            **({"WFRUNNER_BROKER_URL": broker_url} if broker_url else {}),
         }
+        self.broker_url = broker_url
         settings = Settings.from_env({**self.env, "WFRUNNER_REDIS_URL": redis_server.url})
         self.rt = Runtime(settings)
         self.redis = redis.Redis.from_url(redis_server.url, decode_responses=True)

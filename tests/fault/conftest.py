@@ -4,6 +4,7 @@ machine's 6379), a fresh PostgreSQL database per test, and a :class:`Cluster` of
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.brokers import broker_choice
 from tests.databases import fresh_database
 from tests.fault import handlers as _handlers  # noqa: F401  (registers the handlers here too)
 from tests.fault.cluster import Cluster
@@ -64,6 +66,7 @@ def make_cluster(
     this test's database; its processes are killed afterwards, their log tails printed
     when the test failed."""
     made: list[Cluster] = []
+    vhosts: list[str] = []
 
     def make(database_url: str | None = None, **kwargs: Any) -> Cluster:
         if fault_redis.proc is None or fault_redis.proc.poll() is not None:
@@ -71,6 +74,9 @@ def make_cluster(
         flusher = redis.Redis.from_url(fault_redis.url)
         flusher.flushall()
         flusher.close()
+        if broker_choice() == "amqp" and "broker_url" not in kwargs:
+            vhosts.append(f"fault-{uuid.uuid4().hex[:8]}")  # no test sees another's messages
+            kwargs["broker_url"] = request.getfixturevalue("rabbitmq").vhost(vhosts[-1])
         cluster = Cluster(tmp_path, fault_redis, database_url or fault_db, **kwargs)
         made.append(cluster)
         return cluster
@@ -81,6 +87,8 @@ def make_cluster(
         if failed is not None and failed.failed:
             print(cluster.tails())
         cluster.close()
+    for vhost in vhosts:
+        request.getfixturevalue("rabbitmq").drop_vhost(vhost)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

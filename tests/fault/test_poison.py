@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from tests.brokers import redis_broker_only
 from tests.entry_point import invoke
 from tests.fault.checks import assert_clean, check_runs
 from tests.fault.cluster import Cluster
@@ -101,6 +102,10 @@ def _poison_letters(cluster: Cluster) -> list[Any]:
     return [d for d in cluster.rt.store.list_dead_letters(None) if d.kind == "poison"]
 
 
+@redis_broker_only(
+    "it pushes raw bytes onto kombu's Redis queue lists (tests/fault/test_rabbitmq.py "
+    "sets poison aside on RabbitMQ)"
+)
 def test_poison_messages_are_set_aside(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster()
     workflow = cluster.register(chain(node("mid"), "fault_poison"))

@@ -1,11 +1,14 @@
 """Which tokens have a message in the broker: what tells a token that waits in a queue
 from one whose message was lost.
 
-The broker is the Redis that holds the runs (kombu's Redis transport): each queue is a
-list per priority step, and a message a worker took and has not acknowledged (running,
-or held until its countdown) sits in the ``unacked`` hash. Both are read (up to
-:data:`MAX_MESSAGES` each), never changed; each ``wfrunner.execute_node`` message is
-decoded to the token it carries.
+On a Redis broker (kombu's Redis transport) each queue is a list per priority step, and a
+message a worker took and has not acknowledged (running, or held until its countdown)
+sits in the ``unacked`` hash. Both are read (up to :data:`MAX_MESSAGES` each), never
+changed; each ``wfrunner.execute_node`` message is decoded to the token it carries.
+
+A RabbitMQ broker is not read: AMQP has no way to list a queue's messages without taking
+them (and a taken message is redelivered, out of order, once given back), so the
+diagnosis says it could not tell a queued token from a lost one (:data:`AMQP_UNREAD`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import base64
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from wfrunner.engine.tokens import Token
 from wfrunner.metrics import queue_keys
+
+if TYPE_CHECKING:
+    from wfrunner.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,30 @@ class BrokerView:
     messages: dict[str, str]
     #: False when a list or the unacked hash held more than was read
     complete: bool
+
+
+#: why a RabbitMQ broker's messages are not read (shown where a diagnosis would use them)
+AMQP_UNREAD = (
+    "the broker is RabbitMQ, whose queues cannot be listed without taking their messages: "
+    "a queued message is not told from a lost one"
+)
+
+
+def read_broker(rt: Runtime) -> BrokerView | None:
+    """The broker's view of wfrunner's queue, when the broker is a Redis; else None."""
+    from wfrunner.tasks.app import app
+    from wfrunner.tasks.broker import BrokerKind, broker_kind
+
+    url = str(app.conf.broker_url)
+    if broker_kind(url) is not BrokerKind.REDIS:
+        return None
+    if url == rt.redis_url:
+        return read(rt.redis)
+    client = redis.Redis.from_url(url)
+    try:
+        return read(client)
+    finally:
+        client.close()
 
 
 def read(client: redis.Redis, queues: tuple[str, ...] = ("wfrunner.tasks",)) -> BrokerView:

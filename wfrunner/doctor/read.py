@@ -48,7 +48,8 @@ class Reader:
         )
         passes = cast(dict[str, str], rt.redis.hgetall(keys.PASSES_KEY))
         self.passes = {k: float(v) for k, v in passes.items()}
-        self.broker = broker_module.read(rt.redis) if broker else None
+        self.broker = broker_module.read_broker(rt) if broker else None
+        self.broker_unread = "the broker was not read" if not broker else broker_module.AMQP_UNREAD
         self.poison = _poison(rt)
 
     def snapshot(self, run: RunRecord) -> Snapshot:
@@ -90,6 +91,7 @@ class Reader:
             join_inputs={n.id: n.dependencies for n in ir.nodes.values() if n.wait_for_all},
             messages=messages,
             messages_complete=self.broker.complete if self.broker else True,
+            broker_unread=self.broker_unread,
             workers=self.workers,
             passes=self.passes,
             replayed=replayed,

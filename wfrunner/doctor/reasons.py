@@ -141,6 +141,8 @@ class Snapshot:
     messages: Mapping[str, str] | None = None
     #: False when the broker held more messages than were read
     messages_complete: bool = True
+    #: why ``messages`` is None: the broker was not asked for, or cannot be listed
+    broker_unread: str = "the broker was not read"
     workers: tuple[Worker, ...] = ()
     #: beat task -> when its last pass ran ("reconcile", "detect_timeouts")
     passes: Mapping[str, float] = field(default_factory=dict)
@@ -530,7 +532,7 @@ def _unheld(s: Snapshot, key: str, entry: Lease | None, republished: Lease | Non
     known to the broker."""
     since = max(s.emitted_at.get(key, 0.0), s.activity or s.last_activity)
     waited = s.now - since
-    unread = "" if s.messages is not None else " (the broker was not read)"
+    unread = "" if s.messages is not None else f" ({s.broker_unread})"
     if s.messages is not None and not s.messages_complete:
         unread = " (not among the messages read: the broker holds more)"
     if waited < s.limits.stall_after and republished is None:

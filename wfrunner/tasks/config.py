@@ -11,11 +11,19 @@ import importlib
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from wfrunner.errors import ConfigurationError
 from wfrunner.servers import redact
 from wfrunner.settings import Settings
+from wfrunner.tasks.broker import (
+    BrokerKind,
+    amqp_queues,
+    broker_kind,
+    broker_url,
+    result_backend,
+    scheme,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +54,39 @@ PROTECTED = {
 }
 
 
-def broker_transport(redis_url: str) -> str | None:
+def broker_transport(url: str) -> str | None:
     """kombu's Redis transport with the poison screen, for plain ``redis://`` brokers."""
     from wfrunner.tasks.transport import TRANSPORT
 
-    return TRANSPORT if redis_url.split(":", 1)[0].lower() == "redis" else None
+    return TRANSPORT if scheme(url) == "redis" else None
+
+
+def broker_settings(settings: Settings, url: str) -> dict[str, Any]:
+    """The settings that depend on the broker's kind (see :mod:`wfrunner.tasks.broker`)."""
+    if broker_kind(url) is BrokerKind.AMQP:
+        return {
+            "broker_transport": None,
+            "broker_transport_options": {"confirm_publish": True},
+            "task_queues": amqp_queues((TASK_QUEUE, COMPLETION_QUEUE)),
+        }
+    return {
+        "broker_transport": broker_transport(url),
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "task_queues": None,
+    }
 
 
 def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
-    transport = {"visibility_timeout": settings.visibility_timeout}
+    """wfrunner's Celery settings; ``redis_url`` is the (resolved) state Redis."""
+    broker = broker_url(settings, redis_url)
+    backend = result_backend(settings, broker, redis_url)
+    on_redis = scheme(backend) in ("redis", "rediss")
+    backend_options = {"visibility_timeout": settings.visibility_timeout} if on_redis else {}
     return {
-        "broker_url": redis_url,
-        "broker_transport": broker_transport(redis_url),
-        "result_backend": redis_url,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
+        "broker_url": broker,
+        "result_backend": backend,
+        **broker_settings(settings, broker),
+        "result_backend_transport_options": backend_options,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": TASK_QUEUE,
         "task_routes": {
@@ -103,7 +129,7 @@ def celery_settings(settings: Settings, redis_url: str) -> dict[str, Any]:
     }
 
 
-#: settings that choose the broker: they may only name wfrunner's own Redis
+#: settings that choose the broker: they may only name wfrunner's own broker
 BROKER_SETTINGS = ("broker_url", "broker_read_url", "broker_write_url")
 
 
@@ -134,43 +160,63 @@ def user_overrides(module_name: str = "celeryconfig") -> dict[str, Any]:
     return overrides
 
 
-def _redis_identity(url: str) -> tuple[str, ...]:
-    """What names one Redis database, whatever the spelling (localhost, default port/db)."""
+_DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "amqp": 5672, "amqps": 5671}
+
+
+def _broker_identity(url: str) -> tuple[str, ...]:
+    """What names one broker (a Redis database, a RabbitMQ virtual host), whatever the
+    spelling (localhost, default port, database or vhost, pyamqp:// for amqp://)."""
     try:
         parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        db = parts.path.strip("/") if scheme in ("redis", "rediss") else parts.path
-        db = db or parse_qs(parts.query).get("db", ["0"])[0]
+        kind = {"pyamqp": "amqp"}.get(parts.scheme.lower(), parts.scheme.lower())
+        if kind in ("redis", "rediss"):
+            where = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
+        else:
+            where = unquote(parts.path[1:]) or "/"  # the vhost; amqp://host/ is "/"
         host = (parts.hostname or "localhost").lower()
-        port = str(parts.port or 6379)
+        port = str(parts.port or _DEFAULT_PORTS.get(kind) or "")
     except ValueError:
         return (url,)
     host = "127.0.0.1" if host in ("localhost", "::1") else host
-    return (scheme, host, port, db)
+    return (kind, host, port, where)
 
 
 def check_broker(overrides: Mapping[str, Any], redis_url: str, env: Mapping[str, str]) -> None:
-    """Refuse a broker other than the Redis that holds wfrunner's run state.
+    """Refuse an unsupported broker, and a broker other than the one wfrunner is configured
+    with (``WFRUNNER_BROKER_URL``, else the Redis that holds the run state).
 
-    Tokens are published where their run's state is; a worker consuming from another
-    Redis would never see them (nodes wait forever), and the reconciler would publish to
-    a queue nobody reads. Celery takes ``CELERY_BROKER_URL`` (``celery -b``) over the
-    settings, so it is checked too.
+    Every wfrunner process publishes there: the CLI and the REST API, which read no
+    ``celeryconfig``, and the reconciler, which publishes again the tokens it finds lost;
+    a worker consuming from another broker would never see them (nodes wait forever).
+    Celery takes ``CELERY_BROKER_URL`` (``celery -b``) over the settings, so it is checked
+    too.
     """
+    broker = env.get("WFRUNNER_BROKER_URL") or redis_url
+    broker_kind(broker)
     sources = {
         f"celeryconfig.{key}": overrides[key] for key in BROKER_SETTINGS if overrides.get(key)
     }
     if env.get("CELERY_BROKER_URL"):
         sources["CELERY_BROKER_URL (celery -b)"] = env["CELERY_BROKER_URL"]
+    for source, url in sources.items():
+        if _broker_identity(str(url)) != _broker_identity(broker):
+            raise ConfigurationError(_elsewhere(source, str(url), redis_url, env))
+
+
+def _elsewhere(source: str, url: str, redis_url: str, env: Mapping[str, str]) -> str:
+    if env.get("WFRUNNER_BROKER_URL"):
+        return (
+            f"{source}={redact(url)} is not wfrunner's broker, "
+            f"WFRUNNER_BROKER_URL={redact(env['WFRUNNER_BROKER_URL'])}: every wfrunner "
+            f"process publishes there; remove {source} or set WFRUNNER_BROKER_URL to it"
+        )
     state = (
         f"WFRUNNER_REDIS_URL={redact(redis_url)}"
         if env.get("WFRUNNER_REDIS_URL")
         else f"the embedded Redis {redact(redis_url)} (WFRUNNER_REDIS_URL is unset)"
     )
-    for source, url in sources.items():
-        if _redis_identity(str(url)) != _redis_identity(redis_url):
-            raise ConfigurationError(
-                f"{source}={redact(str(url))} is not the Redis that holds wfrunner's run "
-                f"state, {state}: the broker must be that Redis; remove {source} or set "
-                "WFRUNNER_REDIS_URL to the same URL"
-            )
+    return (
+        f"{source}={redact(url)} is not the Redis that holds wfrunner's run state, {state}, "
+        f"which is the broker unless WFRUNNER_BROKER_URL names another: remove {source} "
+        "and set WFRUNNER_BROKER_URL to it (every wfrunner process must publish there)"
+    )

@@ -25,7 +25,7 @@ from kombu.serialization import loads
 from vine import promise
 
 from wfrunner.engine.tokens import Token
-from wfrunner.poison import Poison, describe, park
+from wfrunner.poison import Poison, describe, park_in_state
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,13 @@ def message_problem(message: Any, tasks: Any) -> str | None:
 
 def _raw(message: Any) -> str:
     raw = getattr(message, "_raw", None)  # the Redis envelope, as it sat on the queue
-    if raw is None:
-        raw = {"headers": message.headers, "body": repr(message.body)}
+    if raw is None:  # an AMQP message: its headers, properties and body
+        raw = {
+            "headers": message.headers,
+            "properties": getattr(message, "properties", None),
+            "content_type": message.content_type,
+            "body": repr(message.body),
+        }
     return json.dumps(raw, default=repr)
 
 
@@ -169,15 +174,15 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
 
     def set_aside(self, message: Any, reason: str) -> None:
         """Park the message and acknowledge it. If Redis cannot take it, it stays unacked
-        and comes back (visibility timeout, or the next worker start) to be tried again."""
+        and comes back (visibility timeout, a RabbitMQ channel closing, or the next worker
+        start) to be tried again."""
         if message.acknowledged:
             return
         info = message.delivery_info or {}
         queue = str(info.get("routing_key") or info.get("exchange") or "?")
         poison = Poison.of(_raw(message), queue, reason, key=str(message.delivery_tag))
         try:
-            with message.channel.conn_or_acquire() as client:
-                park(client, poison)
+            park_in_state(poison)
         except Exception as exc:  # Redis trouble: leave it unacked for a later try
             log.error("poison message kept on the queue (%s): %s", describe(exc), reason)
             return

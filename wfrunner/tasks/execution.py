@@ -23,7 +23,7 @@ from wfrunner.errors import CounterError, NodeFailed, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.states import RunStatus
-from wfrunner.tasks import inline
+from wfrunner.tasks import broker, inline
 from wfrunner.tasks.app import app
 from wfrunner.tasks.config import COMPLETION_QUEUE, TASK_QUEUE
 from wfrunner.tasks.finisher import FINISHER
@@ -74,7 +74,7 @@ def dispatch(
             options["soft_time_limit"] = node.timeout_ms / 1000
             options["time_limit"] = node.timeout_ms / 1000 + HARD_LIMIT_GRACE
         if countdown:
-            options["countdown"] = countdown
+            options["countdown"] = broker.countdown(execute_node.app.conf, countdown)
         execute_node.apply_async(args=[token.run_id, workflow_id, token.to_dict()], **options)
 
 

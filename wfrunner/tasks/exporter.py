@@ -21,8 +21,8 @@ from celery.signals import worker_init, worker_shutdown
 from prometheus_client import start_http_server
 
 from wfrunner import metrics
-from wfrunner.servers import resolve_redis_url
 from wfrunner.settings import Settings
+from wfrunner.tasks.broker import BrokerKind, broker_kind
 from wfrunner.tasks.safety import APP_NAME
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def _export(sender: Any = None, **_: Any) -> None:
     metrics.use_multiprocess_dir(folder)
     # the queue depths' own client: the scrapes, in a thread of this process, must share
     # no lock with the runtime of the children it forks
-    client = redis.Redis.from_url(resolve_redis_url(settings.redis_url, settings.home))
+    url = str(sender.app.conf.broker_url)
+    client = redis.Redis.from_url(url) if broker_kind(url) is BrokerKind.REDIS else None
     try:
         server, thread = start_http_server(port, registry=metrics.registry(client))
     except OSError as exc:

@@ -24,7 +24,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from wfrunner.poison import Poison, describe, park
+from wfrunner.poison import Poison, describe, park_in_state
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,7 @@ class Channel(kombu_redis.Channel):
         name = _text(queue).rsplit(self.sep, 1)[0]
         poison = Poison.of(item, name, reason)
         try:
-            with self.conn_or_acquire() as client:
-                park(client, poison)
+            park_in_state(poison)
         except Exception as exc:  # the worker must go on; the log keeps the message
             log.critical("poison message LOST (%s): %s", describe(exc), poison.to_json())
         return None

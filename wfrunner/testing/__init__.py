@@ -18,6 +18,9 @@ Enable it in your ``conftest.py`` with ``pytest_plugins = ["wfrunner.testing"]``
   else those ``wfrunner_server_defaults`` names (none unless you override it), else
   embedded ones started for the session. The Redis database is flushed, so one holding
   keys no test session wrote is refused.
+- ``wfrunner_broker_url``: the Celery broker, ``WFRUNNER_TEST_BROKER_URL`` (e.g. a
+  RabbitMQ's ``amqp://guest:guest@127.0.0.1:5672/tests``), else the session's Redis;
+  override the fixture to start a broker of your own.
 
 The worker is real (the same Celery worker code on the real Redis and PostgreSQL), so
 what passes here runs the same under ``celery -A wfrunner worker``.
@@ -32,6 +35,7 @@ from wfrunner.testing.plugin import (
     register_workflow,
     run_workflow,
     wfrunner_app,
+    wfrunner_broker_url,
     wfrunner_database,
     wfrunner_home,
     wfrunner_server_defaults,
@@ -50,6 +54,7 @@ __all__ = [
     "register_workflow",
     "run_workflow",
     "wfrunner_app",
+    "wfrunner_broker_url",
     "wfrunner_database",
     "wfrunner_home",
     "wfrunner_server_defaults",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from wfrunner.testing import engine
 from wfrunner.testing.servers import TestServers, find_servers, fresh_database, stop_embedded
 
 DATABASE_SCOPE_OPTION = "wfrunner_database_scope"
+BROKER_VARIABLE = "WFRUNNER_TEST_BROKER_URL"
 _SCOPES = {"session": "session", "test": "function", "function": "function"}
 
 
@@ -76,11 +78,23 @@ def wfrunner_session_database(wfrunner_servers: TestServers) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def wfrunner_app(wfrunner_servers: TestServers, wfrunner_session_database: str) -> Iterator[Any]:
-    """The Celery app, and this process's engine, on the session's servers."""
+def wfrunner_broker_url() -> str | None:
+    """The Celery broker of the session's engine: ``WFRUNNER_TEST_BROKER_URL`` (e.g. a
+    RabbitMQ's ``amqp://...``), else None: the session's Redis. Override it to start one."""
+    return os.environ.get(BROKER_VARIABLE) or None
+
+
+@pytest.fixture(scope="session")
+def wfrunner_app(
+    wfrunner_servers: TestServers,
+    wfrunner_session_database: str,
+    wfrunner_broker_url: str | None,
+) -> Iterator[Any]:
+    """The Celery app, and this process's engine, on the session's servers (and broker)."""
     values = {
         "WFRUNNER_REDIS_URL": wfrunner_servers.redis_url,
         "WFRUNNER_DATABASE_URL": wfrunner_session_database,
+        "WFRUNNER_BROKER_URL": wfrunner_broker_url or "",
     }
     with engine.environment(values):
         yield engine.configure_app(wfrunner_servers.redis_url)
