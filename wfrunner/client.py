@@ -108,7 +108,7 @@ def submit_run(
 
     rt = rt or runtime()
     json.dumps(inputs)  # TypeError here rather than in the broker
-    _ = rt.redis_url  # an unreachable broker fails here, before a run is recorded QUEUED
+    _ = rt.redis_url  # an unreachable Redis fails here, before a run is recorded QUEUED
     workflow_id = rt.resolve_workflow(workflow, version)
     ir = rt.ir(workflow_id)
     run = rt.store.create_run(workflow_id, inputs, len(ir.entry_nodes))

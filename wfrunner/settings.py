@@ -45,7 +45,10 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "WFRUNNER_RUN_TIMEOUT": ("300", "seconds a RUNNING run may stay idle before it fails"),
     "WFRUNNER_TIMEOUT_CHECK_INTERVAL": ("30", "seconds between timeout-detector passes"),
     "WFRUNNER_MAX_PAYLOAD_BYTES": ("1048576", "largest JSON payload a node may produce"),
-    "WFRUNNER_VISIBILITY_TIMEOUT": ("3600", "seconds before Redis redelivers an unacked task"),
+    "WFRUNNER_VISIBILITY_TIMEOUT": (
+        "3600",
+        "seconds before a Redis broker redelivers an unacked task",
+    ),
     "WFRUNNER_LEASE_SECONDS": (
         "15",
         "seconds a running node's lease lasts without a heartbeat (renewed every third of "

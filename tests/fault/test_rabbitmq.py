@@ -191,15 +191,22 @@ def test_metrics_and_doctor_on_rabbitmq(
     of reading Redis lists that are not the broker's."""
     port = free_port()
     cluster = make_cluster(broker_url=vhost[1], WFRUNNER_METRICS_PORT=str(port))
-    cluster.start_workers(1)
-    scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
-    depths = {
-        s.labels["queue"]: s.value
-        for family in text_string_to_metric_families(scraped.decode())
-        if family.name == "wfrunner_queue_depth"
-        for s in family.samples
-    }
-    assert depths == {TASK_QUEUE: 0, COMPLETION_QUEUE: 0}, scraped
+    slow = cluster.register(chain(node("mid", "fault.long", sleep_s=3), "fault_rabbit_slow"))
+    cluster.start_workers(1)  # 2 processes: the other runs' starts wait in the queue
+    for n in range(6):
+        cluster.submit(slow, {"tag": f"slow{n}"})
+
+    def depths() -> dict[str, float]:
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        return {
+            s.labels["queue"]: s.value
+            for family in text_string_to_metric_families(scraped.decode())
+            if family.name == "wfrunner_queue_depth"
+            for s in family.samples
+        }
+
+    assert set(depths()) == {TASK_QUEUE, COMPLETION_QUEUE}
+    until(lambda: depths()[TASK_QUEUE] > 0, 20)  # the worker's exporter reads RabbitMQ
     unread = Queue("wfr.unread", Exchange("wfr.unread", "topic"), "wfr.unread",  # type: ignore[no-untyped-call]
                    queue_arguments={"x-queue-type": "quorum"})  # fmt: skip
     with Connection(vhost[1]) as connection:  # type: ignore[no-untyped-call]

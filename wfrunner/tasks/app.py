@@ -12,8 +12,8 @@ first reads the configuration: the CLI prints it as one line (exit 2), and a wor
 refuses to start (see :mod:`wfrunner.tasks.safety`).
 
 A ``celeryconfig.py`` in the current folder (else on ``sys.path``) goes over wfrunner's
-settings, except the safe ones, and may not move the broker off wfrunner's Redis
-(:func:`wfrunner.tasks.config.check_broker`).
+settings, except the safe ones, and may not move the broker off wfrunner's own
+(``WFRUNNER_BROKER_URL``, else the state Redis: :func:`wfrunner.tasks.config.check_broker`).
 """
 
 from __future__ import annotations

@@ -3,11 +3,11 @@
 wfrunner's guarantees rest on a few settings (see :mod:`wfrunner.tasks.config`): JSON-only
 messages, so a message on the broker can never run code when it is decoded; and late
 acks with ``task_reject_on_worker_lost``, so a task whose worker dies is delivered again.
-(A task running longer than the Redis visibility timeout is safe: the broker hands its
-message out again, but the copy finds the token's lease live and does not run the node;
-see wfrunner/engine/leases.py.) :func:`unsafe_settings` lists what violates them; on
-``worker_init`` a worker with problems logs them and exits with status 1 before it
-consumes anything.
+(A task running longer than the Redis visibility timeout, or RabbitMQ's consumer timeout,
+is safe: the broker hands its message out again, but the copy finds the token's lease live
+and does not run the node; see wfrunner/engine/leases.py.) :func:`unsafe_settings` lists
+what violates them; on ``worker_init`` a worker with problems logs them and exits with
+status 1 before it consumes anything.
 """
 
 from __future__ import annotations

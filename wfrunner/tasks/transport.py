@@ -11,8 +11,12 @@ first. A reply kombu could not make a message of is parked (:mod:`wfrunner.poiso
 replaced by "nothing popped", which kombu handles like a BRPOP timeout.
 
 Selected with Celery's documented ``broker_transport`` setting (see ``tasks/config.py``)
-for ``redis://`` brokers; ``rediss://`` and sentinel brokers keep kombu's own transport
-(and so lack this screen, not the worker's message checks of ``tasks/consumer.py``).
+for ``redis://`` brokers; ``rediss://`` brokers keep kombu's own transport (and so lack
+this screen, not the worker's message checks of ``tasks/consumer.py``). A RabbitMQ broker
+needs none: py-amqp hands kombu the body as bytes, unparsed, with the headers the AMQP
+frame carried, so whatever a message holds it reaches the consumer's checks. Parked
+records go to the state Redis (:func:`wfrunner.poison.park_in_state`), which may not be
+the broker.
 """
 
 from __future__ import annotations
