@@ -34,10 +34,13 @@ def engine_database(wfrunner_database: str) -> str:
 def engine_env(
     wfrunner_servers: TestServers, wfrunner_app: Any, wfrunner_database: str
 ) -> dict[str, str]:
-    """The servers the in-process engine uses (set in this process's environment)."""
+    """The servers the in-process engine uses (set in this process's environment), and
+    its broker when it is not that Redis."""
+    broker = os.environ.get("WFRUNNER_BROKER_URL")
     return {
         "WFRUNNER_REDIS_URL": wfrunner_servers.redis_url,
         "WFRUNNER_DATABASE_URL": wfrunner_database,
+        **({"WFRUNNER_BROKER_URL": broker} if broker else {}),
     }
 
 

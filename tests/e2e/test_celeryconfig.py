@@ -41,3 +41,21 @@ def test_a_broker_elsewhere_is_refused(
     assert len(errors) == 1, refused.stderr
     assert errors[0].startswith(f"Error: {source}={other} is not the Redis")
     assert f"WFRUNNER_REDIS_URL={worker_env['WFRUNNER_REDIS_URL']}" in errors[0]
+
+
+@pytest.mark.parametrize("broker", ["amqp://127.0.0.1:1/", "redis://127.0.0.1:1/0"])
+def test_an_unreachable_broker_stops_the_worker(
+    worker_env: dict[str, str], tmp_path: Path, broker: str
+) -> None:
+    """A broker apart from the state Redis is tried once at start: a worker does not sit
+    retrying a broker that is not there (Celery would, for ever)."""
+    refused = celery(
+        {**worker_env, "WFRUNNER_BROKER_URL": broker}, tmp_path, "worker", "-P", "solo"
+    )
+    assert refused.returncode == 1
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: WFRUNNER_BROKER_URL={broker} does not accept connections: start the broker "
+        "there, or unset the variable to use the state Redis"
+    ], refused.stderr
+    assert "Traceback" not in refused.stderr

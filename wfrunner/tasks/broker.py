@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from wfrunner.errors import ConfigurationError
-from wfrunner.servers import redact
+from wfrunner.servers import redact, redis_reachable
 from wfrunner.settings import Settings
 
 
@@ -130,3 +130,17 @@ def amqp_depths(url: str, queues: tuple[str, ...], timeout: float = 5.0) -> dict
             finally:
                 channel.close()
     return sizes
+
+
+def broker_answers(url: str, timeout: float = 5.0) -> bool:
+    """Whether the broker at ``url`` accepts a connection (a Redis answers PING)."""
+    if broker_kind(url) is BrokerKind.REDIS:
+        return redis_reachable(url, timeout)
+    from kombu.connection import Connection
+
+    try:
+        with Connection(url, connect_timeout=timeout) as connection:  # type: ignore[no-untyped-call]
+            connection.connect()
+    except Exception:  # refused, unknown host, bad credentials, TLS ...: it does not answer
+        return False
+    return True
