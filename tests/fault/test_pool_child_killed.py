@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.fault.checks import assert_clean, check_runs
 from tests.fault.cluster import Cluster
 from tests.fault.workflows import chain, node
+from wfrunner import recovery
 
 
 def _events(cluster: Cluster, run_id: str, kind: str, node_id: str) -> int:
@@ -46,6 +47,11 @@ def test_pool_child_killed_once_then_always(make_cluster: Callable[..., Cluster]
     assert cluster.redis.llen("wfrunner.tasks") == 0
     assert cluster.redis.hlen("unacked") == 0
 
+    # the doomed node kills whichever pool process takes it, also one whose finisher thread
+    # is still recording the survivor's end (committed in PostgreSQL, hot keys not yet
+    # dropped): beat's reconciler drops those (seen once in five runs on RabbitMQ, whose
+    # immediate redeliveries make that timing likelier); no beat runs here, so one pass
+    assert not recovery.reconcile(cluster.rt)
     report = check_runs(cluster.rt, cluster.redis, [survivor, doomed], cluster.logs(),
                         child_deaths=cluster.count_in_logs("exited with 'signal 9"))  # fmt: skip
     assert_clean(report, cluster.tails())
