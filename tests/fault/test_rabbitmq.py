@@ -180,7 +180,8 @@ def test_a_worker_killed_mid_node_on_rabbitmq(
     """Whole workers SIGKILLed while nodes run: RabbitMQ gives their unacknowledged
     messages back when the connection drops, and every run completes with each node's
     effect exactly once (tests/fault/test_worker_kill.py's checks)."""
-    run_chaos(make_cluster(broker_url=vhost[1]), runs=20, kills=2, every=3.0, workers=2, timeout=90)
+    cluster = make_cluster(broker_url=vhost[1])
+    run_chaos(cluster, runs=30, kills=2, every=3.0, workers=2, timeout=90, top_up=4)
 
 
 def test_metrics_and_doctor_on_rabbitmq(
