@@ -7,10 +7,14 @@ KEYS[1]  meta     wfr:{<run_id>}:meta
 KEYS[2]  events   wfr:{<run_id>}:events
 KEYS[3]  pending  wfr:{<run_id>}:pending   token key -> JSON token (the outbox)
 KEYS[4]  running  wfr:{<run_id>}:running   token key -> "<until>|<holder>"
+KEYS[5]  due      wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/sweep.py)
 
 ARGV[1]  error    the run's error ("cancelled by ...: reason")
 ARGV[2]  now      seconds since the epoch (the events' time)
 ARGV[3]  event    JSON run_cancelled event, to which this script adds "cut_short"
+ARGV[4]  run_id   the run's member of the due index
+ARGV[5]  look_at  when the reconciler looks at the run at the latest: should the caller
+                  die before it records the end, the reconciler records it
 
 For each pending token, a node_cancelled event (node, scope, token, was): "running" when
 a delivery holds a live lease on it, "waiting for approval" (a human node), "waiting for
@@ -60,6 +64,7 @@ for i = 1, #pending, 2 do
     end
 end
 redis.call("HSET", KEYS[1], "state", "cancelled", "error", ARGV[1])
+redis.call("ZADD", KEYS[5], "LT", ARGV[5], ARGV[4])
 local evt = cjson.decode(ARGV[3])
 if #cut > 0 then
     evt["cut_short"] = cut

@@ -13,6 +13,7 @@ KEYS[8]  pending   wfr:{<run_id>}:pending   token key -> JSON token (emitted, no
 KEYS[9]  running   wfr:{<run_id>}:running   token key -> when its delivery began
 KEYS[10] joins     wfr:{<run_id>}:joins
 KEYS[11] checks    wfr:{<run_id>}:checks    completion checks counted (see completion_view.lua)
+KEYS[12] due       wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/sweep.py)
 
 ARGV[1]  op_key       the consumed token's op key
 ARGV[2]  delta        emitted tokens (arrivals included) - 1; a join arrival consumed by
@@ -41,7 +42,8 @@ ARGV[13] arrivals     JSON list of join arrivals: first the dead ones (paths not
                       decided by the caller), and when the caller decided it, "observed"
                       with "fire" (it fires the join); see "Join rules" below
 ARGV[14] checks_ttl   seconds the check count outlives its last check
-ARGV[15..] events     JSON events to append
+ARGV[15] stall_after  seconds without activity after which the reconciler looks at the run
+ARGV[16..] events     JSON events to append
 
 A dead arrival's consequences (a fire token for the join it completes, or the join
 skipped and the paths beyond it) were decided by the caller from the join's arrivals as
@@ -228,7 +230,7 @@ redis.call("HDEL", KEYS[9], ARGV[3])
 for key, token in pairs(record["tokens"]) do
     redis.call("HSET", KEYS[8], key, token)
 end
-for i = 15, #ARGV do
+for i = 16, #ARGV do
     redis.call("RPUSH", KEYS[7], ARGV[i])
 end
 for _, a in ipairs(consumed) do
@@ -248,6 +250,17 @@ local now = tonumber(ARGV[10])
 if now >= tonumber(redis.call("HGET", KEYS[1], "flush_at") or "0") then
     redis.call("HSET", KEYS[1], "flush_at", now + tonumber(ARGV[11]))
     flush_due = 1
+    -- at most once a flush interval, the run's next look moves on: when it would be idle,
+    -- or sooner, when an entry of its running hash falls due (a lease a dead worker no
+    -- longer renews, a retry, an approval's deadline)
+    local look = now + tonumber(ARGV[15])
+    for _, entry in ipairs(redis.call("HVALS", KEYS[9])) do
+        local till = tonumber(string.match(entry, "^([^|]+)|"))
+        if till and till < look then
+            look = till
+        end
+    end
+    redis.call("ZADD", KEYS[12], look, ARGV[5])
 end
 
 local hit_zero = 0

@@ -7,6 +7,7 @@ KEYS[2]  approvals  wfr:{<run_id>}:approvals  (see request_approval.lua)
 KEYS[3]  events     wfr:{<run_id>}:events
 KEYS[4]  running    wfr:{<run_id>}:running
 KEYS[5]  pending    wfr:{<run_id>}:pending
+KEYS[6]  due       wfr:{<slot tag>}:due   the due index of the run's slot (wfrunner/sweep.py)
 
 ARGV[1]  token_key  the waiting token (the caller chose it from the requests)
 ARGV[2]  decision   JSON decision (decision, by, comment, data, at)
@@ -15,6 +16,10 @@ ARGV[4]  now        seconds since the epoch: a token left waiting ("<until>|appr
                     due from then ("<now>|retry": should the caller's message be lost,
                     the reconciler publishes it); a delivery's lease is left alone (the
                     delivery deciding a timed-out approval holds it)
+ARGV[5]  look_at    when the reconciler looks at the run at the latest (now + its stall
+                    time): the token's message may be lost, and the run's next look may
+                    have been the approval's deadline or the child's end
+ARGV[6]  run_id     the run's member of the due index
 
 A paused run's approval is decided too: the token it makes due waits for the resume.
 
@@ -41,4 +46,5 @@ if entry == "" or string.sub(entry, -9) == "|approval" then
     redis.call("HSET", KEYS[4], ARGV[1], ARGV[4] .. "|retry")
 end
 redis.call("HSET", KEYS[1], "activity", ARGV[4])
+redis.call("ZADD", KEYS[6], "LT", ARGV[5], ARGV[6])
 return {state, "decided", redis.call("HGET", KEYS[5], ARGV[1]) or "", waiting}

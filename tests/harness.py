@@ -75,9 +75,10 @@ class Harness:
 
     def lose_hot_state(self) -> None:
         """Copy the run's history to PostgreSQL, then lose it from Redis and the broker
-        (every queued message), and let the reconciler rebuild it."""
+        (every queued message), as a Redis restarted empty would (the reconciler's next
+        pass sees a new server), and let the reconciler rebuild it."""
         recovery.flush(self.rt, self.run_id)
-        self.rt.redis.delete(*keys.run_keys(self.run_id))
+        self.rt.redis.delete(*keys.run_keys(self.run_id), keys.SERVER_KEY)
         self.queue.clear()
         self.reconcile()
 

@@ -220,25 +220,34 @@ def expire_idle_runs(rt: Runtime) -> list[str]:
 
     A node that is running (its lease is live) or a retry that is not yet due is
     activity: a long node or a long backoff does not time its run out.
+
+    The pass costs the runs that are due, not every active run: PostgreSQL's
+    ``last_activity_at`` (indexed with the status) moves with each flush of a run's
+    history, at most every ``WFRUNNER_FLUSH_INTERVAL`` s while it progresses, so a
+    progressing run is never a candidate. A candidate found busy (a long node, a retry's
+    backoff, an approval, a slot wait) is touched, all in one UPDATE, and is not a
+    candidate again for another timeout period.
     """
     timeout = rt.settings.run_timeout
     failed = []
     rt.redis.hset(keys.PASSES_KEY, "detect_timeouts", time.time())  # wfrunner doctor reads it
+    busy: list[str] = []
     for run_id in rt.store.find_idle_runs(timeout):
         meta = rt.state.meta(run_id)
         if not meta and runlimits.waits(rt, run_id):  # QUEUED for a slot: not stuck
-            rt.store.touch_run(run_id)
+            busy.append(run_id)
             continue
         idle_for = time.time() - float(meta.get("activity", 0) or 0)
         state = meta.get("state")
         # a paused run is idle on purpose (PostgreSQL lists it when its pause did not
         # reach PostgreSQL): it never times out
         if state == PAUSED or (state == RUNNING and (idle_for < timeout or _busy(rt, run_id))):
-            rt.store.touch_run(run_id)
+            busy.append(run_id)
             continue
         error = f"run timed out: no activity for {timeout} s (WFRUNNER_RUN_TIMEOUT)"
         if fail(rt, run_id, error, **_found_idle(rt, run_id)):
             failed.append(run_id)
+    rt.store.touch_runs(busy)
     return failed
 
 

@@ -14,6 +14,9 @@ Redis can also come back with older data than it had (a snapshot, a lagging repl
 The generation fence (:mod:`wfrunner.fencing`) keeps such state out of PostgreSQL, and
 the reconciler notices the restart itself (the Redis server's ``run_id`` differs from the
 one it stored) and rebuilds every active run from PostgreSQL under a new epoch.
+
+This module holds the repairs; :mod:`wfrunner.reconciler` decides which runs a pass looks
+at (those due, from a per-slot index, and every active run only after a Redis restart).
 """
 
 from __future__ import annotations
@@ -235,6 +238,8 @@ def rebuild(
             "epoch": uuid.uuid4().hex,
         },
     )
+    # the reconciler looks again once it could be idle (wfrunner/reconciler.py)
+    pipe.zadd(keys.due_key(run_id), {run_id: time.time() + rt.state.stall_after})
     pipe.execute()
     runlimits.reclaim(rt, run_id, run.workflow_id)
     if run.status is RunStatus.PAUSED:
@@ -293,59 +298,37 @@ def republish(
     return [t for t, _ in stalled]
 
 
-def reconcile(rt: Runtime) -> dict[str, list[Token]]:
-    """One pass over active runs: rebuild lost or stale ones, republish stalled tokens,
-    finish runs whose end was not recorded, start queued runs whose start message is gone.
-    Returns run id -> tokens to publish."""
-    stall_after = stall_seconds(rt)
-    rt.redis.hset(keys.PASSES_KEY, "reconcile", time.time())  # wfrunner doctor reads it
-    restarted = _redis_restarted(rt)
-    restored = bool(restarted and restarted[1])
-    generations = rt.store.active_generations()
-    # hot state of a run PostgreSQL does not list as active: brought back by a restarted
-    # Redis, or left by a finisher killed between its PostgreSQL commit and its drop of the
-    # keys (no delivery looks at an ended run again): dropped once PostgreSQL says it ended
-    for run_id in _hot_runs(rt) - set(generations):
-        if _drop_if_ended(rt, run_id):
-            telemetry.repaired("dropped")
-    telemetry.repaired("slots_freed", runlimits.repair(rt))
-    to_publish: dict[str, list[Token]] = {}
-    for run_id, gen in generations.items():
-        rebuilt = _validate(rt, run_id, gen, restored)
-        if rebuilt is not None:
-            to_publish[run_id] = rebuilt
-            telemetry.repaired("rebuilt")
-            continue
-        stalled = _repair(rt, run_id, stall_after)
-        if stalled:
-            to_publish[run_id] = stalled
-    # after the active runs: a rebuilt run takes back its slot of a run limit first
-    started = _start_lost(rt, 0.0 if restarted else stall_after)
-    telemetry.repaired("started", len(started))
-    return {**started, **to_publish}
+def reconcile(rt: Runtime, shards: Collection[int] | None = None) -> dict[str, list[Token]]:
+    """One reconciler pass, every shard in this process (``shards``: those only); see
+    :func:`wfrunner.reconciler.reconcile`. Returns run id -> tokens to publish."""
+    from wfrunner import reconciler  # it decides which runs the repairs below look at
+
+    return reconciler.reconcile(rt, shards)
 
 
-def _repair(rt: Runtime, run_id: str, stall_after: float) -> list[Token]:
+def repair(
+    rt: Runtime, run_id: str, stall_after: float, meta: Mapping[str, str]
+) -> tuple[list[Token], float | None]:
     """Finish an active run whose end was not recorded, check one whose counter is 0, or
-    claim its stalled tokens (the ones to publish again)."""
-    meta = rt.state.meta(run_id)
-    if not meta:
-        return []  # it ended since the listing, or a writer is at work
+    claim its stalled tokens: (the tokens to publish again, seconds until the reconciler
+    should look at the run again; None when claiming them set it, see claim_stalled.lua)."""
     if meta.get("state") not in LIVE:
         if lifecycle.finish(rt, run_id) is not None:
             telemetry.repaired("finished")
-    elif rt.state.counter(run_id) == 0:  # a paused run's last node may have committed
+        return [], float(rt.settings.reconcile_interval)  # (another writer held it)
+    if rt.state.counter(run_id) == 0:  # a paused run's last node may have committed
         lifecycle.check_completion(rt, run_id)
         telemetry.repaired("completion_checked")
-    elif meta.get("state") == RUNNING:  # a paused run's tokens wait for its resume
+        return [], stall_after
+    if meta.get("state") == RUNNING:  # a paused run's tokens wait for its resume
         stalled = republish(rt, run_id, stall_after)
         if stalled:
             telemetry.repaired("republished")
-        return stalled
-    return []
+        return stalled, None
+    return [], stall_after
 
 
-def _redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
+def redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
     """(the Redis server's run_id, restored) when no reconciler pass has validated runs on
     this server process yet (the key is swapped atomically: one pass does it; should it
     die halfway, the generation checks of later passes still catch stale runs).
@@ -360,11 +343,12 @@ def _redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
     return current, stored is not None
 
 
-def _hot_runs(rt: Runtime) -> set[str]:
+def hot_runs(rt: Runtime) -> set[str]:
+    """Every run with hot metadata in Redis: a SCAN of the whole keyspace."""
     return {keys.run_of_meta(k) for k in rt.redis.scan_iter(match=keys.META_PATTERN, count=500)}
 
 
-def _drop_if_ended(rt: Runtime, run_id: str) -> bool:
+def drop_if_ended(rt: Runtime, run_id: str) -> bool:
     """Hot state of a run PostgreSQL does not list as active: stale once the run ended
     (a run started since the listing is RUNNING there, and left alone)."""
     try:
@@ -378,7 +362,7 @@ def _drop_if_ended(rt: Runtime, run_id: str) -> bool:
     return False
 
 
-def _validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list[Token] | None:
+def validate(rt: Runtime, run_id: str, listed_gen: int, restored: bool) -> list[Token] | None:
     """Rebuild the run from PostgreSQL when Redis lost it, holds an older generation than
     PostgreSQL accepted, or came back from a snapshot; the tokens to publish, None when it
     is left as is."""

@@ -70,6 +70,8 @@ class Runtime:
             self.redis,
             flush_every=float(self.settings.flush_interval),
             lease_seconds=float(self.settings.lease_seconds),
+            reconcile_every=float(self.settings.reconcile_interval),
+            shards=self.settings.background_shards,
         )
 
     @cached_property

@@ -171,6 +171,9 @@ class Settings:
     max_deliveries: int = 3
     flush_interval: int = 1
     reconcile_interval: int = 10
+    #: WFRUNNER_BACKGROUND_SHARDS: the reconciler's due pass and the flushes are split in
+    #: this many shards of Redis Cluster slots, each its own task (wfrunner/sweep.py)
+    background_shards: int = 2
     schedule_interval: int = 5
     cel_max_steps: int = 100_000
     http_allow: tuple[str, ...] = ()
@@ -209,6 +212,7 @@ class Settings:
             max_deliveries=_int(env, "WFRUNNER_MAX_DELIVERIES", 3),
             flush_interval=_int(env, "WFRUNNER_FLUSH_INTERVAL", 1),
             reconcile_interval=_int(env, "WFRUNNER_RECONCILE_INTERVAL", 10),
+            background_shards=_int(env, "WFRUNNER_BACKGROUND_SHARDS", 2, minimum=1),
             schedule_interval=_int(env, "WFRUNNER_SCHEDULE_INTERVAL", 5),
             cel_max_steps=_int(env, "WFRUNNER_CEL_MAX_STEPS", 100_000),
             http_allow=_list(env, "WFRUNNER_HTTP_ALLOW"),

@@ -49,7 +49,16 @@ def _entry(rt: Runtime, token: Token) -> str | None:
 
 
 def _idle(rt: Runtime, run_id: str, idle: bool) -> None:
+    """Make the run look idle (or not): its last activity long ago, and its next look in
+    the reconciler's due index come (as they would be once the stall time has passed)."""
     rt.redis.hset(keys.meta_key(run_id), "activity", 0 if idle else time.time())
+    if idle:
+        _due(rt, run_id)
+
+
+def _due(rt: Runtime, run_id: str) -> None:
+    """The run's next look has come (the time the reconciler chose for it passed)."""
+    rt.redis.zadd(keys.due_key(run_id), {run_id: 0}, xx=True)
 
 
 def test_a_live_lease_keeps_a_second_delivery_from_running_the_node(
@@ -175,6 +184,7 @@ def test_a_retry_is_not_republished_before_it_is_due(rt: Runtime, h: Harness) ->
     h.reconcile()
     assert not h.queue
     assert rt.state.record(h.run_id, [], token, time.time() - 1)  # overdue: its message lost
+    _due(rt, h.run_id)  # (the retry's due time, the run's next look, passed)
     h.reconcile()
     assert list(h.queue) == [token]
 

@@ -189,10 +189,11 @@ def test_the_end_of_a_flushed_run_is_one_transaction_sending_only_new_events(
 
 
 def test_flush_requests_of_many_runs_make_one_task_and_one_transaction(rt: Runtime) -> None:
-    """Runs marked due share one queued flush_runs task, which copies them in one
-    transaction; a run whose Redis generation is stale is refused on its own."""
+    """Runs of a shard marked due share one queued flush_runs task, which copies them in
+    one transaction; a run whose Redis generation is stale is refused on its own."""
     settled(rt)
-    rt.redis.delete(keys.FLUSH_DIRTY_KEY, keys.FLUSH_QUEUED_KEY)
+    every = range(rt.settings.background_shards)
+    rt.redis.delete(*map(keys.flush_dirty_key, every), *map(keys.flush_queued_key, every))
     runs = []
     for _ in range(3):
         h = Harness(rt)
@@ -201,13 +202,16 @@ def test_flush_requests_of_many_runs_make_one_task_and_one_transaction(rt: Runti
         h.deliver()  # A: events not yet in PostgreSQL
         runs.append(h)
     queued = [rt.state.mark_dirty(h.run_id, 60) for h in runs + runs]
-    assert queued == [True, False, False, False, False, False]
+    shards = [rt.state.shard_of(h.run_id) for h in runs]
+    first = [s if s not in shards[:i] else None for i, s in enumerate(shards)]
+    assert queued == [*first, None, None, None]  # one task per shard
     stale = runs[2].run_id
     with rt.store._sessions.begin() as session:  # PostgreSQL moved on without this Redis
         session.execute(sa.update(Run).where(Run.id == stale).values(hot_gen=Run.hot_gen + 1))
-    taken = rt.state.take_dirty(100)
+    taken = [r for shard in sorted(set(shards)) for r in rt.state.take_dirty(shard, 100)]
     assert sorted(taken) == sorted(h.run_id for h in runs)
-    assert rt.state.mark_dirty(runs[0].run_id, 60)  # the task began: the next one may queue
+    # the task began: the next one may queue
+    assert rt.state.mark_dirty(runs[0].run_id, 60) == shards[0]
     with commits(rt) as seen:
         copied = fencing.flush_many(rt, taken)
     assert seen == [1]

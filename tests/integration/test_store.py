@@ -154,7 +154,7 @@ def test_idle_runs_and_touch(store: Store, run_id: str) -> None:
     store.transition_run(run_id, RunStatus.COMPLETED)
     assert store.find_idle_runs(0.01) == []
     before = store.get_run(run_id).last_activity_at
-    store.touch_run(run_id)
+    store.touch_runs([run_id])
     assert store.get_run(run_id).last_activity_at > before
 
 

@@ -189,6 +189,8 @@ class RunMachine(RuleBasedStateMachine):
         tokens then), or just active (it does not): never left to the clock."""
         if self.rt.state.meta(self.run_id):
             self.rt.redis.hset(keys.meta_key(self.run_id), "activity", 0 if idle else time.time())
+            if idle:  # the run's next look in the reconciler's due index has come too
+                self.rt.redis.zadd(keys.due_key(self.run_id), {self.run_id: 0}, xx=True)
 
     def has_queue(self) -> bool:
         return self.h is not None and bool(self.h.queue)
@@ -367,7 +369,8 @@ class RunMachine(RuleBasedStateMachine):
         assert self.h is not None
         if flush_first:
             recovery.flush(self.rt, self.run_id)
-        self.rt.redis.delete(*keys.run_keys(self.run_id))
+        # as a Redis restarted empty: the reconciler's next pass sees a new server
+        self.rt.redis.delete(*keys.run_keys(self.run_id), keys.SERVER_KEY)
         self.h.queue.clear()
         self.h.reconcile()
 

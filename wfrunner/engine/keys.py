@@ -33,14 +33,23 @@ keys of their own, under a hash tag per workflow name or handler name::
     wfr:{h:<handler>}:slots   zset    delivery holder -> slot expiry (Redis's clock)
     wfr:{h:<handler>}:max     string  the limit last applied
 
-Two global keys batch the flushes of all runs (see wfrunner/tasks/runs.py ``flush_runs``)::
+The background passes' indexes (wfrunner/sweep.py) are one key per Redis Cluster slot,
+named with a hash tag that hashes to that slot (wfrunner/engine/slots.py), so a run's own
+scripts update its entry in the same call as its state::
 
-    wfr:{flush}:dirty         set     runs whose history is due to be copied to PostgreSQL
-    wfr:{flush}:queued        string  set while a flush_runs task is queued (one at a time)
+    wfr:{<slot tag>}:due      zset    run id -> when the reconciler looks at it next
+
+The flushes are batched per background shard (see wfrunner/tasks/runs.py ``flush_runs``)::
+
+    wfr:{flush:<shard>}:dirty   set     runs whose history is due to be copied to PostgreSQL
+    wfr:{flush:<shard>}:queued  string  set while a flush_runs task of the shard is queued
 
 The server key (global) holds the ``run_id`` of the Redis server process that the
 reconciler last saw; a different one means Redis restarted (empty, or from a snapshot).
 The passes key (global hash) holds when the reconciler and the timeout detector last ran.
+The indexed key (global) says the due index holds every active run (the first pass on a
+Redis without it indexes them from PostgreSQL); the sweep key holds the SCAN cursor of
+the incremental search for hot state of runs that ended.
 
 The completion channel is global (PUBLISH reaches every node of a cluster); its messages
 are run ids. A run's end channel ``wfr:{<run_id>}:ended`` carries the status PostgreSQL
@@ -62,6 +71,8 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from wfrunner.engine.slots import slot_of, slot_tag
+
 PREFIX = "wfr"
 #: channel on which apply_delta.lua PUBLISHes a run id when its counter reaches 0
 COMPLETION_CHANNEL = f"{PREFIX}:completion"
@@ -70,9 +81,10 @@ SERVER_KEY = f"{PREFIX}:server"
 #: hash: beat task name -> when its last pass ran (``wfrunner doctor`` tells whether the
 #: reconciler and the timeout detector run at all)
 PASSES_KEY = f"{PREFIX}:passes"
-#: runs whose history is due to be flushed, and the flag of a queued flush_runs task
-FLUSH_DIRTY_KEY = f"{PREFIX}:{{flush}}:dirty"
-FLUSH_QUEUED_KEY = f"{PREFIX}:{{flush}}:queued"
+#: set once every active run has an entry in the due index
+INDEXED_KEY = f"{PREFIX}:indexed"
+#: the SCAN cursor of the incremental sweep for hot state of ended runs
+SWEEP_KEY = f"{PREFIX}:sweep"
 #: what SCAN matches to find every run's hot metadata
 META_PATTERN = f"{PREFIX}:{{*}}:meta"
 
@@ -182,6 +194,37 @@ def run_of_meta(key: str) -> str:
 def waiting_key(run_id: str) -> str:
     """Nodes whose deliveries wait for a slot of their handler, and why."""
     return f"{_tag(run_id)}:waiting"
+
+
+def slot_of_run(run_id: str) -> int:
+    """The Redis Cluster slot of every key of the run."""
+    _tag(run_id)
+    return slot_of(run_id)
+
+
+def due_key_of_slot(slot: int) -> str:
+    """The due index of the runs in ``slot``: run id -> when the reconciler looks next."""
+    return f"{PREFIX}:{{{slot_tag(slot)}}}:due"
+
+
+def due_key(run_id: str) -> str:
+    """The due index holding the run (in the run's slot: its scripts update it)."""
+    return due_key_of_slot(slot_of_run(run_id))
+
+
+def flush_dirty_key(shard: int) -> str:
+    """Runs of background shard ``shard`` whose history is due to be flushed."""
+    return f"{PREFIX}:{{flush:{shard}}}:dirty"
+
+
+def flush_queued_key(shard: int) -> str:
+    """Set while a flush_runs task of background shard ``shard`` is queued."""
+    return f"{PREFIX}:{{flush:{shard}}}:queued"
+
+
+def shard_pass_key(shard: int) -> str:
+    """Held while a reconciler pass of background shard ``shard`` runs."""
+    return f"{PREFIX}:{{shard:{shard}}}:pass"
 
 
 def run_keys(run_id: str) -> list[str]:

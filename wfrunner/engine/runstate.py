@@ -9,15 +9,16 @@ coordinator.
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import redis
 from redis.commands.core import Script
 
-from wfrunner.engine import keys
+from wfrunner.engine import keys, slots
 from wfrunner.engine.leases import Lease
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError
@@ -307,11 +308,21 @@ class RunState:
     """Hot state of runs over one ``redis.Redis`` client (``decode_responses=True``)."""
 
     def __init__(
-        self, client: redis.Redis, flush_every: float = 1.0, lease_seconds: float = 15.0
+        self,
+        client: redis.Redis,
+        flush_every: float = 1.0,
+        lease_seconds: float = 15.0,
+        reconcile_every: float = 10.0,
+        shards: int = 1,
     ) -> None:
         self.client = client
         self.flush_every = flush_every
         self.lease_seconds = lease_seconds
+        #: a reconciler pass's period; a run idle 3 times that long is looked at
+        self.reconcile_every = reconcile_every
+        self.stall_after = 3.0 * reconcile_every
+        #: background shards: the flushes are batched per shard (wfrunner/sweep.py)
+        self.shards = shards
         self._scripts: dict[str, Script] = {
             name: client.register_script(lua_source(name))
             for name in (
@@ -362,6 +373,7 @@ class RunState:
                 keys.applied_key(run_id),
                 keys.events_key(run_id),
                 keys.pending_key(run_id),
+                keys.due_key(run_id),
             ],
             [
                 keys.op_key(run_id, "init", None, None, 1),
@@ -372,6 +384,8 @@ class RunState:
                 _dump(_token_map(entries)),
                 gen,
                 now + self.flush_every,
+                run_id,
+                now + self.stall_after,
                 *map(_dump, events),
             ],
         )
@@ -527,6 +541,7 @@ class RunState:
                 keys.running_key(run_id),
                 keys.joins_key(run_id),
                 keys.checks_key(run_id),
+                keys.due_key(run_id),
             ],
             [
                 token.op_key("advance"),
@@ -543,6 +558,7 @@ class RunState:
                 epoch,
                 _dump([a.to_json() for a in arrivals]),
                 CHECKS_TTL,
+                self.stall_after,
                 *map(_dump, events),
             ],
         )
@@ -552,19 +568,23 @@ class RunState:
         self, run_id: str, state: str, error: str | None, events: Sequence[dict[str, Any]]
     ) -> bool:
         """Stop the run (failed / cancelled / completed); True when this call stopped it."""
-        keys_and_args = self._end_args(run_id, (state, error, events))
-        changed, _ = self._run("end_run", run_id, keys_and_args[:2], keys_and_args[2:])
+        keys_and_args = self._end_args(run_id, (state, error, events), look=True)
+        changed, _ = self._run("end_run", run_id, keys_and_args[:3], keys_and_args[3:])
         return bool(changed)
 
-    @staticmethod
-    def _end_args(run_id: str, end: RunEnd) -> list[Any]:
-        """end_run.lua's keys, then its arguments."""
+    def _end_args(self, run_id: str, end: RunEnd, look: bool) -> list[Any]:
+        """end_run.lua's keys, then its arguments. ``look``: the run's next look comes
+        within a reconciler pass (an end from outside its nodes, whose recorder may die);
+        a completion's finisher records the end in the same call."""
         state, error, events = end
         return [
             keys.meta_key(run_id),
             keys.events_key(run_id),
+            keys.due_key(run_id),
             state,
             error or "",
+            run_id if look else "",
+            time.time() + self.reconcile_every,
             *map(_dump, events),
         ]
 
@@ -579,8 +599,9 @@ class RunState:
                 keys.events_key(run_id),
                 keys.pending_key(run_id),
                 keys.running_key(run_id),
+                keys.due_key(run_id),
             ],
-            [error, evt["t"], _dump(evt)],
+            [error, evt["t"], _dump(evt), run_id, time.time() + self.reconcile_every],
         )
         return bool(changed), str(state), [str(h) for h in holders]
 
@@ -663,8 +684,8 @@ class RunState:
         state, outcome, value, waiting = self._run(
             "decide_approval",
             run_id,
-            self._approval_keys(run_id),
-            [token_key, _dump(decision), _dump(evt), f"{now:.3f}"],
+            [*self._approval_keys(run_id), keys.due_key(run_id)],
+            [token_key, _dump(decision), _dump(evt), f"{now:.3f}", *self._look(run_id, now)],
         )
         token = Token.from_dict(json.loads(value)) if outcome == "decided" and value else None
         earlier = json.loads(value) if outcome == "already" and value else None
@@ -708,11 +729,16 @@ class RunState:
         state, decided, token, workflow_id = self._run(
             "decide_child",
             run_id,
-            self._child_keys(run_id),
-            [token_key, _dump(outcome), _dump(evt), f"{now:.3f}"],
+            [*self._child_keys(run_id), keys.due_key(run_id)],
+            [token_key, _dump(outcome), _dump(evt), f"{now:.3f}", *self._look(run_id, now)],
         )
         due = Token.from_dict(json.loads(token)) if token else None
         return str(state), str(decided), due, str(workflow_id)
+
+    def _look(self, run_id: str, now: float) -> tuple[str, str]:
+        """(look_at, run id): a decision makes a token due: the run is looked at once it
+        has been idle the stall time, should the token's message be lost."""
+        return f"{now + self.stall_after:.3f}", run_id
 
     def child_outcome(self, run_id: str, token_key: str) -> dict[str, Any] | None:
         """How the child run of a subworkflow node's token ended (None: not yet)."""
@@ -782,7 +808,8 @@ class RunState:
         if end is not None:
             # EVALSHA as a plain command: redis-py would ask SCRIPT EXISTS first for a
             # Script in a pipeline, a round trip for a script loaded at the first end
-            pipe.evalsha(self._scripts["end_run"].sha, 2, *self._end_args(run_id, end))
+            args = self._end_args(run_id, end, look=False)
+            pipe.evalsha(self._scripts["end_run"].sha, 3, *args)
         if lock is not None:
             pipe.set(keys.lock_key(run_id), lock[0], nx=True, px=lock[1])
         pipe.hgetall(keys.meta_key(run_id))
@@ -887,12 +914,17 @@ class RunState:
     ) -> list[tuple[Token, Lease | None]]:
         """Outbox tokens to publish again (see lua/claim_stalled.lua), marked as such, each
         with the running entry it had (None: none); ``force``: republish marks do not hold
-        a token back."""
+        a token back. The run's next look in the due index is set (at most ``hold`` s on)."""
         flat = self._run(
             "claim_stalled",
             run_id,
-            [keys.meta_key(run_id), keys.pending_key(run_id), keys.running_key(run_id)],
-            [now, stall_after, hold, "1" if force else ""],
+            [
+                keys.meta_key(run_id),
+                keys.pending_key(run_id),
+                keys.running_key(run_id),
+                keys.due_key(run_id),
+            ],
+            [now, stall_after, hold, "1" if force else "", run_id, now + hold],
         )
         return [
             (Token.from_dict(json.loads(flat[i])), Lease.parse(str(flat[i + 1])))
@@ -949,35 +981,69 @@ class RunState:
             joins=_arrival_counts(joins),
         )
 
-    def mark_dirty(self, run_id: str, ttl: float) -> bool:
-        """Add the run to those due to be flushed; True when no flush_runs task is queued
-        (the caller queues one). The flag expires after ``ttl`` s: a lost task message
-        does not stop later flushes."""
-        self.client.sadd(keys.FLUSH_DIRTY_KEY, run_id)
-        return self.claim_flusher(ttl)
+    def shard_of(self, run_id: str) -> int:
+        """The background shard of the run (that of its slot)."""
+        return slots.shard_of_slot(keys.slot_of_run(run_id), self.shards)
 
-    def claim_flusher(self, ttl: float) -> bool:
-        """True when no flush_runs task is queued: the caller queues one."""
-        return bool(self.client.set(keys.FLUSH_QUEUED_KEY, 1, nx=True, px=int(ttl * 1000)))
+    def mark_dirty(self, run_id: str, ttl: float) -> int | None:
+        """Add the run to those of its shard due to be flushed; the shard when no
+        flush_runs task of it is queued (the caller queues one), else None. The flag
+        expires after ``ttl`` s: a lost task message does not stop later flushes."""
+        shard = self.shard_of(run_id)
+        self.client.sadd(keys.flush_dirty_key(shard), run_id)
+        return shard if self.claim_flusher(shard, ttl) else None
 
-    def take_dirty(self, limit: int) -> list[str]:
-        """Up to ``limit`` runs due to be flushed, removed from the set; the flag is
-        cleared first, so a run marked from now on queues the next flush_runs task."""
+    def claim_flusher(self, shard: int, ttl: float) -> bool:
+        """True when no flush_runs task of ``shard`` is queued: the caller queues one."""
+        flag = keys.flush_queued_key(shard)
+        return bool(self.client.set(flag, 1, nx=True, px=int(ttl * 1000)))
+
+    def take_dirty(self, shard: int, limit: int) -> list[str]:
+        """Up to ``limit`` runs of ``shard`` due to be flushed, removed from its set; the
+        flag is cleared first, so a run marked from now on queues the next task."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(keys.FLUSH_QUEUED_KEY)
-        pipe.spop(keys.FLUSH_DIRTY_KEY, limit)
+        pipe.delete(keys.flush_queued_key(shard))
+        pipe.spop(keys.flush_dirty_key(shard), limit)
         return [str(r) for r in pipe.execute()[1] or []]
 
-    def return_dirty(self, run_ids: Sequence[str]) -> None:
+    def return_dirty(self, shard: int, run_ids: Sequence[str]) -> None:
         """Put back runs a failed flush took (PostgreSQL away): the retry takes them."""
         if run_ids:
-            self.client.sadd(keys.FLUSH_DIRTY_KEY, *run_ids)
+            self.client.sadd(keys.flush_dirty_key(shard), *run_ids)
+
+    def due_runs(self, slot_range: Iterable[int], now: float, limit: int) -> list[str]:
+        """Runs of these slots whose next look is ``now`` or earlier, at most ``limit`` per
+        slot: one pipelined ZRANGEBYSCORE per slot (cluster-safe: one key each)."""
+        pipe = self.client.pipeline(transaction=False)
+        for slot in slot_range:
+            pipe.zrangebyscore(keys.due_key_of_slot(slot), "-inf", now, start=0, num=limit)
+        return [str(run_id) for found in pipe.execute() for run_id in found]
+
+    def look_again(self, run_id: str, at: float) -> None:
+        """Move the run's next look to ``at``; a run that left the index (it ended) is not
+        put back."""
+        self.client.zadd(keys.due_key(run_id), {run_id: at}, xx=True)
+
+    def index(self, looks: Mapping[str, float]) -> int:
+        """Put runs in the due index at these next looks, leaving those it holds already;
+        how many were new."""
+        pipe = self.client.pipeline(transaction=False)
+        for run_id, at in looks.items():
+            pipe.zadd(keys.due_key(run_id), {run_id: at}, nx=True)
+        return sum(int(added) for added in pipe.execute())
+
+    def forget(self, run_id: str) -> None:
+        """Take the run out of the due index (it has no hot state left)."""
+        self.client.zrem(keys.due_key(run_id), run_id)
 
     def delete(self, run_id: str, lock: bool = False) -> None:
-        """Delete the run's hot keys; ``lock``: its writer lock too (one Redis brought back
-        from a snapshot belongs to a writer of the past)."""
+        """Delete the run's hot keys and its due index entry; ``lock``: its writer lock too
+        (one Redis brought back from a snapshot belongs to a writer of the past)."""
         stale = [keys.lock_key(run_id)] if lock else []
-        self.client.delete(*keys.run_keys(run_id), *stale)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(*keys.run_keys(run_id), *stale)
+        pipe.zrem(keys.due_key(run_id), run_id)
+        pipe.execute()
 
     def drop(self, run_id: str, holder: str, announce: tuple[str, str] | None = None) -> None:
         """Delete an ended run's hot keys, release its writer lock if ``holder`` still
@@ -988,8 +1054,8 @@ class RunState:
         self._run(
             "drop_run",
             run_id,
-            [keys.lock_key(run_id), *keys.run_keys(run_id)],
-            [holder, channel, message],
+            [keys.lock_key(run_id), keys.due_key(run_id), *keys.run_keys(run_id)],
+            [holder, channel, message, run_id],
         )
 
 

@@ -126,11 +126,15 @@ class RunQueries(Repository):
             ).first()
         return changed is not None
 
-    def touch_run(self, run_id: str) -> None:
-        """Record activity, so the timeout detector leaves a busy run alone."""
+    def touch_runs(self, run_ids: Iterable[str]) -> None:
+        """Record activity, so the timeout detector leaves these busy runs alone for another
+        timeout period (one UPDATE)."""
+        wanted = list(run_ids)
+        if not wanted:
+            return
         with self._tx() as session:
             session.execute(
-                sa.update(Run).where(Run.id == run_id).values(last_activity_at=sa.func.now())
+                sa.update(Run).where(Run.id.in_(wanted)).values(last_activity_at=sa.func.now())
             )
 
     def find_idle_runs(self, older_than_seconds: float) -> list[str]:
@@ -173,6 +177,18 @@ class RunQueries(Repository):
                 .order_by(Run.created_at)
             ).scalars()
             return list(rows)
+
+    def generations_of(self, run_ids: Iterable[str]) -> dict[str, tuple[RunStatus, int]]:
+        """(status, hot-state generation PostgreSQL last accepted) of each of these runs
+        that exists, in one query (the runs a reconciler pass found due)."""
+        wanted = list(run_ids)
+        if not wanted:
+            return {}
+        with self._tx() as session:
+            rows = session.execute(
+                sa.select(Run.id, Run.status, Run.hot_gen).where(Run.id.in_(wanted))
+            ).all()
+        return {run_id: (RunStatus(status), gen) for run_id, status, gen in rows}
 
     def statuses_of(self, run_ids: Iterable[str]) -> dict[str, RunStatus]:
         """The status of each of these runs that exists (a purged run is absent)."""

@@ -103,14 +103,16 @@ def request_completion_check(run_id: str, producer: Producer | None = None) -> N
 
 
 def request_flush(run_id: str) -> None:
-    """Mark the run due to be flushed; unless a flush_runs task is queued already, queue
-    one to run WFRUNNER_FLUSH_INTERVAL s later: it takes every run marked until then, in
-    one transaction (one flush transaction per interval, however many runs progress)."""
+    """Mark the run due to be flushed; unless a flush_runs task of its shard is queued
+    already, queue one to run WFRUNNER_FLUSH_INTERVAL s later: it takes every run of the
+    shard marked until then, in one transaction (one flush transaction per shard and
+    interval, however many runs progress)."""
     from wfrunner.tasks.runs import queue_flush_runs
 
     rt = runtime()
-    if rt.state.mark_dirty(run_id, FLUSH_QUEUED_TTL):
-        queue_flush_runs(rt)
+    shard = rt.state.mark_dirty(run_id, FLUSH_QUEUED_TTL)
+    if shard is not None:
+        queue_flush_runs(rt, shard)
 
 
 @app.task(

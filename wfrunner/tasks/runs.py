@@ -18,7 +18,18 @@ from celery.backends.base import BaseKeyValueStoreBackend
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from wfrunner import failure_handler, fencing, lifecycle, poison, recovery, subflows, telemetry
+from wfrunner import (
+    failure_handler,
+    fencing,
+    lifecycle,
+    poison,
+    reconciler,
+    recovery,
+    subflows,
+    telemetry,
+)
+from wfrunner.engine import keys
+from wfrunner.engine.tokens import Token
 from wfrunner.errors import NodeFailed, NotFoundError, StoreError, WfrunnerError
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.tasks.app import app
@@ -160,57 +171,90 @@ def flush_run(run_id: str) -> int:
     ignore_result=True,
     **_RETRIED,
 )
-def flush_runs() -> int:
-    """Copy the new events and outputs of every run marked due (request_flush) to
-    PostgreSQL in one transaction: a backlog of commits makes bigger batches, not more
-    transactions. Returns how many events were copied."""
+def flush_runs(shard: int = 0) -> int:
+    """Copy the new events and outputs of every run of background shard ``shard`` marked
+    due (request_flush) to PostgreSQL in one transaction: a backlog of commits makes
+    bigger batches, not more transactions. Each shard has its own set of runs marked
+    (``wfr:{flush:<shard>}:dirty``, on the Redis Cluster node of its own hash tag), so no
+    single key takes every commit's mark. Returns how many events were copied."""
     rt = runtime()
-    copied, full = _flush_dirty(rt)
-    if full and rt.state.claim_flusher(FLUSH_QUEUED_TTL):
-        flush_runs.apply_async(queue=COMPLETION_QUEUE)  # more are due than one batch takes
+    copied, full = _flush_dirty(rt, shard)
+    if full and rt.state.claim_flusher(shard, FLUSH_QUEUED_TTL):
+        # more are due than one batch takes
+        flush_runs.apply_async(args=[shard], queue=COMPLETION_QUEUE)
     return copied
 
 
-def queue_flush_runs(rt: Runtime) -> None:
-    """Queue the flush_runs task that copies the runs marked until it runs."""
-    flush_runs.apply_async(queue=COMPLETION_QUEUE, countdown=float(rt.settings.flush_interval))
+def queue_flush_runs(rt: Runtime, shard: int) -> None:
+    """Queue the flush_runs task that copies the runs of ``shard`` marked until it runs."""
+    flush_runs.apply_async(
+        args=[shard], queue=COMPLETION_QUEUE, countdown=float(rt.settings.flush_interval)
+    )
 
 
-def _flush_dirty(rt: Runtime) -> tuple[int, bool]:
+def _flush_dirty(rt: Runtime, shard: int) -> tuple[int, bool]:
     """(events copied, whether the batch was full); runs taken are put back on failure."""
-    run_ids = rt.state.take_dirty(FLUSH_BATCH)
+    run_ids = rt.state.take_dirty(shard, FLUSH_BATCH)
     try:
         copied = fencing.flush_many(rt, run_ids)
     except BaseException:
-        rt.state.return_dirty(run_ids)
+        rt.state.return_dirty(shard, run_ids)
         raise
     return copied, len(run_ids) == FLUSH_BATCH
 
 
 @app.task(name="wfrunner.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
-    """Rebuild runs Redis lost, republish stalled tokens, finish unrecorded ends, move
-    parked poison messages to the dead letters, copy runs left due to be flushed (beat)."""
+    """Beat's reconciler pass: move parked poison messages to the dead letters, the
+    pass's global part (a full pass after a Redis restart, queued runs whose start was
+    lost: :func:`wfrunner.reconciler.global_pass`), child ends and on_run_failed messages
+    that were lost; then one ``reconcile_shard`` task per background shard looks at the
+    runs due in its slots."""
     rt = runtime()
     try:
         telemetry.poison_letters(poison.drain(rt))
     except WfrunnerError as exc:  # PostgreSQL away: the records wait in Redis
         log.warning("poison letters not moved to PostgreSQL yet: %s", exc)
-    try:  # a flush_runs message lost with its worker leaves runs marked: copy them
-        _flush_dirty(rt)
-    except WfrunnerError as exc:
-        log.warning("runs due to be flushed wait for the next pass: %s", exc)
-    published = recovery.reconcile(rt)
+    published, full = reconciler.global_pass(rt)
     try:  # a child run's end its parent was not told of (its recorder died)
         subflows.reconcile_children(rt)
         failure_handler.reconcile(rt)  # an on_run_failed message that was lost
     except WfrunnerError as exc:
         log.warning("the ends of runs wait for the next pass to be followed up: %s", exc)
+    _publish(rt, published)
+    if not full:  # (a full pass looked at every run)
+        for shard in range(rt.settings.background_shards):
+            reconcile_shard.apply_async(args=[shard], queue=COMPLETION_QUEUE)
+    return {run_id: len(tokens) for run_id, tokens in published.items()}
+
+
+@app.task(name="wfrunner.reconcile_shard", ignore_result=True)
+def reconcile_shard(shard: int) -> dict[str, int]:
+    """One background shard's part of a reconciler pass: copy its runs left due to be
+    flushed (a flush_runs message lost with its worker), then look at its runs due
+    (:func:`wfrunner.reconciler.due_pass`). Skipped while another pass of the shard
+    runs (a slow pass overlapping the next one)."""
+    rt = runtime()
+    interval = rt.settings.reconcile_interval
+    if not rt.redis.set(keys.shard_pass_key(shard), 1, nx=True, ex=interval):
+        return {}
+    try:
+        try:
+            _flush_dirty(rt, shard)
+        except WfrunnerError as exc:
+            log.warning("runs due to be flushed wait for the next pass: %s", exc)
+        published = reconciler.due_pass(rt, shard)
+        _publish(rt, published)
+    finally:
+        rt.redis.delete(keys.shard_pass_key(shard))
+    return {run_id: len(tokens) for run_id, tokens in published.items()}
+
+
+def _publish(rt: Runtime, published: dict[str, list[Token]]) -> None:
     for run_id, tokens in published.items():
         workflow_id = rt.store.get_run(run_id).workflow_id
         with publishing() as producer:
             dispatch(tokens, workflow_id, rt.ir(workflow_id), producer=producer)
-    return {run_id: len(tokens) for run_id, tokens in published.items()}
 
 
 @app.task(name="wfrunner.detect_timeouts", ignore_result=True)
