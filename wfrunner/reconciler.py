@@ -52,10 +52,9 @@ import logging
 import time
 from collections.abc import Collection
 
-from wfrunner import recovery, runlimits, telemetry
+from wfrunner import fencing, recovery, runlimits, telemetry
 from wfrunner.engine import keys, slots
 from wfrunner.engine.tokens import Token
-from wfrunner.errors import NotFoundError
 from wfrunner.runtime import Runtime
 from wfrunner.states import TERMINAL_RUN_STATES, RunStatus
 
@@ -134,44 +133,47 @@ def full_pass(rt: Runtime, restored: bool) -> dict[str, list[Token]]:
 
 
 def due_pass(rt: Runtime, shard: int) -> dict[str, list[Token]]:
-    """Look at the runs of ``shard`` whose next look has come (see the module's doc)."""
+    """Look at the runs of ``shard`` whose next look has come (see the module's doc);
+    PostgreSQL is asked once for all of them (their status and generation)."""
     now = time.time()
     scope = slots.shard_slots(shard, rt.settings.background_shards)
+    due = rt.state.due_runs(scope, now, PER_SLOT)
+    listed = rt.store.generations_of(due) if due else {}
     to_publish: dict[str, list[Token]] = {}
-    for run_id in rt.state.due_runs(scope, now, PER_SLOT):
-        tokens = look_at(rt, run_id, now)
+    for run_id in due:
+        tokens = look_at(rt, run_id, listed.get(run_id), now)
         if tokens:
             to_publish[run_id] = tokens
     return to_publish
 
 
-def look_at(rt: Runtime, run_id: str, now: float) -> list[Token]:
-    """Repair one due run and set its next look; the tokens to publish again."""
+def look_at(
+    rt: Runtime, run_id: str, listed: tuple[RunStatus, int] | None, now: float
+) -> list[Token]:
+    """Repair one due run and set its next look; the tokens to publish again.
+    ``listed``: its status and generation in PostgreSQL (None: purged)."""
     meta = rt.state.meta(run_id)
-    if not meta:
-        return _without_hot_state(rt, run_id)
+    if listed is None or listed[0] not in _HOT:  # it ended: its hot state is stale
+        if not meta:
+            rt.state.forget(run_id)
+        else:
+            recovery.drop_if_ended(rt, run_id)  # (and its index entry)
+        return []
+    if not meta or fencing.generation(meta) != listed[1]:
+        # Redis lost the run, or holds an older generation than PostgreSQL accepted (a
+        # snapshot whose restart went unnoticed): rebuilt under the writer lock
+        rebuilt = recovery.validate(rt, run_id, listed[1], restored=False)
+        if rebuilt is not None:
+            telemetry.repaired("rebuilt")
+            return rebuilt
+        meta = rt.state.meta(run_id)  # (a flush moved it on meanwhile: nothing stale)
+        if not meta:  # a writer is at work: the next pass looks again
+            rt.state.look_again(run_id, now + rt.settings.reconcile_interval)
+            return []
     tokens, wait = recovery.repair(rt, run_id, recovery.stall_seconds(rt), meta)
     if wait is not None:  # (claim_stalled.lua set it otherwise)
         rt.state.look_again(run_id, now + wait)
     return tokens
-
-
-def _without_hot_state(rt: Runtime, run_id: str) -> list[Token]:
-    """A run in the index with no hot state: Redis lost its keys (a rebuild), or it
-    ended and its index entry outlived them (it leaves the index)."""
-    try:
-        run = rt.store.get_run(run_id)
-    except NotFoundError:
-        run = None
-    if run is None or run.status not in _HOT:
-        rt.state.forget(run_id)
-        return []
-    rebuilt = recovery.validate(rt, run_id, run.hot_gen, restored=False)
-    if rebuilt is None:  # a writer is at work: the next pass looks again
-        rt.state.look_again(run_id, time.time() + rt.settings.reconcile_interval)
-        return []
-    telemetry.repaired("rebuilt")
-    return rebuilt
 
 
 def sweep_step(rt: Runtime, count: int = SWEEP_COUNT) -> int:

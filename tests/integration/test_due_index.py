@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.harness import Harness
-from wfrunner import handlers, reconciler
+from wfrunner import handlers, reconciler, recovery
 from wfrunner.engine import keys
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
@@ -110,6 +110,19 @@ def test_a_dead_workers_lease_is_found_at_its_expiry_while_the_run_goes_on(rt: R
     time.sleep(1.2)  # the lease expires
     h.deliver()  # c commits: the run goes on, it is not idle
     assert _published(rt) == {h.run_id: [a]}
+
+
+def test_a_due_run_redis_holds_at_an_older_generation_is_rebuilt(rt: Runtime, h: Harness) -> None:
+    """Redis came back from a snapshot and the restart went unnoticed: the run's hot
+    state is a generation PostgreSQL moved past; its next look finds it."""
+    h.deliver()  # n0 commits, n1 is emitted
+    recovery.flush(rt, h.run_id)  # PostgreSQL accepts generation 1, both move to 2
+    epoch = rt.state.meta(h.run_id)["epoch"]
+    rt.redis.hset(keys.meta_key(h.run_id), "gen", 1)  # the snapshot's generation
+    _come(rt, h.run_id)
+    published = _published(rt)
+    assert [t.to_node for t in published[h.run_id]] == ["n1"]
+    assert rt.state.meta(h.run_id)["epoch"] != epoch  # rebuilt: a new epoch
 
 
 def test_runs_started_before_the_upgrade_are_indexed_by_the_first_pass(
