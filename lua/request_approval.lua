@@ -9,13 +9,17 @@ KEYS[2]  approvals  wfr:{<run_id>}:approvals  token key -> JSON request (node, s
 KEYS[3]  events     wfr:{<run_id>}:events
 KEYS[4]  running    wfr:{<run_id>}:running    token key -> "<until>|<holder>"
 KEYS[5]  pending    wfr:{<run_id>}:pending    the outbox
+KEYS[6]  due        wfr:{<slot tag>}:due      the due index of the run's slot
+                                              (wfrunner/reconciler.py): the run is looked
+                                              at by the deadline at the latest
 
 ARGV[1]  token_key  the human node's token
 ARGV[2]  request    JSON request, stored unless the token has one already
 ARGV[3]  until      seconds since the epoch until which the token is left alone (the
                     approval's deadline, or a far future one without a timeout)
 ARGV[4]  epoch      the run's generation the delivery began in
-ARGV[5..] events    JSON events appended when this call makes the request (node_started,
+ARGV[5]  run_id     the run's member of the due index
+ARGV[6..] events    JSON events appended when this call makes the request (node_started,
                     approval_requested)
 
 The token stays pending (the counter counts it, so the run cannot complete); its running
@@ -42,13 +46,14 @@ if redis.call("HEXISTS", KEYS[5], ARGV[1]) == 0 then
 end
 if redis.call("HSETNX", KEYS[2], ARGV[1], ARGV[2]) == 1 then
     redis.call("HINCRBY", KEYS[1], "waiting", 1)
-    for i = 5, #ARGV do
+    for i = 6, #ARGV do
         redis.call("RPUSH", KEYS[3], ARGV[i])
     end
 end
 local decision = redis.call("HGET", KEYS[2], ARGV[1] .. "#d") or ""
 if decision == "" then
     redis.call("HSET", KEYS[4], ARGV[1], ARGV[3] .. "|approval")
+    redis.call("ZADD", KEYS[6], "LT", ARGV[3], ARGV[5])
 end
 return {"running", redis.call("HGET", KEYS[2], ARGV[1]), decision,
     tonumber(redis.call("HGET", KEYS[1], "waiting") or "0")}

@@ -18,8 +18,8 @@ call as its state, which a Lua script may only do within one slot. The entry is
   (an approval, a child run, a long node whose lease is renewed, a retry's backoff) is
   looked at when that wait could end, not on every pass;
 - brought nearer (``ZADD LT``) by what makes a token due from outside: an approval
-  decided, a child's end told, a run failed or cancelled from outside its nodes (whose
-  recorder may die before it records the end);
+  requested (to its deadline) or decided, a child's end told, a run failed or cancelled
+  from outside its nodes (whose recorder may die before it records the end);
 - removed with the run's hot keys (``drop_run.lua``, :meth:`RunState.delete`).
 
 What "due" covers: a run idle for the stall time (a lost message, a run whose counter

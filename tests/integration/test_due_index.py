@@ -112,6 +112,18 @@ def test_a_dead_workers_lease_is_found_at_its_expiry_while_the_run_goes_on(rt: R
     assert _published(rt) == {h.run_id: [a]}
 
 
+def test_an_approvals_deadline_brings_the_next_look_to_it(rt: Runtime) -> None:
+    h = Harness(rt)
+    h.start({"nodes": [{"id": "gate", "type": "human", "timeout_ms": 500}], "edges": []})
+    assert _published(rt) == {}  # (the full pass: the index is built)
+    before = time.time()
+    h.deliver()  # the request: the run waits, holding nothing
+    look = _look(rt, h.run_id)
+    assert look is not None and before + 0.5 <= look <= time.time() + 0.5
+    time.sleep(0.6)
+    assert [t.to_node for t in _published(rt)[h.run_id]] == ["gate"]  # its deadline passed
+
+
 def test_a_due_run_redis_holds_at_an_older_generation_is_rebuilt(rt: Runtime, h: Harness) -> None:
     """Redis came back from a snapshot and the restart went unnoticed: the run's hot
     state is a generation PostgreSQL moved past; its next look finds it."""

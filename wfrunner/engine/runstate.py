@@ -662,8 +662,8 @@ class RunState:
         state, stored, decision, waiting = self._run(
             "request_approval",
             run_id,
-            self._approval_keys(run_id),
-            [token.key, _dump(request), f"{until:.3f}", epoch, *map(_dump, events)],
+            [*self._approval_keys(run_id), keys.due_key(run_id)],
+            [token.key, _dump(request), f"{until:.3f}", epoch, run_id, *map(_dump, events)],
         )
         return ApprovalState(
             state=state,
