@@ -223,8 +223,9 @@ def reconcile() -> dict[str, int]:
         log.warning("the ends of runs wait for the next pass to be followed up: %s", exc)
     _publish(rt, published)
     if not full:  # (a full pass looked at every run)
-        for shard in range(rt.settings.background_shards):
-            reconcile_shard.apply_async(args=[shard], queue=COMPLETION_QUEUE)
+        interval = float(rt.settings.reconcile_interval)
+        for shard in range(rt.settings.background_shards):  # (the next pass queues anew)
+            reconcile_shard.apply_async(args=[shard], queue=COMPLETION_QUEUE, expires=interval)
     return {run_id: len(tokens) for run_id, tokens in published.items()}
 
 
