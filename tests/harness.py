@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wfrunner import client, lifecycle, recovery
+from wfrunner import client, lifecycle, recovery, redisnodes
 from wfrunner.engine import keys
 from wfrunner.engine.executor import Outcome
 from wfrunner.engine.runstate import seen_at_zero
@@ -86,3 +86,18 @@ class Harness:
         for run_id, tokens in recovery.reconcile(self.rt).items():
             if run_id == self.run_id:
                 self._publish(tokens)
+
+
+def redis_seen_as(rt: Runtime, process: str | None) -> None:
+    """Make every master's identity key name ``process`` (None: delete it, as after an
+    empty restart): the next reconciler pass takes Redis for restored (or new)."""
+    for key in redisnodes.identity_keys(rt.redis).values():
+        if process is None:
+            rt.redis.delete(key)
+        else:
+            rt.redis.set(key, process)
+
+
+def hot_keys(rt: Runtime, run_id: str) -> list[str]:
+    """The run's keys in Redis, on every master of a cluster."""
+    return sorted(rt.redis.scan_iter(match=f"wfr:{{{run_id}}}:*"))

@@ -26,13 +26,14 @@ from typing import Any
 import redis
 
 from wfrunner.engine import keys
+from wfrunner.redisclient import UNAVAILABLE
 from wfrunner.runtime import Runtime
 from wfrunner.states import RunStatus
 
 log = logging.getLogger(__name__)
 
 #: Redis errors after which a waiter falls back to reading PostgreSQL at its interval
-_REDIS_TROUBLE = (redis.ConnectionError, redis.TimeoutError)
+_REDIS_TROUBLE = UNAVAILABLE
 
 
 def announcement(

@@ -52,7 +52,7 @@ import logging
 import time
 from collections.abc import Collection
 
-from wfrunner import fencing, recovery, runlimits, telemetry
+from wfrunner import fencing, recovery, redisnodes, runlimits, telemetry
 from wfrunner.engine import keys, slots
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
@@ -85,21 +85,21 @@ def global_pass(rt: Runtime) -> tuple[dict[str, list[Token]], bool]:
     (run id -> tokens to publish, whether it was a full pass)."""
     stall_after = recovery.stall_seconds(rt)
     rt.redis.hset(keys.PASSES_KEY, "reconcile", time.time())
-    restarted = recovery.redis_restarted(rt)
-    full = bool(restarted) or not rt.redis.exists(keys.INDEXED_KEY)
+    seen = redisnodes.look(rt.redis)  # Redis restarted, came back from a snapshot, failed over
+    full = seen.changed or not rt.redis.exists(keys.INDEXED_KEY)
     if full:
-        published = full_pass(rt, restored=bool(restarted and restarted[1]))
+        published = full_pass(rt, seen)
     else:
         published = {}
         telemetry.repaired("dropped", sweep_step(rt))
     telemetry.repaired("slots_freed", runlimits.repair(rt))
     # after the active runs: a rebuilt run takes back its slot of a run limit first
-    started = recovery._start_lost(rt, 0.0 if restarted else stall_after)
+    started = recovery._start_lost(rt, 0.0 if seen.changed else stall_after)
     telemetry.repaired("started", len(started))
     return {**started, **published}, full
 
 
-def full_pass(rt: Runtime, restored: bool) -> dict[str, list[Token]]:
+def full_pass(rt: Runtime, seen: redisnodes.Seen) -> dict[str, list[Token]]:
     """Validate and repair every active run PostgreSQL lists, drop hot state of runs it
     does not, and put every active run in the due index (at a time within the
     stall time, by slot, so their first looks spread over several passes)."""
@@ -113,7 +113,7 @@ def full_pass(rt: Runtime, restored: bool) -> dict[str, list[Token]]:
             telemetry.repaired("dropped")
     to_publish: dict[str, list[Token]] = {}
     for run_id, gen in generations.items():
-        rebuilt = recovery.validate(rt, run_id, gen, restored)
+        rebuilt = recovery.validate(rt, run_id, gen, seen.restored_run(run_id))
         if rebuilt is not None:
             to_publish[run_id] = rebuilt
             telemetry.repaired("rebuilt")

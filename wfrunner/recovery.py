@@ -328,21 +328,6 @@ def repair(
     return [], stall_after
 
 
-def redis_restarted(rt: Runtime) -> tuple[str, bool] | None:
-    """(the Redis server's run_id, restored) when no reconciler pass has validated runs on
-    this server process yet (the key is swapped atomically: one pass does it; should it
-    die halfway, the generation checks of later passes still catch stale runs).
-    ``restored``: the key named another process, so Redis came back from a snapshot (or a
-    replica) with data of its own; a missing key means Redis is empty (its runs are
-    rebuilt because their meta is missing) or new to wfrunner."""
-    current = str(rt.redis.info("server")["run_id"])
-    stored = rt.redis.set(keys.SERVER_KEY, current, get=True)
-    if stored == current:
-        return None
-    log.warning("Redis server %s is new to the reconciler: validating every run", current)
-    return current, stored is not None
-
-
 def hot_runs(rt: Runtime) -> set[str]:
     """Every run with hot metadata in Redis: a SCAN of the whole keyspace."""
     return {keys.run_of_meta(k) for k in rt.redis.scan_iter(match=keys.META_PATTERN, count=500)}

@@ -13,10 +13,8 @@ from functools import cached_property
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
-from wfrunner import handlers
+from wfrunner import handlers, redisclient
 from wfrunner.compiler.ir import IR, IRNode
 from wfrunner.engine.executor import Executor, Limits
 from wfrunner.engine.leases import LeaseKeeper
@@ -56,13 +54,8 @@ class Runtime:
     def redis(self) -> redis.Redis:
         # a call whose reply was lost is sent again with the same arguments: every script
         # is idempotent per op key and nonce, so the retry is answered as already applied
-        return redis.Redis.from_url(
-            self.redis_url,
-            decode_responses=True,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 5),
-            retry_on_timeout=True,
-        )
+        # (one server, or a Redis Cluster: wfrunner/redisclient.py)
+        return redisclient.connect(self.redis_url, decode_responses=True, health_check_interval=30)
 
     @cached_property
     def state(self) -> RunState:

@@ -19,13 +19,17 @@ from wfrunner.errors import ConfigurationError
 def redis_reachable(url: str, timeout: float = 1.0) -> bool:
     import redis
 
+    from wfrunner import redisclient
+
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        client = redisclient.connect(
+            url, retry=False, socket_connect_timeout=timeout, socket_timeout=timeout
+        )
         try:
             return bool(client.ping())
         finally:
             client.close()
-    except (redis.RedisError, OSError, ValueError):
+    except (redis.RedisError, OSError, ValueError, ConfigurationError):
         return False
 
 
@@ -58,6 +62,10 @@ def _null_pool() -> Any:
 
 def redact(url: str) -> str:
     """``url`` with any password replaced by ``***``, for messages and logs."""
+    from wfrunner.redisclient import is_cluster_url, redact_cluster
+
+    if is_cluster_url(url):
+        return redact_cluster(url)
     parts = urlsplit(url)
     if not parts.password:
         return url

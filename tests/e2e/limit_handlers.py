@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-
 import wfrunner
+from wfrunner import redisclient
 
 #: gate name -> event a test sets to let ``limits.hold`` return
 gates: dict[str, threading.Event] = {}
@@ -34,7 +33,7 @@ def hold(value: Any, config: dict[str, Any]) -> Any:
 def charge(value: Any, config: dict[str, Any]) -> Any:
     """A rate-limited API: records in Redis how many calls are inside it at once (each
     entry pushes the count it saw on ``<key>:seen``), stays a while, leaves."""
-    client = redis.Redis.from_url(os.environ["WFRUNNER_REDIS_URL"])
+    client = redisclient.connect(os.environ["WFRUNNER_REDIS_URL"])
     key = str(config["key"])
     try:
         inside = client.incr(key)

@@ -21,11 +21,11 @@ return now
 
 
 def running_key(run_id: str) -> str:
-    return f"test:map:{run_id}:running"
+    return f"test:map:{{{run_id}}}:running"
 
 
 def peak_key(run_id: str) -> str:
-    return f"test:map:{run_id}:peak"
+    return f"test:map:{{{run_id}}}:peak"
 
 
 @wfrunner.handler("t.map_slow")
@@ -48,7 +48,7 @@ def slow(value: Any, config: dict[str, Any], ctx: NodeContext) -> Any:
 
 
 def done_key(run_id: str, index: int) -> str:
-    return f"test:map:{run_id}:done:{index}"
+    return f"test:map:{{{run_id}}}:done:{index}"
 
 
 @wfrunner.handler("t.map_flaky")

@@ -8,12 +8,11 @@ import time
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 import wfrunner
 from tests.e2e.handlers import calls, gates
-from wfrunner import client, lifecycle
+from wfrunner import client, lifecycle, redisclient
 from wfrunner.engine import keys
 from wfrunner.errors import StoreError
 from wfrunner.runtime import Runtime
@@ -53,10 +52,10 @@ def test_ten_nodes_two_terminals_make_one_completion_check(run_workflow: Any) ->
     assert doc["stats"]["nodes_executed"] == 10
 
 
-def test_completion_is_published_once_and_hot_state_is_removed(worker: Any, redis_url: str) -> None:
+def test_completion_is_published_once_and_hot_state_is_removed(worker: Any, state_url: str) -> None:
     wf = {"nodes": [fn("A"), fn("B"), fn("C")], "edges": edges(("A", "B"), ("A", "C"))}
     workflow_id = client.register_workflow(wf)
-    listener = redis.Redis.from_url(redis_url, decode_responses=True)
+    listener = redisclient.connect(state_url, decode_responses=True)
     pubsub = listener.pubsub()
     pubsub.subscribe(keys.COMPLETION_CHANNEL)
     run_id = wfrunner.start_run.delay(workflow_id, {}).get(timeout=30)
@@ -69,7 +68,7 @@ def test_completion_is_published_once_and_hot_state_is_removed(worker: Any, redi
         if message and message["type"] == "message" and message["data"] == run_id:
             published.append(message)
     assert len(published) == 1
-    assert listener.keys(f"wfr:{{{run_id}}}:*") == []
+    assert list(listener.scan_iter(match=f"wfr:{{{run_id}}}:*")) == []
     pubsub.close()
     listener.close()
 

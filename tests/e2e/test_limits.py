@@ -134,7 +134,8 @@ def test_n_runs_run_the_rest_wait_queued_and_start_in_order(worker: Any, opened:
         assert cancelled["status"] == "CANCELLED"
         runs.append(submit(workflow_id, tags[4]))
         until(status_is(runs[4], RunStatus.QUEUED))
-        assert list(runlimits.slots(rt).usage(name).queued) == [runs[4]]
+        # (QUEUED is recorded before its start_run task queues it for a slot)
+        until(lambda: list(runlimits.slots(rt).usage(name).queued) == [runs[4]])
         gate(tags[1]).set()
         until(status_is(runs[4], RunStatus.RUNNING))
         gate(tags[2]).set()
@@ -168,6 +169,7 @@ def test_a_slot_left_by_an_ended_run_is_freed_by_the_reconciler(
     assert client.wait_for_run(first, timeout=30)["status"] == "COMPLETED"
     store = runlimits.slots(rt)
     slots_key = runlimits.workflow_keys(name)[0]
+    until(lambda: store.usage(name).running == ())  # released just after the end is recorded
     rt.redis.sadd(slots_key, first)  # as if its release never ran
     second = submit(workflow_id, tags[1])
     until(lambda: client.get_run(second).get("queued_position") == 1)
@@ -178,7 +180,7 @@ def test_a_slot_left_by_an_ended_run_is_freed_by_the_reconciler(
     assert set(store.usage(name).running) == {second}
     gate(tags[1]).set()
     assert client.wait_for_run(second, timeout=30)["status"] == "COMPLETED"
-    assert store.usage(name).running == ()
+    until(lambda: store.usage(name).running == ())
 
 
 def charging(key: str, seconds: float = 0.6) -> dict[str, Any]:

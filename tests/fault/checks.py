@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-from wfrunner import history
+from wfrunner import history, redisclient
 from wfrunner.compiler.ir import IR
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
@@ -113,7 +113,7 @@ def _hot_keys(client: redis.Redis, run_id: str, grace: float = 5.0) -> list[str]
     state a moment before the finishing task deletes the keys."""
     deadline = time.monotonic() + grace
     while True:
-        leftovers = sorted(client.keys(f"wfr:{{{run_id}}}:*"))
+        leftovers = sorted(client.scan_iter(match=f"wfr:{{{run_id}}}:*", count=1000))
         if not leftovers or time.monotonic() > deadline:
             return leftovers
         time.sleep(0.1)
@@ -234,7 +234,7 @@ class CounterSampler:
     """Reads every run counter in Redis every ``interval`` s, remembering the minimum."""
 
     def __init__(self, url: str, interval: float = 0.2) -> None:
-        self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2)
+        self.client = redisclient.connect(url, decode_responses=True, socket_timeout=2)
         self.interval = interval
         self.minimum = 0
         self.samples = 0
@@ -254,7 +254,10 @@ class CounterSampler:
         while not self._stop.wait(self.interval):
             try:
                 keys_ = list(self.client.scan_iter(match="wfr:{*}:counter", count=1000))
-                values = self.client.mget(keys_) if keys_ else []
+                with self.client.pipeline(transaction=False) as pipe:  # (one slot per run)
+                    for key in keys_:
+                        pipe.get(key)
+                    values = pipe.execute()
             except redis.RedisError:
                 continue  # Redis may be down on purpose
             for value in values:

@@ -20,7 +20,7 @@ import redis
 from celery import Celery
 
 from tests.fault.procs import ROOT, CeleryProcess, RedisServer, beat, tail, worker
-from wfrunner import client
+from wfrunner import client, redisclient
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
@@ -47,8 +47,14 @@ class Cluster:
         database_url: str,
         worker_redis_url: str | None = None,
         broker_url: str | None = None,
+        state_url: str | None = None,
         **knobs: str,
     ) -> None:
+        """``broker_url``: Celery's broker apart (a RabbitMQ); ``state_url``: the hot state
+        on another Redis (a Redis Cluster), the dedicated one being then the broker unless
+        ``broker_url`` names one."""
+        if state_url and broker_url is None:
+            broker_url = redis_server.url
         self.folder = folder
         self.redis_server = redis_server
         self.database_url = database_url
@@ -59,7 +65,7 @@ class Cluster:
         self.env = {
             **base,
             **self.knobs,
-            "WFRUNNER_REDIS_URL": worker_redis_url or redis_server.url,
+            "WFRUNNER_REDIS_URL": state_url or worker_redis_url or redis_server.url,
             "WFRUNNER_DATABASE_URL": database_url,
             "WFRUNNER_HANDLERS": "tests.fault.handlers",
             "WFRUNNER_HOME": str(folder / "home"),
@@ -68,11 +74,19 @@ class Cluster:
             **({"WFRUNNER_BROKER_URL": broker_url} if broker_url else {}),
         }
         self.broker_url = broker_url
-        settings = Settings.from_env({**self.env, "WFRUNNER_REDIS_URL": redis_server.url})
+        self.state_url = state_url or redis_server.url
+        settings = Settings.from_env({**self.env, "WFRUNNER_REDIS_URL": self.state_url})
         self.rt = Runtime(settings)
-        self.redis = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        #: the hot state's Redis (the dedicated one, or the cluster)
+        self.redis = redisclient.connect(self.state_url, decode_responses=True)
+        #: Celery's broker: the dedicated Redis (the same client when it holds the state)
+        self.broker = (
+            self.redis
+            if state_url is None
+            else redis.Redis.from_url(redis_server.url, decode_responses=True)
+        )
         self.sender = Celery("wfrunner-fault-sender", set_as_current=False)
-        self.sender.conf.update(celery_settings(settings, redis_server.url))
+        self.sender.conf.update(celery_settings(settings, self.state_url))
         self.workers: list[CeleryProcess] = []
         self.beats: list[CeleryProcess] = []
 
@@ -127,6 +141,7 @@ class Cluster:
             p.kill()
         self.sender.close()
         self.redis.close()
+        self.broker.close()
         self.rt.close()
 
     # -- runs ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tests.fault import handlers as _handlers  # noqa: F401  (registers the hand
 from tests.fault.cluster import Cluster
 from tests.fault.procs import RedisServer
 from tests.fault.proxy import RedisProxy
+from tests.redis_cluster import RedisClusterProcesses, state_on_cluster
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,8 @@ def make_cluster(
 ) -> Iterator[Callable[..., Cluster]]:
     """``make_cluster(**knobs)``: a deployment on the module's Redis (flushed first) and
     this test's database; its processes are killed afterwards, their log tails printed
-    when the test failed."""
+    when the test failed. With WFRUNNER_TEST_STATE=cluster (or ``state_url``), the hot
+    state is on the session's Redis Cluster (flushed too), the module's Redis the broker."""
     made: list[Cluster] = []
     vhosts: list[str] = []
 
@@ -77,6 +79,10 @@ def make_cluster(
         if broker_choice() == "amqp" and "broker_url" not in kwargs:
             vhosts.append(f"fault-{uuid.uuid4().hex[:8]}")  # no test sees another's messages
             kwargs["broker_url"] = request.getfixturevalue("rabbitmq").vhost(vhosts[-1])
+        if state_on_cluster() or kwargs.get("state_url"):
+            redis_cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+            redis_cluster.flush()
+            kwargs.setdefault("state_url", redis_cluster.url)
         cluster = Cluster(tmp_path, fault_redis, database_url or fault_db, **kwargs)
         made.append(cluster)
         return cluster

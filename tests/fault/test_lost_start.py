@@ -20,7 +20,7 @@ def test_a_lost_start_message_is_replaced_by_the_reconciler(
     workflow_id = cluster.register(diamond())
     run_ids = [cluster.submit(workflow_id, {"tag": uuid.uuid4().hex}) for _ in range(3)]
     fault_redis.restart_empty()
-    assert cluster.redis.dbsize() == 0  # the messages are gone
+    assert cluster.broker.dbsize() == 0  # the messages are gone
     cluster.start_workers(1)
     cluster.start_beat()
     stuck = cluster.wait(run_ids, 60)

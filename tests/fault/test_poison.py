@@ -113,7 +113,7 @@ def test_poison_messages_are_set_aside(make_cluster: Callable[..., Cluster]) -> 
     tag = uuid.uuid4().hex
     runs = [cluster.submit(workflow, {"tag": f"{tag}{i}"}) for i in range(3)]
     for queue, raw, _ in POISON:
-        cluster.redis.lpush(queue, raw)
+        cluster.broker.lpush(queue, raw)
     runs += [cluster.submit(workflow, {"tag": f"{tag}late{i}"}) for i in range(3)]
     stuck = cluster.wait(runs, 60)
     assert not stuck, cluster.tails()
@@ -134,7 +134,7 @@ def test_poison_messages_are_set_aside(make_cluster: Callable[..., Cluster]) -> 
     for letter in letters:
         assert f"{letter.id:>6}  open     poison on {letter.queue}" in listed.stdout
         assert letter.error in listed.stdout
-    assert cluster.redis.llen(POISON_KEY) == 0  # moved to PostgreSQL
+    assert cluster.broker.llen(POISON_KEY) == 0  # moved to PostgreSQL
 
     retried = dlq(cluster, "retry", str(letters[0].id))
     assert retried.returncode == 2
@@ -149,8 +149,8 @@ def test_poison_messages_are_set_aside(make_cluster: Callable[..., Cluster]) -> 
     dlq(cluster, "list")
     assert len(_poison_letters(cluster)) == len(POISON)
     for queue in (TASK_QUEUE, COMPLETION_QUEUE):
-        assert cluster.redis.llen(queue) == 0
-    assert cluster.redis.hlen("unacked") == 0
+        assert cluster.broker.llen(queue) == 0
+    assert cluster.broker.hlen("unacked") == 0
 
     report = check_runs(cluster.rt, cluster.redis, [*runs, again], cluster.logs())
     assert_clean(report, cluster.tails())

@@ -44,8 +44,8 @@ def test_pool_child_killed_once_then_always(make_cluster: Callable[..., Cluster]
     assert [d.node_id for d in cluster.rt.store.list_dead_letters()] == ["oom"]
     time.sleep(3)  # no redelivery loop: nothing more arrives for the failed node
     assert deaths.read_text() == "xxx"
-    assert cluster.redis.llen("wfrunner.tasks") == 0
-    assert cluster.redis.hlen("unacked") == 0
+    assert cluster.broker.llen("wfrunner.tasks") == 0
+    assert cluster.broker.hlen("unacked") == 0
 
     # the doomed node kills whichever pool process takes it, also one whose finisher thread
     # is still recording the survivor's end (committed in PostgreSQL, hot keys not yet

@@ -10,6 +10,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from wfrunner import redisclient
 from wfrunner.engine import keys
 from wfrunner.engine.counter import ApplyDeltaResult, TokenCounter
 from wfrunner.engine.sdk import Sdk
@@ -43,8 +44,8 @@ class CompletionListener:
 
 
 @pytest.fixture()
-def listener(redis_url: str, run_id: str) -> Iterator[CompletionListener]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+def listener(state_url: str, run_id: str) -> Iterator[CompletionListener]:
+    client = redisclient.connect(state_url, decode_responses=True)
     listening = CompletionListener(client, run_id)
     yield listening
     listening.pubsub.close()
@@ -142,12 +143,12 @@ def test_all_run_keys_share_a_slot_and_delete_run_removes_them(
     counter = sdk.counter
     counter.initialise(run_id, 1, "init")
     sdk.store_output(run_id, "A", {"x": 1})
-    written = redis_client.keys(f"*{run_id}*")
+    written = list(redis_client.scan_iter(match=f"*{run_id}*"))
     assert set(written) <= set(keys.run_keys(run_id))
     assert len(written) == 4
     assert len({key_slot(str(key).encode()) for key in written}) == 1
     assert counter.delete_run(run_id) == 4
-    assert redis_client.keys(f"*{run_id}*") == []
+    assert list(redis_client.scan_iter(match=f"*{run_id}*")) == []
     assert counter.get(run_id) is None
 
 
@@ -164,7 +165,7 @@ SHARED = 200
 
 def _worker(url: str, run_id: str, thread: int, hits: list[int]) -> None:
     """Own +1/-1 pairs, each op sent twice, then racing everyone on the shared ops."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = redisclient.connect(url, decode_responses=True)
     counter = TokenCounter(client)
     for i in range(PAIRS):
         for op, delta in ((f"t{thread}:e{i}", 1), (f"t{thread}:c{i}", -1)):
@@ -177,7 +178,7 @@ def _worker(url: str, run_id: str, thread: int, hits: list[int]) -> None:
 
 def _drainer(url: str, run_id: str, hits: list[int]) -> None:
     """Every thread races to consume the same SHARED + 1 tokens (the anchor included)."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = redisclient.connect(url, decode_responses=True)
     counter = TokenCounter(client)
     for j in [*range(SHARED), "anchor"]:
         hits.append(counter.apply_delta(run_id, f"shared:c{j}", -1).hit_zero)
@@ -193,16 +194,16 @@ def _run_threads(target: object, args: list[tuple[object, ...]]) -> None:
 
 
 def test_concurrent_duplicated_deltas_end_exact_and_complete_once(
-    redis_url: str, redis_client: redis.Redis, run_id: str, listener: CompletionListener
+    state_url: str, redis_client: redis.Redis, run_id: str, listener: CompletionListener
 ) -> None:
     TokenCounter(redis_client).initialise(run_id, 1, "init")  # the anchor token
     hits: list[int] = []
-    _run_threads(_worker, [(redis_url, run_id, t, hits) for t in range(THREADS)])
+    _run_threads(_worker, [(state_url, run_id, t, hits) for t in range(THREADS)])
     assert len(hits) == THREADS * (PAIRS * 4 + SHARED)
     assert redis_client.get(keys.counter_key(run_id)) == str(1 + SHARED)
     assert not any(hits)
 
-    _run_threads(_drainer, [(redis_url, run_id, hits) for _ in range(THREADS)])
+    _run_threads(_drainer, [(state_url, run_id, hits) for _ in range(THREADS)])
     assert redis_client.get(keys.counter_key(run_id)) == "0"
     assert sum(hits) == 1
     assert listener.count() == 1

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.harness import Harness
-from wfrunner import handlers, lifecycle, recovery
+from wfrunner import handlers, lifecycle, recovery, redisclient
 from wfrunner.engine import keys
 from wfrunner.engine.leases import LeaseKeeper
 from wfrunner.engine.tokens import Token
@@ -98,6 +98,19 @@ def test_renewal_extends_only_the_holders_own_lease(rt: Runtime, h: Harness) -> 
     assert holder == "mine" and float(until) > rt.state.clock() + 50
     assert rt.state.renew({h.run_id: {token.key: "mine"}}, 0) == []
     assert _entry(rt, token) is None
+
+
+def test_renewal_loads_its_script_where_redis_lost_it(rt: Runtime, h: Harness) -> None:
+    """Every master forgot its scripts (one just promoted from a replica, or restarted): a
+    Redis Cluster's pipeline does not load them first, so the renewal loads it and sends
+    again. (One server's pipeline loads them itself: the test matters with
+    WFRUNNER_TEST_STATE=cluster.)"""
+    token = h.queue.popleft()
+    rt.state.begin(token, time.time(), None, holder="mine", lease=5)
+    for master in redisclient.primaries(rt.redis):
+        master.script_flush()
+    assert rt.state.renew({h.run_id: {token.key: "mine"}}, 60) == []
+    assert float(str(_entry(rt, token)).split("|")[0]) > rt.state.clock() + 50
 
 
 def test_renewal_fails_once_the_token_is_committed_or_the_run_ended(

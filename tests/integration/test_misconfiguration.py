@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.entry_point import invoke
+from tests.redis_cluster import RedisClusterProcesses
 from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
 from wfrunner.store import migrate
@@ -100,9 +101,29 @@ def test_worker_and_beat_refuse_to_start(
     args = ["worker", "-c", "1", "--without-mingle", "--without-gossip"]
     if program == "beat":
         args = ["beat", "--schedule", str(tmp_path / "schedule"), "--pidfile", ""]
+    output = _refused(args, _env(good, settings, tmp_path))
+    errors = [line for line in output.splitlines() if "Error: " in line]
+    assert len(errors) == 1 and variable in errors[0], output
+    assert "Traceback" not in output, output
+
+
+def test_a_worker_on_a_redis_cluster_without_a_broker_refuses_to_start(
+    good: dict[str, str], redis_cluster: RedisClusterProcesses, tmp_path: Path
+) -> None:
+    """The cluster answers (it holds the state), but Celery cannot use it: the worker
+    stops at once, naming WFRUNNER_BROKER_URL, and never falls back to another broker."""
+    env = _env(good, {"WFRUNNER_REDIS_URL": redis_cluster.url}, tmp_path)
+    output = _refused(["worker", "-c", "1"], env)
+    errors = [line for line in output.splitlines() if "Error: " in line]
+    assert len(errors) == 1 and "set WFRUNNER_BROKER_URL=" in errors[0], output
+
+
+def _refused(args: list[str], env: dict[str, str]) -> str:
+    """The output of ``celery -A wfrunner <args>``, which must exit before it consumes
+    anything and never fall back to Celery's default broker."""
     done = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "wfrunner", *args, "--loglevel=INFO"],
-        env=_env(good, settings, tmp_path),
+        env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -110,8 +131,6 @@ def test_worker_and_beat_refuse_to_start(
     )
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
-    assert "amqp://" not in output  # never a fallback broker
+    assert "amqp://guest" not in output  # never a fallback broker
     assert " ready." not in output  # refused before consuming anything
-    errors = [line for line in output.splitlines() if "Error: " in line]
-    assert len(errors) == 1 and variable in errors[0], output
-    assert "Traceback" not in output, output
+    return output

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.harness import Harness
-from wfrunner import client, fencing, lifecycle, recovery
+from wfrunner import client, fencing, lifecycle, recovery, redisnodes
 from wfrunner.engine import keys
 from wfrunner.errors import CounterError, NotFoundError, StoreError
 from wfrunner.runtime import Runtime
@@ -37,7 +37,7 @@ def diamond() -> dict[str, Any]:
 
 def settled(rt: Runtime) -> None:
     """The reconciler has seen this Redis server already (no restart to react to)."""
-    rt.redis.set(keys.SERVER_KEY, str(rt.redis.info("server")["run_id"]))
+    redisnodes.look(rt.redis)
 
 
 @contextmanager

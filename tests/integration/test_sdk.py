@@ -7,6 +7,7 @@ import uuid
 import pytest
 import redis
 
+from wfrunner import redisclient
 from wfrunner.engine import keys
 from wfrunner.engine.payloads import canonical_json, load_payload, payload_ref, store_payload
 from wfrunner.engine.sdk import Sdk
@@ -134,7 +135,7 @@ def test_payload_limits_and_errors(redis_client: redis.Redis, run_id: str) -> No
         store_payload(redis_client, run_id, float("nan"), 1024)
     with pytest.raises(PayloadError, match="no payload"):
         load_payload(redis_client, run_id, "0" * 64)
-    assert redis_client.keys(f"*{run_id}*") == []
+    assert list(redis_client.scan_iter(match=f"*{run_id}*")) == []
 
 
 def test_context_round_trip(sdk: Sdk, run_id: str) -> None:
@@ -156,9 +157,9 @@ def test_context_naming_a_missing_payload_is_an_error(sdk: Sdk, run_id: str) -> 
         sdk.load_context(run_id)
 
 
-def test_sdk_works_on_a_bytes_client(redis_url: str, redis_client: redis.Redis) -> None:
+def test_sdk_works_on_a_bytes_client(state_url: str, redis_client: redis.Redis) -> None:
     run_id = f"run-{uuid.uuid4().hex}"
-    client = redis.Redis.from_url(redis_url)  # decode_responses=False
+    client = redisclient.connect(state_url)  # decode_responses=False
     sdk = Sdk(client, ttl_seconds=600)
     a = Token.entry(run_id, "A")
     sdk.initialise_counter(run_id, [a])

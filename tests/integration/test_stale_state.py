@@ -14,10 +14,9 @@ from collections import Counter, deque
 from typing import Any
 
 import pytest
-import redis
 
-from tests.harness import Harness
-from wfrunner import client, handlers, lifecycle, recovery
+from tests.harness import Harness, hot_keys, redis_seen_as
+from wfrunner import client, handlers, lifecycle, recovery, redisclient, redisnodes
 from wfrunner.engine import keys
 from wfrunner.engine.events import event
 from wfrunner.runtime import Runtime
@@ -50,11 +49,11 @@ def chain(n: int, tag: str = "") -> dict[str, Any]:
 
 def settled(rt: Runtime) -> None:
     """The reconciler has seen this Redis server already (no restart to react to)."""
-    rt.redis.set(keys.SERVER_KEY, str(rt.redis.info("server")["run_id"]))
+    redisnodes.look(rt.redis)
 
 
 def snapshot(rt: Runtime, run_id: str) -> dict[str, bytes]:
-    raw = redis.Redis.from_url(rt.redis_url)
+    raw = redisclient.connect(rt.redis_url)
     taken = {k: raw.dump(k) for k in keys.run_keys(run_id)}
     raw.close()
     return {k: v for k, v in taken.items() if v is not None}
@@ -62,7 +61,7 @@ def snapshot(rt: Runtime, run_id: str) -> dict[str, bytes]:
 
 def restore(rt: Runtime, run_id: str, taken: dict[str, bytes]) -> None:
     """Redis comes back with the run's keys as they were when ``taken``."""
-    raw = redis.Redis.from_url(rt.redis_url)
+    raw = redisclient.connect(rt.redis_url)
     raw.delete(*keys.run_keys(run_id))
     for key, value in taken.items():
         raw.restore(key, 0, value)
@@ -201,7 +200,7 @@ def test_an_ended_run_is_immutable(rt: Runtime, caplog: pytest.LogCaptureFixture
     assert terminal_events(rt, h.run_id) == ["run_completed"]
     outputs = {e.node_id: e.output for e in rt.store.list_node_executions(h.run_id)}
     assert outputs["n1"] == {"call": 1}
-    assert rt.redis.keys(f"wfr:{{{h.run_id}}}:*") == []
+    assert hot_keys(rt, h.run_id) == []
     assert client.get_run(h.run_id, rt)["nodes"]["n1"]["output"] == {"call": 1}
 
 
@@ -355,7 +354,7 @@ def test_a_queued_run_whose_start_message_was_lost_is_started(rt: Runtime) -> No
     h = Harness(rt)
     h.workflow_id = client.register_workflow(chain(2), rt)
     h.run_id = rt.store.create_run(h.workflow_id, {}, 1).id  # the message never arrives
-    rt.redis.delete(keys.SERVER_KEY)  # as after an empty restart
+    redis_seen_as(rt, None)  # as after an empty restart
     h.reconcile()
     assert [t.to_node for t in h.queue] == ["n0"]
     assert rt.store.get_run(h.run_id).status is RunStatus.RUNNING
@@ -372,10 +371,10 @@ def test_a_restored_redis_loses_the_hot_state_and_lock_of_an_ended_run(rt: Runti
     assert h.drain()["status"] == "COMPLETED"
     restore(rt, h.run_id, before)
     rt.redis.set(keys.lock_key(h.run_id), "a-writer-of-the-past", px=30_000)
-    rt.redis.set(keys.SERVER_KEY, "a-server-of-the-past")
+    redis_seen_as(rt, "a-server-of-the-past")
     h.queue.clear()
     h.reconcile()
-    assert rt.redis.keys(f"wfr:{{{h.run_id}}}:*") == []
+    assert hot_keys(rt, h.run_id) == []
     assert h.queue == deque()
     assert terminal_events(rt, h.run_id) == ["run_completed"]
 
@@ -395,7 +394,7 @@ def test_the_keys_a_finish_died_before_dropping_are_swept_by_the_next_pass(
     rt.redis.hset(keys.meta_key(h.run_id), "state", "completed")
     rt.redis.set(keys.lock_key(h.run_id), "a-killed-finisher", px=30_000)
     h.reconcile()
-    assert rt.redis.keys(f"wfr:{{{h.run_id}}}:*") == []
+    assert hot_keys(rt, h.run_id) == []
     assert h.queue == deque()
     assert terminal_events(rt, h.run_id) == ["run_completed"]
 
@@ -409,7 +408,7 @@ def test_a_restored_redis_is_noticed_and_its_runs_rebuilt_once(rt: Runtime) -> N
     h.start(chain(3), {})
     h.deliver()  # n0
     epoch = rt.state.meta(h.run_id)["epoch"]
-    rt.redis.set(keys.SERVER_KEY, "a-server-of-the-past")
+    redis_seen_as(rt, "a-server-of-the-past")
     rt.redis.set(keys.lock_key(h.run_id), "a-writer-of-the-past", px=30_000)
     h.queue.clear()
     h.reconcile()

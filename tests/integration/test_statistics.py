@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness import Harness
+from tests.harness import Harness, hot_keys
 from wfrunner import lifecycle
 from wfrunner.engine.runstate import GONE
 from wfrunner.runtime import Runtime
@@ -68,4 +68,4 @@ def test_a_check_of_a_run_with_no_hot_state_leaves_no_key(rt: Runtime) -> None:
     assert doc["status"] == "COMPLETED"
     assert doc["stats"]["completion_checks"] >= 1
     assert lifecycle.check_completion(rt, h.run_id) == GONE
-    assert rt.redis.keys(f"wfr:{{{h.run_id}}}:*") == []
+    assert hot_keys(rt, h.run_id) == []

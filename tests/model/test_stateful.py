@@ -47,7 +47,7 @@ from hypothesis.stateful import (
 
 from tests.databases import fresh_database
 from tests.fault.checks import Report, check_history
-from tests.harness import Harness
+from tests.harness import Harness, redis_seen_as
 from tests.model.model import Expected, run_model
 from tests.model.strategies import inputs, workflows
 from wfrunner import client, lifecycle, recovery
@@ -425,7 +425,7 @@ class RunMachine(RuleBasedStateMachine):
         # is then rebuilt and goes on; PostgreSQL's status is what must not go back
         self.restored = True
         if detected:
-            self.rt.redis.set(keys.SERVER_KEY, "a-server-before-the-crash")
+            redis_seen_as(self.rt, "a-server-before-the-crash")
             self.h.reconcile()
 
     @precondition(has_queue)

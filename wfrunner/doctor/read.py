@@ -121,7 +121,8 @@ def _poison(rt: Runtime) -> list[tuple[str, str]]:
 
 
 def _hot(rt: Runtime, run_id: str) -> dict[str, Any]:
-    """The run's hot state in one transaction, with both clocks."""
+    """The run's hot state in one transaction, then both clocks (a Redis Cluster takes no
+    TIME in a transaction: it names no key, hence no slot)."""
     import time
 
     pipe = rt.redis.pipeline(transaction=True)
@@ -134,10 +135,7 @@ def _hot(rt: Runtime, run_id: str) -> dict[str, Any]:
     pipe.hgetall(keys.approvals_key(run_id))
     pipe.lrange(keys.events_key(run_id), -TAIL_EVENTS, -1)
     pipe.hgetall(keys.children_key(run_id))
-    pipe.time()
-    meta, counter, pending, running, attempts, joins, approvals, tail, children, now = (
-        pipe.execute()
-    )
+    meta, counter, pending, running, attempts, joins, approvals, tail, children = pipe.execute()
     leases = {k: Lease.parse(v) for k, v in running.items()}
     return {
         "meta": meta,
@@ -149,7 +147,7 @@ def _hot(rt: Runtime, run_id: str) -> dict[str, Any]:
         "approvals": _approvals(approvals),
         "emitted_at": _emitted_at([json.loads(e) for e in tail]),
         "children": {k: v for k, v in children.items() if not k.endswith("#d")},
-        "clock": now[0] + now[1] / 1_000_000,
+        "clock": rt.state.clock(),
         "now": time.time(),
     }
 

@@ -834,7 +834,7 @@ class RunState:
             tail=[json.loads(e) for e in raw],
             payloads={ref: json.loads(text) for ref, text in payloads.items()},
             checks=int(checks or 0),
-            waiters=int(listening[0][1]) if listening else 0,
+            waiters=_subscribers(listening),
             locked=locked,
         )
 
@@ -896,17 +896,34 @@ class RunState:
 
     def renew(self, held: Mapping[str, Mapping[str, str]], seconds: float) -> list[str]:
         """Extend (``seconds`` 0: release) the leases ``held`` (run id -> token key ->
-        holder) in one pipeline; returns the token keys whose lease the holder lost."""
+        holder) in one pipeline; returns the token keys whose lease the holder lost.
+
+        One script call per run, each on its run's keys: on a Redis Cluster the pipeline
+        sends each to the master of its run's slot. A cluster pipeline does not load
+        scripts first as a one-server pipeline does: a master that lacks the script (one
+        just promoted) answers NOSCRIPT, and the script is loaded and the pipeline sent
+        again (renewing a lease twice extends it to the same time)."""
         script = self._scripts["renew_leases"]
-        pipe = self.client.pipeline(transaction=False)
-        for run_id, tokens in held.items():
-            pairs = [item for pair in tokens.items() for item in pair]
-            script(
-                keys=[keys.meta_key(run_id), keys.running_key(run_id)],
-                args=[seconds, *pairs],
-                client=pipe,
-            )
-        replies = _guarded("renew_leases", ",".join(held), pipe.execute)
+
+        def pipeline() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for run_id, tokens in held.items():
+                pairs = [item for pair in tokens.items() for item in pair]
+                script(
+                    keys=[keys.meta_key(run_id), keys.running_key(run_id)],
+                    args=[seconds, *pairs],
+                    client=pipe,
+                )
+            return pipe
+
+        def send() -> list[Any]:
+            try:
+                return list(pipeline().execute())
+            except redis.exceptions.NoScriptError:
+                self.client.script_load(script.script)
+                return list(pipeline().execute())
+
+        replies = _guarded("renew_leases", ",".join(held), send)
         return [str(key) for lost in replies for key in lost]
 
     def claim_stalled(
@@ -1057,6 +1074,16 @@ class RunState:
             [keys.lock_key(run_id), keys.due_key(run_id), *keys.run_keys(run_id)],
             [holder, channel, message, run_id],
         )
+
+
+def _subscribers(reply: Any) -> int:
+    """The count of a one-channel PUBSUB NUMSUB: ``[(channel, n)]`` from a one-server
+    pipeline, ``[channel, n]`` from a Redis Cluster's (sent to the master of the run's
+    slot, the node a waiter's subscription goes to: see :mod:`wfrunner.ended`)."""
+    if not reply:
+        return 0
+    first = reply[0]
+    return int(first[1] if isinstance(first, list | tuple) else reply[1])
 
 
 def _guarded(op: str, run_id: str, call: Callable[[], Any]) -> Any:

@@ -72,8 +72,18 @@ def broker_kind(url: str) -> BrokerKind:
 
 
 def broker_url(settings: Settings, state_url: str) -> str:
-    """``WFRUNNER_BROKER_URL``, else the state Redis."""
-    return settings.broker_url or state_url
+    """``WFRUNNER_BROKER_URL``, else the state Redis. A Redis Cluster holds state only:
+    kombu's transport and Celery's result backend need one server (a queue's list, the
+    unacked hash and its index are different keys), so it needs a broker named apart."""
+    from wfrunner.redisclient import is_cluster_url
+
+    broker = settings.broker_url or state_url
+    if is_cluster_url(broker):
+        raise ConfigurationError(
+            "a Redis Cluster holds wfrunner's state but cannot be Celery's broker: set "
+            "WFRUNNER_BROKER_URL=redis://... or amqp://..."
+        )
+    return broker
 
 
 def result_backend(settings: Settings, broker: str, state_url: str) -> str:

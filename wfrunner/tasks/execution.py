@@ -20,6 +20,7 @@ from wfrunner.engine.executor import Outcome
 from wfrunner.engine.runstate import CompletionView, seen_at_zero
 from wfrunner.engine.tokens import Token
 from wfrunner.errors import CounterError, NodeFailed, WfrunnerError
+from wfrunner.redisclient import UNAVAILABLE
 from wfrunner.runtime import Runtime, runtime
 from wfrunner.settings import HARD_LIMIT_GRACE
 from wfrunner.states import RunStatus
@@ -31,10 +32,13 @@ from wfrunner.tasks.finisher import FINISHER
 log = logging.getLogger(__name__)
 
 
-#: Redis trouble is retried (every counter operation is idempotent), and so is a batch of
-#: publishes whose delivery is uncertain (the retry, with the same task id, dispatches
-#: again what is still pending); handler errors are not
-RETRY_ON = (CounterError, redis.ConnectionError, redis.TimeoutError, BatchPublishError)
+#: Redis trouble is retried (every counter operation is idempotent; on a Redis Cluster, a
+#: slot whose master is being failed over too), and so is a batch of publishes whose
+#: delivery is uncertain (the retry, with the same task id, dispatches again what is still
+#: pending); handler errors are not
+RETRY_ON = (CounterError, *UNAVAILABLE, BatchPublishError)
+#: what makes a completion check wait for its queued copy
+CHECK_TROUBLE: tuple[type[Exception], ...] = (WfrunnerError, redis.RedisError, *UNAVAILABLE)
 
 
 @contextmanager
@@ -266,7 +270,7 @@ def finish_here(rt: Runtime, run_id: str, seen: CompletionView | None) -> None:
         try:
             lifecycle.check_completion(rt, run_id, seen)
             return
-        except (WfrunnerError, redis.RedisError) as exc:
+        except CHECK_TROUBLE as exc:
             log.warning("run %s: completion check queued (%s)", run_id, exc)
         except Exception:
             log.exception("run %s: completion check queued after an error", run_id)

@@ -90,14 +90,17 @@ def wfrunner_app(
     wfrunner_session_database: str,
     wfrunner_broker_url: str | None,
 ) -> Iterator[Any]:
-    """The Celery app, and this process's engine, on the session's servers (and broker)."""
+    """The Celery app, and this process's engine, on the session's servers (and broker;
+    with the hot state on a server of its own, the session's Redis is the broker)."""
+    servers = wfrunner_servers
+    broker = wfrunner_broker_url or (servers.redis_url if servers.state_url else "")
     values = {
-        "WFRUNNER_REDIS_URL": wfrunner_servers.redis_url,
+        "WFRUNNER_REDIS_URL": servers.state,
         "WFRUNNER_DATABASE_URL": wfrunner_session_database,
-        "WFRUNNER_BROKER_URL": wfrunner_broker_url or "",
+        "WFRUNNER_BROKER_URL": broker,
     }
     with engine.environment(values):
-        yield engine.configure_app(wfrunner_servers.redis_url)
+        yield engine.configure_app(servers.state)
 
 
 @pytest.fixture(scope=_database_scope)

@@ -29,12 +29,20 @@ DATABASE_VARIABLES = ("WFRUNNER_TEST_DATABASE_URL", "WFRUNNER_DATABASE_URL")
 @dataclass(frozen=True)
 class TestServers:
     """The servers of a test session: a Redis database it owns and a PostgreSQL server
-    on which it creates (and drops) databases."""
+    on which it creates (and drops) databases; ``state_url``: where the hot state goes
+    when not in that Redis database (a Redis Cluster the session started), which is then
+    only Celery's broker."""
 
     __test__ = False  # not a test class, whatever pytest's naming rules say
 
     redis_url: str
     postgres_admin_url: str
+    state_url: str | None = None
+
+    @property
+    def state(self) -> str:
+        """The URL of the hot state's Redis."""
+        return self.state_url or self.redis_url
 
 
 def configured(*names: str) -> str | None:

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from wfrunner import redisclient
 from wfrunner.api.deps import RuntimeDep
 from wfrunner.api.models import Health
 from wfrunner.errors import ConfigurationError, StoreError
@@ -39,8 +40,8 @@ def _redis(rt: Runtime) -> str:
         url = rt.redis_url  # resolved (and checked) once, on the first request
     except ConfigurationError as exc:
         return f"down: {exc}"
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT
+    client = redisclient.connect(
+        url, retry=False, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT
     )
     try:
         client.ping()
