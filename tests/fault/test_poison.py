@@ -134,7 +134,7 @@ def test_poison_messages_are_set_aside(make_cluster: Callable[..., Cluster]) -> 
     for letter in letters:
         assert f"{letter.id:>6}  open     poison on {letter.queue}" in listed.stdout
         assert letter.error in listed.stdout
-    assert cluster.broker.llen(POISON_KEY) == 0  # moved to PostgreSQL
+    assert cluster.redis.llen(POISON_KEY) == 0  # moved to PostgreSQL (from the state Redis)
 
     retried = dlq(cluster, "retry", str(letters[0].id))
     assert retried.returncode == 2

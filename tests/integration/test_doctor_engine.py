@@ -84,9 +84,7 @@ def test_a_parked_poison_message_naming_the_run_is_found(rt: Runtime) -> None:
     h = Harness(rt)
     h.start(chain(2), {})
     raw = f'{{"body": "not base64 [\\"{h.run_id}\\", ...]"}}'
-    poison.park(
-        rt.broker_redis, poison.Poison.of(raw, "wfrunner.tasks", "body is not valid base64")
-    )
+    poison.park(rt.redis, poison.Poison.of(raw, "wfrunner.tasks", "body is not valid base64"))
     found = diagnose(h.run_id, rt, broker=False)
     told = next(f for f in found.findings if f.kind == "poison_message")
     assert "parked from wfrunner.tasks: body is not valid base64" in told.summary

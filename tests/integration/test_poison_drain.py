@@ -4,6 +4,7 @@ while PostgreSQL is unreachable (real Redis and PostgreSQL)."""
 from __future__ import annotations
 
 import pytest
+import redis
 
 from wfrunner import poison, recovery
 from wfrunner.errors import WfrunnerError
@@ -11,23 +12,24 @@ from wfrunner.runtime import Runtime
 from wfrunner.settings import Settings
 
 
-def test_parked_poison_waits_for_postgres_then_moves_once(rt: Runtime, redis_url: str) -> None:
-    broker = rt.broker_redis  # poison is parked where the messages are
+def test_parked_poison_waits_for_postgres_then_moves_once(
+    rt: Runtime, redis_client: redis.Redis, redis_url: str, state_url: str
+) -> None:
     came_back = poison.Poison.of(b'{"body": 1}', "wfrunner.tasks", "bad body", key="tag-1")
-    poison.park(broker, came_back)
-    poison.park(broker, poison.Poison.of(b"\xff\x00zz", "wfrunner.tasks", "not JSON"))
-    poison.park(broker, came_back)  # delivered again after a crash: parked twice
-    broker.lpush(poison.POISON_KEY, "garbage, not a record")
+    poison.park(redis_client, came_back)
+    poison.park(redis_client, poison.Poison.of(b"\xff\x00zz", "wfrunner.tasks", "not JSON"))
+    poison.park(redis_client, came_back)  # delivered again after a crash: parked twice
+    redis_client.lpush(poison.POISON_KEY, "garbage, not a record")
 
     unreachable = "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere"
-    down = Runtime(Settings(redis_url=redis_url, database_url=unreachable))
+    down = Runtime(Settings(redis_url=state_url, broker_url=redis_url, database_url=unreachable))
     with pytest.raises(WfrunnerError, match="WFRUNNER_DATABASE_URL"):
         poison.drain(down)
     down.close()
-    assert broker.llen(poison.POISON_KEY) == 4  # nothing lost
+    assert redis_client.llen(poison.POISON_KEY) == 4  # nothing lost
 
     assert poison.drain(rt) == 4
-    assert broker.llen(poison.POISON_KEY) == 0
+    assert redis_client.llen(poison.POISON_KEY) == 0
     letters = rt.store.list_dead_letters()
     assert [(d.kind, d.error) for d in letters] == [
         ("poison", "bad body"),

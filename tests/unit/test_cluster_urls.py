@@ -10,7 +10,7 @@ from wfrunner.errors import ConfigurationError
 from wfrunner.redisclient import is_cluster_url, redact_cluster
 from wfrunner.servers import redact
 from wfrunner.settings import Settings
-from wfrunner.tasks.config import broker_url
+from wfrunner.tasks.broker import broker_url
 
 
 @pytest.mark.parametrize(
