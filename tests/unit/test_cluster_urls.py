@@ -10,7 +10,8 @@ from wfrunner.errors import ConfigurationError
 from wfrunner.redisclient import is_cluster_url, redact_cluster
 from wfrunner.servers import redact
 from wfrunner.settings import Settings
-from wfrunner.tasks.broker import broker_url
+from wfrunner.tasks.broker import broker_kind, broker_url
+from wfrunner.tasks.config import celery_settings
 
 
 @pytest.mark.parametrize(
@@ -40,9 +41,9 @@ def test_a_cluster_urls_password_is_hidden() -> None:
 def test_a_cluster_holds_state_but_is_refused_as_broker() -> None:
     cluster = "redis+cluster://10.0.0.5:6379"
     with pytest.raises(ConfigurationError, match="set WFRUNNER_BROKER_URL=redis://"):
-        broker_url(Settings(redis_url=cluster), cluster)
+        broker_kind(broker_url(Settings(redis_url=cluster), cluster))
     with pytest.raises(ConfigurationError, match="cannot be Celery's broker"):
-        broker_url(Settings(broker_url=cluster), "redis://127.0.0.1:6379/0")
+        celery_settings(Settings(broker_url=cluster), "redis://127.0.0.1:6379/0")
 
 
 def test_the_broker_is_the_state_redis_unless_named() -> None:

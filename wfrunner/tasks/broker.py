@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from wfrunner.errors import ConfigurationError
+from wfrunner.redisclient import is_cluster_url
 from wfrunner.servers import redact, redis_reachable
 from wfrunner.settings import Settings
 
@@ -61,6 +62,13 @@ def scheme(url: str) -> str:
 
 def broker_kind(url: str) -> BrokerKind:
     """The kind of broker ``url`` names; a ConfigurationError for one wfrunner lacks."""
+    if is_cluster_url(url):
+        # kombu's transport and Celery's result backend need one server (a queue's list,
+        # the unacked hash and its index are different keys): a cluster holds state only
+        raise ConfigurationError(
+            "a Redis Cluster holds wfrunner's state but cannot be Celery's broker: set "
+            "WFRUNNER_BROKER_URL=redis://... or amqp://..."
+        )
     kind = _SCHEMES.get(scheme(url))
     if kind is None:
         raise ConfigurationError(
@@ -72,18 +80,8 @@ def broker_kind(url: str) -> BrokerKind:
 
 
 def broker_url(settings: Settings, state_url: str) -> str:
-    """``WFRUNNER_BROKER_URL``, else the state Redis. A Redis Cluster holds state only:
-    kombu's transport and Celery's result backend need one server (a queue's list, the
-    unacked hash and its index are different keys), so it needs a broker named apart."""
-    from wfrunner.redisclient import is_cluster_url
-
-    broker = settings.broker_url or state_url
-    if is_cluster_url(broker):
-        raise ConfigurationError(
-            "a Redis Cluster holds wfrunner's state but cannot be Celery's broker: set "
-            "WFRUNNER_BROKER_URL=redis://... or amqp://..."
-        )
-    return broker
+    """``WFRUNNER_BROKER_URL``, else the state Redis."""
+    return settings.broker_url or state_url
 
 
 def result_backend(settings: Settings, broker: str, state_url: str) -> str:
