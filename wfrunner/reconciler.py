@@ -180,10 +180,8 @@ def sweep_step(rt: Runtime, count: int = SWEEP_COUNT) -> int:
     """One step of the incremental SCAN for hot state of runs PostgreSQL records as
     ended (or purged): drop it. The cursor is kept in Redis between passes. Returns how
     many runs' hot state was dropped."""
-    cursor = int(rt.redis.get(keys.SWEEP_KEY) or 0)
-    cursor, found = rt.redis.scan(cursor, match=keys.META_PATTERN, count=count)
-    rt.redis.set(keys.SWEEP_KEY, cursor)
-    run_ids = [keys.run_of_meta(str(k)) for k in found]
+    found = redisnodes.scan_step(rt.redis, keys.SWEEP_KEY, keys.META_PATTERN, count)
+    run_ids = [keys.run_of_meta(k) for k in found]
     if not run_ids:
         return 0
     statuses = rt.store.statuses_of(run_ids)

@@ -78,6 +78,19 @@ def look(client: redis.Redis) -> Seen:
     return Seen(changed, frozenset(restored), client)
 
 
+def scan_step(client: redis.Redis, cursors_key: str, match: str, count: int) -> list[str]:
+    """One step of an incremental SCAN of every master, each resuming where the last step
+    left it (the hash ``cursors_key``: master name -> cursor; a cluster's SCAN cursor is one
+    master's, so one cursor cannot walk them all)."""
+    cursors = client.hgetall(cursors_key)
+    found: list[str] = []
+    for name, node, _ in _masters(client):
+        cursor, keys_ = node.scan(int(cursors.get(name) or 0), match=match, count=count)
+        client.hset(cursors_key, name, cursor)
+        found += [str(k) for k in keys_]
+    return found
+
+
 def identity_keys(client: redis.Redis) -> dict[str, str]:
     """Master name -> the key holding the process the reconciler last saw there."""
     return {name: key for name, _, key in _masters(client)}

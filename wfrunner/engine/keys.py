@@ -83,8 +83,9 @@ SERVER_KEY = f"{PREFIX}:server"
 PASSES_KEY = f"{PREFIX}:passes"
 #: set once every active run has an entry in the due index
 INDEXED_KEY = f"{PREFIX}:indexed"
-#: the SCAN cursor of the incremental sweep for hot state of ended runs
-SWEEP_KEY = f"{PREFIX}:sweep"
+#: hash: master ("*" for one server) -> the SCAN cursor of the incremental sweep for hot
+#: state of ended runs
+SWEEP_KEY = f"{PREFIX}:sweep:cursors"
 #: what SCAN matches to find every run's hot metadata
 META_PATTERN = f"{PREFIX}:{{*}}:meta"
 
