@@ -78,7 +78,8 @@ class Harness:
         (every queued message), as a Redis restarted empty would (the reconciler's next
         pass sees a new server), and let the reconciler rebuild it."""
         recovery.flush(self.rt, self.run_id)
-        self.rt.redis.delete(*keys.run_keys(self.run_id), keys.SERVER_KEY)
+        self.rt.redis.delete(*keys.run_keys(self.run_id))
+        redis_seen_as(self.rt, None)
         self.queue.clear()
         self.reconcile()
 

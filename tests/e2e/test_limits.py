@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import wfrunner
 from tests.e2e.limit_handlers import gate
 from tests.e2e.waiting import until
+from tests.harness import redis_seen_as
 from tests.http_server import serving
 from wfrunner import client, recovery, runlimits, waits
 from wfrunner.cli import limits as _limits_command  # noqa: F401  (registers it)
@@ -325,7 +326,8 @@ def test_a_run_rebuilt_after_redis_lost_it_takes_back_its_slot(
     until(lambda: client.get_run(runs[1]).get("queued_position") == 1)
     until(lambda: rt.store.get_run(runs[0]).status is RunStatus.RUNNING)
     # as a Redis restarted empty would (the reconciler's next pass sees a new server)
-    rt.redis.delete(*keys.run_keys(runs[0]), *runlimits.workflow_keys(name), keys.SERVER_KEY)
+    rt.redis.delete(*keys.run_keys(runs[0]), *runlimits.workflow_keys(name))
+    redis_seen_as(rt, None)
     reconcile()  # rebuilds the running run (and publishes its token again)
     assert runlimits.slots(rt).usage(name).running == (runs[0],)
     assert recovery._start_lost(rt, 0.0) == {}  # the queued run's start: it queues again

@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from tests.harness import Harness
+from tests.harness import Harness, redis_seen_as
 from wfrunner import handlers, telemetry
 from wfrunner.engine import keys
 from wfrunner.runtime import Runtime
@@ -41,7 +41,8 @@ def test_reconciler_repairs_by_kind(rt: Runtime) -> None:
     h.reconcile()
     assert sample("wfrunner_reconciler_repairs_total", kind="republished") == republished + 1
     assert sample("wfrunner_reconciler_repairs_total", kind="rebuilt") == rebuilt
-    rt.redis.delete(*keys.run_keys(h.run_id), keys.SERVER_KEY)  # Redis restarted, lost the run
+    rt.redis.delete(*keys.run_keys(h.run_id))  # Redis restarted, lost the run
+    redis_seen_as(rt, None)
     h.queue.clear()
     h.reconcile()
     assert sample("wfrunner_reconciler_repairs_total", kind="rebuilt") == rebuilt + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness import Harness
+from tests.harness import Harness, redis_seen_as
 from wfrunner import recovery
 from wfrunner.engine import keys
 from wfrunner.runtime import Runtime
@@ -41,7 +41,8 @@ def test_join_fired_by_a_dead_arrival_survives_a_redis_rebuild(rt: Runtime) -> N
     h.deliver()  # C: its dead arrival completes J, so C emits the token that fires J
     assert [(t.from_node, t.to_node) for t in h.queue] == [("C", "J")]
     recovery.flush(rt, h.run_id)
-    rt.redis.delete(*keys.run_keys(h.run_id), keys.SERVER_KEY)  # Redis loses the run ...
+    rt.redis.delete(*keys.run_keys(h.run_id))  # Redis loses the run ...
+    redis_seen_as(rt, None)
     h.queue.clear()  # ... and the broker its messages
     h.reconcile()
     assert [(t.from_node, t.to_node) for t in h.queue] == [("C", "J")]

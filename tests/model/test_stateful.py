@@ -370,7 +370,8 @@ class RunMachine(RuleBasedStateMachine):
         if flush_first:
             recovery.flush(self.rt, self.run_id)
         # as a Redis restarted empty: the reconciler's next pass sees a new server
-        self.rt.redis.delete(*keys.run_keys(self.run_id), keys.SERVER_KEY)
+        self.rt.redis.delete(*keys.run_keys(self.run_id))
+        redis_seen_as(self.rt, None)
         self.h.queue.clear()
         self.h.reconcile()
 
