@@ -14,7 +14,9 @@ bytes by table, WAL and transactions, and the workers' and PostgreSQL's CPU
 second, smaller backlog of each shape runs with Redis logging every command
 (:mod:`bench.attribution`): which commands are the broker's and which the run state's,
 the messages by queue, and what each Lua script costs. Then each component alone
-(:mod:`bench.ceilings`). Prints the tables and writes them to ``--out``; docs/scaling.md
+(:mod:`bench.ceilings`; ``--rabbitmq`` runs the broker loop on a private RabbitMQ node
+too). ``--rabbitmq-broker`` moves the broker of the runs to such a node: the Redis then
+holds the run state alone. Prints the tables and writes them to ``--out``; docs/scaling.md
 reads its figures from there.
 """
 
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import attribution, ceilings, counters, infra, workflows
+from bench import attribution, ceilings, counters, infra, rabbitmq, workflows
 from bench.capacity_report import report
 from bench.compare import DEFAULT_PG, Bench, progress
 from bench.infra import BenchError, PrivatePostgres
@@ -215,7 +217,9 @@ def measure(bench: Bench) -> Findings:
     if not bench.args.no_ceilings:
         side = bench.side("wfrunner")
         progress("each component alone")
-        findings.ceilings = ceilings.measure_all(side, message_bytes(findings), bench.args.quick)
+        findings.ceilings = ceilings.measure_all(
+            side, message_bytes(findings), bench.args.quick, bench.rabbitmq
+        )
     return findings
 
 
@@ -225,6 +229,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every backlog")
     parser.add_argument("--only", default="", help="comma-separated shape names")
     parser.add_argument("--no-ceilings", action="store_true", help="skip the components alone")
+    parser.add_argument(
+        "--rabbitmq",
+        action="store_true",
+        help="also run the broker loop on a private RabbitMQ node (rabbitmq-server), in "
+        "turn with the Redis one",
+    )
+    parser.add_argument(
+        "--rabbitmq-broker",
+        action="store_true",
+        help="run the shapes with WFRUNNER_BROKER_URL on a private RabbitMQ node (the run "
+        "state stays on the private Redis)",
+    )
     parser.add_argument(
         "--headroom",
         type=float,
@@ -251,6 +267,12 @@ def commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def on_rabbitmq(side: Side, node: Any) -> None:
+    """The side's broker is ``node``: idle when its queues are, its counters read too."""
+    side.broker_depth = lambda: rabbitmq.depth(node, side.queues)
+    side.broker_counters = lambda: rabbitmq.counters(node)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -258,9 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         postgres = PrivatePostgres()
         stack.callback(postgres.close)
         args.pg_url = postgres.url
+        node = rabbitmq.start(stack) if args.rabbitmq or args.rabbitmq_broker else None
+        if node is not None and args.rabbitmq_broker:  # before Bench copies the environment
+            os.environ["WFRUNNER_BROKER_URL"] = rabbitmq.url(node)
         bench = Bench(args, stack)
         bench.postgres_pid = postgres.pid
-        # production's default: no task events (the messages are counted by LPUSH)
+        bench.rabbitmq = node if args.rabbitmq else None
+        if node is not None and args.rabbitmq_broker:
+            on_rabbitmq(bench.side("wfrunner"), node)
+            args.broker = f"a private {rabbitmq.describe(node)} node (the Redis: run state)"
+        # production's default: no task events (messages are counted by LPUSH or RabbitMQ)
         for env in (os.environ, bench.env):
             env["WFRUNNER_TASK_EVENTS"] = "0"
         findings = measure(bench)

@@ -42,13 +42,23 @@ def round_trips(m: Measured) -> float:
     return sum(v for k, v in kinds.items() if k != "script") / m.attributed_runs
 
 
+def on_rabbitmq(m: Measured) -> bool:
+    """Whether the broker of ``m``'s runs was RabbitMQ (``--rabbitmq-broker``)."""
+    return "amqp:published" in m.cost
+
+
+def messages(m: Measured) -> float:
+    """Task messages per run: RabbitMQ's received count when it is the broker, else LPUSH."""
+    return m.per_run("amqp:published" if on_rabbitmq(m) else "cmd:lpush")
+
+
 #: what a run costs, each per run (the model fits a fixed part and a part per node)
 METRICS: tuple[tuple[str, Callable[[Measured], float]], ...] = (
     ("Redis CPU, µs", lambda m: m.per_run("redis_cpu") * 1e6),
     ("Redis commands (scripts' calls included)", lambda m: total(m, "cmd:") / m.runs),
     ("Redis round trips (slow-log pass)", round_trips),
     ("Redis bytes in + out", lambda m: m.per_run("net_in") + m.per_run("net_out")),
-    ("task messages (LPUSH)", lambda m: m.per_run("cmd:lpush")),
+    ("task messages", messages),
     ("worker CPU, ms", lambda m: m.per_run("cpu:workers") * 1000),
     ("PostgreSQL transactions", lambda m: m.per_run("xacts")),
     ("PostgreSQL rows written", lambda m: total(m, "rows:") / m.runs),
@@ -101,7 +111,7 @@ def per_run_table(rows: list[Measured]) -> str:
             number(m.per_node("net_in")),
             number(m.per_node("net_out")),
             number(m.per_node("redis_cpu") * 1e6),
-            number(m.per_run("cmd:lpush"), 2),
+            number(messages(m), 2),
             number(m.per_run("xacts"), 2),
             number(pg_rows),
             number(pg_bytes / 1024),
@@ -122,7 +132,7 @@ def per_run_table(rows: list[Measured]) -> str:
         "Redis B in/node",
         "Redis B out/node",
         "Redis CPU µs/node",
-        "msgs/run (LPUSH)",
+        "msgs/run",
         "PG xacts/run",
         "PG rows/run",
         "PG KB/run",
@@ -223,7 +233,7 @@ def settings_table(findings: Findings) -> str:
             m.shape,
             m.setting,
             number(m.nodes),
-            number(m.per_run("cmd:lpush"), 2),
+            number(messages(m), 2),
             number(total(m, "cmd:") / m.runs / m.nodes),
             number(m.per_node("redis_cpu") * 1e6),
             number(m.per_node("cpu:workers") * 1000, 2),
@@ -262,6 +272,29 @@ def tables_table(rows: list[Measured]) -> str:
         for m in rows
     ]
     return markdown(["shape (rows / bytes per run)", *tables], body)
+
+
+def rabbitmq_table(findings: Findings) -> str:
+    rows = [m for m in findings.measured if on_rabbitmq(m)]
+    if not rows:
+        return "Not measured: `--rabbitmq-broker` runs the shapes with the broker on RabbitMQ."
+    body = [
+        [
+            label(m),
+            number(messages(m), 2),
+            number(m.per_run("amqp:delivered"), 2),
+            number(m.per_run("amqp:acked"), 2),
+            number(m.per_run("broker_cpu") / messages(m) * 1e6) if messages(m) else "-",
+            number(m.per_node("broker_cpu") * 1e6),
+            number(total(m, "cmd:") / m.runs / m.nodes),
+            number(m.per_node("redis_cpu") * 1e6),
+        ]
+        for m in rows
+    ]
+    header = ["shape", "msgs published/run", "delivered/run", "acked/run",
+              "RabbitMQ CPU µs/msg", "RabbitMQ CPU µs/node", "state Redis cmds/node",
+              "state Redis CPU µs/node"]  # fmt: skip
+    return markdown(header, body)
 
 
 def ceilings_table(findings: Findings) -> str:
@@ -311,8 +344,8 @@ def sizing_table(findings: Findings, headroom: float) -> str:
         if m.shape not in SIZED:
             continue
         redis_cpu = m.per_node("redis_cpu")
-        msgs = m.per_node("cmd:lpush")
-        state_cpu = redis_cpu - msgs * broker
+        msgs = messages(m) / m.nodes
+        state_cpu = redis_cpu if on_rabbitmq(m) else redis_cpu - msgs * broker
         rows = total(m, "rows:") / m.runs / m.nodes
         for rate in RATES:
             body.append(
@@ -366,6 +399,23 @@ def ceiling_lines(findings: Findings) -> list[str]:
             f"broker alone ({number(broker * 1e6)} µs of Redis CPU per message "
             "published, consumed and acked)."
         )
+    return lines + broker_comparison(findings)
+
+
+def broker_comparison(findings: Findings) -> list[str]:
+    """The broker loop on RabbitMQ against the same loop on Redis, turn by turn
+    (``--rabbitmq``): each loop's CPU per message and wall-clock rate."""
+    loops = [c for c in findings.ceilings if "task message" in c.what]
+    if not any(c.what.startswith("RabbitMQ") for c in loops):
+        return []
+    lines = ["- The broker loop, Redis and RabbitMQ in turn (server CPU per message, rate):"]
+    for c in loops:
+        server = "RabbitMQ (beam.smp)" if c.what.startswith("RabbitMQ") else "Redis"
+        lines.append(
+            f"  - {server}: {number(c.server_cpu * 1e6 / c.count)} µs per message, "
+            f"{number(c.per_cpu_second)} messages per CPU-second, "
+            f"{number(c.count / c.seconds)} messages/s wall clock (load {c.load})."
+        )
     return lines
 
 
@@ -418,6 +468,15 @@ SECTIONS: tuple[tuple[str, str, Callable[[Findings, argparse.Namespace], str]], 
         "long enough (2 s a run) to be flushed to PostgreSQL while running.",
         lambda f, a: settings_table(f),
     ),
+    (
+        "The broker on RabbitMQ",
+        "With `--rabbitmq-broker` (WFRUNNER_BROKER_URL on a private RabbitMQ node), the "
+        "Redis holds the run state alone: its commands and CPU above are the state's. "
+        "Messages are the node's global counters (rabbit_global_counters: received, "
+        "delivered, acknowledged); its CPU is its beam.smp's, the idle node's share taken "
+        "out.",
+        lambda f, a: rabbitmq_table(f),
+    ),
     ("Each component alone", "", lambda f, a: ceilings_table(f)),
     (
         "Sizing (arithmetic from the figures above)",
@@ -443,6 +502,8 @@ def report(
         "and synchronous_commit on); one worker process `-c 2` (`-c 8` for the 100 ms "
         "nodes); task events off (production's default); counts are exact, rates are "
         "this loaded machine's.",
+        "",
+        f"The runs' broker: {getattr(args, 'broker', 'the private Redis')}.",
         "",
         *ceiling_lines(findings),
         "",

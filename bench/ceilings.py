@@ -13,12 +13,16 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.counters import redis_counters
 from bench.infra import cpu_seconds, url_of
 from bench.measure import Side
+
+if TYPE_CHECKING:
+    from tests.brokers import RabbitMQ
 
 
 @dataclass
@@ -44,15 +48,21 @@ def load() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def broker_loop(side: Side, body_bytes: int, count: int) -> Ceiling:
-    """Publish ``count`` messages of about ``body_bytes`` through kombu (as Celery's
-    producer does: LPUSH, after reading the exchange's bindings), then consume and
-    acknowledge them one by one with prefetch 1 (as a Celery worker with late acks does:
-    kombu's ack emulation keeps each in ``unacked`` until acked)."""
-    from kombu import Connection, Exchange, Queue
+#: the queue (and exchange, and routing key) of the broker loops
+LOOP_QUEUE = "bench.capacity"
+Read = Callable[[], dict[str, float]]
 
-    broker = url_of(side.redis)
-    queue = Queue("bench.capacity", Exchange("bench.capacity", type="direct"), "bench.capacity")
+
+def kombu_loop(
+    url: str, queue: Any, options: dict[str, Any], body_bytes: int, count: int, read: Read
+) -> tuple[float, dict[str, float]]:
+    """Publish ``count`` messages of about ``body_bytes`` through kombu (as Celery's
+    producer does, persistent), then consume and acknowledge them one by one with prefetch
+    1 (as a Celery worker with late acks does). ``read`` reads the server's counters
+    before and after (after a warm-up message has declared the queue): the wall-clock
+    seconds and the counters' growth."""
+    from kombu import Connection
+
     body = "x" * body_bytes
     received = 0
 
@@ -61,30 +71,75 @@ def broker_loop(side: Side, body_bytes: int, count: int) -> Ceiling:
         received += 1
         message.ack()
 
-    with Connection(broker, transport_options={"visibility_timeout": 3600}) as conn:
+    with Connection(url, transport_options=options) as conn:
         producer = conn.Producer(serializer="json")
         producer.publish(
-            "warm-up", exchange=queue.exchange, routing_key="bench.capacity", declare=[queue]
+            "warm-up", exchange=queue.exchange, routing_key=LOOP_QUEUE, declare=[queue]
         )
-        before, cpu, started = redis_counters(side), _redis_cpu(side), time.perf_counter()
+        before, started = read(), time.perf_counter()
         for _ in range(count):
-            producer.publish(body, exchange=queue.exchange, routing_key="bench.capacity")
+            producer.publish(body, exchange=queue.exchange, routing_key=LOOP_QUEUE, delivery_mode=2)
         with conn.Consumer(queue, callbacks=[on_message], prefetch_count=1):
             while received < count + 1:
                 conn.drain_events(timeout=10)
         seconds = time.perf_counter() - started
-        after, used = redis_counters(side), _redis_cpu(side) - cpu
+        after = read()
         queue(conn.default_channel).delete()
-    commands = sum(after[k] - before.get(k, 0) for k in after if k.startswith("cmd:"))
-    commands -= after.get("cmd:info", 0) - before.get("cmd:info", 0)
+    return seconds, {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def broker_loop(side: Side, body_bytes: int, count: int) -> Ceiling:
+    """:func:`kombu_loop` on the private Redis, through kombu's Redis transport (LPUSH
+    after reading the exchange's bindings; its ack emulation keeps each message in
+    ``unacked`` until acked)."""
+    from kombu import Exchange, Queue
+
+    queue = Queue(LOOP_QUEUE, Exchange(LOOP_QUEUE, type="direct"), LOOP_QUEUE)
+
+    def read() -> dict[str, float]:
+        return {**redis_counters(side), "server_cpu": _redis_cpu(side)}
+
+    seconds, grew = kombu_loop(
+        url_of(side.redis), queue, {"visibility_timeout": 3600}, body_bytes, count, read
+    )
+    commands = sum(v for k, v in grew.items() if k.startswith("cmd:") and k != "cmd:info")
     return Ceiling(
         "task message (publish + consume + ack)",
         f"kombu publish of {count:,} messages of {body_bytes:,} B, then consume with "
         "prefetch 1 and ack each, on the private Redis; its INFO used_cpu and commandstats",
         count,
         seconds,
-        used,
+        grew["server_cpu"],
         commands,
+        load=load(),
+    )
+
+
+def rabbitmq_loop(node: RabbitMQ, body_bytes: int, count: int) -> Ceiling:
+    """:func:`kombu_loop` on a private RabbitMQ node, with wfrunner's declarations: a
+    durable quorum queue on a topic exchange, and publishes that wait for the broker's
+    confirm (``confirm_publish``), as wfrunner's app sets them for an amqp:// broker."""
+    from bench import rabbitmq
+    from wfrunner.tasks.broker import amqp_queues
+
+    (queue,) = amqp_queues((LOOP_QUEUE,))
+    seconds, grew = kombu_loop(
+        rabbitmq.url(node),
+        queue,
+        {"confirm_publish": True},
+        body_bytes,
+        count,
+        lambda: {"server_cpu": rabbitmq.beam_cpu(node)},
+    )
+    return Ceiling(
+        "RabbitMQ task message (publish + consume + ack)",
+        f"kombu publish of {count:,} messages of {body_bytes:,} B with confirm_publish to "
+        "a durable quorum queue on a topic exchange (wfrunner's declarations), then consume "
+        f"with prefetch 1 and ack each, on a private {rabbitmq.describe(node)} "
+        "node; the CPU of its beam.smp (psutil)",
+        count,
+        seconds,
+        grew["server_cpu"],
         load=load(),
     )
 
@@ -196,8 +251,18 @@ def _pg_cpu(side: Side) -> float:
     return cpu_seconds([], None, side.postgres_pid)["postgres"]
 
 
-def measure_all(side: Side, body_bytes: int, quick: bool) -> list[Ceiling]:
-    found = [broker_loop(side, body_bytes, 2_000 if quick else 10_000)]
+def measure_all(
+    side: Side, body_bytes: int, quick: bool, node: RabbitMQ | None = None
+) -> list[Ceiling]:
+    """Every component alone. With a RabbitMQ ``node``, the broker loop runs on it and on
+    the Redis in turn, twice each, so both see the same minutes of a shared machine."""
+    messages = 2_000 if quick else 10_000
+    found = [broker_loop(side, body_bytes, messages)]
+    if node is not None:
+        for turn in range(2):
+            found.append(rabbitmq_loop(node, body_bytes, messages))
+            if turn == 0:
+                found.append(broker_loop(side, body_bytes, messages))
     found += redis_benchmark(side, body_bytes, 20_000 if quick else 200_000)
     for batch in (1, 10, 100, 1000):
         found.append(postgres_inserts(side, batch, 2 if quick else 5))

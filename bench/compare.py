@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import infra, workflows
 from bench.infra import (
@@ -55,6 +55,9 @@ from bench.stats import (
     ratio_table,
     results_table,
 )
+
+if TYPE_CHECKING:
+    from tests.brokers import RabbitMQ
 
 DEFAULT_PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
@@ -136,6 +139,7 @@ class Bench:
         self.stack = stack
         self.sides: dict[str, Side] = {}
         self.stress_report = ""
+        self.rabbitmq: RabbitMQ | None = None  # a private node (bench.capacity --rabbitmq)
 
     def side(self, name: str) -> Side:
         if name not in self.sides:

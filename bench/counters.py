@@ -12,7 +12,9 @@ commandstats``: an EVALSHA counts once, whatever its script runs), ``net_in`` /
 :func:`bench.infra.cpu_seconds`), ``rows:<table>`` (pg_stat_user_tables n_tup_ins +
 n_tup_upd + n_tup_del), ``bytes:<table>`` (pg_total_relation_size), ``wal`` (bytes of
 WAL written: exact only on a private server, which serves nobody else) and ``xacts``
-(committed transactions of the bench database, the benchmark's own taken out).
+(committed transactions of the bench database, the benchmark's own taken out). With the
+broker on RabbitMQ, :func:`bench.rabbitmq.counters` adds ``amqp:published`` /
+``amqp:delivered`` / ``amqp:acked`` (messages) and ``broker_cpu`` (its beam.smp, s).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def read(side: Side) -> Reading:
     counters["cpu:workers"] = cpu["workers"]
     counters["cpu:postgres"] = cpu["postgres"]
     counters["own_commands"] = side.own_commands
+    if side.broker_counters is not None:
+        counters.update(side.broker_counters())
     return Reading(time.monotonic(), counters)
 
 

@@ -51,8 +51,14 @@ class Side:
     own_commands: int = 0  # commands this process sent that are not the engine's cost
     redis_pid: int | None = None  # the private Redis server's (its CPU is measured)
     postgres_pid: int | None = None  # a private PostgreSQL's postmaster (only its CPU)
+    #: a broker other than ``redis`` (bench.capacity --rabbitmq-broker): its ready
+    #: messages in ``queues``, and its counters (messages, CPU) read with Redis's
+    broker_depth: Callable[[], int] | None = None
+    broker_counters: Callable[[], dict[str, float]] | None = None
 
     def idle(self) -> bool:
+        if self.broker_depth is not None:
+            return self.broker_depth() == 0
         pipe = self.redis.pipeline(transaction=False)
         for queue in self.queues:
             pipe.llen(queue)
