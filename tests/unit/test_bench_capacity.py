@@ -65,3 +65,26 @@ def test_a_phase_cost_leaves_out_the_benchmark_polls_and_the_idle_share() -> Non
     assert "cmd:info" not in cost
     assert cost["cmd:evalsha"] == 95  # 100 - 0.5/s x 10 s
     assert cost["xacts"] == 7  # 13 - 5 of our own statements - 0.1/s x 10 s
+
+
+def test_with_the_broker_on_rabbitmq_messages_are_its_count_and_redis_is_all_state() -> None:
+    from bench.capacity import Findings, Measured
+    from bench.capacity_report import messages, rabbitmq_table, sizing_table
+    from bench.ceilings import Ceiling
+
+    on_redis = Measured("defaults", "chain-10", 10, 10.0, 1.0, {"cmd:lpush": 100.0,
+                        "redis_cpu": 0.03}, "")  # fmt: skip
+    on_rabbitmq = Measured("defaults", "chain-10", 10, 10.0, 1.0, {"amqp:published": 50.0,
+                           "amqp:delivered": 50.0, "broker_cpu": 0.05, "redis_cpu": 0.03},
+                           "")  # fmt: skip
+    assert messages(on_redis) == 10.0 and messages(on_rabbitmq) == 5.0
+    loop = Ceiling("task message (publish + consume + ack)", "", 1000, 1.0, 0.1)  # 100 µs
+    sized = {}
+    for measured in (on_redis, on_rabbitmq):
+        table = sizing_table(Findings([measured], ceilings=[loop]), 0.5)
+        sized[measured is on_rabbitmq] = table.splitlines()[2].split("|")[6].strip()
+    # 300 µs/node of Redis CPU at 1,000 nodes/s: 0.3 cores; a message a node at 100 µs
+    # is the broker's on Redis, none of it when RabbitMQ is the broker
+    assert sized == {False: "0.2", True: "0.3"}
+    # RabbitMQ's CPU: 0.05 s over 50 messages and 100 nodes
+    assert "| 5.00 | 5.00 | 0.00 | 1,000 | 500 |" in rabbitmq_table(Findings([on_rabbitmq]))
