@@ -286,12 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args, stack)
         bench.postgres_pid = postgres.pid
         bench.rabbitmq = node if args.rabbitmq else None
-        if node is not None and args.rabbitmq_broker:
-            on_rabbitmq(bench.side("wfrunner"), node)
-            args.broker = f"a private {rabbitmq.describe(node)} node (the Redis: run state)"
         # production's default: no task events (messages are counted by LPUSH or RabbitMQ)
         for env in (os.environ, bench.env):
             env["WFRUNNER_TASK_EVENTS"] = "0"
+        if node is not None and args.rabbitmq_broker:  # the side configures the app: after
+            on_rabbitmq(bench.side("wfrunner"), node)
+            args.broker = f"a private {rabbitmq.describe(node)} node (the Redis: run state)"
         findings = measure(bench)
     text = report(findings, args, started, commit(), " ".join(sys.argv[1:]))
     print(text)
