@@ -434,10 +434,10 @@ SECTIONS: tuple[tuple[str, str, Callable[[Findings, argparse.Namespace], str]], 
         lambda f, a: per_run_table(defaults(f)),
     ),
     (
-        "Redis commands per node, by name (default settings)",
+        "Redis commands per node, by name",
         "INFO commandstats: the commands a Lua script calls are counted too (the slow-log "
         "pass below tells round trips from them).",
-        lambda f, a: commands_table(defaults(f)),
+        lambda f, a: commands_table(f.measured),
     ),
     (
         "Whose commands: broker, run state, results (slow-log pass)",
