@@ -151,7 +151,7 @@ def commands_table(rows: list[Measured], most: int = 14) -> str:
             if k.startswith("cmd:"):
                 totals[k] = totals.get(k, 0.0) + v / m.runs / m.nodes
     names = sorted(totals, key=totals.__getitem__, reverse=True)[:most]
-    body = [[m.shape] + [number(m.per_node(k), 2) for k in names] for m in rows]
+    body = [[label(m)] + [number(m.per_node(k), 2) for k in names] for m in rows]
     return markdown(["shape"] + [k.removeprefix("cmd:").upper() for k in names], body)
 
 
