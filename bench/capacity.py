@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         # production's default: no task events (messages are counted by LPUSH or RabbitMQ)
         for env in (os.environ, bench.env):
             env["WFRUNNER_TASK_EVENTS"] = "0"
-        if node is not None and args.rabbitmq_broker:  # the side configures the app: after
+        if node is not None and args.rabbitmq_broker:  # side() configures the app: after
             on_rabbitmq(bench.side("wfrunner"), node)
             args.broker = f"a private {rabbitmq.describe(node)} node (the Redis: run state)"
         findings = measure(bench)

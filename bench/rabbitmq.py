@@ -13,23 +13,29 @@ import shutil
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from bench.infra import BenchError
-from tests.brokers import RabbitMQ, rabbitmq_missing
+
+if TYPE_CHECKING:  # tests.brokers imports pytest: only --rabbitmq needs it
+    from tests.brokers import RabbitMQ
 
 #: the virtual host the benchmark uses on its node
 VHOST = "bench"
 #: Erlang flags the node starts with unless ``RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS`` is set
 #: (set it empty for Erlang's defaults): no scheduler busy-waiting. An idle scheduler
-#: otherwise spins before it sleeps, CPU that is no work and that a saturated node does
-#: not spend, but that a node at a few hundred messages/s adds to every message.
+#: otherwise spins before it sleeps: CPU that is no work, that a saturated node does not
+#: spend, and that a node at a few hundred messages/s may add to every message (measured
+#: both ways in docs/scaling.md; the difference was not established).
 NO_BUSY_WAIT = "+sbwt none +sbwtdcpu none +sbwtdio none"
 
 
 def start(stack: ExitStack) -> RabbitMQ:
     """Start a node (4-5 s on an idle machine); ``stack`` stops it and removes its folder."""
+    from tests.brokers import RabbitMQ, rabbitmq_missing
+
     missing = rabbitmq_missing()
     if missing:
         raise BenchError(f"--rabbitmq: {missing}")
