@@ -388,9 +388,10 @@ def ceiling_lines(findings: Findings) -> list[str]:
     per_node = {m.shape: m.per_node("redis_cpu") for m in rows}
     low, high = min(per_node.values()), max(per_node.values())
     broker = broker_message_cpu(findings)
+    whose = "the run state alone" if any(on_rabbitmq(m) for m in rows) else "broker included"
     lines = [
         f"- One Redis core at 100 % carries {number(1 / high)} to {number(1 / low)} nodes/s "
-        f"(1 / its CPU per node, broker included: {number(low * 1e6)} to "
+        f"(1 / its CPU per node, {whose}: {number(low * 1e6)} to "
         f"{number(high * 1e6)} µs/node over the shapes above).",
     ]
     if not math.isnan(broker):
