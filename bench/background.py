@@ -101,7 +101,7 @@ def populate(rt: Any, workflow_id: str, count: int) -> dict[str, int]:
     from wfrunner.engine import keys
     from wfrunner.engine.tokens import Token
 
-    indexed = hasattr(keys, "due_key")
+    indexed = hasattr(rt.state, "due_key")
     sharded = hasattr(keys, "flush_dirty_key")
     now = time.time()
     kinds = _kinds(count)
@@ -142,7 +142,7 @@ def populate(rt: Any, workflow_id: str, count: int) -> dict[str, int]:
         if entry:
             pipe.hset(keys.running_key(run_id), token.key, entry)
         if indexed:
-            pipe.zadd(keys.due_key(run_id), {run_id: look})
+            pipe.zadd(rt.state.due_key(run_id), {run_id: look})
         if flushed:
             event = {"type": "node_started", "node": "A", "t": now}
             pipe.rpush(keys.events_key(run_id), json.dumps(event))

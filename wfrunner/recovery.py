@@ -239,7 +239,7 @@ def rebuild(
         },
     )
     # the reconciler looks again once it could be idle (wfrunner/reconciler.py)
-    pipe.zadd(keys.due_key(run_id), {run_id: time.time() + rt.state.stall_after})
+    pipe.zadd(rt.state.due_key(run_id), {run_id: time.time() + rt.state.stall_after})
     pipe.execute()
     runlimits.reclaim(rt, run_id, run.workflow_id)
     if run.status is RunStatus.PAUSED:

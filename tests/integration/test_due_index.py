@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import Harness
 from wfrunner import handlers, reconciler, recovery
-from wfrunner.engine import keys
+from wfrunner.engine import keys, slots
 from wfrunner.engine.tokens import Token
 from wfrunner.runtime import Runtime
 from wfrunner.states import RunStatus
@@ -36,12 +36,12 @@ def chain(n: int) -> dict[str, Any]:
 
 
 def _look(rt: Runtime, run_id: str) -> float | None:
-    return rt.redis.zscore(keys.due_key(run_id), run_id)  # type: ignore[return-value]
+    return rt.redis.zscore(rt.state.due_key(run_id), run_id)  # type: ignore[return-value]
 
 
 def _come(rt: Runtime, run_id: str) -> None:
     """The run's next look has come (the time the index holds for it passed)."""
-    rt.redis.zadd(keys.due_key(run_id), {run_id: 0}, xx=True)
+    rt.redis.zadd(rt.state.due_key(run_id), {run_id: 0}, xx=True)
 
 
 def _idle(rt: Runtime, run_id: str) -> None:
@@ -140,7 +140,7 @@ def test_a_due_run_redis_holds_at_an_older_generation_is_rebuilt(rt: Runtime, h:
 def test_runs_started_before_the_upgrade_are_indexed_by_the_first_pass(
     rt: Runtime, h: Harness
 ) -> None:
-    rt.redis.zrem(keys.due_key(h.run_id), h.run_id)  # started by a release without the index
+    rt.redis.zrem(rt.state.due_key(h.run_id), h.run_id)  # started by a release without the index
     assert _published(rt) == {}
     assert _look(rt, h.run_id) is None  # the index was built: no pass reads PostgreSQL's list
     rt.redis.delete(keys.INDEXED_KEY)  # the first pass after the upgrade
@@ -168,7 +168,7 @@ def test_each_shard_looks_at_the_runs_of_its_own_slots(rt: Runtime) -> None:
 def test_the_sweep_drops_hot_state_of_ended_runs_a_step_at_a_time(rt: Runtime, h: Harness) -> None:
     """Hot state with no index entry (a Redis brought back from a snapshot) of a run that
     ended is found by the incremental SCAN, not by a whole SCAN on every pass."""
-    rt.redis.zrem(keys.due_key(h.run_id), h.run_id)
+    rt.redis.zrem(rt.state.due_key(h.run_id), h.run_id)
     assert rt.store.transition_run(h.run_id, RunStatus.CANCELLED)
     dropped = 0
     for _ in range(100_000):
@@ -177,3 +177,22 @@ def test_the_sweep_drops_hot_state_of_ended_runs_a_step_at_a_time(rt: Runtime, h
             break
     assert dropped == 1
     assert not rt.state.meta(h.run_id)
+
+
+def test_a_slot_range_finds_only_its_own_runs_whatever_the_index_keys(rt: Runtime) -> None:
+    """A third of the slots is not a whole number of index blocks on one Redis server:
+    runs of the same index key outside the range are left out (on a cluster each slot
+    has its own key)."""
+    scope = slots.shard_slots(1, 3)
+    shared = {keys.index_slot(scope[0], False), keys.index_slot(scope[-1], False)}
+    runs: list[Harness] = []
+    while len(runs) < 400:  # until a run outside the range shares an index key with it
+        h = Harness(rt)
+        h.start(chain(2), {})
+        _come(rt, h.run_id)
+        runs.append(h)
+        slot = keys.slot_of_run(h.run_id)
+        if slot not in scope and keys.index_slot(slot, False) in shared:
+            break
+    due = rt.state.due_runs(scope, time.time(), 100)
+    assert set(due) == {h.run_id for h in runs if keys.slot_of_run(h.run_id) in scope}

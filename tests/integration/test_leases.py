@@ -58,7 +58,7 @@ def _idle(rt: Runtime, run_id: str, idle: bool) -> None:
 
 def _due(rt: Runtime, run_id: str) -> None:
     """The run's next look has come (the time the reconciler chose for it passed)."""
-    rt.redis.zadd(keys.due_key(run_id), {run_id: 0}, xx=True)
+    rt.redis.zadd(rt.state.due_key(run_id), {run_id: 0}, xx=True)
 
 
 def test_a_live_lease_keeps_a_second_delivery_from_running_the_node(

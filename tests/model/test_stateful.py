@@ -190,7 +190,7 @@ class RunMachine(RuleBasedStateMachine):
         if self.rt.state.meta(self.run_id):
             self.rt.redis.hset(keys.meta_key(self.run_id), "activity", 0 if idle else time.time())
             if idle:  # the run's next look in the reconciler's due index has come too
-                self.rt.redis.zadd(keys.due_key(self.run_id), {self.run_id: 0}, xx=True)
+                self.rt.redis.zadd(self.rt.state.due_key(self.run_id), {self.run_id: 0}, xx=True)
 
     def has_queue(self) -> bool:
         return self.h is not None and bool(self.h.queue)

@@ -43,3 +43,14 @@ def test_nonsense_slots_and_shards_are_refused() -> None:
         slots.shard_slots(2, 2)
     with pytest.raises(ValueError, match="shards"):
         slots.shard_of_slot(0, 0)
+
+
+def test_one_server_shares_an_index_key_per_block_a_cluster_has_one_per_slot() -> None:
+    assert keys.index_slot(5000, clustered=True) == 5000
+    assert keys.index_slot(5000, clustered=False) == 4096
+    assert keys.index_slot(4096, clustered=False) == 4096
+    assert keys.due_key("r1", clustered=False) == keys.due_key_of_slot(
+        keys.index_slot(keys.slot_of_run("r1"), clustered=False)
+    )
+    standalone = {keys.due_key(f"run-{i}", clustered=False) for i in range(2000)}
+    assert len(standalone) == slots.SLOTS // keys.STANDALONE_BLOCK

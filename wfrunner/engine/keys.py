@@ -33,9 +33,10 @@ keys of their own, under a hash tag per workflow name or handler name::
     wfr:{h:<handler>}:slots   zset    delivery holder -> slot expiry (Redis's clock)
     wfr:{h:<handler>}:max     string  the limit last applied
 
-The background passes' indexes (wfrunner/sweep.py) are one key per Redis Cluster slot,
-named with a hash tag that hashes to that slot (wfrunner/engine/slots.py), so a run's own
-scripts update its entry in the same call as its state::
+The background passes' indexes (wfrunner/reconciler.py) are one key per Redis Cluster
+slot, named with a hash tag that hashes to that slot (wfrunner/engine/slots.py), so a run's
+own scripts update its entry in the same call as its state; on one Redis server, where
+any script may touch any key, one key per block of 1,024 slots (``index_slot``)::
 
     wfr:{<slot tag>}:due      zset    run id -> when the reconciler looks at it next
 
@@ -203,14 +204,27 @@ def slot_of_run(run_id: str) -> int:
     return slot_of(run_id)
 
 
+#: on one Redis server (no cluster) a script may touch keys of any slot, so the runs of
+#: this many consecutive slots share one due index: a pass reads 16 keys, not 16,384
+STANDALONE_BLOCK = 1024
+
+
+def index_slot(slot: int, clustered: bool = True) -> int:
+    """The slot whose due index holds the runs of ``slot``: itself on a Redis Cluster (a
+    run's scripts may only touch its own slot), the first of its block on one server."""
+    return slot if clustered else slot - slot % STANDALONE_BLOCK
+
+
 def due_key_of_slot(slot: int) -> str:
-    """The due index of the runs in ``slot``: run id -> when the reconciler looks next."""
+    """The due index of ``slot`` (:func:`index_slot`): run id -> when the reconciler
+    looks next."""
     return f"{PREFIX}:{{{slot_tag(slot)}}}:due"
 
 
-def due_key(run_id: str) -> str:
-    """The due index holding the run (in the run's slot: its scripts update it)."""
-    return due_key_of_slot(slot_of_run(run_id))
+def due_key(run_id: str, clustered: bool = True) -> str:
+    """The due index holding the run (in the run's slot on a cluster: its scripts update
+    it)."""
+    return due_key_of_slot(index_slot(slot_of_run(run_id), clustered))
 
 
 def flush_dirty_key(shard: int) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from wfrunner.engine import keys, slots
@@ -316,6 +317,8 @@ class RunState:
         shards: int = 1,
     ) -> None:
         self.client = client
+        #: on a Redis Cluster each slot has its own due index (see keys.index_slot)
+        self.clustered = isinstance(client, RedisCluster)
         self.flush_every = flush_every
         self.lease_seconds = lease_seconds
         #: a reconciler pass's period; a run idle 3 times that long is looked at
@@ -373,7 +376,7 @@ class RunState:
                 keys.applied_key(run_id),
                 keys.events_key(run_id),
                 keys.pending_key(run_id),
-                keys.due_key(run_id),
+                self.due_key(run_id),
             ],
             [
                 keys.op_key(run_id, "init", None, None, 1),
@@ -541,7 +544,7 @@ class RunState:
                 keys.running_key(run_id),
                 keys.joins_key(run_id),
                 keys.checks_key(run_id),
-                keys.due_key(run_id),
+                self.due_key(run_id),
             ],
             [
                 token.op_key("advance"),
@@ -580,7 +583,7 @@ class RunState:
         return [
             keys.meta_key(run_id),
             keys.events_key(run_id),
-            keys.due_key(run_id),
+            self.due_key(run_id),
             state,
             error or "",
             run_id if look else "",
@@ -599,7 +602,7 @@ class RunState:
                 keys.events_key(run_id),
                 keys.pending_key(run_id),
                 keys.running_key(run_id),
-                keys.due_key(run_id),
+                self.due_key(run_id),
             ],
             [error, evt["t"], _dump(evt), run_id, time.time() + self.reconcile_every],
         )
@@ -662,7 +665,7 @@ class RunState:
         state, stored, decision, waiting = self._run(
             "request_approval",
             run_id,
-            [*self._approval_keys(run_id), keys.due_key(run_id)],
+            [*self._approval_keys(run_id), self.due_key(run_id)],
             [token.key, _dump(request), f"{until:.3f}", epoch, run_id, *map(_dump, events)],
         )
         return ApprovalState(
@@ -684,7 +687,7 @@ class RunState:
         state, outcome, value, waiting = self._run(
             "decide_approval",
             run_id,
-            [*self._approval_keys(run_id), keys.due_key(run_id)],
+            [*self._approval_keys(run_id), self.due_key(run_id)],
             [token_key, _dump(decision), _dump(evt), f"{now:.3f}", *self._look(run_id, now)],
         )
         token = Token.from_dict(json.loads(value)) if outcome == "decided" and value else None
@@ -729,7 +732,7 @@ class RunState:
         state, decided, token, workflow_id = self._run(
             "decide_child",
             run_id,
-            [*self._child_keys(run_id), keys.due_key(run_id)],
+            [*self._child_keys(run_id), self.due_key(run_id)],
             [token_key, _dump(outcome), _dump(evt), f"{now:.3f}", *self._look(run_id, now)],
         )
         due = Token.from_dict(json.loads(token)) if token else None
@@ -939,7 +942,7 @@ class RunState:
                 keys.meta_key(run_id),
                 keys.pending_key(run_id),
                 keys.running_key(run_id),
-                keys.due_key(run_id),
+                self.due_key(run_id),
             ],
             [now, stall_after, hold, "1" if force else "", run_id, now + hold],
         )
@@ -1028,30 +1031,44 @@ class RunState:
         if run_ids:
             self.client.sadd(keys.flush_dirty_key(shard), *run_ids)
 
-    def due_runs(self, slot_range: Iterable[int], now: float, limit: int) -> list[str]:
-        """Runs of these slots whose next look is ``now`` or earlier, at most ``limit`` per
-        slot: one pipelined ZRANGEBYSCORE per slot (cluster-safe: one key each)."""
-        pipe = self.client.pipeline(transaction=False)
+    def due_key(self, run_id: str) -> str:
+        """The due index holding the run (:func:`keys.due_key`)."""
+        return keys.due_key(run_id, self.clustered)
+
+    def due_runs(self, slot_range: Sequence[int], now: float, limit: int) -> list[str]:
+        """Runs of these slots whose next look is ``now`` or earlier, about ``limit`` per
+        slot at most: one pipelined ZRANGEBYSCORE per index key (per slot on a cluster,
+        per block of slots on one server, whose runs of other slots are left out)."""
+        covered: dict[int, int] = {}
         for slot in slot_range:
-            pipe.zrangebyscore(keys.due_key_of_slot(slot), "-inf", now, start=0, num=limit)
-        return [str(run_id) for found in pipe.execute() for run_id in found]
+            index = keys.index_slot(slot, self.clustered)
+            covered[index] = covered.get(index, 0) + 1
+        pipe = self.client.pipeline(transaction=False)
+        for index, count in covered.items():
+            key = keys.due_key_of_slot(index)
+            pipe.zrangebyscore(key, "-inf", now, start=0, num=limit * count)
+        found = [str(run_id) for runs in pipe.execute() for run_id in runs]
+        if self.clustered:
+            return found
+        wanted = set(slot_range)
+        return [run_id for run_id in found if keys.slot_of_run(run_id) in wanted]
 
     def look_again(self, run_id: str, at: float) -> None:
         """Move the run's next look to ``at``; a run that left the index (it ended) is not
         put back."""
-        self.client.zadd(keys.due_key(run_id), {run_id: at}, xx=True)
+        self.client.zadd(self.due_key(run_id), {run_id: at}, xx=True)
 
     def index(self, looks: Mapping[str, float]) -> int:
         """Put runs in the due index at these next looks, leaving those it holds already;
         how many were new."""
         pipe = self.client.pipeline(transaction=False)
         for run_id, at in looks.items():
-            pipe.zadd(keys.due_key(run_id), {run_id: at}, nx=True)
+            pipe.zadd(self.due_key(run_id), {run_id: at}, nx=True)
         return sum(int(added) for added in pipe.execute())
 
     def forget(self, run_id: str) -> None:
         """Take the run out of the due index (it has no hot state left)."""
-        self.client.zrem(keys.due_key(run_id), run_id)
+        self.client.zrem(self.due_key(run_id), run_id)
 
     def delete(self, run_id: str, lock: bool = False) -> None:
         """Delete the run's hot keys and its due index entry; ``lock``: its writer lock too
@@ -1059,7 +1076,7 @@ class RunState:
         stale = [keys.lock_key(run_id)] if lock else []
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(*keys.run_keys(run_id), *stale)
-        pipe.zrem(keys.due_key(run_id), run_id)
+        pipe.zrem(self.due_key(run_id), run_id)
         pipe.execute()
 
     def drop(self, run_id: str, holder: str, announce: tuple[str, str] | None = None) -> None:
@@ -1071,7 +1088,7 @@ class RunState:
         self._run(
             "drop_run",
             run_id,
-            [keys.lock_key(run_id), keys.due_key(run_id), *keys.run_keys(run_id)],
+            [keys.lock_key(run_id), self.due_key(run_id), *keys.run_keys(run_id)],
             [holder, channel, message, run_id],
         )
 
