@@ -1,10 +1,12 @@
 """The reconciler's passes: each costs the runs that are due, not every active run.
 
 Every active run has an entry in a **due index**: a sorted set, run id -> when the
-reconciler should look at the run next (seconds since the epoch). There is one index per
-Redis Cluster slot, ``wfr:{<slot tag>}:due``, named with a hash tag that hashes to that
+reconciler should look at the run next (seconds since the epoch). On a Redis Cluster there
+is one index per slot, ``wfr:{<slot tag>}:due``, named with a hash tag that hashes to that
 slot (:mod:`wfrunner.engine.slots`): a run's own scripts update its entry in the same
-call as its state, which a Lua script may only do within one slot. The entry is
+call as its state, which a Lua script may only do within one slot. On one Redis server
+the runs of a block of 1,024 slots share one index (``keys.index_slot``): a pass reads
+16 keys, not 16,384. The entry is
 
 - added by ``start_run.lua`` (the run is first looked at once it could be idle: after the
   stall time, 3 x ``WFRUNNER_RECONCILE_INTERVAL``) and by a rebuild;
