@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from tests.fault.checks import CounterSampler, assert_clean, check_runs
@@ -120,6 +121,7 @@ def runs_of(cluster: Cluster, workflow_id: str) -> set[str]:
     return {r.run_id for r in cluster.rt.store.list_runs(workflow_id=workflow_id, limit=500).items}
 
 
+@pytest.mark.slow  # (about a minute and a half: `python -m pytest -m slow`)
 def test_two_beats_change_nothing(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(**KNOBS)
     shapes = [cluster.register(d) for d in fleet_shapes().values()]
