@@ -7,7 +7,7 @@ KEYS[1]  meta     wfr:{<run_id>}:meta
 KEYS[2]  events   wfr:{<run_id>}:events
 KEYS[3]  pending  wfr:{<run_id>}:pending   token key -> JSON token (the outbox)
 KEYS[4]  running  wfr:{<run_id>}:running   token key -> "<until>|<holder>"
-KEYS[5]  due      wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/sweep.py)
+KEYS[5]  due      wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/reconciler.py)
 
 ARGV[1]  error    the run's error ("cancelled by ...: reason")
 ARGV[2]  now      seconds since the epoch (the events' time)

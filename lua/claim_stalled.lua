@@ -6,7 +6,7 @@ begins meanwhile keeps its lease).
 KEYS[1]  meta     wfr:{<run_id>}:meta      field "activity": when the run last progressed
 KEYS[2]  pending  wfr:{<run_id>}:pending   token key -> JSON token (the outbox)
 KEYS[3]  running  wfr:{<run_id>}:running   token key -> "<until>|<holder>"
-KEYS[4]  due      wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/sweep.py)
+KEYS[4]  due      wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/reconciler.py)
 
 ARGV[1]  now          seconds since the epoch (the caller's clock, as "activity" is)
 ARGV[2]  stall_after  seconds without activity after which the run counts as idle

@@ -13,7 +13,7 @@ KEYS[8]  pending   wfr:{<run_id>}:pending   token key -> JSON token (emitted, no
 KEYS[9]  running   wfr:{<run_id>}:running   token key -> when its delivery began
 KEYS[10] joins     wfr:{<run_id>}:joins
 KEYS[11] checks    wfr:{<run_id>}:checks    completion checks counted (see completion_view.lua)
-KEYS[12] due       wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/sweep.py)
+KEYS[12] due       wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/reconciler.py)
 
 ARGV[1]  op_key       the consumed token's op key
 ARGV[2]  delta        emitted tokens (arrivals included) - 1; a join arrival consumed by

@@ -7,7 +7,7 @@ KEYS[2]  approvals  wfr:{<run_id>}:approvals  (see request_approval.lua)
 KEYS[3]  events     wfr:{<run_id>}:events
 KEYS[4]  running    wfr:{<run_id>}:running
 KEYS[5]  pending    wfr:{<run_id>}:pending
-KEYS[6]  due       wfr:{<slot tag>}:due   the due index of the run's slot (wfrunner/sweep.py)
+KEYS[6]  due       wfr:{<slot tag>}:due   the due index of the run's slot (wfrunner/reconciler.py)
 
 ARGV[1]  token_key  the waiting token (the caller chose it from the requests)
 ARGV[2]  decision   JSON decision (decision, by, comment, data, at)

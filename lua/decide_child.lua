@@ -8,7 +8,7 @@ KEYS[2]  children  wfr:{<run_id>}:children  (see await_child.lua)
 KEYS[3]  events    wfr:{<run_id>}:events
 KEYS[4]  running   wfr:{<run_id>}:running
 KEYS[5]  pending   wfr:{<run_id>}:pending
-KEYS[6]  due       wfr:{<slot tag>}:due   the due index of the run's slot (wfrunner/sweep.py)
+KEYS[6]  due       wfr:{<slot tag>}:due   the due index of the run's slot (wfrunner/reconciler.py)
 
 ARGV[1]  token_key  the subworkflow node's token (the child run's parent_token)
 ARGV[2]  outcome    JSON {child_run_id, status, output, error}

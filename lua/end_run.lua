@@ -5,7 +5,7 @@ once state is neither running nor paused.
 
 KEYS[1]  meta     wfr:{<run_id>}:meta
 KEYS[2]  events   wfr:{<run_id>}:events
-KEYS[3]  due      wfr:{<slot tag>}:due   the due index of the run's slot (wfrunner/sweep.py)
+KEYS[3]  due      wfr:{<slot tag>}:due   the due index of the run's slot (wfrunner/reconciler.py)
 
 ARGV[1]  state    the end state: failed, cancelled or completed
 ARGV[2]  error    the reason ("" for none)

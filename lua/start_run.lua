@@ -9,7 +9,7 @@ KEYS[3]  applied   wfr:{<run_id>}:applied   op keys already applied
 KEYS[4]  events    wfr:{<run_id>}:events    list of JSON events, in order
 KEYS[5]  pending   wfr:{<run_id>}:pending   hash: token key -> JSON token, emitted and not
                                             yet consumed (the outbox the reconciler reads)
-KEYS[6]  due       wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/sweep.py)
+KEYS[6]  due       wfr:{<slot tag>}:due     the due index of the run's slot (wfrunner/reconciler.py)
 
 ARGV[1]  op_key        the start's op key
 ARGV[2]  workflow_id

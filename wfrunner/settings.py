@@ -173,7 +173,7 @@ class Settings:
     flush_interval: int = 1
     reconcile_interval: int = 10
     #: WFRUNNER_BACKGROUND_SHARDS: the reconciler's due pass and the flushes are split in
-    #: this many shards of Redis Cluster slots, each its own task (wfrunner/sweep.py)
+    #: this many shards of Redis Cluster slots, each its own task (wfrunner/reconciler.py)
     background_shards: int = 2
     schedule_interval: int = 5
     cel_max_steps: int = 100_000

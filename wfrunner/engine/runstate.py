@@ -324,7 +324,7 @@ class RunState:
         #: a reconciler pass's period; a run idle 3 times that long is looked at
         self.reconcile_every = reconcile_every
         self.stall_after = 3.0 * reconcile_every
-        #: background shards: the flushes are batched per shard (wfrunner/sweep.py)
+        #: background shards: the flushes are batched per shard (wfrunner/reconciler.py)
         self.shards = shards
         self._scripts: dict[str, Script] = {
             name: client.register_script(lua_source(name))
